@@ -1,0 +1,555 @@
+//! Reading and writing int8 state dicts as safetensors files.
+//!
+//! The file is plain safetensors (no code runs on load; readers memory-map it). llmint8 adds to the
+//! header's `__metadata__`:
+//! - `format` = `"pt"` (what transformers expects of PyTorch safetensors files),
+//! - `llmint8.format` = `"llmint8"` and `llmint8.format_version` = [`FORMAT_VERSION`],
+//! - `llmint8.checksums`: a JSON object mapping every tensor name to the CRC-32 of its bytes
+//!   (8 lower-case hex digits), verified when the tensor is read,
+//!
+//! plus whatever metadata the caller passes (threshold, original dtype, skipped modules, …).
+//! Files without `llmint8.format` (e.g. written by transformers with bitsandbytes) are read too,
+//! with the same layout validation but no checksums.
+//!
+//! Writes are atomic: a temporary file in the destination directory is written, flushed to disk,
+//! then renamed over the destination, and the directory is synced.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rayon::prelude::*;
+use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::{Dtype, SafeTensors, View};
+
+use crate::dtype;
+use crate::error::{Error, Result};
+use crate::layout::{self, Entry};
+
+pub const FORMAT_KEY: &str = "llmint8.format";
+pub const FORMAT_NAME: &str = "llmint8";
+pub const VERSION_KEY: &str = "llmint8.format_version";
+pub const FORMAT_VERSION: &str = "1";
+pub const CHECKSUMS_KEY: &str = "llmint8.checksums";
+const FRAMEWORK_KEY: &str = "format";
+const HEADER: &str = "<header>";
+const HEADER_LEN_BYTES: usize = 8;
+
+/// One tensor to write: its bytes in the dtype's little-endian layout, row-major.
+pub struct TensorRef<'a> {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: &'a [u8],
+}
+
+impl View for &TensorRef<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn crc32_hex(data: &[u8]) -> String {
+    format!("{:08x}", crc32fast::hash(data))
+}
+
+fn validate_layout(tensors: &[TensorRef]) -> Result<()> {
+    let by_name: HashMap<&str, &TensorRef> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let names: Vec<&str> = by_name.keys().copied().collect();
+    layout::validate(&names, |name| {
+        by_name.get(name).map(|t| Entry {
+            dtype: t.dtype,
+            shape: &t.shape,
+            data: t.data,
+        })
+    })
+}
+
+fn check_tensor(t: &TensorRef) -> Result<()> {
+    if t.name.is_empty() {
+        return Err(Error::format("<unnamed>", "tensor names must not be empty"));
+    }
+    let elements = t
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::format(&t.name, "shape overflows"))?;
+    let expected = elements * dtype::size_of(t.dtype);
+    if t.data.len() != expected {
+        return Err(Error::format(
+            &t.name,
+            format!(
+                "shape {:?} of {:?} needs {expected} bytes, got {}",
+                t.shape,
+                t.dtype,
+                t.data.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `tensors` with `metadata` to `path` atomically, after checking every tensor and the
+/// int8 layer layout. Reserved metadata keys (`format`, `llmint8.*` written here) must not be passed.
+pub fn write(path: &Path, tensors: &[TensorRef], metadata: &HashMap<String, String>) -> Result<()> {
+    for key in [FRAMEWORK_KEY, FORMAT_KEY, VERSION_KEY, CHECKSUMS_KEY] {
+        if metadata.contains_key(key) {
+            return Err(Error::format(
+                HEADER,
+                format!("metadata key {key:?} is reserved for the format itself"),
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in tensors {
+        check_tensor(t)?;
+        if !seen.insert(t.name.as_str()) {
+            return Err(Error::format(&t.name, "appears twice"));
+        }
+    }
+    validate_layout(tensors)?;
+
+    let checksums: serde_json::Map<String, serde_json::Value> = tensors
+        .par_iter()
+        .map(|t| (t.name.clone(), serde_json::Value::from(crc32_hex(t.data))))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let mut header = metadata.clone();
+    header.insert(FRAMEWORK_KEY.into(), "pt".into());
+    header.insert(FORMAT_KEY.into(), FORMAT_NAME.into());
+    header.insert(VERSION_KEY.into(), FORMAT_VERSION.into());
+    header.insert(
+        CHECKSUMS_KEY.into(),
+        serde_json::Value::Object(checksums).to_string(),
+    );
+
+    let temp = temp_path(path)?;
+    let result = write_synced(&temp, tensors, header).and_then(|()| {
+        std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+        sync_parent(path)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| {
+        Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+        )
+    })?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temp_name = format!(
+        ".{}.{}-{nanos}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    );
+    Ok(path.with_file_name(temp_name))
+}
+
+fn write_synced(temp: &Path, tensors: &[TensorRef], header: HashMap<String, String>) -> Result<()> {
+    let views = tensors.iter().map(|t| (t.name.as_str(), t));
+    safetensors::serialize_to_file(views, Some(header), temp).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(io) => Error::io(temp, io),
+        other => Error::format(HEADER, other.to_string()),
+    })?;
+    let file = File::options()
+        .append(true)
+        .open(temp)
+        .map_err(|e| Error::io(temp, e))?;
+    file.sync_all().map_err(|e| Error::io(temp, e))
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Directories cannot be opened for syncing everywhere; where they can, the rename is durable.
+    if let Ok(dir) = File::open(parent) {
+        dir.sync_all().map_err(|e| Error::io(parent, e))?;
+    }
+    Ok(())
+}
+
+/// A checkpoint file opened for reading: memory-mapped, header parsed and validated.
+pub struct Checkpoint {
+    path: PathBuf,
+    mmap: Mmap,
+    data_start: usize,
+    header: Metadata,
+    metadata: HashMap<String, String>,
+    checksums: Option<HashMap<String, String>>,
+    verify_checksums: bool,
+}
+
+/// A tensor read from a checkpoint: bytes borrowed from the mapping.
+pub struct TensorData<'a> {
+    pub dtype: Dtype,
+    pub shape: &'a [usize],
+    pub data: &'a [u8],
+}
+
+impl Checkpoint {
+    /// Opens and validates `path`. With `verify_checksums`, every tensor read is checked against the
+    /// checksum recorded when it was written (llmint8 files only).
+    pub fn open(path: &Path, verify_checksums: bool) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < HEADER_LEN_BYTES as u64 {
+            return Err(Error::format(
+                HEADER,
+                format!(
+                    "{} is {len} bytes, too short for a safetensors file",
+                    path.display()
+                ),
+            ));
+        }
+        // SAFETY: the mapping is read-only; a file truncated by another process while mapped is
+        // outside what any reader can defend against (as with every mmap-based loader).
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let (header_len, header) = SafeTensors::read_metadata(&mmap)
+            .map_err(|e| Error::format(HEADER, format!("{}: {e}", path.display())))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let checksums = Self::parse_checksums(&metadata, &header)?;
+        let checkpoint = Checkpoint {
+            path: path.to_path_buf(),
+            mmap,
+            data_start: HEADER_LEN_BYTES + header_len,
+            header,
+            metadata,
+            checksums,
+            verify_checksums,
+        };
+        checkpoint.validate()?;
+        Ok(checkpoint)
+    }
+
+    fn parse_checksums(
+        metadata: &HashMap<String, String>,
+        header: &Metadata,
+    ) -> Result<Option<HashMap<String, String>>> {
+        match metadata.get(FORMAT_KEY).map(String::as_str) {
+            None => return Ok(None),
+            Some(FORMAT_NAME) => {}
+            Some(other) => {
+                return Err(Error::format(
+                    HEADER,
+                    format!("{FORMAT_KEY} is {other:?}, expected {FORMAT_NAME:?}"),
+                ))
+            }
+        }
+        match metadata.get(VERSION_KEY).map(String::as_str) {
+            Some(FORMAT_VERSION) => {}
+            other => {
+                return Err(Error::format(
+                    HEADER,
+                    format!(
+                        "{VERSION_KEY} is {other:?}; this llmint8 reads version {FORMAT_VERSION}"
+                    ),
+                ))
+            }
+        }
+        let raw = metadata.get(CHECKSUMS_KEY).ok_or_else(|| {
+            Error::format(HEADER, format!("an llmint8 file without {CHECKSUMS_KEY}"))
+        })?;
+        let parsed: HashMap<String, String> = serde_json::from_str(raw)
+            .map_err(|e| Error::format(HEADER, format!("{CHECKSUMS_KEY} is not valid: {e}")))?;
+        let names = header.tensors();
+        if let Some(name) = names.keys().find(|n| !parsed.contains_key(*n)) {
+            return Err(Error::format(name, "has no recorded checksum"));
+        }
+        if let Some(name) = parsed.keys().find(|n| !names.contains_key(*n)) {
+            return Err(Error::format(
+                name,
+                "has a recorded checksum but is missing from the file",
+            ));
+        }
+        Ok(Some(parsed))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let names = self.names();
+        for name in &names {
+            let info = self.info(name)?;
+            dtype::name_of(info.dtype, name)?;
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Values validation reads (scales, markers, outlier columns) are checked against their
+        // checksum first, so corruption is reported as such rather than as a bad value.
+        for name in &names {
+            if is_validated_by_value(name) {
+                self.tensor(name)?;
+            }
+        }
+        layout::validate(&names, |name| {
+            let info = self.header.info(name)?;
+            Some(Entry {
+                dtype: info.dtype,
+                shape: &info.shape,
+                data: self.bytes(info),
+            })
+        })
+    }
+
+    fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.header
+            .info(name)
+            .ok_or_else(|| Error::format(name, "no such tensor in the file"))
+    }
+
+    fn bytes(&self, info: &TensorInfo) -> &[u8] {
+        // read_metadata checked that every offset range lies inside the buffer.
+        let (start, end) = info.data_offsets;
+        &self.mmap[self.data_start + start..self.data_start + end]
+    }
+
+    /// Tensor names in file order.
+    pub fn names(&self) -> Vec<String> {
+        self.header.offset_keys()
+    }
+
+    /// The header's free-form metadata, including llmint8's own keys.
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// Whether the file was written by llmint8 (and so carries checksums).
+    pub fn is_llmint8(&self) -> bool {
+        self.checksums.is_some()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `(dtype, shape)` of one tensor, without touching its data.
+    pub fn tensor_info(&self, name: &str) -> Result<(Dtype, &[usize])> {
+        let info = self.info(name)?;
+        Ok((info.dtype, &info.shape))
+    }
+
+    /// One tensor, its checksum verified (when enabled and recorded).
+    pub fn tensor(&self, name: &str) -> Result<TensorData<'_>> {
+        let info = self.info(name)?;
+        let data = self.bytes(info);
+        if self.verify_checksums {
+            if let Some(expected) = self.checksums.as_ref().and_then(|c| c.get(name)) {
+                let actual = crc32_hex(data);
+                if &actual != expected {
+                    return Err(Error::format(
+                        name,
+                        format!(
+                            "checksum mismatch (recorded {expected}, computed {actual}): the file \
+                             is corrupted"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(TensorData {
+            dtype: info.dtype,
+            shape: &info.shape,
+            data,
+        })
+    }
+}
+
+fn is_validated_by_value(name: &str) -> bool {
+    let leaf = name.rsplit_once('.').map_or(name, |(_, leaf)| leaf);
+    matches!(
+        leaf,
+        layout::SCALES
+            | layout::WEIGHT_FORMAT
+            | layout::OUTLIER_COLS
+            | layout::OUTLIER_COUNTS
+            | layout::OUTLIER_BATCHES
+    )
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, directory sync): for small
+/// companion files such as a shard index.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temp = temp_path(path)?;
+    let result = (|| {
+        let mut file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        file.write_all(bytes).map_err(|e| Error::io(&temp, e))?;
+        file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+        sync_parent(path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer_tensors(scb: &[f32]) -> (Vec<u8>, Vec<u8>) {
+        let weight: Vec<u8> = (0..scb.len() * 3).map(|i| i as u8).collect();
+        let scb = scb.iter().flat_map(|v| v.to_le_bytes()).collect();
+        (weight, scb)
+    }
+
+    fn refs<'a>(weight: &'a [u8], scb: &'a [u8], rows: usize) -> Vec<TensorRef<'a>> {
+        vec![
+            TensorRef {
+                name: "l.weight".into(),
+                dtype: Dtype::I8,
+                shape: vec![rows, 3],
+                data: weight,
+            },
+            TensorRef {
+                name: "l.SCB".into(),
+                dtype: Dtype::F32,
+                shape: vec![rows],
+                data: scb,
+            },
+            TensorRef {
+                name: "l.weight_format".into(),
+                dtype: Dtype::U8,
+                shape: vec![],
+                data: &[0],
+            },
+        ]
+    }
+
+    fn offending(result: Result<Checkpoint>) -> String {
+        match result {
+            Err(Error::Format { tensor, .. }) => tensor,
+            Err(other) => panic!("expected a format error, got {other:?}"),
+            Ok(_) => panic!("expected a format error, got a checkpoint"),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_bytes_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let (weight, scb) = layer_tensors(&[1.5, 2.0]);
+        let meta = HashMap::from([("llmint8.threshold".to_string(), "6.0".to_string())]);
+        write(&path, &refs(&weight, &scb, 2), &meta).unwrap();
+        let ckpt = Checkpoint::open(&path, true).unwrap();
+        assert!(ckpt.is_llmint8());
+        assert_eq!(ckpt.metadata()["llmint8.threshold"], "6.0");
+        assert_eq!(ckpt.metadata()["format"], "pt");
+        let w = ckpt.tensor("l.weight").unwrap();
+        assert_eq!(
+            (w.dtype, w.shape, w.data),
+            (Dtype::I8, &[2usize, 3][..], &weight[..])
+        );
+        assert_eq!(ckpt.tensor("l.SCB").unwrap().data, &scb[..]);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn invalid_layouts_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let (weight, scb) = layer_tensors(&[1.0, f32::INFINITY]);
+        let err = write(&path, &refs(&weight, &scb, 2), &HashMap::new()).unwrap_err();
+        assert!(matches!(err, Error::Format { ref tensor, .. } if tensor == "l.SCB"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let reserved = HashMap::from([(CHECKSUMS_KEY.to_string(), "{}".to_string())]);
+        let (weight, scb) = layer_tensors(&[1.0, 1.0]);
+        assert!(write(&path, &refs(&weight, &scb, 2), &reserved).is_err());
+    }
+
+    #[test]
+    fn a_flipped_byte_is_caught_by_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        write(&path, &refs(&weight, &scb, 2), &HashMap::new()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1; // inside the last tensor's data
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let ckpt = Checkpoint::open(&path, true);
+        let name = match ckpt {
+            Ok(c) => {
+                let names = c.names();
+                names
+                    .into_iter()
+                    .find(|n| c.tensor(n).is_err())
+                    .expect("one tensor fails its checksum")
+            }
+            Err(e) => offending(Err(e)),
+        };
+        assert!(name.starts_with("l."));
+        // Opting out of verification reads the (corrupted) bytes as they are.
+        let unchecked = Checkpoint::open(&path, false);
+        if let Ok(c) = unchecked {
+            for n in c.names() {
+                c.tensor(&n).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_are_format_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        write(&path, &refs(&weight, &scb, 2), &HashMap::new()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 4, 8, 20, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert_eq!(offending(Checkpoint::open(&path, true)), HEADER);
+        }
+        let mut huge = u64::MAX.to_le_bytes().to_vec();
+        huge.extend_from_slice(b"{}");
+        std::fs::write(&path, &huge).unwrap();
+        assert_eq!(offending(Checkpoint::open(&path, true)), HEADER);
+        assert!(matches!(
+            Checkpoint::open(&dir.path().join("missing"), true),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn foreign_files_are_read_without_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bnb.safetensors");
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        let tensors = refs(&weight, &scb, 2);
+        let views = tensors.iter().map(|t| (t.name.as_str(), t));
+        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(views, Some(meta), &path).unwrap();
+        let ckpt = Checkpoint::open(&path, true).unwrap();
+        assert!(!ckpt.is_llmint8());
+        assert_eq!(ckpt.tensor("l.weight").unwrap().data, &weight[..]);
+    }
+
+    #[test]
+    fn atomic_bytes_replace_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        write_bytes_atomic(&path, b"one").unwrap();
+        write_bytes_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,16 @@
+//! llmint8's core: the int8 checkpoint format, outlier column bookkeeping and packing.
+//!
+//! Framework-free: it speaks bytes, slices and paths (and numpy arrays in the optional Python
+//! bindings, built by maturin with the `python` feature).
+
+pub mod dtype;
+pub mod error;
+pub mod format;
+pub mod layout;
+pub mod outliers;
+pub mod pack;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};

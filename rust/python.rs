@@ -1,0 +1,362 @@
+//! Python bindings (`llmint8._core`): type and error conversion only; the logic lives in the
+//! framework-free modules beside this one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::dtype;
+use crate::error::Error;
+use crate::format::{self, Checkpoint, TensorRef};
+use crate::outliers::{self, OutlierStats};
+use crate::pack::{self, TileShape};
+
+create_exception!(
+    llmint8,
+    FormatError,
+    PyValueError,
+    "A checkpoint or state dict breaks the llmint8 format; the message names the tensor."
+);
+create_exception!(
+    llmint8,
+    PackingError,
+    PyValueError,
+    "Arguments to a packing function that describe no valid layout."
+);
+create_exception!(
+    llmint8,
+    OutlierError,
+    PyValueError,
+    "Outlier column indices or masks that do not fit the layer's columns."
+);
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        let message = err.to_string();
+        match err {
+            Error::Format { .. } => FormatError::new_err(message),
+            Error::Packing(_) => PackingError::new_err(message),
+            Error::Outliers(_) => OutlierError::new_err(message),
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
+                std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(message),
+                _ => PyOSError::new_err(message),
+            },
+        }
+    }
+}
+
+fn contiguous<'a, T: numpy::Element>(
+    array: &'a PyReadonlyArray1<T>,
+    what: &str,
+) -> PyResult<&'a [T]> {
+    array
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be a contiguous 1-D array")))
+}
+
+/// Writes tensors `(name, dtype name, shape, uint8 bytes)` and string metadata to `path`
+/// atomically, after validating the int8 layer layout. Adds checksums and the format marker.
+#[pyfunction]
+#[pyo3(signature = (path, tensors, metadata))]
+fn write_checkpoint(
+    py: Python<'_>,
+    path: PathBuf,
+    tensors: Vec<(String, String, Vec<usize>, PyReadonlyArray1<'_, u8>)>,
+    metadata: HashMap<String, String>,
+) -> PyResult<()> {
+    let mut refs = Vec::with_capacity(tensors.len());
+    for (name, dtype_name, shape, bytes) in &tensors {
+        refs.push(TensorRef {
+            dtype: dtype::from_name(dtype_name, name)?,
+            name: name.clone(),
+            shape: shape.clone(),
+            data: contiguous(bytes, name)?,
+        });
+    }
+    py.detach(|| format::write(&path, &refs, &metadata))?;
+    Ok(())
+}
+
+/// Writes `data` to `path` atomically (for small companion files such as shard indices).
+#[pyfunction]
+fn write_bytes_atomic(py: Python<'_>, path: PathBuf, data: &[u8]) -> PyResult<()> {
+    py.detach(|| format::write_bytes_atomic(&path, data))?;
+    Ok(())
+}
+
+/// A checkpoint file, memory-mapped and validated on open. Tensors come back as uint8 arrays
+/// of their raw little-endian bytes, with their dtype name and shape.
+#[pyclass(module = "llmint8._core", frozen)]
+struct CheckpointReader {
+    inner: Checkpoint,
+}
+
+#[pymethods]
+impl CheckpointReader {
+    #[new]
+    #[pyo3(signature = (path, verify_checksums = true))]
+    fn new(py: Python<'_>, path: PathBuf, verify_checksums: bool) -> PyResult<Self> {
+        let inner = py.detach(|| Checkpoint::open(&path, verify_checksums))?;
+        Ok(Self { inner })
+    }
+
+    /// Tensor names in file order.
+    fn names(&self) -> Vec<String> {
+        self.inner.names()
+    }
+
+    /// The header's metadata (string to string).
+    fn metadata(&self) -> HashMap<String, String> {
+        self.inner.metadata().clone()
+    }
+
+    /// Whether llmint8 wrote the file (and so it carries per-tensor checksums).
+    #[getter]
+    fn is_llmint8(&self) -> bool {
+        self.inner.is_llmint8()
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    /// `(dtype name, shape)` of one tensor, without reading its data.
+    fn info(&self, name: &str) -> PyResult<(String, Vec<usize>)> {
+        let names = self.inner.names();
+        if !names.iter().any(|n| n == name) {
+            return Err(Error::format(name, "no such tensor in the file").into());
+        }
+        let t = self.inner.tensor_info(name)?;
+        Ok((dtype::name_of(t.0, name)?.to_string(), t.1.to_vec()))
+    }
+
+    /// `(dtype name, shape, bytes)` of one tensor; the bytes are copied out of the mapping after
+    /// their checksum is verified.
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+    ) -> PyResult<(String, Vec<usize>, Bound<'py, PyArray1<u8>>)> {
+        let tensor = py.detach(|| self.inner.tensor(name))?;
+        let dtype_name = dtype::name_of(tensor.dtype, name)?.to_string();
+        Ok((
+            dtype_name,
+            tensor.shape.to_vec(),
+            PyArray1::from_slice(py, tensor.data),
+        ))
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.names().len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "CheckpointReader({:?}, tensors={}, llmint8={})",
+            self.inner.path(),
+            self.inner.names().len(),
+            self.inner.is_llmint8()
+        )
+    }
+}
+
+/// Packs int4 values (int8 array, each in [-8, 7]) two per byte, low nibble first.
+#[pyfunction]
+fn pack_int4<'py>(
+    py: Python<'py>,
+    values: PyReadonlyArray1<'py, i8>,
+) -> PyResult<Bound<'py, PyArray1<u8>>> {
+    let packed = pack::pack_int4(contiguous(&values, "values")?)?;
+    Ok(PyArray1::from_vec(py, packed))
+}
+
+/// Inverse of `pack_int4`: `count` int4 values as int8.
+#[pyfunction]
+fn unpack_int4<'py>(
+    py: Python<'py>,
+    packed: PyReadonlyArray1<'py, u8>,
+    count: usize,
+) -> PyResult<Bound<'py, PyArray1<i8>>> {
+    let values = pack::unpack_int4(contiguous(&packed, "packed")?, count)?;
+    Ok(PyArray1::from_vec(py, values))
+}
+
+/// Re-lays a row-major int8 matrix as zero-padded `[tile_rows, tile_cols]` tiles (1-D result).
+#[pyfunction]
+fn tile_int8<'py>(
+    py: Python<'py>,
+    matrix: PyReadonlyArray2<'py, i8>,
+    tile_rows: usize,
+    tile_cols: usize,
+) -> PyResult<Bound<'py, PyArray1<i8>>> {
+    let (rows, cols) = (matrix.shape()[0], matrix.shape()[1]);
+    let data = matrix
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("matrix must be C-contiguous"))?;
+    let shape = TileShape {
+        rows,
+        cols,
+        tile_rows,
+        tile_cols,
+    };
+    let tiled = py.detach(|| pack::tile(data, shape))?;
+    Ok(PyArray1::from_vec(py, tiled))
+}
+
+/// Inverse of `tile_int8`: the `[rows, cols]` row-major matrix.
+#[pyfunction]
+fn untile_int8<'py>(
+    py: Python<'py>,
+    tiled: PyReadonlyArray1<'py, i8>,
+    rows: usize,
+    cols: usize,
+    tile_rows: usize,
+    tile_cols: usize,
+) -> PyResult<Bound<'py, PyArray2<i8>>> {
+    let data = contiguous(&tiled, "tiled")?;
+    let shape = TileShape {
+        rows,
+        cols,
+        tile_rows,
+        tile_cols,
+    };
+    let matrix = py.detach(|| pack::untile(data, shape))?;
+    let flat = PyArray1::from_vec(py, matrix);
+    flat.reshape([rows, cols])
+}
+
+fn to_i64(indices: Vec<u32>) -> Vec<i64> {
+    indices.into_iter().map(i64::from).collect()
+}
+
+/// Column indices of the set entries of a boolean mask, ascending (int64).
+#[pyfunction]
+fn mask_to_indices<'py>(
+    py: Python<'py>,
+    mask: PyReadonlyArray1<'py, bool>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let indices = outliers::mask_to_indices(contiguous(&mask, "mask")?);
+    Ok(PyArray1::from_vec(py, to_i64(indices)))
+}
+
+/// Sorted unique column indices, each checked to lie in [0, n_cols).
+#[pyfunction]
+fn sorted_unique<'py>(
+    py: Python<'py>,
+    indices: PyReadonlyArray1<'py, i64>,
+    n_cols: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let out = outliers::sorted_unique(contiguous(&indices, "indices")?, n_cols)?;
+    Ok(PyArray1::from_vec(py, to_i64(out)))
+}
+
+/// Union of two index sets over `n_cols` columns, sorted and unique.
+#[pyfunction]
+fn union_indices<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray1<'py, i64>,
+    b: PyReadonlyArray1<'py, i64>,
+    n_cols: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let a = outliers::sorted_unique(contiguous(&a, "a")?, n_cols)?;
+    let b = outliers::sorted_unique(contiguous(&b, "b")?, n_cols)?;
+    Ok(PyArray1::from_vec(py, to_i64(outliers::union(&a, &b))))
+}
+
+/// Per-column counts of how many batches each input column was an outlier column in.
+#[pyclass(name = "OutlierStats", module = "llmint8._core")]
+struct PyOutlierStats {
+    inner: OutlierStats,
+}
+
+#[pymethods]
+impl PyOutlierStats {
+    #[new]
+    fn new(n_cols: usize) -> Self {
+        Self {
+            inner: OutlierStats::new(n_cols),
+        }
+    }
+
+    #[getter]
+    fn n_cols(&self) -> usize {
+        self.inner.n_cols()
+    }
+
+    #[getter]
+    fn batches(&self) -> u64 {
+        self.inner.batches()
+    }
+
+    /// Per-column counts (int64).
+    fn counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        let counts: Vec<i64> = self.inner.counts().iter().map(|&c| c as i64).collect();
+        PyArray1::from_vec(py, counts)
+    }
+
+    /// Records one batch from its outlier column indices.
+    fn observe_indices(&mut self, indices: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
+        self.inner
+            .observe_indices(contiguous(&indices, "indices")?)?;
+        Ok(())
+    }
+
+    /// Records one batch from its per-column boolean mask.
+    fn observe_mask(&mut self, mask: PyReadonlyArray1<'_, bool>) -> PyResult<()> {
+        self.inner.observe_mask(contiguous(&mask, "mask")?)?;
+        Ok(())
+    }
+
+    /// Adds another set of observations over the same columns.
+    fn merge(&mut self, other: PyRef<'_, PyOutlierStats>) -> PyResult<()> {
+        self.inner.merge(&other.inner)?;
+        Ok(())
+    }
+
+    /// Columns seen as outliers in at least `min_fraction` of the batches (int64, ascending).
+    fn static_columns<'py>(
+        &self,
+        py: Python<'py>,
+        min_fraction: f64,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let columns = self.inner.static_columns(min_fraction)?;
+        Ok(PyArray1::from_vec(py, to_i64(columns)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "OutlierStats(n_cols={}, batches={})",
+            self.inner.n_cols(),
+            self.inner.batches()
+        )
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("FormatError", py.get_type::<FormatError>())?;
+    m.add("PackingError", py.get_type::<PackingError>())?;
+    m.add("OutlierError", py.get_type::<OutlierError>())?;
+    m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
+    m.add_function(wrap_pyfunction!(write_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(write_bytes_atomic, m)?)?;
+    m.add_class::<CheckpointReader>()?;
+    m.add_function(wrap_pyfunction!(pack_int4, m)?)?;
+    m.add_function(wrap_pyfunction!(unpack_int4, m)?)?;
+    m.add_function(wrap_pyfunction!(tile_int8, m)?)?;
+    m.add_function(wrap_pyfunction!(untile_int8, m)?)?;
+    m.add_function(wrap_pyfunction!(mask_to_indices, m)?)?;
+    m.add_function(wrap_pyfunction!(sorted_unique, m)?)?;
+    m.add_function(wrap_pyfunction!(union_indices, m)?)?;
+    m.add_class::<PyOutlierStats>()?;
+    Ok(())
+}
