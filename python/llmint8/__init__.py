@@ -1,0 +1,43 @@
+"""llmint8: LLM.int8() inference for any PyTorch model.
+
+Linear layers run with int8 weights (vector-wise absmax quantization) and keep outlier input
+features in floating point (mixed-precision decomposition): half the memory of fp16.
+"""
+
+from . import functional, nn
+from ._core import FORMAT_VERSION
+from .calibration import OutlierCalibrator
+from .convert import replace_linear
+from .errors import (
+    FormatError,
+    OutlierError,
+    PackingError,
+    QuantizationError,
+    UnsupportedDeviceError,
+    UnsupportedDtypeError,
+)
+from .nn import Int8Params, Linear8bitLt
+from .serialization import load_quantized, load_state_dict, save_quantized, save_state_dict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FormatError",
+    "Int8Params",
+    "Linear8bitLt",
+    "OutlierCalibrator",
+    "OutlierError",
+    "PackingError",
+    "QuantizationError",
+    "UnsupportedDeviceError",
+    "UnsupportedDtypeError",
+    "__version__",
+    "functional",
+    "load_quantized",
+    "load_state_dict",
+    "nn",
+    "replace_linear",
+    "save_quantized",
+    "save_state_dict",
+]

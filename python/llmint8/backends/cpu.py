@@ -1,0 +1,77 @@
+"""The CPU backend: the reference semantics of LLM.int8(), in plain PyTorch ops.
+
+int8 x int8 products are accumulated exactly in int32 (`torch._int_mm`); everything else is fp32.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+INT8_MAX = 127.0
+
+
+def quantize_rows(
+    x: Tensor, threshold: float, outlier_cols: Optional[Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Row-wise absmax int8 quantization of `x` [M, K] with outlier columns taken out.
+
+    - ``outlier_cols`` given (static mode): those columns are excluded from every row's absmax.
+    - otherwise, with ``threshold > 0``: elements with ``|x| >= threshold`` are excluded from their
+      row's absmax and every column holding one is an outlier column.
+    Outlier columns are zero in the int8 result. Returns ``(q int8 [M, K], row_absmax fp32 [M],
+    outlier_cols int64 [C])``.
+    """
+    xf = x.float()
+    magnitude = xf.abs()
+    if outlier_cols is not None:
+        magnitude[:, outlier_cols] = 0.0
+    elif threshold > 0.0:
+        is_outlier = magnitude >= threshold
+        outlier_cols = is_outlier.any(dim=0).nonzero().flatten()
+        magnitude = magnitude.masked_fill(is_outlier, 0.0)
+    else:
+        outlier_cols = torch.empty(0, dtype=torch.long, device=x.device)
+    if x.shape[1] == 0:
+        row_absmax = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
+    else:
+        row_absmax = magnitude.amax(dim=1)
+    q = quantize_with_absmax(xf, row_absmax)
+    q[:, outlier_cols] = 0
+    return q, row_absmax, outlier_cols
+
+
+def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
+    """``round(x * (127 / absmax))`` clamped to [-127, 127], half to even; 0 for all-zero rows.
+    Non-finite products (a NaN or Inf in the row) become 0: the row's scale carries the NaN/Inf."""
+    inverse = torch.where(row_absmax > 0, INT8_MAX / row_absmax, torch.zeros_like(row_absmax))
+    scaled = torch.round(xf * inverse[:, None])
+    scaled = torch.nan_to_num(scaled, nan=0.0, posinf=INT8_MAX, neginf=-INT8_MAX)
+    return scaled.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+
+
+def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Exact int32 ``a @ b.T`` for int8 ``a`` [M, K] and ``b`` [N, K]."""
+    return torch._int_mm(a, b.t())
+
+
+def int8_linear(
+    x: Tensor,
+    CB: Tensor,
+    SCB: Tensor,
+    bias: Optional[Tensor],
+    threshold: float,
+    outlier_cols: Optional[Tensor],
+) -> Tensor:
+    """``x @ W.T + bias`` with W given by its int8 rows ``CB`` [N, K] and row absmax ``SCB`` [N]."""
+    q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
+    accumulator = int8_matmul(q, CB)
+    out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)
+    if outlier_cols.numel() > 0:
+        weight_cols = CB[:, outlier_cols].float() * (SCB[:, None] / INT8_MAX)
+        out += x[:, outlier_cols].float() @ weight_cols.t()
+    if bias is not None:
+        out += bias.float()
+    return out.to(x.dtype)

@@ -1,0 +1,30 @@
+"""The named exceptions of llmint8.
+
+`FormatError`, `PackingError` and `OutlierError` are raised by the Rust core and re-exported here;
+the rest are raised by the Python layer. All of them are importable from `llmint8` directly.
+"""
+
+from __future__ import annotations
+
+from ._core import FormatError, OutlierError, PackingError
+
+__all__ = [
+    "FormatError",
+    "OutlierError",
+    "PackingError",
+    "QuantizationError",
+    "UnsupportedDeviceError",
+    "UnsupportedDtypeError",
+]
+
+
+class UnsupportedDeviceError(RuntimeError):
+    """No llmint8 backend can run on the requested device (or the device is too old)."""
+
+
+class UnsupportedDtypeError(TypeError):
+    """A tensor of a dtype llmint8 cannot quantize or multiply (e.g. integer activations)."""
+
+
+class QuantizationError(ValueError):
+    """A tensor that cannot be quantized faithfully (e.g. a weight with NaN or Inf values)."""

@@ -1,0 +1,252 @@
+"""`Linear8bitLt`: a drop-in `nn.Linear` that runs LLM.int8() (int8 matmul + fp outlier columns)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import _core
+from .. import functional as F
+from ..errors import FormatError
+from .params import Int8Params
+
+# State dict entries beside `weight` and `bias` (names shared with bitsandbytes where it has them).
+SCB_KEY = "SCB"
+WEIGHT_FORMAT_KEY = "weight_format"
+OUTLIER_COLS_KEY = "outlier_cols"
+OUTLIER_COUNTS_KEY = "outlier_counts"
+OUTLIER_BATCHES_KEY = "outlier_batches"
+ROW_MAJOR = 0  # the only weight_format: bitsandbytes' 1-3 were tiled layouts it has retired
+
+
+class Linear8bitLt(nn.Linear):
+    """``y = x @ W.T + b`` with W in int8 and outlier input features in floating point.
+
+    Args:
+        in_features, out_features, bias, device, dtype: as for `nn.Linear`.
+        has_fp16_weights: keep a floating-point master weight (training) and quantize it on every
+            forward; False (inference) replaces it with int8 on the first move to a device.
+        threshold: input features holding any ``|x| >= threshold`` are outlier columns computed in
+            floating point; 0 disables the decomposition (plain absmax int8).
+
+    Static outlier columns (``outlier_cols``, int [C], from calibration) replace per-call detection
+    when set. ``outlier_counts`` / ``outlier_batches`` keep the calibration statistics they came from.
+    """
+
+    weight: Int8Params
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        has_fp16_weights: bool = True,
+        threshold: float = 0.0,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        self.threshold = float(threshold)
+        self.has_fp16_weights = has_fp16_weights
+        self.weight = Int8Params(
+            self.weight.data, requires_grad=has_fp16_weights, has_fp16_weights=has_fp16_weights
+        )
+        self.outlier_cols: Optional[Tensor] = None
+        self.outlier_counts: Optional[Tensor] = None
+        self.outlier_batches: Optional[Tensor] = None
+
+    @classmethod
+    def from_linear(
+        cls, linear: nn.Linear, threshold: float = 0.0, has_fp16_weights: bool = False
+    ) -> Linear8bitLt:
+        """A layer sharing `linear`'s weight and bias tensors (no copy; quantized on first move)."""
+        weight = linear.weight
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            has_fp16_weights=has_fp16_weights,
+            threshold=threshold,
+            device="meta",
+        )
+        layer.weight = Int8Params(
+            weight.data, requires_grad=has_fp16_weights, has_fp16_weights=has_fp16_weights
+        )
+        if linear.bias is not None:
+            layer.bias = nn.Parameter(linear.bias.data, requires_grad=linear.bias.requires_grad)
+        return layer
+
+    def set_outlier_columns(self, columns: Optional[Tensor]) -> None:
+        """Fixes the outlier columns (any integer sequence in [0, in_features)), or clears them."""
+        if columns is None:
+            self.outlier_cols = None
+            return
+        values = np.asarray(torch.as_tensor(columns).cpu(), dtype=np.int64).reshape(-1)
+        unique = _core.sorted_unique(values, self.in_features)
+        self.outlier_cols = torch.from_numpy(unique.astype(np.int32)).to(self._stats_device())
+
+    def _stats_device(self) -> torch.device:
+        device = self.weight.device
+        return torch.device("cpu") if device.type == "meta" else device
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight
+        if weight.device.type == "meta":
+            raise RuntimeError(
+                "Linear8bitLt has no weight data (meta device): load a state dict first"
+            )
+        if self.has_fp16_weights:
+            with torch.no_grad():
+                CB, SCB = F.quantize_weight(weight)
+            master = weight
+        else:
+            weight.quantize_()
+            CB, SCB, master = weight.data, weight.SCB, None
+        return F.int8_linear(
+            x, CB, SCB, self.bias, self.threshold, self.outlier_cols, master_weight=master
+        )
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        # Statistics follow the weight's device, never its dtype (fp32 scales stay fp32 under .half()).
+        device = self._stats_device()
+        weight = self.weight
+        if weight.SCB is not None:
+            weight.SCB = weight.SCB.to(device)
+        for name in (OUTLIER_COLS_KEY, OUTLIER_COUNTS_KEY, OUTLIER_BATCHES_KEY):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
+    def extra_repr(self) -> str:
+        static = "" if self.outlier_cols is None else f", static_outlier_cols={len(self.outlier_cols)}"
+        return (
+            f"{super().extra_repr()}, threshold={self.threshold}, "
+            f"has_fp16_weights={self.has_fp16_weights}{static}"
+        )
+
+    # ---- state dicts: the int8 weight with its statistics, or a floating-point weight ----
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        weight = self.weight
+        if weight.is_quantized:
+            destination[prefix + SCB_KEY] = weight.SCB if keep_vars else weight.SCB.detach()
+            destination[prefix + WEIGHT_FORMAT_KEY] = torch.tensor(ROW_MAJOR, dtype=torch.uint8)
+        for name in (OUTLIER_COLS_KEY, OUTLIER_COUNTS_KEY, OUTLIER_BATCHES_KEY):
+            value = getattr(self, name)
+            if value is not None:
+                destination[prefix + name] = value
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        own = (
+            "weight",
+            SCB_KEY,
+            WEIGHT_FORMAT_KEY,
+            OUTLIER_COLS_KEY,
+            OUTLIER_COUNTS_KEY,
+            OUTLIER_BATCHES_KEY,
+        )
+        entries = {leaf: state_dict.get(prefix + leaf) for leaf in own}
+        rest = {
+            k: v
+            for k, v in state_dict.items()
+            if k.startswith(prefix) and k[len(prefix) :] not in own
+        }
+        super()._load_from_state_dict(
+            rest, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if entries["weight"] is not None:
+            missing_keys.remove(prefix + "weight")
+            self._load_weight(prefix, entries)
+        elif entries[SCB_KEY] is not None:
+            raise FormatError(f"{prefix}{SCB_KEY}: row scales without their weight {prefix}weight")
+        self._load_outlier_state(prefix, entries)
+
+    def _load_weight(self, prefix: str, entries: dict[str, Optional[Tensor]]) -> None:
+        incoming, scb = entries["weight"], entries[SCB_KEY]
+        name = prefix + "weight"
+        expected = (self.out_features, self.in_features)
+        if tuple(incoming.shape) != expected:
+            raise FormatError(f"{name}: expected shape {expected}, got {tuple(incoming.shape)}")
+        device = self.weight.device if self.weight.device.type != "meta" else incoming.device
+        if incoming.dtype == torch.int8 or scb is not None:
+            CB, SCB = self._checked_int8(prefix, incoming, scb, entries[WEIGHT_FORMAT_KEY])
+            if self.has_fp16_weights:
+                dtype = self.weight.dtype if self.weight.is_floating_point() else torch.float16
+                self.weight.data = F.dequantize_rowwise(CB, SCB, dtype).to(device)
+            else:
+                self.weight = Int8Params(
+                    CB.to(device), has_fp16_weights=False, SCB=SCB.to(device),
+                    original_dtype=self.weight.original_dtype,
+                )
+            return
+        if not incoming.is_floating_point():
+            raise FormatError(f"{name}: expected a floating-point or int8 weight, got {incoming.dtype}")
+        if self.weight.is_quantized:
+            fresh = Int8Params(incoming.to(device), has_fp16_weights=False)
+            self.weight = fresh.quantize_()
+        elif self.weight.device.type == "meta":
+            self.weight.data = incoming
+        else:
+            with torch.no_grad():
+                self.weight.data = incoming.to(device=device, dtype=self.weight.dtype)
+
+    def _checked_int8(
+        self, prefix: str, CB: Tensor, SCB: Optional[Tensor], weight_format: Optional[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        if CB.dtype != torch.int8:
+            raise FormatError(f"{prefix}weight: a weight with row scales must be int8, got {CB.dtype}")
+        if SCB is None:
+            raise FormatError(f"{prefix}weight: int8 weight without its row scales {prefix}{SCB_KEY}")
+        if SCB.shape != (self.out_features,) or SCB.dtype != torch.float32:
+            raise FormatError(
+                f"{prefix}{SCB_KEY}: expected float32 [{self.out_features}], "
+                f"got {SCB.dtype} {list(SCB.shape)}"
+            )
+        if not bool(torch.isfinite(SCB).all()) or bool((SCB < 0).any()):
+            raise FormatError(f"{prefix}{SCB_KEY}: row scales must be finite and >= 0")
+        if weight_format is not None and (
+            weight_format.numel() != 1 or int(weight_format.reshape(-1)[0]) != ROW_MAJOR
+        ):
+            raise FormatError(
+                f"{prefix}{WEIGHT_FORMAT_KEY}: only 0 (row-major) is supported; 1-3 were "
+                "bitsandbytes' retired tiled layouts"
+            )
+        return CB, SCB
+
+    def _load_outlier_state(self, prefix: str, entries: dict[str, Optional[Tensor]]) -> None:
+        cols = entries[OUTLIER_COLS_KEY]
+        if cols is not None:
+            name = prefix + OUTLIER_COLS_KEY
+            if cols.dim() != 1 or cols.dtype not in (torch.int32, torch.int64):
+                raise FormatError(f"{name}: expected 1-D int32, got {cols.dtype} {list(cols.shape)}")
+            values = cols.cpu().numpy().astype(np.int64)
+            try:
+                unique = _core.sorted_unique(values, self.in_features)
+            except _core.OutlierError as err:
+                raise FormatError(f"{name}: {err}") from None
+            if len(unique) != len(values) or not np.array_equal(unique, values):
+                raise FormatError(f"{name}: outlier columns must be strictly ascending")
+            self.outlier_cols = cols.to(torch.int32).to(self._stats_device())
+        counts, batches = entries[OUTLIER_COUNTS_KEY], entries[OUTLIER_BATCHES_KEY]
+        if (counts is None) != (batches is None):
+            raise FormatError(
+                f"{prefix}{OUTLIER_COUNTS_KEY} and {prefix}{OUTLIER_BATCHES_KEY} come together"
+            )
+        if counts is not None:
+            if counts.shape != (self.in_features,) or batches.numel() != 1:
+                raise FormatError(
+                    f"{prefix}{OUTLIER_COUNTS_KEY}: expected [{self.in_features}] counts and a "
+                    "scalar batch count"
+                )
+            self.outlier_counts = counts.to(torch.int64).to(self._stats_device())
+            self.outlier_batches = batches.reshape(()).to(torch.int64).to(self._stats_device())
