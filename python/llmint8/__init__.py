@@ -9,6 +9,7 @@ from ._core import FORMAT_VERSION
 from .calibration import OutlierCalibrator
 from .convert import replace_linear
 from .errors import (
+    DeviceMismatchError,
     FormatError,
     OutlierError,
     PackingError,
@@ -22,6 +23,7 @@ from .serialization import load_quantized, load_state_dict, save_quantized, save
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeviceMismatchError",
     "FORMAT_VERSION",
     "FormatError",
     "Int8Params",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._core import FormatError, OutlierError, PackingError
 
 __all__ = [
+    "DeviceMismatchError",
     "FormatError",
     "OutlierError",
     "PackingError",
@@ -28,3 +29,7 @@ class UnsupportedDtypeError(TypeError):
 
 class QuantizationError(ValueError):
     """A tensor that cannot be quantized faithfully (e.g. a weight with NaN or Inf values)."""
+
+
+class DeviceMismatchError(ValueError):
+    """Tensors that must be on one device (input, weight, statistics) are not."""

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .backends import backend_for
-from .errors import UnsupportedDtypeError
+from .errors import DeviceMismatchError, UnsupportedDtypeError
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -109,7 +109,8 @@ def dequantize_rowwise(values: Tensor, row_absmax: Tensor, dtype: torch.dtype = 
         raise ValueError(
             f"row_absmax has shape {tuple(row_absmax.shape)}, expected ({values.shape[0]},)"
         )
-    return (values.float() * (row_absmax.float()[:, None] / INT8_MAX)).to(dtype)
+    compute = torch.promote_types(torch.float32, dtype)
+    return (values.to(compute) * (row_absmax.to(compute)[:, None] / INT8_MAX)).to(dtype)
 
 
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -120,7 +121,7 @@ def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(f"int8_matmul needs [M, K] and [N, K], got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
     if a.device != b.device:
-        raise ValueError(f"operands on different devices: {a.device} and {b.device}")
+        raise DeviceMismatchError(f"operands on different devices: {a.device} and {b.device}")
     return backend_for(a.device).int8_matmul(a, b)
 
 
@@ -140,7 +141,9 @@ def _check_linear(x: Tensor, CB: Tensor, SCB: Tensor, bias: Optional[Tensor]) ->
         raise ValueError(f"bias must have shape [{n}], got {tuple(bias.shape)}")
     devices = {t.device for t in (x, CB, SCB, bias) if t is not None}
     if len(devices) > 1:
-        raise ValueError(f"x, CB, SCB and bias must be on one device, got {sorted(map(str, devices))}")
+        raise DeviceMismatchError(
+            f"x, CB, SCB and bias must be on one device, got {sorted(map(str, devices))}"
+        )
 
 
 class _Int8Linear(torch.autograd.Function):

@@ -120,6 +120,9 @@ class Int8Params(torch.nn.Parameter):
     def cpu(self, **kwargs: Any) -> Int8Params:  # type: ignore[override]
         return self.to("cpu")
 
+    def __repr__(self) -> str:
+        return f"Int8Params containing:\n{self.data!r}"
+
     def __deepcopy__(self, memo: dict) -> Int8Params:
         result = Int8Params(
             self.data.clone(memory_format=torch.preserve_format),
