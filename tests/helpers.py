@@ -68,7 +68,9 @@ def int8_linear_bound(
     """Elementwise bound on |int8_linear(x, quantize(W)) - x @ W.T| for x [M, K], W [N, K]."""
     x64, w64 = x.double(), weight.double()
     x_absmax = reference_row_absmax(x, threshold, outlier_cols)  # [M]
-    w_absmax = w64.abs().amax(dim=1) if w64.shape[1] else torch.zeros(w64.shape[0], dtype=torch.float64)
+    w_absmax = (
+        w64.abs().amax(dim=1) if w64.shape[1] else torch.zeros(w64.shape[0], dtype=torch.float64)
+    )
     inlier_cols = ~reference_outlier_mask(x, threshold, outlier_cols)
     # Weight rounding touches every column (outlier columns use the dequantized weight too).
     weight_term = x64.abs().sum(dim=1)[:, None] * (w_absmax / STEP)[None, :]

@@ -30,7 +30,9 @@ def _draw_matrix(seed, rows, cols, dtype, outliers=0):
     return x.to(dtype)
 
 
-@given(seed=st.integers(0, 2**32 - 1), rows=dims, cols=dims, dtype=float_dtypes, threshold=thresholds)
+@given(
+    seed=st.integers(0, 2**32 - 1), rows=dims, cols=dims, dtype=float_dtypes, threshold=thresholds
+)
 def test_quantization_error_is_at_most_half_a_step(seed, rows, cols, dtype, threshold):
     x = _draw_matrix(seed, rows, cols, dtype, outliers=2)
     q = F.quantize_rowwise(x, threshold)
@@ -68,8 +70,15 @@ def test_outlier_columns_are_multiplied_in_floating_point(rng):
     assert_within_bound(y, expected, bound, "outlier columns")
 
 
-@given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, 40), k=dims, n=dims, dtype=float_dtypes,
-       threshold=thresholds, with_bias=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(0, 40),
+    k=dims,
+    n=dims,
+    dtype=float_dtypes,
+    threshold=thresholds,
+    with_bias=st.booleans(),
+)
 def test_int8_linear_matches_float64_reference(seed, m, k, n, dtype, threshold, with_bias):
     generator = torch.Generator().manual_seed(seed)
     x, _ = planted_outliers(m, k, min(2, k), generator)

@@ -23,8 +23,8 @@ from .serialization import load_quantized, load_state_dict, save_quantized, save
 __version__ = "0.1.0"
 
 __all__ = [
-    "DeviceMismatchError",
     "FORMAT_VERSION",
+    "DeviceMismatchError",
     "FormatError",
     "Int8Params",
     "Linear8bitLt",

@@ -24,9 +24,7 @@ class OutlierCalibrator:
     """
 
     def __init__(self, model: nn.Module, threshold: Optional[float] = None) -> None:
-        self.layers = {
-            name: m for name, m in model.named_modules() if isinstance(m, Linear8bitLt)
-        }
+        self.layers = {name: m for name, m in model.named_modules() if isinstance(m, Linear8bitLt)}
         self.threshold = threshold
         self.stats = {name: _core.OutlierStats(m.in_features) for name, m in self.layers.items()}
         self._hooks: list = []

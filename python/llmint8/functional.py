@@ -56,21 +56,23 @@ class RowQuantized(NamedTuple):
 
 def _check_float(name: str, t: Tensor) -> None:
     if t.dtype not in FLOAT_DTYPES and t.dtype != torch.float64:
-        raise UnsupportedDtypeError(
-            f"{name} must be float16, bfloat16 or float32, got {t.dtype}"
-        )
+        raise UnsupportedDtypeError(f"{name} must be float16, bfloat16 or float32, got {t.dtype}")
 
 
 def _check_outlier_cols(outlier_cols: Optional[Tensor], in_features: int) -> Optional[Tensor]:
     if outlier_cols is None:
         return None
     if outlier_cols.dim() != 1 or outlier_cols.dtype.is_floating_point:
-        raise ValueError(f"outlier_cols must be a 1-D integer tensor, got {outlier_cols.dtype} "
-                         f"{tuple(outlier_cols.shape)}")
+        raise ValueError(
+            f"outlier_cols must be a 1-D integer tensor, got {outlier_cols.dtype} "
+            f"{tuple(outlier_cols.shape)}"
+        )
     # Range-checked here only on the CPU: on an accelerator it would cost a host sync per call
     # (layers check their static columns once, when they are set).
-    if outlier_cols.device.type == "cpu" and outlier_cols.numel() and (
-        int(outlier_cols.min()) < 0 or int(outlier_cols.max()) >= in_features
+    if (
+        outlier_cols.device.type == "cpu"
+        and outlier_cols.numel()
+        and (int(outlier_cols.min()) < 0 or int(outlier_cols.max()) >= in_features)
     ):
         raise ValueError(f"outlier_cols must lie in [0, {in_features})")
     return outlier_cols.long()
@@ -95,12 +97,16 @@ def quantize_rowwise(
 def quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
     """``(CB, SCB)`` of a weight [N, K]: int8 rows and their float32 absmax (no outliers)."""
     if weight.dim() != 2:
-        raise ValueError(f"weight must be 2-D [out_features, in_features], got {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must be 2-D [out_features, in_features], got {tuple(weight.shape)}"
+        )
     q = quantize_rowwise(weight)
     return q.values, q.row_absmax
 
 
-def dequantize_rowwise(values: Tensor, row_absmax: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+def dequantize_rowwise(
+    values: Tensor, row_absmax: Tensor, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """``values * row_absmax[:, None] / 127`` in `dtype`: the inverse of `quantize_rowwise` up to
     half a quantization step (``absmax / 254``) per element."""
     if values.dtype != torch.int8:
@@ -118,8 +124,9 @@ def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
     if a.dtype != torch.int8 or b.dtype != torch.int8:
         raise UnsupportedDtypeError(f"int8_matmul takes int8 operands, got {a.dtype} and {b.dtype}")
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"int8_matmul needs [M, K] and [N, K], got {tuple(a.shape)} and "
-                         f"{tuple(b.shape)}")
+        raise ValueError(
+            f"int8_matmul needs [M, K] and [N, K], got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.device != b.device:
         raise DeviceMismatchError(f"operands on different devices: {a.device} and {b.device}")
     return backend_for(a.device).int8_matmul(a, b)
@@ -128,13 +135,16 @@ def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
 def _check_linear(x: Tensor, CB: Tensor, SCB: Tensor, bias: Optional[Tensor]) -> None:
     _check_float("x", x)
     if CB.dtype != torch.int8 or CB.dim() != 2:
-        raise UnsupportedDtypeError(f"CB must be an int8 [out, in] matrix, got {CB.dtype} "
-                                    f"{tuple(CB.shape)}")
+        raise UnsupportedDtypeError(
+            f"CB must be an int8 [out, in] matrix, got {CB.dtype} {tuple(CB.shape)}"
+        )
     n, k = CB.shape
     if x.shape[-1] != k:
         raise ValueError(f"x has {x.shape[-1]} features, the weight expects {k}")
     if k > MAX_IN_FEATURES:
-        raise ValueError(f"in_features {k} exceeds {MAX_IN_FEATURES}: int32 accumulators could overflow")
+        raise ValueError(
+            f"in_features {k} exceeds {MAX_IN_FEATURES}: int32 accumulators could overflow"
+        )
     if SCB.shape != (n,) or SCB.dtype != torch.float32:
         raise ValueError(f"SCB must be float32 [{n}], got {SCB.dtype} {tuple(SCB.shape)}")
     if bias is not None and bias.shape != (n,):
@@ -186,7 +196,7 @@ def int8_linear(
     outlier_cols: Optional[Tensor] = None,
     master_weight: Optional[Tensor] = None,
 ) -> Tensor:
-    """LLM.int8() ``x @ W.T + bias`` for ``x`` [..., K] and W given by ``CB`` int8 [N, K] and ``SCB``
+    """LLM.int8() ``x @ W.T + bias`` for ``x`` [..., K], W given by ``CB`` int8 [N, K] and ``SCB``
     float32 [N]. Returns [..., N] in ``x.dtype``.
 
     ``threshold > 0`` detects outlier columns per call; ``outlier_cols`` (int [C]) fixes them

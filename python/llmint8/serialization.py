@@ -73,7 +73,10 @@ def load_state_dict(
     for name in reader.names():
         dtype_name, shape, raw = reader.read(name)
         dtype = _dtype_from_name(dtype_name, name)
-        tensor = torch.from_numpy(raw).view(dtype).reshape(shape)
+        if raw.size:
+            tensor = torch.from_numpy(raw).view(dtype).reshape(shape)
+        else:
+            tensor = torch.empty(shape, dtype=dtype)
         state[name] = tensor.to(device) if device is not None else tensor
     return state, reader.metadata()
 
@@ -155,10 +158,14 @@ def load_quantized(
     threshold recorded for them), so a freshly built floating-point model works, including one
     built under ``accelerate.init_empty_weights()``. Tensors go to `device` (default: where each
     parameter already is; CPU for meta ones). Returns the model."""
-    state, metadata = load_state_dict(path, device=device or "cpu", verify_checksums=verify_checksums)
+    state, metadata = load_state_dict(
+        path, device=device or "cpu", verify_checksums=verify_checksums
+    )
     settings = _layer_settings(metadata)
     default = _default_threshold(metadata)
-    int8_prefixes = [name[: -len("SCB")].rstrip(".") for name in state if name.split(".")[-1] == "SCB"]
+    int8_prefixes = [
+        name[: -len("SCB")].rstrip(".") for name in state if name.split(".")[-1] == "SCB"
+    ]
     for prefix in int8_prefixes:
         try:
             module = model.get_submodule(prefix)

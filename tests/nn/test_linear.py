@@ -15,7 +15,8 @@ from llmint8.nn import Int8Params, Linear8bitLt
 from ..helpers import (
     assert_within_bound,
     dequantization_bound,
-    int8_linear_bound, planted_outliers,
+    int8_linear_bound,
+    planted_outliers,
     reference_linear,
 )
 
@@ -49,8 +50,13 @@ def test_quantizes_once_on_first_move(quantize_calls):
     layer = layer.to("cpu")
     assert layer.weight.dtype == torch.int8 and layer.weight.is_quantized
     CB = layer.weight.CB.clone()
-    for move in (lambda m: m.to("cpu"), lambda m: m.cpu(), lambda m: m.half(),
-                 lambda m: m.to(torch.float16), lambda m: m.float()):
+    for move in (
+        lambda m: m.to("cpu"),
+        lambda m: m.cpu(),
+        lambda m: m.half(),
+        lambda m: m.to(torch.float16),
+        lambda m: m.float(),
+    ):
         layer = move(layer)
     layer(torch.randn(3, 32, dtype=torch.float16))
     assert quantize_calls == [(16, 32)]
@@ -58,7 +64,10 @@ def test_quantizes_once_on_first_move(quantize_calls):
     assert layer.weight.SCB.dtype == torch.float32  # .half() never touches the statistics
 
 
-@given(repeats=st.integers(1, 5), ops=st.lists(st.sampled_from(["to", "cpu", "half", "forward"]), max_size=6))
+@given(
+    repeats=st.integers(1, 5),
+    ops=st.lists(st.sampled_from(["to", "cpu", "half", "forward"]), max_size=6),
+)
 def test_quantize_once_under_any_sequence_of_moves(repeats, ops):
     calls = []
     original = F.quantize_weight
@@ -92,7 +101,9 @@ def test_forward_is_within_the_quantization_bound(rng):
     x, _ = planted_outliers(10, 64, 3, rng)
     x = x.half()
     w, b = linear.weight.detach(), linear.bias.detach()
-    assert_within_bound(layer(x), reference_linear(x, w, b), int8_linear_bound(x, w, 6.0, x.dtype, b))
+    assert_within_bound(
+        layer(x), reference_linear(x, w, b), int8_linear_bound(x, w, 6.0, x.dtype, b)
+    )
 
 
 def test_cb_and_scb_restore_the_weight():
@@ -130,7 +141,7 @@ def test_state_dict_loads_after_a_forward():
 
 
 def test_has_fp16_weights_trains_the_master_weight(rng):
-    linear, layer = make_pair(has_fp16_weights=True)
+    _, layer = make_pair(has_fp16_weights=True)
     layer = layer.float().to("cpu")
     assert layer.weight.dtype == torch.float32 and layer.weight.requires_grad
     x = torch.randn(6, 32, generator=rng, requires_grad=True)
@@ -242,8 +253,10 @@ def test_static_outlier_columns_are_used_and_saved(rng):
     linear, layer = make_pair(64, 8, threshold=0.0)
     layer = layer.to("cpu")
     x, columns = planted_outliers(12, 64, 3, rng)
-    layer.set_outlier_columns(columns.tolist() + [int(columns[0])])
-    assert layer.outlier_cols.dtype == torch.int32 and layer.outlier_cols.tolist() == columns.tolist()
+    layer.set_outlier_columns([*columns.tolist(), int(columns[0])])
+    assert (
+        layer.outlier_cols.dtype == torch.int32 and layer.outlier_cols.tolist() == columns.tolist()
+    )
     w, b = linear.weight.detach(), linear.bias.detach()
     bound = int8_linear_bound(x, w, 0.0, x.dtype, b, outlier_cols=columns)
     assert_within_bound(layer(x), reference_linear(x, w, b), bound)

@@ -33,7 +33,7 @@ class Linear8bitLt(nn.Linear):
             floating point; 0 disables the decomposition (plain absmax int8).
 
     Static outlier columns (``outlier_cols``, int [C], from calibration) replace per-call detection
-    when set. ``outlier_counts`` / ``outlier_batches`` keep the calibration statistics they came from.
+    when set; ``outlier_counts`` / ``outlier_batches`` keep the calibration statistics behind them.
     """
 
     weight: Int8Params
@@ -113,7 +113,7 @@ class Linear8bitLt(nn.Linear):
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
-        # Statistics follow the weight's device, never its dtype (fp32 scales stay fp32 under .half()).
+        # Statistics follow the weight's device, never its dtype (scales stay fp32 under .half()).
         device = self._stats_device()
         weight = self.weight
         if weight.SCB is not None:
@@ -125,7 +125,9 @@ class Linear8bitLt(nn.Linear):
         return self
 
     def extra_repr(self) -> str:
-        static = "" if self.outlier_cols is None else f", static_outlier_cols={len(self.outlier_cols)}"
+        static = (
+            "" if self.outlier_cols is None else f", static_outlier_cols={len(self.outlier_cols)}"
+        )
         return (
             f"{super().extra_repr()}, threshold={self.threshold}, "
             f"has_fp16_weights={self.has_fp16_weights}{static}"
@@ -182,31 +184,44 @@ class Linear8bitLt(nn.Linear):
             CB, SCB = self._checked_int8(prefix, incoming, scb, entries[WEIGHT_FORMAT_KEY])
             if self.has_fp16_weights:
                 dtype = self.weight.dtype if self.weight.is_floating_point() else torch.float16
-                self.weight.data = F.dequantize_rowwise(CB, SCB, dtype).to(device)
+                self._set_master_weight(F.dequantize_rowwise(CB, SCB, dtype).to(device))
             else:
                 self.weight = Int8Params(
-                    CB.to(device), has_fp16_weights=False, SCB=SCB.to(device),
+                    CB.to(device),
+                    has_fp16_weights=False,
+                    SCB=SCB.to(device),
                     original_dtype=self.weight.original_dtype,
                 )
             return
         if not incoming.is_floating_point():
-            raise FormatError(f"{name}: expected a floating-point or int8 weight, got {incoming.dtype}")
+            raise FormatError(
+                f"{name}: expected a floating-point or int8 weight, got {incoming.dtype}"
+            )
         if self.weight.is_quantized:
             fresh = Int8Params(incoming.to(device), has_fp16_weights=False)
             self.weight = fresh.quantize_()
         elif self.weight.device.type == "meta":
-            self.weight.data = incoming
+            self._set_master_weight(incoming)
         else:
-            with torch.no_grad():
-                self.weight.data = incoming.to(device=device, dtype=self.weight.dtype)
+            self._set_master_weight(incoming.to(device=device, dtype=self.weight.dtype))
+
+    def _set_master_weight(self, data: Tensor) -> None:
+        """Replaces the (not yet quantized) floating-point weight, keeping the parameter's role."""
+        self.weight = Int8Params(
+            data, requires_grad=self.weight.requires_grad, has_fp16_weights=self.has_fp16_weights
+        )
 
     def _checked_int8(
         self, prefix: str, CB: Tensor, SCB: Optional[Tensor], weight_format: Optional[Tensor]
     ) -> tuple[Tensor, Tensor]:
         if CB.dtype != torch.int8:
-            raise FormatError(f"{prefix}weight: a weight with row scales must be int8, got {CB.dtype}")
+            raise FormatError(
+                f"{prefix}weight: a weight with row scales must be int8, got {CB.dtype}"
+            )
         if SCB is None:
-            raise FormatError(f"{prefix}weight: int8 weight without its row scales {prefix}{SCB_KEY}")
+            raise FormatError(
+                f"{prefix}weight: int8 weight without its row scales {prefix}{SCB_KEY}"
+            )
         if SCB.shape != (self.out_features,) or SCB.dtype != torch.float32:
             raise FormatError(
                 f"{prefix}{SCB_KEY}: expected float32 [{self.out_features}], "
@@ -228,7 +243,9 @@ class Linear8bitLt(nn.Linear):
         if cols is not None:
             name = prefix + OUTLIER_COLS_KEY
             if cols.dim() != 1 or cols.dtype not in (torch.int32, torch.int64):
-                raise FormatError(f"{name}: expected 1-D int32, got {cols.dtype} {list(cols.shape)}")
+                raise FormatError(
+                    f"{name}: expected 1-D int32, got {cols.dtype} {list(cols.shape)}"
+                )
             values = cols.cpu().numpy().astype(np.int64)
             try:
                 unique = _core.sorted_unique(values, self.in_features)
