@@ -32,4 +32,7 @@ with tempfile.TemporaryDirectory() as tmp:
         print("corrupted copy refused:", err)
     else:
         sys.exit("a corrupted file loaded")
+kernels = sorted(p.name for p in (pathlib.Path(llmint8.__file__).parent / "kernels").glob("*.cu"))
+assert kernels, "the CUDA kernels are missing from the installed package"
+print("kernels shipped:", ", ".join(kernels))
 print("smoke test passed")

@@ -25,6 +25,10 @@ def backend_for(device: torch.device) -> ModuleType:
         from . import cpu
 
         return cpu
+    if device.type == "cuda":
+        from . import cuda
+
+        return cuda
     raise UnsupportedDeviceError(
-        f"llmint8 has no backend for device type {device.type!r}; tensors on the CPU are supported"
+        f"llmint8 has no backend for device type {device.type!r} (it runs on cpu and cuda)"
     )

@@ -1,0 +1,33 @@
+// Shared helpers for llmint8's kernels: element conversion and the row quantization rule.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+namespace llmint8 {
+
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(float v) { return v; }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+
+// round(x * inverse) half to even, clamped to [-127, 127]; NaN -> 0 (the row's scale carries it).
+// `inverse` is 127 / absmax computed once per row (0 for an all-zero row), exactly as the CPU
+// backend computes it, so both produce the same int8 values bit for bit.
+__device__ __forceinline__ signed char quantize_value(float x, float inverse) {
+  float scaled = rintf(x * inverse);
+  if (scaled != scaled) return 0;
+  scaled = fminf(fmaxf(scaled, -127.0f), 127.0f);
+  return static_cast<signed char>(static_cast<int>(scaled));
+}
+
+__device__ __forceinline__ bool mask_bit(const unsigned int* mask, int col) {
+  return (mask[col >> 5] >> (col & 31)) & 1u;
+}
+
+}  // namespace llmint8

@@ -1,0 +1,247 @@
+// int8 x int8 -> int32 GEMM on tensor cores (mma.sync m16n8k32, sm_80+) with the LLM.int8()
+// epilogue fused: no int32 result goes through memory.
+//
+// Math, for A = Xq [M, K] (int8 rows of the activations), B = Wq [N, K] (int8 rows of the weight):
+//   acc[m,n]  = sum_k A[m,k] * B[n,k]                                    (exact int32)
+//   C         = the outlier columns: bits set in `mask` (null = none)
+//   acc'[m,n] = acc[m,n] - sum_{c in C} A[m,c] * B[n,c]                  (exact int32: the columns
+//               are taken out of the int8 product, as the CPU backend does by zeroing them)
+//   out[m,n]  = acc' * (absmax[m] / 127) * (SCB[n] / 127)
+//             + (sum_{c in C} X[m,c] * B[n,c]) * (SCB[n] / 127)          (outliers in fp32)
+//             + bias[n]
+// MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead.
+//
+// Launch: grid = (ceil(N / 128), ceil(M / 128)), block = 256 threads (8 warps as 2 x 4, each a
+// 64 x 32 tile), dynamic shared memory = SMEM_BYTES (3-stage cp.async pipeline, rows padded to
+// 80 bytes so fragment loads are free of bank conflicts).
+// Pointers: A [M, lda] int8, B [N, ldb] int8, absmax [M] f32, SCB [N] f32, bias [N] T or null,
+// X [M, ldx] T (the unquantized activations, read only for outlier columns), mask [ceil(K/32)]
+// uint32 or null, out [M, ldo] T, out_i32 [M, ldo] int32.
+// ALIGNED: K, lda and ldb are multiples of 16 and A, B 16-byte aligned (cp.async 16-byte loads);
+// otherwise tiles are loaded byte by byte.
+#include "common.cuh"
+
+using namespace llmint8;
+
+namespace {
+constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, THREADS = 256;
+constexpr int LDS = BK + 16;  // padded smem row stride in bytes
+constexpr int STAGE_BYTES = (BM + BN) * LDS;
+constexpr int OUTLIER_CHUNK = 32;  // outlier columns staged per pass (one mask word)
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void mma_s8(int* c, const int* a, const int* b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Loads rows [row0, row0 + ROWS) x columns [k0, k0 + BK) of a row-major int8 matrix into smem,
+// zero-filling outside [0, rows) x [0, K).
+template <int ROWS, bool ALIGNED>
+__device__ __forceinline__ void load_tile(signed char* smem, const signed char* g, int ld,
+                                          int rows, int K, int row0, int k0) {
+  constexpr int CHUNKS = ROWS * BK / 16;
+  for (int c = threadIdx.x; c < CHUNKS; c += THREADS) {
+    const int r = c / (BK / 16), col = (c % (BK / 16)) * 16;
+    const int grow = row0 + r, gk = k0 + col;
+    signed char* dst = smem + r * LDS + col;
+    if (ALIGNED) {
+      const bool inside = grow < rows && gk < K;
+      const signed char* src = inside ? g + (long long)grow * ld + gk : g;
+      cp_async16(dst, src, inside ? 16 : 0);
+    } else {
+      int4 chunk;
+      signed char* bytes = reinterpret_cast<signed char*>(&chunk);
+#pragma unroll
+      for (int i = 0; i < 16; ++i)
+        bytes[i] = (grow < rows && gk + i < K) ? g[(long long)grow * ld + gk + i] : 0;
+      *reinterpret_cast<int4*>(dst) = chunk;
+    }
+  }
+}
+}  // namespace
+
+constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+
+template <typename T, bool ALIGNED, int MODE>
+__global__ void __launch_bounds__(THREADS) int8_gemm(
+    const signed char* __restrict__ A, const signed char* __restrict__ B, int M, int N, int K,
+    int lda, int ldb, const float* __restrict__ absmax, const float* __restrict__ SCB,
+    const T* __restrict__ bias, const T* __restrict__ X, int ldx,
+    const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
+    int ldo) {
+  extern __shared__ __align__(16) signed char smem[];
+  const int bm = blockIdx.y * BM, bn = blockIdx.x * BN;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warp_m = warp >> 2, warp_n = warp & 3;
+  const int g = lane >> 2, q = lane & 3;
+
+  int acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0;
+
+  const int k_tiles = (K + BK - 1) / BK;
+  auto stage_a = [&](int s) { return smem + s * STAGE_BYTES; };
+  auto stage_b = [&](int s) { return smem + s * STAGE_BYTES + BM * LDS; };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < k_tiles) {
+      load_tile<BM, ALIGNED>(stage_a(s), A, lda, M, K, bm, s * BK);
+      load_tile<BN, ALIGNED>(stage_b(s), B, ldb, N, K, bn, s * BK);
+    }
+    cp_async_commit();
+  }
+
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    const int next = kt + STAGES - 1;
+    if (next < k_tiles) {
+      load_tile<BM, ALIGNED>(stage_a(next % STAGES), A, lda, M, K, bm, next * BK);
+      load_tile<BN, ALIGNED>(stage_b(next % STAGES), B, ldb, N, K, bn, next * BK);
+    }
+    cp_async_commit();
+
+    const signed char* As = stage_a(kt % STAGES);
+    const signed char* Bs = stage_b(kt % STAGES);
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 32) {
+      int a[4][4], b[4][2];
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt) {
+        const signed char* row = As + (warp_m * 64 + mt * 16 + g) * LDS + kk + q * 4;
+        a[mt][0] = *reinterpret_cast<const int*>(row);
+        a[mt][1] = *reinterpret_cast<const int*>(row + 8 * LDS);
+        a[mt][2] = *reinterpret_cast<const int*>(row + 16);
+        a[mt][3] = *reinterpret_cast<const int*>(row + 8 * LDS + 16);
+      }
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const signed char* col = Bs + (warp_n * 32 + nt * 8 + g) * LDS + kk + q * 4;
+        b[nt][0] = *reinterpret_cast<const int*>(col);
+        b[nt][1] = *reinterpret_cast<const int*>(col + 16);
+      }
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) mma_s8(acc[mt][nt], a[mt], b[nt]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  if (MODE == 0) {
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int m = bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
+          const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
+          if (m < M && n < N) out_i32[(long long)m * ldo + n] = acc[mt][nt][r];
+        }
+    return;
+  }
+
+  // Outlier columns: take them out of the int32 sum exactly and add them back in fp32.
+  float extra[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) extra[i][j][r] = 0.0f;
+
+  if (mask != nullptr) {
+    int* cols = reinterpret_cast<int*>(smem);
+    int* xq_s = cols + OUTLIER_CHUNK;                 // [BM][chunk]
+    float* x_s = reinterpret_cast<float*>(xq_s + BM * OUTLIER_CHUNK);  // [BM][chunk]
+    int* wq_s = reinterpret_cast<int*>(x_s + BM * OUTLIER_CHUNK);      // [BN][chunk]
+    __shared__ int n_cols;
+    const int words = (K + 31) / 32;
+    for (int w = 0; w < words; ++w) {
+      const unsigned bits = mask[w];
+      if (bits == 0u) continue;  // uniform across the block
+      if (threadIdx.x == 0) {
+        int n = 0;
+        for (unsigned rest = bits; rest; rest &= rest - 1) cols[n++] = w * 32 + __ffs(rest) - 1;
+        n_cols = n;
+      }
+      __syncthreads();
+      const int nc = n_cols;
+      for (int i = threadIdx.x; i < BM * nc; i += THREADS) {
+        const int r = i / nc, j = i % nc, m = bm + r, c = cols[j];
+        const bool inside = m < M;
+        xq_s[r * OUTLIER_CHUNK + j] = inside ? A[(long long)m * lda + c] : 0;
+        x_s[r * OUTLIER_CHUNK + j] = inside ? to_float(X[(long long)m * ldx + c]) : 0.0f;
+      }
+      for (int i = threadIdx.x; i < BN * nc; i += THREADS) {
+        const int r = i / nc, j = i % nc, n = bn + r;
+        wq_s[r * OUTLIER_CHUNK + j] = n < N ? B[(long long)n * ldb + cols[j]] : 0;
+      }
+      __syncthreads();
+      for (int j = 0; j < nc; ++j) {
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+              const int lm = warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
+              const int ln = warp_n * 32 + nt * 8 + 2 * q + (r & 1);
+              const int wq = wq_s[ln * OUTLIER_CHUNK + j];
+              acc[mt][nt][r] -= xq_s[lm * OUTLIER_CHUNK + j] * wq;
+              extra[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * static_cast<float>(wq);
+            }
+      }
+      __syncthreads();
+    }
+  }
+
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int m = bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
+        const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
+        if (m < M && n < N) {
+          const float w_scale = SCB[n] / 127.0f;
+          float v = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * w_scale;
+          v += extra[mt][nt][r] * w_scale;
+          if (bias != nullptr) v += to_float(bias[n]);
+          out[(long long)m * ldo + n] = from_float<T>(v);
+        }
+      }
+}
+
+#define INSTANTIATE(T, ALIGNED, MODE)                                                          \
+  template __global__ void int8_gemm<T, ALIGNED, MODE>(                                        \
+      const signed char*, const signed char*, int, int, int, int, int, const float*,           \
+      const float*, const T*, const T*, int, const unsigned int*, T*, int*, int);
+INSTANTIATE(__half, true, 1)
+INSTANTIATE(__half, false, 1)
+INSTANTIATE(__nv_bfloat16, true, 1)
+INSTANTIATE(__nv_bfloat16, false, 1)
+INSTANTIATE(float, true, 1)
+INSTANTIATE(float, false, 1)
+INSTANTIATE(__half, true, 0)
+INSTANTIATE(__half, false, 0)

@@ -1,0 +1,154 @@
+// Few-token int8 linear (M <= MAXM, decode): int8 weights streamed once with 16-byte loads,
+// int8 x int8 products accumulated exactly with dp4a (sm_61+), the LLM.int8() epilogue fused.
+// Also the fallback for every M on GPUs without int8 mma.sync m16n8k32 (sm_75): grid.y walks
+// the rows of A in groups of MAXM.
+//
+// Math: identical to int8_gemm.cu (acc over all columns, outlier columns taken out exactly in
+// int32 and added back in fp32, then scales and bias); MODE 0 writes the raw int32 acc.
+//
+// Launch: grid = (ceil(N / ROWS_PER_BLOCK), ceil(M / MAXM)), block = 256 threads (8 warps, each
+// owning ROWS_PER_WARP = 2 weight rows), static shared memory MAXM x KC bytes of A per K chunk.
+// Pointers as in int8_gemm.cu. ALIGNED: K, lda, ldb multiples of 16 and A, B 16-byte aligned.
+#include "common.cuh"
+
+using namespace llmint8;
+
+namespace {
+constexpr int THREADS = 256, WARPS = THREADS / 32, ROWS_PER_WARP = 2;
+constexpr int ROWS_PER_BLOCK = WARPS * ROWS_PER_WARP;
+constexpr int KC = 1024;  // K chunk staged in shared memory (bytes per row of A)
+
+__device__ __forceinline__ int dot16(const int4& w, const int4& x, int acc) {
+  acc = __dp4a(w.x, x.x, acc);
+  acc = __dp4a(w.y, x.y, acc);
+  acc = __dp4a(w.z, x.z, acc);
+  return __dp4a(w.w, x.w, acc);
+}
+
+template <bool ALIGNED>
+__device__ __forceinline__ int4 load16(const signed char* p, int k, int K) {
+  if (ALIGNED) return __ldg(reinterpret_cast<const int4*>(p + k));
+  int4 v;
+  signed char* b = reinterpret_cast<signed char*>(&v);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) b[i] = k + i < K ? p[k + i] : 0;
+  return v;
+}
+}  // namespace
+
+template <typename T, int MAXM, bool ALIGNED, int MODE>
+__global__ void __launch_bounds__(THREADS) int8_gemv(
+    const signed char* __restrict__ A, const signed char* __restrict__ B, int M, int N, int K,
+    int lda, int ldb, const float* __restrict__ absmax, const float* __restrict__ SCB,
+    const T* __restrict__ bias, const T* __restrict__ X, int ldx,
+    const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
+    int ldo) {
+  __shared__ __align__(16) signed char a_s[MAXM][KC];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int m0 = blockIdx.y * MAXM;
+  const int rows_here = min(MAXM, M - m0);
+  const int n_base = blockIdx.x * ROWS_PER_BLOCK + warp * ROWS_PER_WARP;
+
+  int acc[ROWS_PER_WARP][MAXM];
+  float extra[ROWS_PER_WARP][MAXM];
+#pragma unroll
+  for (int r = 0; r < ROWS_PER_WARP; ++r)
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) { acc[r][m] = 0; extra[r][m] = 0.0f; }
+
+  for (int k0 = 0; k0 < K; k0 += KC) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < MAXM * (KC / 16); i += THREADS) {
+      const int m = i / (KC / 16), k = (i % (KC / 16)) * 16;
+      int4 v = make_int4(0, 0, 0, 0);
+      if (m < rows_here && k0 + k < K) v = load16<ALIGNED>(A + (long long)(m0 + m) * lda, k0 + k, K);
+      *reinterpret_cast<int4*>(&a_s[m][k]) = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < ROWS_PER_WARP; ++r) {
+      const int n = n_base + r;
+      if (n >= N) continue;
+      const signed char* w_row = B + (long long)n * ldb;
+#pragma unroll
+      for (int k = lane * 16; k < KC; k += 32 * 16) {
+        if (k0 + k >= K) break;
+        const int4 w = load16<ALIGNED>(w_row, k0 + k, K);
+#pragma unroll
+        for (int m = 0; m < MAXM; ++m)
+          acc[r][m] = dot16(w, *reinterpret_cast<const int4*>(&a_s[m][k]), acc[r][m]);
+      }
+    }
+  }
+
+  if (MODE == 1 && mask != nullptr) {
+    // Lane l scans mask words l, l + 32, ...; its outlier columns are corrected in its partials.
+    const int words = (K + 31) / 32;
+    for (int w = lane; w < words; w += 32) {
+      for (unsigned bits = mask[w]; bits; bits &= bits - 1) {
+        const int c = w * 32 + __ffs(bits) - 1;
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; ++r) {
+          const int n = n_base + r;
+          if (n >= N) continue;
+          const int wq = B[(long long)n * ldb + c];
+#pragma unroll
+          for (int m = 0; m < MAXM; ++m) {
+            if (m < rows_here) {
+              acc[r][m] -= A[(long long)(m0 + m) * lda + c] * wq;
+              extra[r][m] += to_float(X[(long long)(m0 + m) * ldx + c]) * static_cast<float>(wq);
+            }
+          }
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < ROWS_PER_WARP; ++r)
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m)
+#pragma unroll
+      for (int offset = 16; offset > 0; offset >>= 1) {
+        acc[r][m] += __shfl_xor_sync(0xffffffffu, acc[r][m], offset);
+        if (MODE == 1) extra[r][m] += __shfl_xor_sync(0xffffffffu, extra[r][m], offset);
+      }
+
+#pragma unroll
+  for (int r = 0; r < ROWS_PER_WARP; ++r) {
+    const int n = n_base + r;
+#pragma unroll
+    for (int m = 0; m < MAXM; ++m) {
+      // Lane m writes row m (MAXM <= 32).
+      if (lane != m || m >= rows_here || n >= N) continue;
+      const long long o = (long long)(m0 + m) * ldo + n;
+      if (MODE == 0) {
+        out_i32[o] = acc[r][m];
+      } else {
+        const float w_scale = SCB[n] / 127.0f;
+        float v = static_cast<float>(acc[r][m]) * (absmax[m0 + m] / 127.0f) * w_scale;
+        v += extra[r][m] * w_scale;
+        if (bias != nullptr) v += to_float(bias[n]);
+        out[o] = from_float<T>(v);
+      }
+    }
+  }
+}
+
+#define INSTANTIATE_M(T, MAXM)                                                                  \
+  template __global__ void int8_gemv<T, MAXM, true, 1>(                                         \
+      const signed char*, const signed char*, int, int, int, int, int, const float*,            \
+      const float*, const T*, const T*, int, const unsigned int*, T*, int*, int);               \
+  template __global__ void int8_gemv<T, MAXM, false, 1>(                                        \
+      const signed char*, const signed char*, int, int, int, int, int, const float*,            \
+      const float*, const T*, const T*, int, const unsigned int*, T*, int*, int);
+#define INSTANTIATE(T) INSTANTIATE_M(T, 1) INSTANTIATE_M(T, 4) INSTANTIATE_M(T, 16)
+INSTANTIATE(__half)
+INSTANTIATE(__nv_bfloat16)
+INSTANTIATE(float)
+template __global__ void int8_gemv<__half, 16, true, 0>(
+    const signed char*, const signed char*, int, int, int, int, int, const float*, const float*,
+    const __half*, const __half*, int, const unsigned int*, __half*, int*, int);
+template __global__ void int8_gemv<__half, 16, false, 0>(
+    const signed char*, const signed char*, int, int, int, int, int, const float*, const float*,
+    const __half*, const __half*, int, const unsigned int*, __half*, int*, int);

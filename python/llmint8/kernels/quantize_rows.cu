@@ -1,0 +1,1 @@
+../../../cuda/quantize_rows.cu
