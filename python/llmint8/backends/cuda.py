@@ -240,10 +240,11 @@ def _matmul_launch(a, b, absmax, scb, bias, x, mask, out, out_i32, mode, dtype):
         )
 
 
-def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
-    """Exact int32 ``a @ b.T`` (no epilogue)."""
+def int8_matmul(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """Exact int32 ``a @ b.T`` (no epilogue), into `out` when given (tests poison it)."""
     a, b = a.contiguous(), b.contiguous()
-    out = torch.empty((a.shape[0], b.shape[0]), dtype=torch.int32, device=a.device)
+    if out is None:
+        out = torch.empty((a.shape[0], b.shape[0]), dtype=torch.int32, device=a.device)
     if a.shape[0] and b.shape[0]:
         _matmul_launch(a, b, None, None, None, None, None, None, out, 0, torch.float16)
     elif out.numel():
@@ -258,11 +259,14 @@ def int8_linear(
     bias: Optional[Tensor],
     threshold: float,
     outlier_cols: Optional[Tensor],
+    out: Optional[Tensor] = None,
 ) -> Tensor:
-    """LLM.int8() linear: one quantize launch and one fused matmul launch, no host sync."""
+    """LLM.int8() linear: one quantize launch and one fused matmul launch, no host sync. Writes
+    into `out` ([M, N], x.dtype, contiguous) when given."""
     x, CB = x.contiguous(), CB.contiguous()
     m, n = x.shape[0], CB.shape[0]
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if out is None:
+        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
         return out
     if x.shape[1] == 0:

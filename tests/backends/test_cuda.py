@@ -1,0 +1,181 @@
+"""The CUDA backend against the CPU backend and the float64 reference (run on the device)."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import llmint8
+from llmint8 import functional as F
+from llmint8.backends import cpu as cpu_backend
+
+from ..helpers import assert_within_bound, int8_linear_bound, planted_outliers, reference_linear
+from ..test_blog_walkthrough import run_walkthrough
+
+pytestmark = pytest.mark.gpu
+cuda_backend = pytest.importorskip("llmint8.backends.cuda") if torch.cuda.is_available() else None
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+POISON = {torch.float16: float("nan"), torch.bfloat16: float("nan"), torch.float32: float("nan")}
+# M around the kernel switch (16) and the 128-row tiles; K, N odd and not multiples of the tiles.
+rows = st.sampled_from([1, 2, 3, 4, 5, 15, 16, 17, 31, 64, 127, 128, 129, 300])
+features = st.sampled_from([1, 15, 16, 31, 32, 33, 64, 100, 255, 256, 1000, 4095, 4096])
+
+
+def _inputs(seed, m, k, n, dtype, outliers=3):
+    generator = torch.Generator().manual_seed(seed)
+    x, _ = planted_outliers(m, k, min(outliers, k), generator)
+    weight = torch.randn(n, k, generator=generator)
+    bias = torch.randn(n, generator=generator)
+    return x.to(dtype), weight.to(dtype), bias.to(dtype)
+
+
+@settings(max_examples=40)
+@given(
+    seed=st.integers(0, 2**31),
+    m=rows,
+    k=features,
+    dtype=st.sampled_from(DTYPES),
+    threshold=st.sampled_from([0.0, 6.0]),
+    static=st.booleans(),
+)
+def test_quantize_matches_cpu_bit_for_bit(seed, m, k, dtype, threshold, static):
+    x, _, _ = _inputs(seed, m, k, 1, dtype)
+    cols = torch.tensor(sorted({0, k // 2, k - 1}), dtype=torch.long) if static else None
+    expected = cpu_backend.quantize_rows(x, threshold, cols)
+    got = cuda_backend.quantize_rows(x.cuda(), threshold, None if cols is None else cols.cuda())
+    assert torch.equal(got[0].cpu(), expected[0])
+    assert torch.equal(got[1].cpu(), expected[1])
+    assert torch.equal(got[2].cpu(), expected[2])
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 2**31), m=rows, k=features, n=features)
+def test_int32_accumulators_equal_cpu(seed, m, k, n):
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randint(-127, 128, (m, k), generator=generator, dtype=torch.int8)
+    b = torch.randint(-127, 128, (n, k), generator=generator, dtype=torch.int8)
+    out = torch.full((m, n), -(2**31), dtype=torch.int32, device="cuda")  # poisoned
+    got = cuda_backend.int8_matmul(a.cuda(), b.cuda(), out=out)
+    assert torch.equal(got.cpu(), cpu_backend.int8_matmul(a, b))
+
+
+@settings(max_examples=60)
+@given(
+    seed=st.integers(0, 2**31),
+    m=rows,
+    k=features,
+    n=features,
+    dtype=st.sampled_from(DTYPES),
+    threshold=st.sampled_from([0.0, 6.0]),
+    with_bias=st.booleans(),
+)
+def test_int8_linear_matches_cpu_and_reference(seed, m, k, n, dtype, threshold, with_bias):
+    x, weight, bias = _inputs(seed, m, k, n, dtype)
+    bias = bias if with_bias else None
+    CB, SCB = F.quantize_weight(weight)
+    expected = cpu_backend.int8_linear(x, CB, SCB, bias, threshold, None)
+    out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
+    got = cuda_backend.int8_linear(
+        x.cuda(),
+        CB.cuda(),
+        SCB.cuda(),
+        None if bias is None else bias.cuda(),
+        threshold,
+        None,
+        out=out,
+    ).cpu()
+    assert not got.isnan().any(), "unwritten (poisoned) outputs remain"
+    bound = int8_linear_bound(x, weight, threshold, dtype, bias)
+    assert_within_bound(got, reference_linear(x, weight, bias), bound, "cuda vs float64")
+    # Same int32 accumulators and scales as the CPU: only fp32 rounding of the epilogue differs.
+    magnitude = x.double().abs() @ weight.double().abs().t()
+    rounding = 2 * torch.finfo(dtype).eps * (expected.double().abs() + 1e-3 * magnitude) + 1e-30
+    assert_within_bound(got, expected, rounding + 1e-4 * magnitude, "cuda vs cpu")
+
+
+def test_outlier_decomposition_on_cuda_matches_reference_error():
+    generator = torch.Generator().manual_seed(0)
+    x, _ = planted_outliers(256, 4096, 6, generator)
+    x = x.half()
+    weight = torch.randn(1024, 4096, generator=generator).half()
+    CB, SCB = F.quantize_weight(weight)
+    exact = reference_linear(x, weight)
+    for threshold, limit in ((6.0, 0.02), (0.0, 0.2)):
+        y = F.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), threshold=threshold).double().cpu()
+        assert ((y - exact).norm() / exact.norm()).item() < limit
+
+
+def test_static_outlier_columns_on_cuda():
+    generator = torch.Generator().manual_seed(1)
+    x, columns = planted_outliers(40, 300, 4, generator)
+    weight = torch.randn(70, 300, generator=generator)
+    CB, SCB = F.quantize_weight(weight)
+    cpu = F.int8_linear(x, CB, SCB, outlier_cols=columns)
+    gpu = F.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), outlier_cols=columns.cuda()).cpu()
+    bound = int8_linear_bound(x, weight, 0.0, x.dtype, outlier_cols=columns)
+    assert_within_bound(gpu, reference_linear(x, weight), bound)
+    torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_nan_rows_propagate_like_cpu():
+    weight = torch.randn(8, 64)
+    CB, SCB = F.quantize_weight(weight)
+    x = torch.randn(5, 64)
+    x[2, 7] = float("nan")
+    for threshold in (0.0, 6.0):
+        y = F.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), threshold=threshold).cpu()
+        assert torch.isnan(y[2]).all() and torch.isfinite(y[[0, 1, 3, 4]]).all()
+
+
+def test_blog_walkthrough_on_cuda(tmp_path):
+    model = run_walkthrough(tmp_path, 0)
+    assert model[0].weight.device == torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(0, 4095), (3, 7, 4095), (20000, 256), (5, 11008)])
+def test_linear8bitlt_on_cuda_any_batch(dtype, shape):
+    torch.manual_seed(0)
+    k = shape[-1]
+    linear = nn.Linear(k, 11007 if k != 256 else 512).to(dtype)
+    layer = llmint8.nn.Linear8bitLt(k, linear.out_features, has_fp16_weights=False, threshold=6.0)
+    layer.load_state_dict(linear.state_dict())
+    layer = layer.cuda()
+    assert layer.weight.device.type == "cuda" and layer.weight.dtype == torch.int8
+    x = torch.randn(*shape, dtype=dtype)
+    if x.numel():
+        x[..., 5] *= 25
+    y = layer(x.cuda())
+    assert y.shape == (*shape[:-1], linear.out_features) and y.dtype == dtype
+    if x.numel():
+        flat = x.reshape(-1, k)[:64]
+        w, b = linear.weight.detach(), linear.bias.detach()
+        bound = int8_linear_bound(flat, w, 6.0, dtype, b)
+        assert_within_bound(
+            y.reshape(-1, linear.out_features)[:64].cpu(), reference_linear(flat, w, b), bound
+        )
+
+
+def test_weights_quantized_on_device_equal_cpu_quantization():
+    weight = torch.randn(300, 777, dtype=torch.bfloat16) * 50
+    CB, SCB = F.quantize_weight(weight)
+    CBg, SCBg = F.quantize_weight(weight.cuda())
+    assert torch.equal(CBg.cpu(), CB) and torch.equal(SCBg.cpu(), SCB)
+
+
+def test_backward_on_cuda():
+    layer = llmint8.nn.Linear8bitLt(64, 32, has_fp16_weights=False, threshold=6.0).cuda()
+    x = torch.randn(4, 64, device="cuda", dtype=torch.float16, requires_grad=True)
+    layer(x).float().sum().backward()
+    expected = F.dequantize_rowwise(layer.weight.CB, layer.weight.SCB).sum(0)
+    torch.testing.assert_close(x.grad.float(), expected.expand(4, -1), rtol=2e-3, atol=2e-3)
+
+
+def test_compiled_kernels_are_reused():
+    layer = llmint8.nn.Linear8bitLt(32, 16, has_fp16_weights=False).cuda()
+    layer(torch.randn(2, 32, device="cuda", dtype=torch.float16))
+    compiled = len(cuda_backend._functions)
+    layer(torch.randn(3, 32, device="cuda", dtype=torch.float16))
+    assert len(cuda_backend._functions) == compiled
