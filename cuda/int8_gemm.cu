@@ -7,7 +7,7 @@
 //   acc'[m,n] = acc[m,n] - sum_{c in C} A[m,c] * B[n,c]                  (exact int32: the columns
 //               are taken out of the int8 product, as the CPU backend does by zeroing them)
 //   out[m,n]  = acc' * (absmax[m] / 127) * (SCB[n] / 127)
-//             + (sum_{c in C} X[m,c] * B[n,c]) * (SCB[n] / 127)          (outliers in fp32)
+//             + sum_{c in C} X[m,c] * (B[n,c] * (SCB[n] / 127))          (outliers in fp32)
 //             + bias[n]
 // MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead.
 //
@@ -36,6 +36,14 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Four 8x16-byte matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void ldmatrix_x4(int* r, const void* smem_row) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem_row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
 }
 
 __device__ __forceinline__ void mma_s8(int* c, const int* a, const int* b) {
@@ -122,20 +130,25 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     const signed char* Bs = stage_b(kt % STAGES);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 32) {
+      // A fragment (16 rows x 32 bytes): matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31) give
+      // registers a0..a3 = (g, 4q), (g + 8, 4q), (g, 16 + 4q), (g + 8, 16 + 4q).
+      // B fragments of two n8 tiles (8 rows x 32 bytes each) come from one x4 load.
       int a[4][4], b[4][2];
+      const int sub = lane >> 3, sub_row = lane & 7;
 #pragma unroll
       for (int mt = 0; mt < 4; ++mt) {
-        const signed char* row = As + (warp_m * 64 + mt * 16 + g) * LDS + kk + q * 4;
-        a[mt][0] = *reinterpret_cast<const int*>(row);
-        a[mt][1] = *reinterpret_cast<const int*>(row + 8 * LDS);
-        a[mt][2] = *reinterpret_cast<const int*>(row + 16);
-        a[mt][3] = *reinterpret_cast<const int*>(row + 8 * LDS + 16);
+        const int row = warp_m * 64 + mt * 16 + sub_row + (sub & 1) * 8;
+        ldmatrix_x4(a[mt], As + row * LDS + kk + (sub >> 1) * 16);
       }
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const signed char* col = Bs + (warp_n * 32 + nt * 8 + g) * LDS + kk + q * 4;
-        b[nt][0] = *reinterpret_cast<const int*>(col);
-        b[nt][1] = *reinterpret_cast<const int*>(col + 16);
+      for (int pair = 0; pair < 2; ++pair) {
+        int r[4];
+        const int row = warp_n * 32 + pair * 16 + (sub >> 1) * 8 + sub_row;
+        ldmatrix_x4(r, Bs + row * LDS + kk + (sub & 1) * 16);
+        b[2 * pair][0] = r[0];
+        b[2 * pair][1] = r[1];
+        b[2 * pair + 1][0] = r[2];
+        b[2 * pair + 1][1] = r[3];
       }
 #pragma unroll
       for (int mt = 0; mt < 4; ++mt)
@@ -160,59 +173,92 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     return;
   }
 
-  // Outlier columns: take them out of the int32 sum exactly and add them back in fp32.
-  float extra[4][4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) extra[i][j][r] = 0.0f;
-
-  if (mask != nullptr) {
-    int* cols = reinterpret_cast<int*>(smem);
-    int* xq_s = cols + OUTLIER_CHUNK;                 // [BM][chunk]
-    float* x_s = reinterpret_cast<float*>(xq_s + BM * OUTLIER_CHUNK);  // [BM][chunk]
-    int* wq_s = reinterpret_cast<int*>(x_s + BM * OUTLIER_CHUNK);      // [BN][chunk]
-    __shared__ int n_cols;
-    const int words = (K + 31) / 32;
-    for (int w = 0; w < words; ++w) {
-      const unsigned bits = mask[w];
-      if (bits == 0u) continue;  // uniform across the block
-      if (threadIdx.x == 0) {
-        int n = 0;
-        for (unsigned rest = bits; rest; rest &= rest - 1) cols[n++] = w * 32 + __ffs(rest) - 1;
-        n_cols = n;
-      }
-      __syncthreads();
-      const int nc = n_cols;
-      for (int i = threadIdx.x; i < BM * nc; i += THREADS) {
-        const int r = i / nc, j = i % nc, m = bm + r, c = cols[j];
-        const bool inside = m < M;
-        xq_s[r * OUTLIER_CHUNK + j] = inside ? A[(long long)m * lda + c] : 0;
-        x_s[r * OUTLIER_CHUNK + j] = inside ? to_float(X[(long long)m * ldx + c]) : 0.0f;
-      }
-      for (int i = threadIdx.x; i < BN * nc; i += THREADS) {
-        const int r = i / nc, j = i % nc, n = bn + r;
-        wq_s[r * OUTLIER_CHUNK + j] = n < N ? B[(long long)n * ldb + cols[j]] : 0;
-      }
-      __syncthreads();
-      for (int j = 0; j < nc; ++j) {
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              const int lm = warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
-              const int ln = warp_n * 32 + nt * 8 + 2 * q + (r & 1);
-              const int wq = wq_s[ln * OUTLIER_CHUNK + j];
-              acc[mt][nt][r] -= xq_s[lm * OUTLIER_CHUNK + j] * wq;
-              extra[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * static_cast<float>(wq);
-            }
-      }
-      __syncthreads();
+  // Outlier columns, in two passes over the mask so that only one accumulator array is live:
+  // 1. take them out of the int32 sums exactly; 2. add x * dequantized weight in fp32.
+  int* cols = reinterpret_cast<int*>(smem);
+  int* a_cols = cols + OUTLIER_CHUNK;                                  // [BM][chunk] A or X
+  int* b_cols = a_cols + BM * OUTLIER_CHUNK;                           // [BN][chunk] B or W_deq
+  __shared__ int n_cols;
+  const int words = mask != nullptr ? (K + 31) / 32 : 0;
+  auto stage = [&](int w, bool dequantized) -> int {
+    const unsigned bits = mask[w];
+    if (bits == 0u) return 0;  // uniform across the block
+    if (threadIdx.x == 0) {
+      int count = 0;
+      for (unsigned rest = bits; rest; rest &= rest - 1) cols[count++] = w * 32 + __ffs(rest) - 1;
+      n_cols = count;
     }
+    __syncthreads();
+    const int nc = n_cols;
+    for (int i = threadIdx.x; i < BM * nc; i += THREADS) {
+      const int r = i / nc, j = i % nc, m = bm + r, c = cols[j];
+      if (dequantized) {
+        reinterpret_cast<float*>(a_cols)[r * OUTLIER_CHUNK + j] =
+            m < M ? to_float(X[(long long)m * ldx + c]) : 0.0f;
+      } else {
+        a_cols[r * OUTLIER_CHUNK + j] = m < M ? A[(long long)m * lda + c] : 0;
+      }
+    }
+    for (int i = threadIdx.x; i < BN * nc; i += THREADS) {
+      const int r = i / nc, j = i % nc, n = bn + r, c = cols[j];
+      const int wq = n < N ? B[(long long)n * ldb + c] : 0;
+      if (dequantized) {
+        reinterpret_cast<float*>(b_cols)[r * OUTLIER_CHUNK + j] =
+            n < N ? static_cast<float>(wq) * (SCB[n] / 127.0f) : 0.0f;
+      } else {
+        b_cols[r * OUTLIER_CHUNK + j] = wq;
+      }
+    }
+    __syncthreads();
+    return nc;
+  };
+
+  for (int w = 0; w < words; ++w) {
+    const int nc = stage(w, false);
+    for (int j = 0; j < nc; ++j) {
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int lm = warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
+            const int ln = warp_n * 32 + nt * 8 + 2 * q + (r & 1);
+            acc[mt][nt][r] -= a_cols[lm * OUTLIER_CHUNK + j] * b_cols[ln * OUTLIER_CHUNK + j];
+          }
+    }
+    if (nc) __syncthreads();
+  }
+
+  float v[4][4][4];
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int m = min(bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8, M - 1);
+        const int n = min(bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1), N - 1);
+        v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * (SCB[n] / 127.0f);
+      }
+
+  for (int w = 0; w < words; ++w) {
+    const int nc = stage(w, true);
+    const float* x_s = reinterpret_cast<const float*>(a_cols);
+    const float* w_s = reinterpret_cast<const float*>(b_cols);
+    for (int j = 0; j < nc; ++j) {
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int lm = warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
+            const int ln = warp_n * 32 + nt * 8 + 2 * q + (r & 1);
+            v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
+          }
+    }
+    if (nc) __syncthreads();
   }
 
 #pragma unroll
@@ -224,11 +270,9 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
         const int m = bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
         const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
         if (m < M && n < N) {
-          const float w_scale = SCB[n] / 127.0f;
-          float v = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * w_scale;
-          v += extra[mt][nt][r] * w_scale;
-          if (bias != nullptr) v += to_float(bias[n]);
-          out[(long long)m * ldo + n] = from_float<T>(v);
+          float value = v[mt][nt][r];
+          if (bias != nullptr) value += to_float(bias[n]);
+          out[(long long)m * ldo + n] = from_float<T>(value);
         }
       }
 }

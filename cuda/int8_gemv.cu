@@ -7,7 +7,7 @@
 // int32 and added back in fp32, then scales and bias); MODE 0 writes the raw int32 acc.
 //
 // Launch: grid = (ceil(N / ROWS_PER_BLOCK), ceil(M / MAXM)), block = 256 threads (8 warps, each
-// owning ROWS_PER_WARP = 2 weight rows), static shared memory MAXM x KC bytes of A per K chunk.
+// owning ROWS_PER_WARP = 2 weight rows), static shared memory: a K chunk of A (16 KB at most).
 // Pointers as in int8_gemm.cu. ALIGNED: K, lda, ldb multiples of 16 and A, B 16-byte aligned.
 #include "common.cuh"
 
@@ -16,7 +16,8 @@ using namespace llmint8;
 namespace {
 constexpr int THREADS = 256, WARPS = THREADS / 32, ROWS_PER_WARP = 2;
 constexpr int ROWS_PER_BLOCK = WARPS * ROWS_PER_WARP;
-constexpr int KC = 1024;  // K chunk staged in shared memory (bytes per row of A)
+// K chunk of A staged in shared memory per row: 16 KB of A per block (8 KB for one row).
+template <int MAXM> constexpr int k_chunk() { return MAXM == 1 ? 8192 : 16384 / MAXM; }
 
 __device__ __forceinline__ int dot16(const int4& w, const int4& x, int acc) {
   acc = __dp4a(w.x, x.x, acc);
@@ -43,6 +44,7 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
     const T* __restrict__ bias, const T* __restrict__ X, int ldx,
     const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
     int ldo) {
+  constexpr int KC = k_chunk<MAXM>();
   __shared__ __align__(16) signed char a_s[MAXM][KC];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int m0 = blockIdx.y * MAXM;
@@ -66,17 +68,19 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
     }
     __syncthreads();
 #pragma unroll
-    for (int r = 0; r < ROWS_PER_WARP; ++r) {
-      const int n = n_base + r;
-      if (n >= N) continue;
-      const signed char* w_row = B + (long long)n * ldb;
+    for (int k = lane * 16; k < KC; k += 32 * 16) {
+      if (k0 + k >= K) break;
+      int4 w[ROWS_PER_WARP];
 #pragma unroll
-      for (int k = lane * 16; k < KC; k += 32 * 16) {
-        if (k0 + k >= K) break;
-        const int4 w = load16<ALIGNED>(w_row, k0 + k, K);
+      for (int r = 0; r < ROWS_PER_WARP; ++r) {
+        const int n = n_base + r;
+        w[r] = n < N ? load16<ALIGNED>(B + (long long)n * ldb, k0 + k, K) : make_int4(0, 0, 0, 0);
+      }
 #pragma unroll
-        for (int m = 0; m < MAXM; ++m)
-          acc[r][m] = dot16(w, *reinterpret_cast<const int4*>(&a_s[m][k]), acc[r][m]);
+      for (int m = 0; m < MAXM; ++m) {
+        const int4 a = *reinterpret_cast<const int4*>(&a_s[m][k]);
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; ++r) acc[r][m] = dot16(w[r], a, acc[r][m]);
       }
     }
   }

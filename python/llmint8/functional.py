@@ -209,4 +209,14 @@ def int8_linear(
     cols = _check_outlier_cols(outlier_cols, CB.shape[1])
     if bias is not None and bias.dtype != x.dtype:
         bias = bias.to(x.dtype)
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad
+        or (bias is not None and bias.requires_grad)
+        or (master_weight is not None and master_weight.requires_grad)
+    )
+    if not needs_grad:
+        y = backend_for(x.device).int8_linear(
+            x.reshape(-1, x.shape[-1]), CB, SCB, bias, float(threshold), cols
+        )
+        return y.reshape(*x.shape[:-1], CB.shape[0])
     return _Int8Linear.apply(x, CB, SCB, bias, float(threshold), cols, master_weight)

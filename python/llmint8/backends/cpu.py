@@ -46,7 +46,10 @@ def quantize_rows(
 def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
     """``round(x * (127 / absmax))`` clamped to [-127, 127], half to even; 0 for all-zero rows.
     Non-finite products (a NaN or Inf in the row) become 0: the row's scale carries the NaN/Inf."""
-    inverse = torch.where(row_absmax > 0, INT8_MAX / row_absmax, torch.zeros_like(row_absmax))
+    # A true division, correctly rounded like CUDA's `127.0f / absmax` (``127 / tensor`` in torch
+    # is computed as ``reciprocal(tensor) * 127``, which rounds twice).
+    quotient = torch.full_like(row_absmax, INT8_MAX).div_(row_absmax)
+    inverse = torch.where(row_absmax > 0, quotient, torch.zeros_like(row_absmax))
     scaled = torch.round(xf * inverse[:, None])
     scaled = torch.nan_to_num(scaled, nan=0.0, posinf=INT8_MAX, neginf=-INT8_MAX)
     return scaled.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)

@@ -47,9 +47,17 @@ def _cupy():
     return cupy
 
 
+_capabilities: dict[int, tuple[int, int]] = {}
+
+
 def check_device(device: torch.device) -> tuple[int, int]:
     """The compute capability of `device`, or `UnsupportedDeviceError` below sm_75."""
-    capability = torch.cuda.get_device_capability(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    capability = _capabilities.get(index)
+    if capability is not None:
+        return capability
+    capability = torch.cuda.get_device_capability(index)
+    _capabilities[index] = capability
     if capability < MIN_CAPABILITY:
         name = torch.cuda.get_device_name(device)
         raise UnsupportedDeviceError(
@@ -62,11 +70,11 @@ def check_device(device: torch.device) -> tuple[int, int]:
 def _function(device: torch.device, file: str, expression: str):
     """The compiled kernel `expression` of `file` for `device` (compiled once per process and
     architecture, under a lock so that concurrent first calls compile once)."""
-    capability = check_device(device)
-    key = (capability, file, expression)
+    key = (device.index, file, expression)
     function = _functions.get(key)
     if function is not None:
         return function
+    capability = check_device(device)
     cupy = _cupy()
     with _lock:
         function = _functions.get(key)
@@ -79,10 +87,12 @@ def _function(device: torch.device, file: str, expression: str):
                     name_expressions=expressions,
                 )
                 for name in expressions:
+                    if file == "int8_gemm.cu" and capability < MMA_CAPABILITY:
+                        continue  # int8 mma.sync m16n8k32 needs sm_80; sm_75 uses the GEMV
                     compiled = module.get_function(name)
                     if file == "int8_gemm.cu":
                         compiled.max_dynamic_shared_size_bytes = GEMM_SMEM_BYTES
-                    _functions[(capability, file, name)] = compiled
+                    _functions[(device.index, file, name)] = compiled
             function = _functions[key]
     return function
 
@@ -120,7 +130,8 @@ class _StreamHandle:
 
 
 def _stream(device: torch.device):
-    pointer = torch.cuda.current_stream(device).cuda_stream
+    # Read on every call: graph capture and user code switch streams.
+    pointer = torch._C._cuda_getCurrentRawStream(device.index)
     key = (device.index, pointer)
     stream = _streams.get(key)
     if stream is None:
@@ -132,8 +143,13 @@ def _stream(device: torch.device):
 def _launch(device: torch.device, file: str, expression: str, grid, args, shared_mem: int = 0):
     function = _function(device, file, expression)
     cupy = _cupy()
-    with cupy.cuda.Device(device.index), _stream(device):
-        function(grid, (THREADS,), args, shared_mem=shared_mem)
+    stream = _stream(device)
+    if cupy.cuda.runtime.getDevice() == device.index:
+        with stream:
+            function(grid, (THREADS,), args, shared_mem=shared_mem)
+    else:
+        with cupy.cuda.Device(device.index), stream:
+            function(grid, (THREADS,), args, shared_mem=shared_mem)
 
 
 def _ptr(t: Optional[Tensor]) -> int:
@@ -221,7 +237,7 @@ def _matmul_launch(a, b, absmax, scb, bias, x, mask, out, out_i32, mode, dtype):
         np.int32(ldo),
     )
     t = C_TYPES[dtype]
-    use_mma = torch.cuda.get_device_capability(a.device) >= MMA_CAPABILITY
+    use_mma = check_device(a.device) >= MMA_CAPABILITY
     if m <= GEMV_MAX_ROWS or not use_mma:
         rows = 1 if m == 1 else 4 if m <= 4 else GEMV_MAX_ROWS
         if mode == 0:
