@@ -12,8 +12,8 @@
 // MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead.
 //
 // Launch: grid = (ceil(N / 128), ceil(M / 128)), block = 256 threads (8 warps as 2 x 4, each a
-// 64 x 32 tile), dynamic shared memory = SMEM_BYTES (3-stage cp.async pipeline, rows padded to
-// 80 bytes so fragment loads are free of bank conflicts).
+// 64 x 32 tile), dynamic shared memory = SMEM_BYTES (3-stage cp.async pipeline of 128-byte K
+// slices, rows padded to 144 bytes so ldmatrix is free of bank conflicts).
 // Pointers: A [M, lda] int8, B [N, ldb] int8, absmax [M] f32, SCB [N] f32, bias [N] T or null,
 // X [M, ldx] T (the unquantized activations, read only for outlier columns), mask [ceil(K/32)]
 // uint32 or null, out [M, ldo] T, out_i32 [M, ldo] int32.
@@ -24,10 +24,11 @@
 using namespace llmint8;
 
 namespace {
-constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, THREADS = 256;
-constexpr int LDS = BK + 16;  // padded smem row stride in bytes
+constexpr int BM = 128, BN = 128, BK = 128, STAGES = 3, THREADS = 256;
+constexpr int LDS = BK + 16;  // padded smem row stride in bytes (144: ldmatrix conflict-free)
 constexpr int STAGE_BYTES = (BM + BN) * LDS;
-constexpr int OUTLIER_CHUNK = 32;  // outlier columns staged per pass (one mask word)
+constexpr int OUTLIER_CHUNK = 32;   // outlier columns staged in shared memory at a time
+constexpr int COL_CAPACITY = 1024;  // outlier columns listed at a time (more: several windows)
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
   unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -173,25 +174,50 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     return;
   }
 
-  // Outlier columns, in two passes over the mask so that only one accumulator array is live:
+  // Outlier columns, in two passes over them so that only one accumulator array is live:
   // 1. take them out of the int32 sums exactly; 2. add x * dequantized weight in fp32.
-  int* cols = reinterpret_cast<int*>(smem);
-  int* a_cols = cols + OUTLIER_CHUNK;                                  // [BM][chunk] A or X
+  // The block first compacts the mask into an ascending column list (deterministic order).
+  int* cols = reinterpret_cast<int*>(smem);                            // [COL_CAPACITY]
+  int* a_cols = cols + COL_CAPACITY;                                   // [BM][chunk] A or X
   int* b_cols = a_cols + BM * OUTLIER_CHUNK;                           // [BN][chunk] B or W_deq
-  __shared__ int n_cols;
+  __shared__ int warp_counts[THREADS / 32];
+  __shared__ int total_cols;
   const int words = mask != nullptr ? (K + 31) / 32 : 0;
-  auto stage = [&](int w, bool dequantized) -> int {
-    const unsigned bits = mask[w];
-    if (bits == 0u) return 0;  // uniform across the block
-    if (threadIdx.x == 0) {
-      int count = 0;
-      for (unsigned rest = bits; rest; rest &= rest - 1) cols[count++] = w * 32 + __ffs(rest) - 1;
-      n_cols = count;
-    }
+  // Each thread owns a contiguous run of words; a block-wide exclusive scan of the bit counts
+  // gives every column its rank in ascending order.
+  const int per_thread = (words + THREADS - 1) / THREADS;
+  const int w_begin = min(words, threadIdx.x * per_thread), w_end = min(words, w_begin + per_thread);
+  int mine = 0;
+  for (int w = w_begin; w < w_end; ++w) mine += __popc(mask[w]);
+  int inclusive = mine;
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const int other = __shfl_up_sync(0xffffffffu, inclusive, offset);
+    if (lane >= offset) inclusive += other;
+  }
+  if (lane == 31) warp_counts[warp] = inclusive;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int running = 0;
+    for (int i = 0; i < THREADS / 32; ++i) { const int c = warp_counts[i]; warp_counts[i] = running; running += c; }
+    total_cols = running;
+  }
+  __syncthreads();
+  const int my_first = warp_counts[warp] + inclusive - mine;
+  const int n_total = words ? total_cols : 0;
+
+  // Fills cols[] with the columns of rank [window, window + COL_CAPACITY).
+  auto gather = [&](int window) {
+    int rank = my_first;
+    for (int w = w_begin; w < w_end; ++w)
+      for (unsigned rest = mask[w]; rest; rest &= rest - 1, ++rank)
+        if (rank >= window && rank < window + COL_CAPACITY)
+          cols[rank - window] = w * 32 + __ffs(rest) - 1;
     __syncthreads();
-    const int nc = n_cols;
+  };
+  // Stages columns cols[j0, j0 + nc) of A (or X) and B (or the dequantized W).
+  auto stage = [&](int j0, int nc, bool dequantized) {
     for (int i = threadIdx.x; i < BM * nc; i += THREADS) {
-      const int r = i / nc, j = i % nc, m = bm + r, c = cols[j];
+      const int r = i / nc, j = i % nc, m = bm + r, c = cols[j0 + j];
       if (dequantized) {
         reinterpret_cast<float*>(a_cols)[r * OUTLIER_CHUNK + j] =
             m < M ? to_float(X[(long long)m * ldx + c]) : 0.0f;
@@ -200,7 +226,7 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
       }
     }
     for (int i = threadIdx.x; i < BN * nc; i += THREADS) {
-      const int r = i / nc, j = i % nc, n = bn + r, c = cols[j];
+      const int r = i / nc, j = i % nc, n = bn + r, c = cols[j0 + j];
       const int wq = n < N ? B[(long long)n * ldb + c] : 0;
       if (dequantized) {
         reinterpret_cast<float*>(b_cols)[r * OUTLIER_CHUNK + j] =
@@ -210,11 +236,14 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
       }
     }
     __syncthreads();
-    return nc;
   };
 
-  for (int w = 0; w < words; ++w) {
-    const int nc = stage(w, false);
+  for (int window = 0; window < n_total; window += COL_CAPACITY) {
+    gather(window);
+    const int in_window = min(COL_CAPACITY, n_total - window);
+    for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
+    const int nc = min(OUTLIER_CHUNK, in_window - j0);
+    stage(j0, nc, false);
     for (int j = 0; j < nc; ++j) {
 #pragma unroll
       for (int mt = 0; mt < 4; ++mt)
@@ -227,7 +256,8 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
             acc[mt][nt][r] -= a_cols[lm * OUTLIER_CHUNK + j] * b_cols[ln * OUTLIER_CHUNK + j];
           }
     }
-    if (nc) __syncthreads();
+    __syncthreads();
+    }
   }
 
   float v[4][4][4];
@@ -242,8 +272,12 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
         v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * (SCB[n] / 127.0f);
       }
 
-  for (int w = 0; w < words; ++w) {
-    const int nc = stage(w, true);
+  for (int window = 0; window < n_total; window += COL_CAPACITY) {
+    gather(window);
+    const int in_window = min(COL_CAPACITY, n_total - window);
+    for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
+    const int nc = min(OUTLIER_CHUNK, in_window - j0);
+    stage(j0, nc, true);
     const float* x_s = reinterpret_cast<const float*>(a_cols);
     const float* w_s = reinterpret_cast<const float*>(b_cols);
     for (int j = 0; j < nc; ++j) {
@@ -258,7 +292,8 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
             v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
           }
     }
-    if (nc) __syncthreads();
+    __syncthreads();
+    }
   }
 
 #pragma unroll

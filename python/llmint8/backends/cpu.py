@@ -55,9 +55,16 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
     return scaled.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
 
 
+# torch._int_mm on the CPU returned wrong sums for K = 1 in torch 2.11 (seen on the GPU machine's
+# build); below this K the product goes through float64, exact for |sums| < 2**53.
+INT_MM_MIN_K = 32
+
+
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
     """Exact int32 ``a @ b.T`` for int8 ``a`` [M, K] and ``b`` [N, K]."""
-    return torch._int_mm(a, b.t())
+    if a.shape[1] >= INT_MM_MIN_K:
+        return torch._int_mm(a, b.t())
+    return (a.double() @ b.double().t()).to(torch.int32)
 
 
 def int8_linear(
