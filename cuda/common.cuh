@@ -26,6 +26,16 @@ __device__ __forceinline__ signed char quantize_value(float x, float inverse) {
   return static_cast<signed char>(static_cast<int>(scaled));
 }
 
+// bias[n] of a bias in any float dtype: kind 0 = none, 1 = fp16, 2 = bf16, 3 = fp32.
+__device__ __forceinline__ float load_bias(const void* bias, int kind, int n) {
+  switch (kind) {
+    case 1: return __half2float(static_cast<const __half*>(bias)[n]);
+    case 2: return __bfloat162float(static_cast<const __nv_bfloat16*>(bias)[n]);
+    case 3: return static_cast<const float*>(bias)[n];
+    default: return 0.0f;
+  }
+}
+
 __device__ __forceinline__ bool mask_bit(const unsigned int* mask, int col) {
   return (mask[col >> 5] >> (col & 31)) & 1u;
 }

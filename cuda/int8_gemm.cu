@@ -9,12 +9,15 @@
 //   out[m,n]  = acc' * (absmax[m] / 127) * (SCB[n] / 127)
 //             + sum_{c in C} X[m,c] * (B[n,c] * (SCB[n] / 127))          (outliers in fp32)
 //             + bias[n]
-// MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead.
+// MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead. MODE 2 skips the int8 main
+// loop and reads acc from out_i32 (an int32 product computed elsewhere, e.g. by cuBLAS), then runs
+// the same epilogue: grid and pointers as for MODE 1.
 //
 // Launch: grid = (ceil(N / 128), ceil(M / 128)), block = 256 threads (8 warps as 2 x 4, each a
 // 64 x 32 tile), dynamic shared memory = SMEM_BYTES (3-stage cp.async pipeline of 128-byte K
 // slices, rows padded to 144 bytes so ldmatrix is free of bank conflicts).
-// Pointers: A [M, lda] int8, B [N, ldb] int8, absmax [M] f32, SCB [N] f32, bias [N] T or null,
+// Pointers: A [M, lda] int8, B [N, ldb] int8, absmax [M] f32, SCB [N] f32, bias [N] or null in the
+// dtype bias_kind names (common.cuh),
 // X [M, ldx] T (the unquantized activations, read only for outlier columns), mask [ceil(K/32)]
 // uint32 or null, out [M, ldo] T, out_i32 [M, ldo] int32.
 // ALIGNED: K, lda and ldb are multiples of 16 and A, B 16-byte aligned (cp.async 16-byte loads);
@@ -87,7 +90,7 @@ template <typename T, bool ALIGNED, int MODE>
 __global__ void __launch_bounds__(THREADS) int8_gemm(
     const signed char* __restrict__ A, const signed char* __restrict__ B, int M, int N, int K,
     int lda, int ldb, const float* __restrict__ absmax, const float* __restrict__ SCB,
-    const T* __restrict__ bias, const T* __restrict__ X, int ldx,
+    const void* __restrict__ bias, int bias_kind, const T* __restrict__ X, int ldx,
     const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
     int ldo) {
   extern __shared__ __align__(16) signed char smem[];
@@ -104,7 +107,7 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0;
 
-  const int k_tiles = (K + BK - 1) / BK;
+  const int k_tiles = MODE == 2 ? 0 : (K + BK - 1) / BK;
   auto stage_a = [&](int s) { return smem + s * STAGE_BYTES; };
   auto stage_b = [&](int s) { return smem + s * STAGE_BYTES + BM * LDS; };
 
@@ -159,6 +162,18 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
   }
   cp_async_wait<0>();
   __syncthreads();
+  if (MODE == 2) {
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int m = bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
+          const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
+          acc[mt][nt][r] = (m < M && n < N) ? out_i32[(long long)m * ldo + n] : 0;
+        }
+  }
 
   if (MODE == 0) {
 #pragma unroll
@@ -306,7 +321,7 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
         const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
         if (m < M && n < N) {
           float value = v[mt][nt][r];
-          if (bias != nullptr) value += to_float(bias[n]);
+          value += load_bias(bias, bias_kind, n);
           out[(long long)m * ldo + n] = from_float<T>(value);
         }
       }
@@ -315,7 +330,7 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
 #define INSTANTIATE(T, ALIGNED, MODE)                                                          \
   template __global__ void int8_gemm<T, ALIGNED, MODE>(                                        \
       const signed char*, const signed char*, int, int, int, int, int, const float*,           \
-      const float*, const T*, const T*, int, const unsigned int*, T*, int*, int);
+      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int);
 INSTANTIATE(__half, true, 1)
 INSTANTIATE(__half, false, 1)
 INSTANTIATE(__nv_bfloat16, true, 1)
@@ -324,3 +339,6 @@ INSTANTIATE(float, true, 1)
 INSTANTIATE(float, false, 1)
 INSTANTIATE(__half, true, 0)
 INSTANTIATE(__half, false, 0)
+INSTANTIATE(__half, true, 2)
+INSTANTIATE(__nv_bfloat16, true, 2)
+INSTANTIATE(float, true, 2)

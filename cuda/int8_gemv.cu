@@ -41,7 +41,7 @@ template <typename T, int MAXM, bool ALIGNED, int MODE>
 __global__ void __launch_bounds__(THREADS) int8_gemv(
     const signed char* __restrict__ A, const signed char* __restrict__ B, int M, int N, int K,
     int lda, int ldb, const float* __restrict__ absmax, const float* __restrict__ SCB,
-    const T* __restrict__ bias, const T* __restrict__ X, int ldx,
+    const void* __restrict__ bias, int bias_kind, const T* __restrict__ X, int ldx,
     const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
     int ldo) {
   constexpr int KC = k_chunk<MAXM>();
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
         const float w_scale = SCB[n] / 127.0f;
         float v = static_cast<float>(acc[r][m]) * (absmax[m0 + m] / 127.0f) * w_scale;
         v += extra[r][m] * w_scale;
-        if (bias != nullptr) v += to_float(bias[n]);
+        v += load_bias(bias, bias_kind, n);
         out[o] = from_float<T>(v);
       }
     }
@@ -142,17 +142,17 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
 #define INSTANTIATE_M(T, MAXM)                                                                  \
   template __global__ void int8_gemv<T, MAXM, true, 1>(                                         \
       const signed char*, const signed char*, int, int, int, int, int, const float*,            \
-      const float*, const T*, const T*, int, const unsigned int*, T*, int*, int);               \
+      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int);               \
   template __global__ void int8_gemv<T, MAXM, false, 1>(                                        \
       const signed char*, const signed char*, int, int, int, int, int, const float*,            \
-      const float*, const T*, const T*, int, const unsigned int*, T*, int*, int);
+      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int);
 #define INSTANTIATE(T) INSTANTIATE_M(T, 1) INSTANTIATE_M(T, 4) INSTANTIATE_M(T, 16)
 INSTANTIATE(__half)
 INSTANTIATE(__nv_bfloat16)
 INSTANTIATE(float)
 template __global__ void int8_gemv<__half, 16, true, 0>(
     const signed char*, const signed char*, int, int, int, int, int, const float*, const float*,
-    const __half*, const __half*, int, const unsigned int*, __half*, int*, int);
+    const void*, int, const __half*, int, const unsigned int*, __half*, int*, int);
 template __global__ void int8_gemv<__half, 16, false, 0>(
     const signed char*, const signed char*, int, int, int, int, int, const float*, const float*,
-    const __half*, const __half*, int, const unsigned int*, __half*, int*, int);
+    const void*, int, const __half*, int, const unsigned int*, __half*, int*, int);

@@ -207,8 +207,6 @@ def int8_linear(
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
     cols = _check_outlier_cols(outlier_cols, CB.shape[1])
-    if bias is not None and bias.dtype != x.dtype:
-        bias = bias.to(x.dtype)
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad
         or (bias is not None and bias.requires_grad)

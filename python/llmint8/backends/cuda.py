@@ -3,9 +3,12 @@ by NVRTC through CuPy on first use and launched on PyTorch's current stream, on 
 memory without copies.
 
 Kernel choice: few rows (M <= 16) or GPUs without int8 ``mma.sync.m16n8k32`` (sm_75) go to the
-dp4a kernel that streams the weights once (``int8_gemv.cu``); the rest to the tensor-core GEMM
-(``int8_gemm.cu``). Both fuse the LLM.int8() epilogue. The forward path never synchronises with
-the host: outlier columns travel as a device bitmask.
+dp4a kernel that streams the weights once (``int8_gemv.cu``); up to CUBLAS_MIN_ROWS rows to the
+tensor-core GEMM with the fused epilogue (``int8_gemm.cu``); from there on (K a multiple of 16)
+cuBLAS's int8 GEMM (``cublasGemmEx``, wgmma on Hopper) computes the int32 product and the same
+epilogue kernel (MODE 2) turns it into the output, because the hand-written mma.sync GEMM reaches
+only about a third of cuBLAS's rate at large M. The forward path never synchronises with the
+host: outlier columns travel as a device bitmask.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 MIN_CAPABILITY = (7, 5)
 MMA_CAPABILITY = (8, 0)
 GEMV_MAX_ROWS = 16
+CUBLAS_MIN_ROWS = 256
 GEMV_ROWS_PER_BLOCK = 16
 GEMM_TILE = 128
 GEMM_SMEM_BYTES = 3 * (128 + 128) * (128 + 16)  # int8_gemm.cu: STAGES * (BM + BN) * LDS
@@ -31,6 +35,9 @@ THREADS = 256
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
 C_TYPES = {torch.float16: "__half", torch.bfloat16: "__nv_bfloat16", torch.float32: "float"}
+BIAS_KINDS = {torch.float16: 1, torch.bfloat16: 2, torch.float32: 3}  # common.cuh load_bias
+CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I, CUBLAS_OP_N, CUBLAS_OP_T = 3, 10, 72, 0, 1
+_ONE, _ZERO = np.array(1, np.int32), np.array(0, np.int32)  # host scalars for gemmEx
 
 _lock = threading.Lock()
 _functions: dict[tuple, Any] = {}
@@ -99,7 +106,8 @@ def _function(device: torch.device, file: str, expression: str):
 
 def _gemm_names() -> list[str]:
     names = [f"int8_gemm<{t}, {a}, 1>" for t in C_TYPES.values() for a in ("true", "false")]
-    return [*names, "int8_gemm<__half, true, 0>", "int8_gemm<__half, false, 0>"]
+    staged = [f"int8_gemm<{t}, true, 2>" for t in C_TYPES.values()]
+    return [*names, "int8_gemm<__half, true, 0>", "int8_gemm<__half, false, 0>", *staged]
 
 
 def _gemv_names() -> list[str]:
@@ -213,47 +221,51 @@ def quantize_rows(
     return q, absmax, columns
 
 
+def _cublas_int8(a: Tensor, b: Tensor, c: Tensor) -> None:
+    """``c = a @ b.T`` in int32 by cuBLAS (row-major a [M, K], b [N, K], c [M, N])."""
+    cupy = _cupy()
+    from cupy_backends.cuda.libs import cublas
+
+    m, k = a.shape
+    n = b.shape[0]
+    with cupy.cuda.Device(a.device.index):
+        handle = cupy.cuda.device.get_cublas_handle()
+        cublas.setStream(handle, torch._C._cuda_getCurrentRawStream(a.device.index))
+        # Column-major view: C^T [N, M] = B [N, K] x A^T [K, M].
+        cublas.gemmEx(
+            handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, _ONE.ctypes.data, b.data_ptr(), CUDA_R_8I,
+            b.stride(0), a.data_ptr(), CUDA_R_8I, a.stride(0), _ZERO.ctypes.data, c.data_ptr(),
+            CUDA_R_32I, c.stride(0), CUBLAS_COMPUTE_32I, -1,
+        )  # fmt: skip
+
+
 def _matmul_launch(a, b, absmax, scb, bias, x, mask, out, out_i32, mode, dtype):
     m, k = a.shape
     n = b.shape[0]
-    aligned = "true" if _aligned(a, b, k=k) else "false"
+    aligned = _aligned(a, b, k=k)
+    use_mma = check_device(a.device) >= MMA_CAPABILITY
+    if mode == 1 and use_mma and aligned and m >= CUBLAS_MIN_ROWS and n % 4 == 0:
+        out_i32 = torch.empty((m, n), dtype=torch.int32, device=a.device)
+        _cublas_int8(a, b, out_i32)
+        mode = 2
     ldo = out.stride(0) if out is not None else out_i32.stride(0)
     args = (
-        a.data_ptr(),
-        b.data_ptr(),
-        np.int32(m),
-        np.int32(n),
-        np.int32(k),
-        np.int32(a.stride(0)),
-        np.int32(b.stride(0)),
-        _ptr(absmax),
-        _ptr(scb),
-        _ptr(bias),
-        _ptr(x),
-        np.int32(x.stride(0) if x is not None else k),
-        _ptr(mask),
-        _ptr(out),
-        _ptr(out_i32),
+        a.data_ptr(), b.data_ptr(), np.int32(m), np.int32(n), np.int32(k), np.int32(a.stride(0)),
+        np.int32(b.stride(0)), _ptr(absmax), _ptr(scb), _ptr(bias),
+        np.int32(0 if bias is None else BIAS_KINDS[bias.dtype]), _ptr(x),
+        np.int32(x.stride(0) if x is not None else k), _ptr(mask), _ptr(out), _ptr(out_i32),
         np.int32(ldo),
-    )
+    )  # fmt: skip
     t = C_TYPES[dtype]
-    use_mma = check_device(a.device) >= MMA_CAPABILITY
-    if m <= GEMV_MAX_ROWS or not use_mma:
-        rows = 1 if m == 1 else 4 if m <= 4 else GEMV_MAX_ROWS
-        if mode == 0:
-            rows = GEMV_MAX_ROWS
+    flag = "true" if aligned else "false"
+    if mode != 2 and (m <= GEMV_MAX_ROWS or not use_mma):
+        rows = GEMV_MAX_ROWS if mode == 0 else 1 if m == 1 else 4 if m <= 4 else GEMV_MAX_ROWS
         grid = ((n + GEMV_ROWS_PER_BLOCK - 1) // GEMV_ROWS_PER_BLOCK, (m + rows - 1) // rows)
-        _launch(a.device, "int8_gemv.cu", f"int8_gemv<{t}, {rows}, {aligned}, {mode}>", grid, args)
+        _launch(a.device, "int8_gemv.cu", f"int8_gemv<{t}, {rows}, {flag}, {mode}>", grid, args)
     else:
         grid = ((n + GEMM_TILE - 1) // GEMM_TILE, (m + GEMM_TILE - 1) // GEMM_TILE)
-        _launch(
-            a.device,
-            "int8_gemm.cu",
-            f"int8_gemm<{t}, {aligned}, {mode}>",
-            grid,
-            args,
-            shared_mem=GEMM_SMEM_BYTES,
-        )
+        expression = f"int8_gemm<{t}, {flag}, {mode}>"
+        _launch(a.device, "int8_gemm.cu", expression, grid, args, shared_mem=GEMM_SMEM_BYTES)
 
 
 def int8_matmul(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
