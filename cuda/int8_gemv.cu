@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
   template __global__ void int8_gemv<T, MAXM, false, 1>(                                        \
       const signed char*, const signed char*, int, int, int, int, int, const float*,            \
       const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int);
-#define INSTANTIATE(T) INSTANTIATE_M(T, 1) INSTANTIATE_M(T, 4) INSTANTIATE_M(T, 16)
+#define INSTANTIATE(T) INSTANTIATE_M(T, 1) INSTANTIATE_M(T, 4) INSTANTIATE_M(T, 8) INSTANTIATE_M(T, 16)
 INSTANTIATE(__half)
 INSTANTIATE(__nv_bfloat16)
 INSTANTIATE(float)

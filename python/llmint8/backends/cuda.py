@@ -27,6 +27,7 @@ KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 MIN_CAPABILITY = (7, 5)
 MMA_CAPABILITY = (8, 0)
 GEMV_MAX_ROWS = 16
+GEMV_ROW_GROUPS = (1, 4, 8, 16)  # int8_gemv.cu's MAXM instantiations
 CUBLAS_MIN_ROWS = 256
 GEMV_ROWS_PER_BLOCK = 16
 GEMM_TILE = 128
@@ -114,7 +115,7 @@ def _gemv_names() -> list[str]:
     names = [
         f"int8_gemv<{t}, {m}, {a}, 1>"
         for t in C_TYPES.values()
-        for m in (1, 4, 16)
+        for m in GEMV_ROW_GROUPS
         for a in ("true", "false")
     ]
     return [*names, "int8_gemv<__half, 16, true, 0>", "int8_gemv<__half, 16, false, 0>"]
@@ -244,7 +245,9 @@ def _matmul_launch(a, b, absmax, scb, bias, x, mask, out, out_i32, mode, dtype):
     n = b.shape[0]
     aligned = _aligned(a, b, k=k)
     use_mma = check_device(a.device) >= MMA_CAPABILITY
-    if mode == 1 and use_mma and aligned and m >= CUBLAS_MIN_ROWS and n % 4 == 0:
+    # CuPy refuses cuBLAS calls while a CUDA graph is being captured: the own GEMM serves then.
+    use_cublas = use_mma and aligned and m >= CUBLAS_MIN_ROWS and n % 4 == 0
+    if mode == 1 and use_cublas and not torch.cuda.is_current_stream_capturing():
         out_i32 = torch.empty((m, n), dtype=torch.int32, device=a.device)
         _cublas_int8(a, b, out_i32)
         mode = 2
@@ -259,7 +262,7 @@ def _matmul_launch(a, b, absmax, scb, bias, x, mask, out, out_i32, mode, dtype):
     t = C_TYPES[dtype]
     flag = "true" if aligned else "false"
     if mode != 2 and (m <= GEMV_MAX_ROWS or not use_mma):
-        rows = GEMV_MAX_ROWS if mode == 0 else 1 if m == 1 else 4 if m <= 4 else GEMV_MAX_ROWS
+        rows = GEMV_MAX_ROWS if mode == 0 else next(r for r in GEMV_ROW_GROUPS if r >= min(m, 16))
         grid = ((n + GEMV_ROWS_PER_BLOCK - 1) // GEMV_ROWS_PER_BLOCK, (m + rows - 1) // rows)
         _launch(a.device, "int8_gemv.cu", f"int8_gemv<{t}, {rows}, {flag}, {mode}>", grid, args)
     else:
