@@ -58,6 +58,20 @@ __device__ __forceinline__ void mma_s8(int* c, const int* a, const int* b) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Calls f(acc_index_mt, nt, r, row, col) for each of a thread's 64 accumulators, with the row and
+// column of that accumulator inside the block tile (m16n8 C fragment layout, warps as 2 x 4).
+template <typename F>
+__device__ __forceinline__ void for_each_acc(int warp_m, int warp_n, int lane, F f) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        f(mt, nt, r, warp_m * 64 + mt * 16 + g + (r >> 1) * 8, warp_n * 32 + nt * 8 + 2 * q + (r & 1));
+}
+
 // Loads rows [row0, row0 + ROWS) x columns [k0, k0 + BK) of a row-major int8 matrix into smem,
 // zero-filling outside [0, rows) x [0, K).
 template <int ROWS, bool ALIGNED>
@@ -97,7 +111,6 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
   const int bm = blockIdx.y * BM, bn = blockIdx.x * BN;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int warp_m = warp >> 2, warp_n = warp & 3;
-  const int g = lane >> 2, q = lane & 3;
 
   int acc[4][4][4];
 #pragma unroll
@@ -163,29 +176,17 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
   cp_async_wait<0>();
   __syncthreads();
   if (MODE == 2) {
-#pragma unroll
-    for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int m = bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
-          const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
-          acc[mt][nt][r] = (m < M && n < N) ? out_i32[(long long)m * ldo + n] : 0;
-        }
+    for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+      const int m = bm + lm, n = bn + ln;
+      acc[mt][nt][r] = (m < M && n < N) ? out_i32[(long long)m * ldo + n] : 0;
+    });
   }
 
   if (MODE == 0) {
-#pragma unroll
-    for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int m = bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
-          const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
-          if (m < M && n < N) out_i32[(long long)m * ldo + n] = acc[mt][nt][r];
-        }
+    for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+      const int m = bm + lm, n = bn + ln;
+      if (m < M && n < N) out_i32[(long long)m * ldo + n] = acc[mt][nt][r];
+    });
     return;
   }
 
@@ -260,32 +261,19 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     const int nc = min(OUTLIER_CHUNK, in_window - j0);
     stage(j0, nc, false);
     for (int j = 0; j < nc; ++j) {
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int lm = warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
-            const int ln = warp_n * 32 + nt * 8 + 2 * q + (r & 1);
-            acc[mt][nt][r] -= a_cols[lm * OUTLIER_CHUNK + j] * b_cols[ln * OUTLIER_CHUNK + j];
-          }
+      for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+        acc[mt][nt][r] -= a_cols[lm * OUTLIER_CHUNK + j] * b_cols[ln * OUTLIER_CHUNK + j];
+      });
     }
     __syncthreads();
     }
   }
 
   float v[4][4][4];
-#pragma unroll
-  for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int m = min(bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8, M - 1);
-        const int n = min(bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1), N - 1);
-        v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * (SCB[n] / 127.0f);
-      }
+  for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+    const int m = min(bm + lm, M - 1), n = min(bn + ln, N - 1);
+    v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * (SCB[n] / 127.0f);
+  });
 
   for (int window = 0; window < n_total; window += COL_CAPACITY) {
     gather(window);
@@ -296,35 +284,19 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     const float* x_s = reinterpret_cast<const float*>(a_cols);
     const float* w_s = reinterpret_cast<const float*>(b_cols);
     for (int j = 0; j < nc; ++j) {
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int lm = warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
-            const int ln = warp_n * 32 + nt * 8 + 2 * q + (r & 1);
-            v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
-          }
+      for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+        v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
+      });
     }
     __syncthreads();
     }
   }
 
-#pragma unroll
-  for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int m = bm + warp_m * 64 + mt * 16 + g + (r >> 1) * 8;
-        const int n = bn + warp_n * 32 + nt * 8 + 2 * q + (r & 1);
-        if (m < M && n < N) {
-          float value = v[mt][nt][r];
-          value += load_bias(bias, bias_kind, n);
-          out[(long long)m * ldo + n] = from_float<T>(value);
-        }
-      }
+  for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+    const int m = bm + lm, n = bn + ln;
+    if (m < M && n < N)
+      out[(long long)m * ldo + n] = from_float<T>(v[mt][nt][r] + load_bias(bias, bias_kind, n));
+  });
 }
 
 #define INSTANTIATE(T, ALIGNED, MODE)                                                          \
