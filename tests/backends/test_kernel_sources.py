@@ -1,0 +1,66 @@
+"""The CUDA kernels compile (NVRTC needs no GPU) and the launcher's checks, on any machine."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+import llmint8
+
+cuda_backend = pytest.importorskip("llmint8.backends.cuda")
+nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+
+
+def cuda_include_dir() -> Path:
+    """CUDA's headers as the nvidia-cuda-runtime wheel (a torch dependency) installs them."""
+    spec = importlib.util.find_spec("nvidia")
+    for root in spec.submodule_search_locations if spec else []:
+        layouts = [*sorted(Path(root).glob("cu*/include")), Path(root) / "cuda_runtime/include"]
+        for candidate in layouts:
+            if (candidate / "cuda_fp16.h").exists():
+                return candidate
+    pytest.fail("CUDA headers (cuda_fp16.h) not found in the nvidia-* wheels")
+
+
+@pytest.mark.parametrize(
+    "file, arch",
+    [
+        ("quantize_rows.cu", "compute_75"),
+        ("int8_gemv.cu", "compute_75"),
+        ("int8_gemm.cu", "compute_80"),
+    ],
+)
+def test_every_kernel_instantiation_compiles(file, arch):
+    source = (cuda_backend.KERNEL_DIR / file).read_text()
+    program = nvrtc.createProgram(source, file, [], [])
+    for expression in cuda_backend._EXPRESSIONS[file]:
+        nvrtc.addNameExpression(program, expression)
+    # The options CuPy's RawModule passes to NVRTC (it adds the default execution space itself).
+    options = [
+        "--device-as-default-execution-space",
+        "--std=c++17",
+        f"-I{cuda_backend.KERNEL_DIR}",
+        f"-I{cuda_include_dir()}",
+        f"-arch={arch}",
+    ]
+    try:
+        nvrtc.compileProgram(program, options)
+    except Exception as err:  # the log says which line failed
+        pytest.fail(f"{file}: {err}\n{nvrtc.getProgramLog(program)}")
+    for expression in cuda_backend._EXPRESSIONS[file]:
+        assert nvrtc.getLoweredName(program, expression)
+    assert ".entry" in nvrtc.getPTX(program).decode(errors="replace")
+
+
+def test_kernels_ship_with_the_package():
+    names = {p.name for p in cuda_backend.KERNEL_DIR.glob("*.cu")}
+    assert set(cuda_backend._EXPRESSIONS) <= names
+
+
+def test_gpus_older_than_sm75_get_a_clear_error(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "_capabilities", {})
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "Tesla V100")
+    with pytest.raises(llmint8.UnsupportedDeviceError, match=r"sm_70.*sm_75"):
+        cuda_backend.check_device(torch.device("cuda", 0))
