@@ -1,7 +1,7 @@
 """Layer benchmark: fp16 nn.Linear vs bitsandbytes Linear8bitLt vs cuBLAS int8 (through CuPy) vs
 llmint8 Linear8bitLt at threshold 0 and 6, eager and replayed from a CUDA graph.
 
-    python benches/linear.py [--quick] [--out results.md]
+    python benches/linear.py [--quick] [--out results.md [--plot chart.png]]
 
 Times are medians of CUDA-event timings after warm-up (µs per call). Inputs carry 6 planted
 outlier feature columns (x20), the case LLM.int8() exists for; the error column is
@@ -163,6 +163,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two layers, fewer M")
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
+    parser.add_argument(
+        "--plot", default=None, help="with --out: also write a speed-up chart (PNG)"
+    )
     args = parser.parse_args(argv)
     grid = GRID[::3] if args.quick else GRID
     rows = [1, 16, 128, 4096] if args.quick else ROWS
@@ -199,6 +202,10 @@ def main(argv=None):
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
+        if args.plot:
+            from plot import plot  # benches/plot.py, beside this script
+
+            plot(args.out, args.plot)
 
 
 if __name__ == "__main__":
