@@ -130,12 +130,8 @@ impl CheckpointReader {
 
     /// `(dtype name, shape)` of one tensor, without reading its data.
     fn info(&self, name: &str) -> PyResult<(String, Vec<usize>)> {
-        let names = self.inner.names();
-        if !names.iter().any(|n| n == name) {
-            return Err(Error::format(name, "no such tensor in the file").into());
-        }
-        let t = self.inner.tensor_info(name)?;
-        Ok((dtype::name_of(t.0, name)?.to_string(), t.1.to_vec()))
+        let (dtype, shape) = self.inner.tensor_info(name)?;
+        Ok((dtype::name_of(dtype, name)?.to_string(), shape.to_vec()))
     }
 
     /// `(dtype name, shape, bytes)` of one tensor; the bytes are copied out of the mapping after

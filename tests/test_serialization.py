@@ -135,6 +135,16 @@ def test_header_corruption_is_refused(tmp_path):
     assert refused > 0
 
 
+def test_reader_reports_tensors_without_reading_them(tmp_path):
+    path = tmp_path / "block.safetensors"
+    llmint8.save_quantized(quantized_block(), path)
+    reader = _core.CheckpointReader(str(path))
+    assert reader.info("up.weight") == ("int8", [64, 32])
+    assert reader.info("up.SCB") == ("float32", [64])
+    with pytest.raises(llmint8.FormatError, match="no such tensor"):
+        reader.info("missing.weight")
+
+
 def test_missing_file_and_wrong_model():
     with pytest.raises(FileNotFoundError):
         llmint8.load_quantized(Block(), "/nonexistent/llmint8.safetensors")
