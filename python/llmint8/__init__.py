@@ -17,6 +17,7 @@ from .errors import (
     UnsupportedDeviceError,
     UnsupportedDtypeError,
 )
+from .loading import load_checkpoint_shards
 from .nn import Int8Params, Linear8bitLt
 from .serialization import load_quantized, load_state_dict, save_quantized, save_state_dict
 
@@ -36,6 +37,7 @@ __all__ = [
     "UnsupportedDtypeError",
     "__version__",
     "functional",
+    "load_checkpoint_shards",
     "load_quantized",
     "load_state_dict",
     "nn",
