@@ -175,3 +175,14 @@ def test_nan_weights_are_refused_on_the_fly(llama_dir, tmp_path, caplog):
     with pytest.raises(RuntimeError, match="conversion"):
         load(tmp_path, quantization_config=Int8Config())
     assert "QuantizationError: weight rows [3] hold NaN or Inf" in caplog.text
+
+
+def test_an_old_transformers_gets_a_clear_error(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(transformers, "__version__", "5.22.2")
+    with pytest.raises(ImportError, match=r"transformers >= 5\.23 \(found 5\.22\.2\)"):
+        importlib.reload(hf)
+    monkeypatch.undo()
+    importlib.reload(hf)  # registered again, idempotently
+    assert transformers.quantizers.auto.AUTO_QUANTIZER_MAPPING["llmint8"] is hf.Int8HfQuantizer

@@ -20,8 +20,15 @@ from __future__ import annotations
 import warnings
 from typing import Any, Optional
 
+import peft
 import torch
 from peft import LoraConfig
+
+if not hasattr(LoraConfig, "_register_custom_module"):
+    raise ImportError(
+        "llmint8.integrations.peft needs peft's custom LoRA modules (peft >= 0.17, found "
+        f"{peft.__version__}): pip install 'llmint8[hf]'"
+    )
 from peft.tuners.lora.layer import Linear as LoraLinear
 from peft.tuners.tuners_utils import check_adapters_to_merge
 from torch import Tensor

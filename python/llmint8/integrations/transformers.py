@@ -1,3 +1,4 @@
+# ruff: noqa: E402 (the version check comes before the imports that need a recent transformers)
 """transformers integration: ``from_pretrained(path, quantization_config=Int8Config())``.
 
 Importing this module registers the quantization method ``"llmint8"`` with transformers' public
@@ -24,6 +25,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Optional
 
 import torch
+import transformers
+from packaging.version import Version
+
+MIN_TRANSFORMERS = "5.23"  # loaders that skip the shape check for quantized params (5.23)
+if Version(transformers.__version__) < Version(MIN_TRANSFORMERS):
+    raise ImportError(
+        f"llmint8.integrations.transformers needs transformers >= {MIN_TRANSFORMERS} (found "
+        f"{transformers.__version__}): pip install 'llmint8[hf]'"
+    )
+
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.core_model_loading import ConversionOps
 from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
