@@ -1,4 +1,8 @@
-"""The `llmint8` command."""
+"""The `llmint8` command: quantize, inspect, eval, bench, demo.
+
+Bad arguments and unusable input print one line naming the problem on stderr and exit with 2
+(argparse's own convention); nothing is written then.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,55 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.reload_bit_exact else 1
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from .tools.quantize import quantize
+
+    report = quantize(
+        args.src, args.dst, threshold=args.threshold, skip=args.skip, calibrate=args.calibrate,
+        overwrite=args.overwrite, progress=not args.quiet, device=args.device,
+        min_fraction=args.min_fraction,
+    )  # fmt: skip
+    print(report.table())
+    print(f"written: {args.dst}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .tools.inspect import inspect_checkpoint
+
+    report = inspect_checkpoint(args.path)
+    print(report.to_json() if args.json else report.table())
+    if args.plot:
+        report.plot(args.plot)
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .tools.evaluate import evaluate
+
+    result = evaluate(args.model, args.text, device=args.device, max_lines=args.max_lines)
+    print(result.table())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .tools.bench import run_bench
+
+    run_bench(device=args.device, quick=args.quick, out=args.out, plot=args.plot)  # prints rows
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``llmint8 quantize: error: ...``); --help shows usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _checked_device(parser: argparse.ArgumentParser, name: str) -> str:
     import torch
 
@@ -29,39 +82,138 @@ def _checked_device(parser: argparse.ArgumentParser, name: str) -> str:
     return name
 
 
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if present)")
+
+
+def _command(commands, name: str, run, summary: str, description: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llmint8", description="LLM.int8() inference: int8 linear layers with fp outliers."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
+
+    quantize = _command(
+        commands,
+        "quantize",
+        _quantize,
+        "write an int8 copy of a checkpoint (file, sharded directory or transformers model)",
+        "Quantizes the linear layers of SRC to int8 (LLM.int8(): row-wise absmax, "
+        "with the statistics) and writes DST, shard by shard, atomically. A transformers model "
+        "directory gives a directory that from_pretrained loads.",
+    )
+    quantize.add_argument("src", help="a .safetensors file or a checkpoint directory")
+    quantize.add_argument("dst", help="where the int8 copy goes (file for a file, else directory)")
+    quantize.add_argument("--threshold", type=float, default=6.0, help="outlier threshold (6.0)")
+    quantize.add_argument(
+        "--skip", nargs="+", default=None, metavar="MODULE",
+        help="modules kept in floating point (besides lm_head; without a config also embeddings)",
+    )  # fmt: skip
+    quantize.add_argument(
+        "--calibrate", metavar="TEXTFILE", default=None,
+        help="run these lines of text through the model and store static outlier columns",
+    )  # fmt: skip
+    quantize.add_argument(
+        "--min-fraction", type=float, default=0.5,
+        help="with --calibrate: a column is static when it is an outlier in this share of lines",
+    )  # fmt: skip
+    quantize.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    quantize.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(quantize)
+
+    inspect = _command(
+        commands,
+        "inspect",
+        _inspect,
+        "per-layer table of a checkpoint (sizes, quantization error, outlier columns)",
+        "Lists every int8 layer (or, in a floating-point checkpoint, every layer "
+        "llmint8 would quantize): shape, dtypes, bytes before/after, weight quantization error "
+        "and calibrated outlier columns, with totals.",
+    )
+    inspect.add_argument("path", help="a .safetensors file or a checkpoint directory")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    inspect.add_argument(
+        "--plot", metavar="PNG", default=None,
+        help="write per-layer error and outlier counts (and the outlier heatmap) to this PNG",
+    )  # fmt: skip
+
+    evaluate = _command(
+        commands,
+        "eval",
+        _eval,
+        "perplexity (causal LM) or embedding similarity (encoder): fp vs int8",
+        "Runs the text through the original model, int8 at threshold 6.0 and plain "
+        "absmax int8 (threshold 0) and prints the metric, the difference to the original and "
+        "its standard error.",
+    )
+    evaluate.add_argument("model", help="a transformers model directory (floating point)")
+    evaluate.add_argument("--text", required=True, help="a UTF-8 text file, one sample per line")
+    evaluate.add_argument("--max-lines", type=int, default=None, help="use at most this many")
+    _add_device(evaluate)
+
+    bench = _command(
+        commands,
+        "bench",
+        _bench,
+        "layer benchmark: fp16 nn.Linear vs llmint8 (and bitsandbytes where installed)",
+        "Times the layer grid on the GPU it finds (else the CPU) and prints the "
+        "side-by-side table.",
+    )
+    bench.add_argument("--quick", action="store_true", help="a small grid")
+    bench.add_argument("--out", default=None, help="also write the table (markdown) here")
+    bench.add_argument("--plot", metavar="PNG", default=None, help="write a speed-up chart")
+    _add_device(bench)
+
+    demo = _command(
+        commands,
         "demo",
-        help="convert a real model (all-MiniLM-L6-v2) to int8 and compare it with the original",
-        description="Converts the packaged all-MiniLM-L6-v2 to int8, saves and reloads it, and "
+        _demo,
+        "convert a real model (all-MiniLM-L6-v2) to int8 and compare it with the original",
+        "Converts the packaged all-MiniLM-L6-v2 to int8, saves and reloads it, and "
         "prints memory before/after and embedding similarity on real sentences.",
     )
-    demo.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if present)")
+    _add_device(demo)
     demo.add_argument("--sentences", type=int, default=256, help="how many sentences to embed")
     demo.add_argument("--threshold", type=float, default=6.0, help="outlier threshold")
-    demo.set_defaults(run=_demo)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     from .demo import DemoUnavailableError
-    from .errors import FormatError, UnsupportedDeviceError
+    from .errors import (
+        FormatError,
+        QuantizationError,
+        UnsupportedDeviceError,
+        UnsupportedDtypeError,
+    )
+    from .tools import UsageError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "sentences", 1) < 1:
         parser.error("--sentences must be at least 1")
+    if getattr(args, "max_lines", None) is not None and args.max_lines < 1:
+        parser.error("--max-lines must be at least 1")
     if getattr(args, "device", None) is not None:
         args.device = _checked_device(parser, args.device)
+    expected = (
+        UsageError, FormatError, QuantizationError, UnsupportedDeviceError,
+        UnsupportedDtypeError, DemoUnavailableError, OSError, ImportError,
+    )  # fmt: skip
     try:
         return args.run(args)
-    except (DemoUnavailableError, FormatError, UnsupportedDeviceError, FileNotFoundError) as err:
-        print(f"llmint8: error: {err}", file=sys.stderr)
+    except expected as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"llmint8 {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"llmint8 {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,17 +1,13 @@
-"""benches/plot.py turns a benchmark table into a real PNG."""
+"""The speed-up chart of a benchmark table is a real PNG."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("matplotlib")
-PLOT = Path(__file__).resolve().parents[2] / "benches" / "plot.py"
-spec = importlib.util.spec_from_file_location("bench_plot", PLOT)
-bench_plot = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench_plot)
+from llmint8.tools import plots as bench_plot
 
-RESULTS = PLOT.parent / "results-h100.md"  # a real run of benches/linear.py
+RESULTS = Path(__file__).resolve().parents[2] / "benches" / "results-h100.md"  # a real GPU run
 
 
 def test_table_parses_per_layer():
@@ -24,7 +20,7 @@ def test_table_parses_per_layer():
 
 def test_chart_is_a_png(tmp_path):
     png = tmp_path / "chart.png"
-    bench_plot.plot(str(RESULTS), str(png))
+    bench_plot.plot_speedup(str(RESULTS), str(png))
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

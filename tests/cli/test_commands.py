@@ -1,0 +1,183 @@
+"""`llmint8 quantize / inspect / eval / bench`, run as a user runs them (subprocesses), on
+checkpoints made by conftest.py; plus the atomicity of quantize, checked in-process."""
+
+import json
+
+import pytest
+import torch
+
+import llmint8
+
+from .conftest import OUTLIER_FEATURES, assert_one_line_error, png_size
+from .conftest import llmint8 as run
+
+transformers = pytest.importorskip("transformers")
+from llmint8.integrations.transformers import Int8Config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def int8_dir(llama_dir, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("out") / "int8"
+    result = run("quantize", llama_dir, dst)
+    assert result.returncode == 0, result.stderr
+    assert "quantizing" in result.stderr  # the progress bar (bytes and tensors)
+    assert "int8 layers  14" in result.stdout
+    return dst
+
+
+@pytest.mark.parametrize("command", ["quantize", "inspect", "eval", "bench", "demo"])
+def test_every_subcommand_has_help(command):
+    result = run(command, "--help")
+    assert result.returncode == 0 and "usage: llmint8" in result.stdout
+
+
+def test_quantized_directory_loads_with_from_pretrained_bit_exact(llama_dir, int8_dir):
+    index = json.loads((int8_dir / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 2  # shard for shard
+    assert (int8_dir / "tokenizer.json").is_file()  # side files copied
+    config = json.loads((int8_dir / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "llmint8" and config["threshold"] == 6.0
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(int8_dir, device_map="cpu")
+    direct = transformers.AutoModelForCausalLM.from_pretrained(
+        llama_dir, quantization_config=Int8Config(), device_map="cpu"
+    )
+    assert isinstance(loaded.model.layers[1].mlp.up_proj, llmint8.Linear8bitLt)
+    ids = torch.randint(4, 200, (2, 11))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, direct(ids).logits)
+
+
+def test_calibrated_copy_stores_and_plots_the_planted_outlier_features(
+    llama_dir, text_file, tmp_path
+):
+    dst = tmp_path / "calibrated"
+    result = run("quantize", llama_dir, dst, "--calibrate", text_file, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "static outlier columns" in result.stdout
+    model = transformers.AutoModelForCausalLM.from_pretrained(dst, device_map="cpu")
+    columns = model.model.layers[0].self_attn.q_proj.outlier_cols.tolist()
+    assert set(OUTLIER_FEATURES) <= set(columns), columns
+
+    png = tmp_path / "inspect.png"
+    result = run("inspect", dst, "--plot", png)
+    assert result.returncode == 0, result.stderr
+    width, height = png_size(png)
+    assert width >= 1000 and height >= 700
+    from llmint8.tools.inspect import inspect_checkpoint, outlier_heatmap
+
+    names, heat = outlier_heatmap(inspect_checkpoint(dst))
+    row = names.index("model.layers.0.self_attn.q_proj")
+    hot = set(heat[row].nonzero()[0].tolist())
+    assert set(OUTLIER_FEATURES) <= hot  # the planted features light up in the heatmap
+    assert heat[row, OUTLIER_FEATURES].min() >= 0.5
+
+
+def test_inspect_tables_and_json(llama_dir, int8_dir):
+    result = run("inspect", int8_dir)
+    assert result.returncode == 0, result.stderr
+    assert "int8 checkpoint" in result.stdout and "total (14 int8 layers" in result.stdout
+    report = json.loads(run("inspect", int8_dir, "--json").stdout)
+    assert report["quantized"] and len(report["layers"]) == 14
+    assert report["bytes_after"] < 0.6 * report["bytes_before"]
+    layer = next(x for x in report["layers"] if x["name"].endswith("layers.0.mlp.up_proj"))
+    assert layer["shape"] == [200, 96] and layer["dtype_out"] == "int8"
+    assert layer["error_estimated"] and 0 < layer["weight_error"] < 0.02
+    fp = json.loads(run("inspect", llama_dir, "--json").stdout)
+    assert not fp["quantized"] and len(fp["layers"]) == 14
+    exact = next(x for x in fp["layers"] if x["name"].endswith("layers.0.mlp.up_proj"))
+    assert not exact["error_estimated"]
+    # The estimate from the row scales is close to the exact error.
+    assert abs(layer["weight_error"] - exact["weight_error"]) < 0.25 * exact["weight_error"]
+
+
+def test_a_single_file_in_gives_a_file_out(llama_dir, tmp_path):
+    src = sorted(llama_dir.glob("model-*.safetensors"))[1]
+    dst = tmp_path / "one.safetensors"
+    result = run("quantize", src, dst, "--quiet")
+    assert result.returncode == 0, result.stderr
+    state, metadata = llmint8.load_state_dict(dst)
+    assert metadata["llmint8.format"] == "llmint8"
+    assert any(v.dtype == torch.int8 for v in state.values())
+
+
+def test_eval_prints_perplexities_with_standard_errors(llama_dir, text_file):
+    result = run("eval", llama_dir, "--text", text_file, "--max-lines", 12)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("perplexity (12 lines")
+    for name in ("original", "int8, threshold 6.0", "int8, threshold 0 (absmax)"):
+        assert name in out
+    row = next(line for line in out.splitlines() if line.startswith("int8, threshold 6.0"))
+    ppl, diff, se = (float(v) for v in row.split()[-3:])
+    assert ppl > 1 and se >= 0 and abs(diff) < 0.05 * ppl
+
+
+def test_bench_on_cpu_prints_the_table_and_plots(tmp_path):
+    png = tmp_path / "bench.png"
+    result = run("bench", "--quick", "--device", "cpu", "--plot", png)
+    assert result.returncode == 0, result.stderr
+    assert "| K×N | M | fp32 | ours t=0 | ours t=6 |" in result.stdout
+    assert result.stdout.count("| 1024×1024 |") == 2
+    width, height = png_size(png)
+    assert width > 300 and height > 300
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d, t: ["quantize", t / "nowhere", t / "dst"], "no such file or directory"),
+        (lambda d, t: ["quantize", t, t / "dst"], "not a checkpoint"),
+        (lambda d, t: ["quantize", d, d], "must differ"),
+        (lambda d, t: ["quantize", d, t / "exists"], "already exists (pass --overwrite"),
+        (lambda d, t: ["quantize", d, t / "x", "--threshold", "-1"], "--threshold must be >= 0"),
+        (lambda d, t: ["quantize", t / "junk.safetensors", t / "y.safetensors"], "junk"),
+        (lambda d, t: ["quantize", d, t / "z", "--calibrate", t / "none.txt"], "no such text"),
+        (lambda d, t: ["inspect", t / "notes.txt"], "not a safetensors file"),
+        (lambda d, t: ["eval", d, "--text", t / "none.txt"], "no such text file"),
+        (lambda d, t: ["eval", t / "exists", "--text", t / "notes.txt"], "already quantized"),
+        (lambda d, t: ["bench", "--device", "tpu"], "--device"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    llama_dir, tmp_path, make_args, message
+):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    exists = tmp_path / "exists"
+    exists.mkdir()
+    (exists / "config.json").write_text('{"quantization_config": {"quant_method": "llmint8"}}')
+    (exists / "model.safetensors").write_bytes(b"")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run(*make_args(llama_dir, tmp_path))
+    assert_one_line_error(result, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_an_interrupted_quantize_leaves_no_destination(llama_dir, tmp_path, monkeypatch):
+    from llmint8.tools import quantize as tool
+
+    real = tool._quantize_file
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tool, "_quantize_file", failing)
+    with pytest.raises(KeyboardInterrupt):
+        tool.quantize(llama_dir, tmp_path / "dst", progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither DST nor a partial directory
+
+
+def test_overwrite_replaces_an_existing_destination(llama_dir, int8_dir, tmp_path):
+    dst = tmp_path / "again"
+    dst.mkdir()
+    (dst / "stale.txt").write_text("old")
+    result = run("quantize", llama_dir, dst, "--overwrite", "--threshold", "4", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert not (dst / "stale.txt").exists()
+    config = json.loads((dst / "config.json").read_text())["quantization_config"]
+    assert config["threshold"] == 4.0
+    assert [p.name for p in tmp_path.iterdir()] == ["again"]
