@@ -136,12 +136,18 @@ def test_bench_on_cpu_prints_the_table_and_plots(tmp_path):
         (lambda d, t: ["eval", d, "--text", t / "none.txt"], "no such text file"),
         (lambda d, t: ["eval", t / "exists", "--text", t / "notes.txt"], "already quantized"),
         (lambda d, t: ["bench", "--device", "tpu"], "--device"),
+        (lambda d, t: ["quantize", t / "f64.safetensors", t / "o.safetensors"], "float64 weights"),
+        (lambda d, t: ["quantize", t / "norms.safetensors", t / "o.safetensors"], "no linear"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     llama_dir, tmp_path, make_args, message
 ):
+    from safetensors.torch import save_file
+
     (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    save_file({"fc.weight": torch.randn(4, 4, dtype=torch.float64)}, tmp_path / "f64.safetensors")
+    save_file({"norm.weight": torch.ones(4)}, tmp_path / "norms.safetensors")
     (tmp_path / "notes.txt").write_text("hello\n")
     exists = tmp_path / "exists"
     exists.mkdir()

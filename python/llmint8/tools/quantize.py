@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .. import _core
 from .. import functional as F
 from ..convert import matches_module
+from ..errors import UnsupportedDtypeError
 from ..nn.linear import ROW_MAJOR, SCB_KEY, WEIGHT_FORMAT_KEY
 from ..serialization import LAYERS_KEY, ORIGINAL_DTYPE_KEY, SKIPPED_KEY, THRESHOLD_KEY
 from . import UsageError
@@ -95,6 +97,7 @@ def quantize(
         if not Path(calibrate).is_file():
             raise UsageError(f"{calibrate}: no such text file")
     targets = _linear_weights(checkpoint, threshold, skip) if config else None
+    _check_targets(checkpoint, targets, skip)
     if not checkpoint.is_directory:
         if dst.suffix != ".safetensors":
             raise UsageError(f"{dst}: a safetensors file in, a .safetensors file out")
@@ -167,14 +170,38 @@ def _linear_weights(checkpoint: Checkpoint, threshold: float, skip) -> set[str]:
 
 
 def _is_target(tensor: RawTensor, targets: Optional[set[str]], skip) -> bool:
-    if tensor.dtype not in FLOAT_DTYPES or len(tensor.shape) != 2:
+    """Whether `tensor` is the weight of a layer to quantize; `UnsupportedDtypeError` for such a
+    weight in a dtype llmint8 does not quantize (int8 weights pass through as they are)."""
+    if len(tensor.shape) != 2 or tensor.dtype == "int8":
         return False
     if targets is not None:
-        return tensor.name in targets
-    module = tensor.name.removesuffix(".weight")
-    return tensor.name.endswith(".weight") and not matches_module(
-        module, DEFAULT_SKIP if skip is None else skip
-    )
+        wanted = tensor.name in targets
+    else:
+        module = tensor.name.removesuffix(".weight")
+        skipped = matches_module(module, DEFAULT_SKIP if skip is None else skip)
+        wanted = tensor.name.endswith(".weight") and not skipped
+    if wanted and tensor.dtype not in FLOAT_DTYPES:
+        raise UnsupportedDtypeError(
+            f"{tensor.name}: {tensor.dtype} weights cannot be quantized (llmint8 quantizes "
+            f"{', '.join(FLOAT_DTYPES)})"
+        )
+    return wanted
+
+
+def _check_targets(checkpoint: Checkpoint, targets: Optional[set[str]], skip) -> None:
+    """From the headers alone, before anything is written: the weights to quantize exist and
+    have dtypes llmint8 quantizes."""
+    found = 0
+    for file in checkpoint.files:
+        reader = _core.CheckpointReader(os.fspath(file), False)
+        for name in reader.names():
+            dtype, shape = reader.info(name)
+            found += _is_target(RawTensor(name, dtype, list(shape), np.empty(0)), targets, skip)
+    if not found:
+        raise UsageError(
+            f"{checkpoint.path}: no linear layer weights to quantize (2-D floating-point "
+            "*.weight tensors not skipped)"
+        )
 
 
 def _quantize_file(src, dst, targets, threshold, skip, report, bar) -> list[str]:
