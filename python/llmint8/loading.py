@@ -1,4 +1,5 @@
-"""Shard-by-shard loading of a floating-point safetensors checkpoint into an int8 model built
+"""Shard-by-shard loading of a floating-point checkpoint (safetensors, or PyTorch files read with
+``weights_only=True``) into an int8 model built
 without memory::
 
     with accelerate.init_empty_weights():
@@ -27,23 +28,75 @@ from .serialization import PathLike, load_state_dict
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+TORCH_INDEX_FILE = "pytorch_model.bin.index.json"
+TORCH_SINGLE_FILE = "pytorch_model.bin"
+TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+
+
+def read_index(index_file: Path) -> tuple[dict, list[Path]]:
+    """A sharded checkpoint's index and its shard files, which must lie in the index's directory
+    (names with ``..``, absolute paths or links leading elsewhere are refused)."""
+    try:
+        index = json.loads(index_file.read_text())
+        names = sorted(set(index["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise FormatError(f"{index_file}: not a checkpoint index ({err})") from None
+    directory = index_file.parent.resolve()
+    files = []
+    for name in names:
+        candidate = Path(name) if isinstance(name, str) else None
+        if (
+            candidate is None
+            or candidate.is_absolute()
+            or ".." in candidate.parts
+            or (directory / candidate).resolve().parent != directory
+        ):
+            raise FormatError(f"{index_file}: shard {name!r} is outside the checkpoint directory")
+        files.append(index_file.parent / candidate)
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FormatError(f"{index_file}: names shards that are not there: {missing[:3]}")
+    return index, files
 
 
 def checkpoint_files(checkpoint: PathLike) -> list[Path]:
-    """The safetensors files of a checkpoint: a file, or a directory holding ``model.safetensors``
-    or a sharded checkpoint's ``model.safetensors.index.json``."""
+    """The weight files of a checkpoint: a file, or a directory holding ``model.safetensors``, a
+    sharded checkpoint's ``model.safetensors.index.json``, or their PyTorch-format equivalents
+    (``pytorch_model.bin`` and its index)."""
     path = Path(checkpoint)
     if path.is_file():
         return [path]
-    if (path / INDEX_FILE).is_file():
-        try:
-            weight_map = json.loads((path / INDEX_FILE).read_text())["weight_map"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise FormatError(f"{path / INDEX_FILE}: not a safetensors index ({err})") from None
-        return [path / name for name in sorted(set(weight_map.values()))]
-    if (path / SINGLE_FILE).is_file():
-        return [path / SINGLE_FILE]
-    raise FileNotFoundError(f"{path}: no {SINGLE_FILE} or {INDEX_FILE} there")
+    for index_name in (INDEX_FILE, TORCH_INDEX_FILE):
+        if (path / index_name).is_file():
+            return read_index(path / index_name)[1]
+    for single in (SINGLE_FILE, TORCH_SINGLE_FILE):
+        if (path / single).is_file():
+            return [path / single]
+    raise FileNotFoundError(f"{path}: no {SINGLE_FILE}, {INDEX_FILE} or {TORCH_SINGLE_FILE} there")
+
+
+def read_state(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one weight file on the CPU: safetensors through the Rust core; PyTorch
+    files (``.bin``/``.pt``) through ``torch.load(weights_only=True)``, which refuses anything but
+    tensors and plain containers, so that loading never runs code from the file."""
+    if file.suffix not in TORCH_SUFFIXES:
+        return load_state_dict(file)[0]
+    import pickle
+
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise FormatError(
+            f"{file}: refused: it holds Python objects besides tensors, and loading those could "
+            "run code (torch.load with weights_only=True rejects them)"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as err:
+        raise FormatError(f"{file}: not a PyTorch checkpoint ({err})") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise FormatError(f"{file}: not a state dict (a mapping of names to tensors)")
+    return state
 
 
 def load_checkpoint_shards(
@@ -62,7 +115,7 @@ def load_checkpoint_shards(
     device = torch.device(device)
     expected = set(model.state_dict().keys())
     for file in tqdm(checkpoint_files(checkpoint), desc="Loading shards", disable=not progress):
-        shard, _ = load_state_dict(file)
+        shard = read_state(file)
         unexpected = sorted(set(shard) - expected)
         if unexpected:
             raise FormatError(f"{file}: tensors the model does not have: {unexpected[:5]}")

@@ -187,3 +187,23 @@ def test_overwrite_replaces_an_existing_destination(llama_dir, int8_dir, tmp_pat
     config = json.loads((dst / "config.json").read_text())["quantization_config"]
     assert config["threshold"] == 4.0
     assert [p.name for p in tmp_path.iterdir()] == ["again"]
+
+
+def test_a_pytorch_format_model_directory_becomes_safetensors_int8(llama_dir, int8_dir, tmp_path):
+    import shutil
+
+    src = tmp_path / "bin"
+    src.mkdir()
+    state = {}
+    for file in sorted(llama_dir.glob("model-*.safetensors")):
+        state.update(llmint8.load_state_dict(file)[0])
+    torch.save(state, src / "pytorch_model.bin")  # plain tensors: loads with weights_only=True
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(llama_dir / name, src / name)
+    result = run("quantize", src, tmp_path / "out", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", device_map="cpu")
+    reference = transformers.AutoModelForCausalLM.from_pretrained(int8_dir, device_map="cpu")
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name

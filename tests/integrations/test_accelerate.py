@@ -33,7 +33,7 @@ def test_shard_by_shard_loading_equals_converting_the_loaded_model(llama_dir, in
 def test_each_shard_is_quantized_before_the_next_is_read(llama_dir, monkeypatch):
     model = empty_int8_llama(llama_dir)
     float_weights_seen = []
-    read = llmint8.loading.load_state_dict
+    read = llmint8.loading.read_state
 
     def reading(path, *args, **kwargs):
         float_weights_seen.append(
@@ -47,7 +47,7 @@ def test_each_shard_is_quantized_before_the_next_is_read(llama_dir, monkeypatch)
         )
         return read(path, *args, **kwargs)
 
-    monkeypatch.setattr(llmint8.loading, "load_state_dict", reading)
+    monkeypatch.setattr(llmint8.loading, "read_state", reading)
     llmint8.load_checkpoint_shards(model, llama_dir, progress=False)
     assert len(float_weights_seen) > 2 and not any(float_weights_seen)
 

@@ -14,7 +14,15 @@ import torch
 
 from .. import _core
 from ..errors import FormatError
-from ..loading import INDEX_FILE, SINGLE_FILE
+from ..loading import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    TORCH_INDEX_FILE,
+    TORCH_SINGLE_FILE,
+    TORCH_SUFFIXES,
+    read_index,
+    read_state,
+)
 from . import UsageError
 
 CONFIG_FILE = "config.json"
@@ -40,34 +48,56 @@ class Checkpoint:
         except ValueError as err:
             raise UsageError(f"{file}: not valid JSON ({err})") from None
 
+    def tensor_headers(self) -> Iterator[tuple[str, str, list[int]]]:
+        """(name, dtype, shape) of every tensor, from the safetensors headers alone (PyTorch files
+        are memory-mapped)."""
+        for file in self.files:
+            if is_torch_file(file):
+                for name, t in read_state(file).items():
+                    yield name, str(t.dtype).removeprefix("torch."), list(t.shape)
+                continue
+            reader = _core.CheckpointReader(os.fspath(file), False)
+            for name in reader.names():
+                dtype, shape = reader.info(name)
+                yield name, dtype, list(shape)
+
     @property
     def total_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.files)
 
 
 def open_checkpoint(path: os.PathLike) -> Checkpoint:
+    """A safetensors or PyTorch (``.bin``/``.pt``) file, or a directory with one or a sharded set
+    with its index."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
     if path.is_file():
-        if path.suffix != ".safetensors":
-            raise UsageError(f"{path}: not a safetensors file (expected *.safetensors)")
+        if path.suffix != ".safetensors" and path.suffix not in TORCH_SUFFIXES:
+            raise UsageError(f"{path}: not a checkpoint file (*.safetensors, *.bin or *.pt)")
         return Checkpoint(path, [path], is_directory=False)
-    index_file = path / INDEX_FILE
-    if index_file.is_file():
-        try:
-            index = json.loads(index_file.read_text())
-            names = sorted(set(index["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise UsageError(f"{index_file}: not a safetensors index ({err})") from None
-        files = [path / name for name in names]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise UsageError(f"{index_file}: names shards that are not there: {missing[:3]}")
-        return Checkpoint(path, files, is_directory=True, index=index)
-    if (path / SINGLE_FILE).is_file():
-        return Checkpoint(path, [path / SINGLE_FILE], is_directory=True)
-    raise UsageError(f"{path}: not a checkpoint (no {SINGLE_FILE} or {INDEX_FILE})")
+    for index_name in (INDEX_FILE, TORCH_INDEX_FILE):
+        if (path / index_name).is_file():
+            index, files = read_index(path / index_name)
+            return Checkpoint(path, files, is_directory=True, index=index)
+    for single in (SINGLE_FILE, TORCH_SINGLE_FILE):
+        if (path / single).is_file():
+            return Checkpoint(path, [path / single], is_directory=True)
+    raise UsageError(
+        f"{path}: not a checkpoint (no {SINGLE_FILE}, {INDEX_FILE} or {TORCH_SINGLE_FILE})"
+    )
+
+
+def is_torch_file(file: Path) -> bool:
+    return file.suffix in TORCH_SUFFIXES
+
+
+def safetensors_name(file: Path) -> str:
+    """The name a weight file's int8 copy gets (PyTorch files become safetensors files, named as
+    transformers names them)."""
+    if not is_torch_file(file):
+        return file.name
+    return file.with_suffix(".safetensors").name.replace("pytorch_model", "model", 1)
 
 
 @dataclass
@@ -101,11 +131,17 @@ def check_headers(checkpoint: Checkpoint) -> None:
     """Opens every file of `checkpoint` (headers and layout only: cheap) so that a broken file is
     reported before any work starts."""
     for file in checkpoint.files:
-        _core.CheckpointReader(os.fspath(file), False)
+        if not is_torch_file(file):
+            _core.CheckpointReader(os.fspath(file), False)
 
 
 def holds_int8_weights(file: Path) -> bool:
     """Whether a file (read from its header only) holds 2-D int8 ``*.weight`` tensors."""
+    if is_torch_file(file):
+        return any(
+            name.endswith(".weight") and t.dtype == torch.int8 and t.dim() == 2
+            for name, t in read_state(file).items()
+        )
     reader = _core.CheckpointReader(os.fspath(file), False)
     for name in reader.names():
         if name.endswith(".weight"):
@@ -117,6 +153,9 @@ def holds_int8_weights(file: Path) -> bool:
 
 def read_tensors(file: Path, verify_checksums: bool = True) -> tuple[Iterator[RawTensor], dict]:
     """The tensors of one file, read one at a time from its memory map, and its metadata."""
+    if is_torch_file(file):
+        state = read_state(file)
+        return (RawTensor.of(name, tensor) for name, tensor in state.items()), {}
     reader = _core.CheckpointReader(os.fspath(file), verify_checksums)
 
     def tensors() -> Iterator[RawTensor]:

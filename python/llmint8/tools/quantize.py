@@ -34,11 +34,13 @@ from . import UsageError
 from .checkpoints import (
     CONFIG_FILE,
     INDEX_FILE,
+    TORCH_INDEX_FILE,
     Checkpoint,
     RawTensor,
     check_headers,
     open_checkpoint,
     read_tensors,
+    safetensors_name,
 )
 
 # Without a model config: 2-D weights whose names hold one of these stay as they are.
@@ -100,7 +102,7 @@ def quantize(
     _check_targets(checkpoint, targets, skip)
     if not checkpoint.is_directory:
         if dst.suffix != ".safetensors":
-            raise UsageError(f"{dst}: a safetensors file in, a .safetensors file out")
+            raise UsageError(f"{dst}: a file in, a .safetensors file out")
         report = QuantizeReport()
         with _progress(checkpoint, progress) as bar:
             _quantize_file(checkpoint.files[0], dst, targets, threshold, skip, report, bar)
@@ -114,22 +116,22 @@ def quantize(
         weight_map: dict[str, str] = {}
         with _progress(checkpoint, progress) as bar:
             for file in checkpoint.files:
-                out = work / file.name
+                out = work / safetensors_name(file)
                 names = _quantize_file(file, out, targets, threshold, skip, report, bar)
-                weight_map.update(dict.fromkeys(names, file.name))
+                weight_map.update(dict.fromkeys(names, out.name))
         _copy_side_files(checkpoint, work)
         if config is not None:
             _write_config(config, work, threshold, skip)
-        if checkpoint.index is not None:
-            _write_index(work, checkpoint.index, weight_map)
+        if len(checkpoint.files) > 1:
+            _write_index(work, checkpoint.index or {}, weight_map)
         if calibrate is not None:
             from .calibrate import calibrate_directory
 
             report.calibrated = calibrate_directory(
                 work, checkpoint.path, Path(calibrate), weight_map, device, min_fraction, progress
             )
-            if checkpoint.index is not None:
-                _write_index(work, checkpoint.index, weight_map)
+            if len(checkpoint.files) > 1:
+                _write_index(work, checkpoint.index or {}, weight_map)
         _replace(work, dst)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -192,11 +194,8 @@ def _check_targets(checkpoint: Checkpoint, targets: Optional[set[str]], skip) ->
     """From the headers alone, before anything is written: the weights to quantize exist and
     have dtypes llmint8 quantizes."""
     found = 0
-    for file in checkpoint.files:
-        reader = _core.CheckpointReader(os.fspath(file), False)
-        for name in reader.names():
-            dtype, shape = reader.info(name)
-            found += _is_target(RawTensor(name, dtype, list(shape), np.empty(0)), targets, skip)
+    for name, dtype, shape in checkpoint.tensor_headers():
+        found += _is_target(RawTensor(name, dtype, shape, np.empty(0)), targets, skip)
     if not found:
         raise UsageError(
             f"{checkpoint.path}: no linear layer weights to quantize (2-D floating-point "
@@ -242,7 +241,7 @@ def _quantize_file(src, dst, targets, threshold, skip, report, bar) -> list[str]
 
 def _copy_side_files(checkpoint: Checkpoint, work: Path) -> None:
     """Tokenizer files, generation config and the like: everything that is not weights."""
-    weights = {f.name for f in checkpoint.files} | {INDEX_FILE, CONFIG_FILE}
+    weights = {f.name for f in checkpoint.files} | {INDEX_FILE, TORCH_INDEX_FILE, CONFIG_FILE}
     for item in checkpoint.path.iterdir():
         if item.name in weights or item.name.startswith("."):
             continue
