@@ -4,8 +4,9 @@
 //! header's `__metadata__`:
 //! - `format` = `"pt"` (what transformers expects of PyTorch safetensors files),
 //! - `llmint8.format` = `"llmint8"` and `llmint8.format_version` = [`FORMAT_VERSION`],
-//! - `llmint8.checksums`: a JSON object mapping every tensor name to the CRC-32 of its bytes
-//!   (8 lower-case hex digits), verified when the tensor is read,
+//! - `llmint8.checksums`: a JSON object mapping every tensor name to a CRC-32 (8 lower-case hex
+//!   digits) of its dtype, shape and bytes ([`tensor_checksum`]), verified when the tensor is read:
+//!   a change to a tensor's header entry is caught as well as one to its data,
 //!
 //! plus whatever metadata the caller passes (threshold, original dtype, skipped modules, …).
 //! Files without `llmint8.format` (e.g. written by transformers with bitsandbytes) are read too,
@@ -61,8 +62,18 @@ impl View for &TensorRef<'_> {
     }
 }
 
-fn crc32_hex(data: &[u8]) -> String {
-    format!("{:08x}", crc32fast::hash(data))
+/// CRC-32 over a tensor's dtype name, its shape (little-endian u64 per dimension, after the
+/// rank) and its bytes, as 8 lower-case hex digits.
+pub fn tensor_checksum(dtype: Dtype, shape: &[usize], data: &[u8]) -> String {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(format!("{dtype:?}").as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&(shape.len() as u64).to_le_bytes());
+    for &dim in shape {
+        hasher.update(&(dim as u64).to_le_bytes());
+    }
+    hasher.update(data);
+    format!("{:08x}", hasher.finalize())
 }
 
 fn validate_layout(tensors: &[TensorRef]) -> Result<()> {
@@ -123,7 +134,10 @@ pub fn write(path: &Path, tensors: &[TensorRef], metadata: &HashMap<String, Stri
 
     let checksums: serde_json::Map<String, serde_json::Value> = tensors
         .par_iter()
-        .map(|t| (t.name.clone(), serde_json::Value::from(crc32_hex(t.data))))
+        .map(|t| {
+            let sum = tensor_checksum(t.dtype, &t.shape, t.data);
+            (t.name.clone(), serde_json::Value::from(sum))
+        })
         .collect::<Vec<_>>()
         .into_iter()
         .collect();
@@ -353,7 +367,7 @@ impl Checkpoint {
         let data = self.bytes(info);
         if self.verify_checksums {
             if let Some(expected) = self.checksums.as_ref().and_then(|c| c.get(name)) {
-                let actual = crc32_hex(data);
+                let actual = tensor_checksum(info.dtype, &info.shape, data);
                 if &actual != expected {
                     return Err(Error::format(
                         name,

@@ -10,6 +10,9 @@ pub mod layout;
 pub mod outliers;
 pub mod pack;
 
+#[cfg(test)]
+mod hostile_files;
+
 #[cfg(feature = "python")]
 mod python;
 

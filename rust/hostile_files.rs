@@ -1,0 +1,297 @@
+//! Hostile and damaged files against the reader: property tests over arbitrary bytes and over
+//! valid files mutated anywhere (bounded: `PROPTEST_CASES`, default 400 per property), and a
+//! corpus of hand-minimised cases kept as regression tests. Every input must give a format or I/O
+//! error, or load to exactly the tensors that were written — never a panic, a hang or an
+//! allocation sized by a lying header.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+use safetensors::Dtype;
+
+use crate::error::Error;
+use crate::format::{write, Checkpoint, TensorRef};
+
+type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
+/// A valid llmint8 file's tensors: one int8 layer with bias and outlier statistics, and a
+/// floating-point tensor.
+fn valid_tensors() -> Tensors {
+    let scb: Vec<u8> = [1.5f32, 0.25, 3.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let bias: Vec<u8> = [0.5f32, -1.0, 2.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let cols: Vec<u8> = [1i32, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let counts: Vec<u8> = [0i64, 4, 0, 2]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    vec![
+        (
+            "l.weight".into(),
+            Dtype::I8,
+            vec![3, 4],
+            (0u8..12).map(|i| i.wrapping_mul(37)).collect(),
+        ),
+        ("l.SCB".into(), Dtype::F32, vec![3], scb),
+        ("l.weight_format".into(), Dtype::U8, vec![], vec![0]),
+        ("l.bias".into(), Dtype::F32, vec![3], bias),
+        ("l.outlier_cols".into(), Dtype::I32, vec![2], cols),
+        ("l.outlier_counts".into(), Dtype::I64, vec![4], counts),
+        (
+            "l.outlier_batches".into(),
+            Dtype::I64,
+            vec![],
+            5i64.to_le_bytes().to_vec(),
+        ),
+        (
+            "norm.weight".into(),
+            Dtype::F16,
+            vec![2],
+            vec![0, 60, 0, 188],
+        ),
+    ]
+}
+
+fn valid_file(path: &Path) -> Tensors {
+    let tensors = valid_tensors();
+    let refs: Vec<TensorRef> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| TensorRef {
+            name: name.clone(),
+            dtype: *dtype,
+            shape: shape.clone(),
+            data,
+        })
+        .collect();
+    let meta = HashMap::from([("llmint8.threshold".to_string(), "6.0".to_string())]);
+    write(path, &refs, &meta).unwrap();
+    tensors
+}
+
+/// Opens and reads every tensor; `Ok` with the tensors (sorted by name) when all of it loads.
+fn load_all(path: &Path) -> Result<Tensors, Error> {
+    let ckpt = Checkpoint::open(path, true)?;
+    let mut out = Vec::new();
+    for name in ckpt.names() {
+        let t = ckpt.tensor(&name)?;
+        out.push((name, t.dtype, t.shape.to_vec(), t.data.to_vec()));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn assert_refused_or_same(path: &Path, expected: &Tensors) {
+    match load_all(path) {
+        Err(Error::Format { .. }) | Err(Error::Io { .. }) => {}
+        Err(other) => panic!("unexpected error kind: {other:?}"),
+        Ok(mut loaded) => {
+            let mut expected = expected.clone();
+            expected.sort_by(|a, b| a.0.cmp(&b.0));
+            loaded.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                loaded, expected,
+                "a damaged file loaded to different tensors"
+            );
+        }
+    }
+}
+
+/// A safetensors file from a header (JSON text) and data bytes, the header length as given.
+fn raw_file(header_len: u64, header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = header_len.to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+fn refused(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    match load_all(&path) {
+        Err(Error::Format { tensor, .. }) => tensor,
+        Err(other) => panic!("expected a format error, got {other:?}"),
+        Ok(_) => panic!("a hostile file loaded"),
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = load_all(&path);
+    }
+
+    #[test]
+    fn arbitrary_headers_never_panic(
+        header in "\\{[ -~]{0,200}\\}",
+        claimed in prop_oneof![Just(None), any::<u64>().prop_map(Some)],
+        data in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let len = claimed.unwrap_or(header.len() as u64);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        std::fs::write(&path, raw_file(len, &header, &data)).unwrap();
+        let _ = load_all(&path);
+    }
+
+    #[test]
+    fn mutated_valid_files_are_refused_or_load_the_same(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..6),
+        truncate in prop_oneof![Just(None), any::<prop::sample::Index>().prop_map(Some)],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        let expected = valid_file(&path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for (at, mask) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= mask;
+        }
+        if let Some(at) = truncate {
+            bytes.truncate(at.index(bytes.len()));
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        assert_refused_or_same(&path, &expected);
+    }
+}
+
+// ---- the corpus: minimised hostile inputs, one test each ----
+
+#[test]
+fn huge_header_length_is_refused_without_allocating_it() {
+    // Claims an 2^63-byte header: refused before any allocation of that size.
+    assert_eq!(refused(&raw_file(1 << 63, "{}", &[])), "<header>");
+    assert_eq!(refused(&raw_file(u64::MAX, "{}", &[])), "<header>");
+    assert_eq!(refused(&raw_file(90_000_000, "{}", &[])), "<header>");
+}
+
+#[test]
+fn header_longer_than_the_file_is_refused() {
+    assert_eq!(refused(&raw_file(100, "{}", &[])), "<header>");
+}
+
+#[test]
+fn offsets_past_the_end_are_refused() {
+    let header = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+    assert_eq!(
+        refused(&raw_file(header.len() as u64, header, &[0; 8])),
+        "<header>"
+    );
+}
+
+#[test]
+fn overlapping_tensors_are_refused() {
+    let header = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+    assert_eq!(
+        refused(&raw_file(header.len() as u64, header, &[0; 12])),
+        "<header>"
+    );
+}
+
+#[test]
+fn dtype_and_shape_that_disagree_with_the_offsets_are_refused() {
+    let header = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+    assert_eq!(
+        refused(&raw_file(header.len() as u64, header, &[0; 8])),
+        "<header>"
+    );
+}
+
+#[test]
+fn unknown_dtypes_and_deep_json_are_refused() {
+    let header = r#"{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}"#;
+    assert_eq!(
+        refused(&raw_file(header.len() as u64, header, &[0])),
+        "<header>"
+    );
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    assert_eq!(
+        refused(&raw_file(deep.len() as u64, &deep, &[])),
+        "<header>"
+    );
+    assert_eq!(refused(&raw_file(2, "\u{ff}\u{fe}", &[])), "<header>");
+}
+
+fn layer_header(scb_shape: &str, scb_dtype: &str) -> String {
+    format!(
+        r#"{{"l.weight":{{"dtype":"I8","shape":[2,2],"data_offsets":[0,4]}},"l.SCB":{{"dtype":"{scb_dtype}","shape":{scb_shape},"data_offsets":[4,12]}}}}"#
+    )
+}
+
+#[test]
+fn scales_of_the_wrong_length_or_dtype_are_refused() {
+    let scb = [1.0f32, 2.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect::<Vec<u8>>();
+    let data = [&[1u8, 2, 3, 4][..], &scb].concat();
+    let header = layer_header("[1,2]", "F32");
+    assert_eq!(
+        refused(&raw_file(header.len() as u64, &header, &data)),
+        "l.SCB"
+    );
+    let header = layer_header("[4]", "F16");
+    assert_eq!(
+        refused(&raw_file(header.len() as u64, &header, &data)),
+        "l.SCB"
+    );
+}
+
+#[test]
+fn nan_inf_and_negative_scales_are_refused() {
+    for bad in [f32::NAN, f32::INFINITY, -1.0] {
+        let scb = [1.0f32, bad]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>();
+        let data = [&[1u8, 2, 3, 4][..], &scb].concat();
+        let header = layer_header("[2]", "F32");
+        assert_eq!(
+            refused(&raw_file(header.len() as u64, &header, &data)),
+            "l.SCB"
+        );
+    }
+}
+
+#[test]
+fn a_changed_shape_with_the_same_size_is_caught_by_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.safetensors");
+    let expected = valid_file(&path);
+    let text = std::fs::read(&path).unwrap();
+    let needle = br#""shape":[2]"#;
+    let at = text
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let mut bytes = text.clone();
+    bytes[at..at + needle.len()].copy_from_slice(br#""shape":[2]"#);
+    // Swap the int8 weight's [3,4] for [4,3]: same bytes, other tensor.
+    let weight = br#""shape":[3,4]"#;
+    let at = text
+        .windows(weight.len())
+        .position(|w| w == weight)
+        .unwrap();
+    bytes[at..at + weight.len()].copy_from_slice(br#""shape":[4,3]"#);
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(load_all(&path).is_err());
+    assert_refused_or_same(&path, &expected);
+}
