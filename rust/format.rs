@@ -179,17 +179,49 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
     Ok(path.with_file_name(temp_name))
 }
 
+/// Writes the safetensors file to `temp` (created here, named with this process's id) and syncs
+/// it to disk. The layout is safetensors' own: tensors sorted by descending dtype alignment, then
+/// name; header padded with spaces to a multiple of 8 bytes.
 fn write_synced(temp: &Path, tensors: &[TensorRef], header: HashMap<String, String>) -> Result<()> {
-    let views = tensors.iter().map(|t| (t.name.as_str(), t));
-    safetensors::serialize_to_file(views, Some(header), temp).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(io) => Error::io(temp, io),
-        other => Error::format(HEADER, other.to_string()),
-    })?;
+    let mut order: Vec<&TensorRef> = tensors.iter().collect();
+    order.sort_by(|a, b| b.dtype.cmp(&a.dtype).then(a.name.cmp(&b.name)));
+    let mut offset = 0;
+    let mut infos = Vec::with_capacity(order.len());
+    for t in &order {
+        let end = offset + t.data.len();
+        infos.push((
+            t.name.clone(),
+            TensorInfo {
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                data_offsets: (offset, end),
+            },
+        ));
+        offset = end;
+    }
+    let metadata =
+        Metadata::new(Some(header), infos).map_err(|e| Error::format(HEADER, e.to_string()))?;
+    let mut header_bytes = serde_json::to_string(&metadata)
+        .map_err(|e| Error::format(HEADER, e.to_string()))?
+        .into_bytes();
+    header_bytes.resize(header_bytes.len().next_multiple_of(HEADER_LEN_BYTES), b' ');
     let file = File::options()
-        .append(true)
+        .write(true)
+        .create_new(true)
         .open(temp)
         .map_err(|e| Error::io(temp, e))?;
-    file.sync_all().map_err(|e| Error::io(temp, e))
+    let io = |e| Error::io(temp, e);
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, &file);
+    writer
+        .write_all(&(header_bytes.len() as u64).to_le_bytes())
+        .map_err(io)?;
+    writer.write_all(&header_bytes).map_err(io)?;
+    for t in order {
+        writer.write_all(t.data).map_err(io)?;
+    }
+    writer.flush().map_err(io)?;
+    drop(writer);
+    file.sync_all().map_err(io)
 }
 
 fn sync_parent(path: &Path) -> Result<()> {

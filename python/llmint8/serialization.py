@@ -13,6 +13,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _core
+from ._leftovers import clear_leftovers
 from .convert import replace_linear
 from .errors import FormatError
 from .nn import Linear8bitLt
@@ -58,6 +60,9 @@ def save_state_dict(
         raw = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
         entries.append((name, _dtype_name(tensor.dtype), list(tensor.shape), raw))
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    target = Path(os.fspath(path))
+    # Temporary files of earlier writers killed before their rename (.NAME.PID-NANOS.tmp).
+    clear_leftovers(target.parent, f".{target.name}.")
     _core.write_checkpoint(os.fspath(path), entries, meta)
 
 

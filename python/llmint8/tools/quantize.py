@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import _core
 from .. import functional as F
+from .._leftovers import clear_leftovers
 from ..convert import matches_module
 from ..errors import UnsupportedDtypeError
 from ..nn.linear import ROW_MAJOR, SCB_KEY, WEIGHT_FORMAT_KEY
@@ -108,6 +109,7 @@ def quantize(
             _quantize_file(checkpoint.files[0], dst, targets, threshold, skip, report, bar)
         return report
 
+    _clear_stale(dst)
     work = dst.parent / f".{dst.name}.llmint8-partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -267,15 +269,47 @@ def _write_index(work: Path, index: dict, weight_map: dict[str, str]) -> None:
 
 
 def _replace(work: Path, dst: Path) -> None:
-    """Puts the finished directory at `dst` (an existing one, with --overwrite, is removed only
-    once the new one is complete)."""
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.llmint8-old-{os.getpid()}"
-        os.replace(dst, old)
+    """Puts the finished directory at `dst`. An existing `dst` (with --overwrite) is swapped out
+    in one atomic step where the kernel offers it (Linux renameat2 RENAME_EXCHANGE), so that at
+    every instant `dst` is either the old complete copy or the new one; then removed."""
+    if not dst.exists():
         os.replace(work, dst)
-        if old.is_dir():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
+        return
+    if _exchange(work, dst):
+        _remove(work)  # now holds the old copy
+        return
+    old = dst.parent / f".{dst.name}.llmint8-old-{os.getpid()}"
+    os.replace(dst, old)
+    os.replace(work, dst)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
     else:
-        os.replace(work, dst)
+        path.unlink()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swaps two paths (Linux >= 3.15); False where that is not available."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def _clear_stale(dst: Path) -> None:
+    """Removes what killed runs left beside `dst` (work directories, swapped-out copies)."""
+    for kind in ("partial", "old"):
+        clear_leftovers(dst.parent, f".{dst.name}.llmint8-{kind}-")
