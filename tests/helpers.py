@@ -79,8 +79,11 @@ def int8_linear_bound(
     cross_term = int(inlier_cols.sum()) * (x_absmax / STEP)[:, None] * (w_absmax / STEP)[None, :]
     magnitude = x64.abs() @ w64.abs().t()
     y = reference_linear(x, weight, bias).abs()
-    out_eps = torch.finfo(out_dtype).eps
-    rounding = out_eps * (y + magnitude) + 2 * FP32_EPS * magnitude * max(1, x.shape[1])
+    out = torch.finfo(out_dtype)
+    # Relative rounding of the output dtype, plus its absolute rounding near zero (a result
+    # below the smallest subnormal rounds to 0 or to it).
+    underflow = out.smallest_normal * out.eps
+    rounding = out.eps * (y + magnitude) + underflow + 2 * FP32_EPS * magnitude * max(1, x.shape[1])
     return weight_term + activation_term + cross_term + rounding + 1e-30
 
 
