@@ -132,7 +132,7 @@ def test_bench_on_cpu_prints_the_table_and_plots(tmp_path):
         (lambda d, t: ["quantize", d, t / "x", "--threshold", "-1"], "--threshold must be >= 0"),
         (lambda d, t: ["quantize", t / "junk.safetensors", t / "y.safetensors"], "junk"),
         (lambda d, t: ["quantize", d, t / "z", "--calibrate", t / "none.txt"], "no such text"),
-        (lambda d, t: ["inspect", t / "notes.txt"], "not a safetensors file"),
+        (lambda d, t: ["inspect", t / "notes.txt"], "not a checkpoint file"),
         (lambda d, t: ["eval", d, "--text", t / "none.txt"], "no such text file"),
         (lambda d, t: ["eval", t / "exists", "--text", t / "notes.txt"], "already quantized"),
         (lambda d, t: ["bench", "--device", "tpu"], "--device"),
