@@ -24,6 +24,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from ._ops import int8_linear_op
 from .backends import backend_for
 from .errors import DeviceMismatchError, UnsupportedDtypeError
 
@@ -206,6 +207,12 @@ def int8_linear(
     _check_linear(x, CB, SCB, bias)
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
+    if torch.compiler.is_compiling() and master_weight is None:
+        # Traced by torch.compile: one opaque custom op (no graph break, no data-dependent check).
+        y = int8_linear_op(
+            x.reshape(-1, x.shape[-1]), CB, SCB, bias, float(threshold), outlier_cols
+        )
+        return y.reshape(*x.shape[:-1], CB.shape[0])
     cols = _check_outlier_cols(outlier_cols, CB.shape[1])
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad

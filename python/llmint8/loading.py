@@ -155,7 +155,7 @@ def _place(model: nn.Module, name: str, device: torch.device) -> None:
     module = model.get_submodule(module_name) if module_name else model
     if isinstance(module, Linear8bitLt) and leaf == "weight":
         weight = module.weight
-        if not weight.is_quantized and not module.has_fp16_weights:
+        if not weight.is_int8 and not module.has_fp16_weights:
             fresh = Int8Params(weight.data.to(device), has_fp16_weights=False).quantize_()
             module.weight = fresh
         else:

@@ -66,7 +66,7 @@ def test_merge_requantizes_the_sum_and_unmerge_restores(llama_dir):
     delta = layer.get_delta_weight("default")
     layer.merge()
     merged = layer.get_base_layer().weight
-    assert merged.dtype == torch.int8 and merged.is_quantized
+    assert merged.dtype == torch.int8 and merged.is_int8
     # Within half an int8 step of the exact sum, per row.
     step = merged.SCB[:, None] / 127
     error = (F.dequantize_rowwise(merged.CB, merged.SCB) - (before + delta)).abs()

@@ -46,9 +46,9 @@ def quantize_calls(monkeypatch):
 
 def test_quantizes_once_on_first_move(quantize_calls):
     _, layer = make_pair()
-    assert layer.weight.dtype == torch.float32 and not layer.weight.is_quantized
+    assert layer.weight.dtype == torch.float32 and not layer.weight.is_int8
     layer = layer.to("cpu")
-    assert layer.weight.dtype == torch.int8 and layer.weight.is_quantized
+    assert layer.weight.dtype == torch.int8 and layer.weight.is_int8
     CB = layer.weight.CB.clone()
     for move in (
         lambda m: m.to("cpu"),
@@ -185,7 +185,7 @@ def test_meta_device_keeps_int8_params():
         layer = Linear8bitLt(32, 16, has_fp16_weights=False, threshold=6.0)
     assert isinstance(layer.weight, Int8Params) and layer.weight.device.type == "meta"
     layer = layer.to("meta")
-    assert isinstance(layer.weight, Int8Params) and not layer.weight.is_quantized
+    assert isinstance(layer.weight, Int8Params) and not layer.weight.is_int8
     with pytest.raises(RuntimeError, match="meta"):
         layer(torch.randn(2, 32))
 

@@ -76,14 +76,14 @@ class Linear8bitLtLora(LoraLinear):
     def _add_to_weight(self, delta: Tensor, safe_merge: bool, name: str) -> None:
         base = self.get_base_layer()
         weight = base.weight
-        if weight.has_fp16_weights or not weight.is_quantized:
+        if weight.has_fp16_weights or not weight.is_int8:
             merged = weight.data.float() + delta.float().to(weight.device)
         else:
             merged = dequantize_rowwise(weight.CB, weight.SCB, torch.float32)
             merged = merged + delta.float().to(merged.device)
         if safe_merge and not bool(torch.isfinite(merged).all()):
             raise ValueError(f"NaNs in the merged weights: the adapter {name} seems broken")
-        if weight.has_fp16_weights or not weight.is_quantized:
+        if weight.has_fp16_weights or not weight.is_int8:
             weight.data = merged.to(weight.dtype)
             return
         fresh = Int8Params(merged, has_fp16_weights=False).quantize_()

@@ -138,7 +138,7 @@ class Linear8bitLt(nn.Linear):
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         weight = self.weight
-        if weight.is_quantized:
+        if weight.is_int8:
             destination[prefix + SCB_KEY] = weight.SCB if keep_vars else weight.SCB.detach()
             destination[prefix + WEIGHT_FORMAT_KEY] = torch.tensor(ROW_MAJOR, dtype=torch.uint8)
         for name in (OUTLIER_COLS_KEY, OUTLIER_COUNTS_KEY, OUTLIER_BATCHES_KEY):
@@ -197,7 +197,7 @@ class Linear8bitLt(nn.Linear):
             raise FormatError(
                 f"{name}: expected a floating-point or int8 weight, got {incoming.dtype}"
             )
-        if self.weight.is_quantized:
+        if self.weight.is_int8:
             fresh = Int8Params(incoming.to(device), has_fp16_weights=False)
             self.weight = fresh.quantize_()
         elif self.weight.device.type == "meta":

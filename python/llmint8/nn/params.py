@@ -54,7 +54,7 @@ class Int8Params(torch.nn.Parameter):
     @property
     def CB(self) -> Optional[Tensor]:
         """The int8 rows of the weight (the parameter's own data), or None before quantization."""
-        return self.data if self.is_quantized else None
+        return self.data if self.is_int8 else None
 
     @CB.setter
     def CB(self, value: Optional[Tensor]) -> None:
@@ -62,13 +62,15 @@ class Int8Params(torch.nn.Parameter):
             self.data = value
 
     @property
-    def is_quantized(self) -> bool:
+    def is_int8(self) -> bool:
+        """Whether the data is the int8 rows, with their scales. (Not ``is_quantized``: that is
+        torch.Tensor's flag for its own quantized dtypes, which torch.compile consults.)"""
         return self.dtype == torch.int8 and self.SCB is not None
 
     def quantize_(self) -> Int8Params:
         """Replaces floating-point data by its int8 rows, in place, once. A no-op for master
         weights (``has_fp16_weights``), for data already int8 and on the meta device."""
-        if self.has_fp16_weights or self.is_quantized or self.device.type == "meta":
+        if self.has_fp16_weights or self.is_int8 or self.device.type == "meta":
             return self
         if self.dim() != 2:
             raise QuantizationError(f"Int8Params must be 2-D [out, in], got {tuple(self.shape)}")
@@ -97,7 +99,7 @@ class Int8Params(torch.nn.Parameter):
 
     def to(self, *args: Any, **kwargs: Any) -> Int8Params:  # type: ignore[override]
         device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
-        if self.is_quantized or self.dtype == torch.int8:
+        if self.is_int8 or self.dtype == torch.int8:
             dtype = None  # int8 rows keep their dtype; a float cast would destroy them
         data = super().to(device=device, dtype=dtype, non_blocking=non_blocking)
         quantize_here = (
