@@ -1,0 +1,162 @@
+"""Whole-model benchmark: a Llama-style decoder built from a transformers config (random fp16
+weights, ≈1B and ≈7B parameters), fp16 vs llmint8 (threshold 6) vs bitsandbytes Linear8bitLt
+(threshold 6, where installed): weight memory and peak memory, prefill tokens/s (batch 1, 2048
+tokens) and decode ms/token at batch 1, 8 and 32, eager and with CUDA graphs (torch.compile
+mode="reduce-overhead" over a static KV cache).
+
+    python benches/model.py [--sizes 1b 7b] [--out model.md]
+
+Decode: a 128-token prompt, then 32 tokens one at a time (greedy); the median over steps after
+4 warm-up steps. Like the table of time per token in the LLM.int8() announcement, one row per
+model and variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+
+import torch
+import transformers
+from torch import nn
+
+import llmint8
+
+SIZES = {
+    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+               num_attention_heads=32, num_key_value_heads=4),
+    "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+               num_attention_heads=32, num_key_value_heads=32),
+}  # fmt: skip
+PREFILL_TOKENS = 2048
+PROMPT, DECODE_STEPS, WARMUP = 128, 32, 4
+BATCHES = (1, 8, 32)
+
+
+def build(size: str, variant: str) -> nn.Module:
+    config = transformers.LlamaConfig(
+        vocab_size=32000, max_position_embeddings=4096, **SIZES[size]
+    )  # fmt: skip
+    with torch.device("cuda"):
+        model = transformers.LlamaForCausalLM(config).half().eval()
+    if variant == "llmint8":
+        llmint8.replace_linear(model, threshold=6.0)
+        model.cuda()  # quantizes every layer in place; the fp16 weights are freed
+    elif variant == "bitsandbytes":
+        import bitsandbytes as bnb
+
+        for name, module in list(model.named_modules()):
+            if isinstance(module, nn.Linear) and not name.endswith("lm_head"):
+                layer = bnb.nn.Linear8bitLt(module.in_features, module.out_features,
+                                            bias=module.bias is not None,
+                                            has_fp16_weights=False, threshold=6.0)  # fmt: skip
+                layer.load_state_dict(module.state_dict())
+                parent, _, attr = name.rpartition(".")
+                setattr(model.get_submodule(parent), attr, layer.cuda())
+    torch.cuda.empty_cache()
+    return model
+
+
+def cuda_seconds(fn) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000
+
+
+@torch.no_grad()
+def prefill_tokens_per_s(model) -> float:
+    ids = torch.randint(0, 32000, (1, PREFILL_TOKENS), device="cuda")
+    model(ids)  # warm-up (kernel compilation)
+    return PREFILL_TOKENS / statistics.median(cuda_seconds(lambda: model(ids)) for _ in range(3))
+
+
+@torch.no_grad()
+def decode_ms_per_token(model, batch: int, graphs: bool) -> float:
+    ids = torch.randint(0, 32000, (batch, PROMPT), device="cuda")
+    if graphs:
+        cache = transformers.StaticCache(config=model.config, max_batch_size=batch,
+                                         max_cache_len=PROMPT + DECODE_STEPS + WARMUP + 1,
+                                         device="cuda", dtype=torch.float16)  # fmt: skip
+        step = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    else:
+        cache = transformers.DynamicCache()
+        step = model.forward
+    position = torch.arange(PROMPT, device="cuda")
+    out = model(ids, past_key_values=cache, cache_position=position, use_cache=True)
+    token = out.logits[:, -1:].argmax(-1)
+    times = []
+    for i in range(WARMUP + DECODE_STEPS):
+        position = torch.tensor([PROMPT + i], device="cuda")
+
+        def one_step(position=position):
+            nonlocal token
+            logits = step(token, past_key_values=cache, cache_position=position,
+                          use_cache=True).logits  # fmt: skip
+            token = logits[:, -1:].argmax(-1)
+
+        seconds = cuda_seconds(one_step)
+        if i >= WARMUP:
+            times.append(seconds * 1000)
+    return statistics.median(times)
+
+
+def measure(size: str, variant: str) -> list[str]:
+    start = time.monotonic()
+    model = build(size, variant)
+    weights = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()  # the peak of inference, not of building
+    print(f"{size} {variant}: built in {time.monotonic() - start:.0f} s", file=sys.stderr)
+    prefill = prefill_tokens_per_s(model)
+    cells = [size, variant, f"{weights / 2**30:.2f}", f"{prefill:,.0f}"]
+    for graphs in (False, True):
+        for batch in BATCHES:
+            try:
+                cells.append(f"{decode_ms_per_token(model, batch, graphs):.2f}")
+            except Exception as err:  # reported, the table goes on
+                print(f"{size} {variant} batch {batch} graphs={graphs}: {err!r}", file=sys.stderr)
+                cells.append("n/a")
+            torch._dynamo.reset()
+    cells.insert(3, f"{torch.cuda.max_memory_allocated() / 2**30:.2f}")
+    del model
+    gc.collect()
+    torch.cuda.empty_cache()
+    return cells
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--out", default=None, help="also write the table (markdown) here")
+    args = parser.parse_args(argv)
+    variants = ["fp16", "llmint8"]
+    try:
+        import bitsandbytes  # noqa: F401
+
+        variants.append("bitsandbytes")
+    except ImportError:
+        print("bitsandbytes is not installed: its rows are left out", file=sys.stderr)
+    decode = [f"decode ms/token b={b}" for b in BATCHES]
+    header = ["model", "variant", "weights GiB", "peak GiB", "prefill tok/s (b=1, 2048)",
+              *decode, *[f"{d} (graphs)" for d in decode]]  # fmt: skip
+    lines = [f"{torch.cuda.get_device_name()}; Llama-style, random fp16 weights", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    print("\n".join(lines), flush=True)
+    for size in args.sizes:
+        for variant in variants:
+            row = "| " + " | ".join(measure(size, variant)) + " |"
+            lines.append(row)
+            print(row, flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
