@@ -4,7 +4,10 @@ weights, ≈1B and ≈7B parameters), fp16 vs llmint8 (threshold 6) vs bitsandby
 tokens) and decode ms/token at batch 1, 8 and 32, eager and with CUDA graphs (torch.compile
 mode="reduce-overhead" over a static KV cache).
 
-    python benches/model.py [--sizes 1b 7b] [--out model.md]
+    python benches/model.py [--sizes 1b 7b] [--split 2] [--out model.md]
+
+`--split N` adds a row for the llmint8 model split layer by layer across N GPUs by accelerate's
+device map (`dispatch_model`; each layer quantized on its own GPU), with the memory per GPU.
 
 Decode: a 128-token prompt, then 32 tokens one at a time (greedy); the median over steps after
 4 warm-up steps. Like the table of time per token in the LLM.int8() announcement, one row per
@@ -36,10 +39,28 @@ PROMPT, DECODE_STEPS, WARMUP = 128, 32, 4
 BATCHES = (1, 8, 32)
 
 
+def split_across_gpus(config, gpus: int) -> nn.Module:
+    """Built on the CPU, converted, then placed layer by layer on `gpus` GPUs by accelerate (an
+    even share of the int8 weights each); each Int8Params is quantized on its GPU as it moves."""
+    import accelerate
+
+    model = transformers.LlamaForCausalLM(config).half().eval()
+    llmint8.replace_linear(model, threshold=6.0)
+    int8_bytes = sum(p.numel() for p in model.parameters())  # ≈ 1 byte per weight once int8
+    share = f"{int(1.3 * int8_bytes / gpus / 2**20)}MiB"
+    device_map = accelerate.infer_auto_device_map(
+        model, max_memory={i: share for i in range(gpus)},
+        no_split_module_classes=["LlamaDecoderLayer"],
+    )  # fmt: skip
+    return accelerate.dispatch_model(model, device_map)
+
+
 def build(size: str, variant: str) -> nn.Module:
     config = transformers.LlamaConfig(
         vocab_size=32000, max_position_embeddings=4096, **SIZES[size]
     )  # fmt: skip
+    if variant.startswith("llmint8 split"):
+        return split_across_gpus(config, int(variant.rsplit("×", 1)[1]))
     with torch.device("cuda"):
         model = transformers.LlamaForCausalLM(config).half().eval()
     if variant == "llmint8":
@@ -109,20 +130,27 @@ def decode_ms_per_token(model, batch: int, graphs: bool) -> float:
 def measure(size: str, variant: str) -> list[str]:
     start = time.monotonic()
     model = build(size, variant)
-    weights = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()  # the peak of inference, not of building
+    gpus = range(torch.cuda.device_count())
+    weights = sum(torch.cuda.memory_allocated(i) for i in gpus)
+    per_gpu = " / ".join(f"{torch.cuda.memory_allocated(i) / 2**30:.2f}" for i in gpus)
+    for i in gpus:
+        torch.cuda.reset_peak_memory_stats(i)  # the peak of inference, not of building
     print(f"{size} {variant}: built in {time.monotonic() - start:.0f} s", file=sys.stderr)
     prefill = prefill_tokens_per_s(model)
-    cells = [size, variant, f"{weights / 2**30:.2f}", f"{prefill:,.0f}"]
+    cells = [size, variant, f"{weights / 2**30:.2f} ({per_gpu})", f"{prefill:,.0f}"]
+    split = variant.startswith("llmint8 split")
     for graphs in (False, True):
         for batch in BATCHES:
+            if graphs and split:
+                cells.append("—")  # CUDA graphs of one device; the split runs eager
+                continue
             try:
                 cells.append(f"{decode_ms_per_token(model, batch, graphs):.2f}")
             except Exception as err:  # reported, the table goes on
                 print(f"{size} {variant} batch {batch} graphs={graphs}: {err!r}", file=sys.stderr)
                 cells.append("n/a")
             torch._dynamo.reset()
-    cells.insert(3, f"{torch.cuda.max_memory_allocated() / 2**30:.2f}")
+    cells.insert(3, f"{sum(torch.cuda.max_memory_allocated(i) for i in gpus) / 2**30:.2f}")
     del model
     gc.collect()
     torch.cuda.empty_cache()
@@ -132,9 +160,13 @@ def measure(size: str, variant: str) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--split", type=int, default=0, metavar="N",
+                        help="also the llmint8 model split across N GPUs (device_map)")  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
-    variants = ["fp16", "llmint8"]
+    if args.split and args.split > torch.cuda.device_count():
+        parser.error(f"--split {args.split}: only {torch.cuda.device_count()} GPUs are visible")
+    variants = ["fp16", "llmint8"] + ([f"llmint8 split×{args.split}"] if args.split else [])
     try:
         import bitsandbytes  # noqa: F401
 
@@ -142,7 +174,7 @@ def main(argv=None) -> int:
     except ImportError:
         print("bitsandbytes is not installed: its rows are left out", file=sys.stderr)
     decode = [f"decode ms/token b={b}" for b in BATCHES]
-    header = ["model", "variant", "weights GiB", "peak GiB", "prefill tok/s (b=1, 2048)",
+    header = ["model", "variant", "weights GiB (per GPU)", "peak GiB", "prefill tok/s (b=1, 2048)",
               *decode, *[f"{d} (graphs)" for d in decode]]  # fmt: skip
     lines = [f"{torch.cuda.get_device_name()}; Llama-style, random fp16 weights", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip

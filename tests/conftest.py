@@ -15,12 +15,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    no_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    one_gpu = pytest.mark.skip(reason=f"needs two or more CUDA devices ({gpus} visible)")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "multigpu" in item.keywords and gpus < 2:
+            item.add_marker(one_gpu)
+        elif "gpu" in item.keywords and gpus < 1:
+            item.add_marker(no_gpu)
 
 
 @pytest.fixture
