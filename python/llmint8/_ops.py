@@ -15,8 +15,6 @@ from torch import Tensor
 
 from .backends import backend_for
 
-INT8_MAX = 127.0
-
 
 @torch.library.custom_op("llmint8::int8_linear", mutates_args=())
 def int8_linear_op(
@@ -47,9 +45,9 @@ def _backward(ctx, grad):
     CB, SCB = ctx.saved_tensors
     grad_x = grad_bias = None
     if ctx.needs_input_grad[0]:
-        compute = torch.promote_types(torch.float32, grad.dtype)
-        weight = (CB.to(compute) * (SCB.to(compute)[:, None] / INT8_MAX)).to(grad.dtype)
-        grad_x = (grad @ weight).to(ctx.x_dtype)
+        from .functional import dequantize_rowwise  # functional imports this module
+
+        grad_x = (grad @ dequantize_rowwise(CB, SCB, grad.dtype)).to(ctx.x_dtype)
     if ctx.bias_dtype is not None and ctx.needs_input_grad[3]:
         grad_bias = grad.float().sum(0).to(ctx.bias_dtype)
     return grad_x, None, None, grad_bias, None, None

@@ -48,6 +48,13 @@ class Checkpoint:
         except ValueError as err:
             raise UsageError(f"{file}: not valid JSON ({err})") from None
 
+    def holds_int8_weights(self) -> bool:
+        """Whether any file holds 2-D int8 ``*.weight`` tensors (from the headers alone)."""
+        return any(
+            name.endswith(".weight") and dtype == "int8" and len(shape) == 2
+            for name, dtype, shape in self.tensor_headers()
+        )
+
     def tensor_headers(self) -> Iterator[tuple[str, str, list[int]]]:
         """(name, dtype, shape) of every tensor, from the safetensors headers alone (PyTorch files
         are memory-mapped)."""
@@ -125,30 +132,6 @@ class RawTensor:
 
     def entry(self) -> tuple:
         return (self.name, self.dtype, self.shape, self.raw)
-
-
-def check_headers(checkpoint: Checkpoint) -> None:
-    """Opens every file of `checkpoint` (headers and layout only: cheap) so that a broken file is
-    reported before any work starts."""
-    for file in checkpoint.files:
-        if not is_torch_file(file):
-            _core.CheckpointReader(os.fspath(file), False)
-
-
-def holds_int8_weights(file: Path) -> bool:
-    """Whether a file (read from its header only) holds 2-D int8 ``*.weight`` tensors."""
-    if is_torch_file(file):
-        return any(
-            name.endswith(".weight") and t.dtype == torch.int8 and t.dim() == 2
-            for name, t in read_state(file).items()
-        )
-    reader = _core.CheckpointReader(os.fspath(file), False)
-    for name in reader.names():
-        if name.endswith(".weight"):
-            dtype, shape = reader.info(name)
-            if dtype == "int8" and len(shape) == 2:
-                return True
-    return False
 
 
 def read_tensors(file: Path, verify_checksums: bool = True) -> tuple[Iterator[RawTensor], dict]:

@@ -30,8 +30,8 @@ from ..nn.linear import (
 )
 from ..serialization import ORIGINAL_DTYPE_KEY
 from . import UsageError
-from .checkpoints import RawTensor, holds_int8_weights, open_checkpoint, read_tensors
-from .quantize import _is_target, _linear_weights
+from .checkpoints import RawTensor, open_checkpoint, read_tensors
+from .quantize import is_target, linear_weight_names
 
 _STATS = (OUTLIER_COLS_KEY, OUTLIER_COUNTS_KEY, OUTLIER_BATCHES_KEY)
 _COMPANIONS = (SCB_KEY, WEIGHT_FORMAT_KEY, *_STATS)
@@ -119,8 +119,8 @@ class InspectReport:
 def inspect_checkpoint(path: os.PathLike) -> InspectReport:
     checkpoint = open_checkpoint(path)
     config = checkpoint.config
-    quantized = any(holds_int8_weights(file) for file in checkpoint.files)
-    targets = None if quantized or config is None else _linear_weights(checkpoint, 6.0, None)
+    quantized = checkpoint.holds_int8_weights()
+    targets = None if quantized or config is None else linear_weight_names(checkpoint, 6.0, None)
     layers: list[LayerReport] = []
     other = 0
     pending: dict[str, dict[str, RawTensor]] = {}
@@ -130,7 +130,7 @@ def inspect_checkpoint(path: os.PathLike) -> InspectReport:
         for tensor in tensors:
             module, _, leaf = tensor.name.rpartition(".")
             if not quantized:
-                if _is_target(tensor, targets, None):
+                if is_target(tensor, targets, None):
                     layers.append(_float_layer(tensor))
                 else:
                     other += tensor.raw.nbytes

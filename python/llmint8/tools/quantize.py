@@ -38,7 +38,6 @@ from .checkpoints import (
     TORCH_INDEX_FILE,
     Checkpoint,
     RawTensor,
-    check_headers,
     open_checkpoint,
     read_tensors,
     safetensors_name,
@@ -87,7 +86,6 @@ def quantize(
     if threshold < 0:
         raise UsageError(f"--threshold must be >= 0, got {threshold}")
     checkpoint = open_checkpoint(src)
-    check_headers(checkpoint)
     dst = Path(dst)
     if dst.resolve() == checkpoint.path.resolve():
         raise UsageError(f"{dst}: DST must differ from SRC")
@@ -99,7 +97,7 @@ def quantize(
             raise UsageError("--calibrate needs a transformers model directory (with config.json)")
         if not Path(calibrate).is_file():
             raise UsageError(f"{calibrate}: no such text file")
-    targets = _linear_weights(checkpoint, threshold, skip) if config else None
+    targets = linear_weight_names(checkpoint, threshold, skip) if config else None
     _check_targets(checkpoint, targets, skip)
     if not checkpoint.is_directory:
         if dst.suffix != ".safetensors":
@@ -148,7 +146,7 @@ def _progress(checkpoint: Checkpoint, enabled: bool):
     )  # fmt: skip
 
 
-def _linear_weights(checkpoint: Checkpoint, threshold: float, skip) -> set[str]:
+def linear_weight_names(checkpoint: Checkpoint, threshold: float, skip) -> set[str]:
     """The weight names a transformers model directory's int8 layers have (see module doc)."""
     import accelerate
     import transformers
@@ -173,7 +171,7 @@ def _linear_weights(checkpoint: Checkpoint, threshold: float, skip) -> set[str]:
     return {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, Linear8bitLt)}
 
 
-def _is_target(tensor: RawTensor, targets: Optional[set[str]], skip) -> bool:
+def is_target(tensor: RawTensor, targets: Optional[set[str]], skip) -> bool:
     """Whether `tensor` is the weight of a layer to quantize; `UnsupportedDtypeError` for such a
     weight in a dtype llmint8 does not quantize (int8 weights pass through as they are)."""
     if len(tensor.shape) != 2 or tensor.dtype == "int8":
@@ -197,7 +195,7 @@ def _check_targets(checkpoint: Checkpoint, targets: Optional[set[str]], skip) ->
     have dtypes llmint8 quantizes."""
     found = 0
     for name, dtype, shape in checkpoint.tensor_headers():
-        found += _is_target(RawTensor(name, dtype, shape, np.empty(0)), targets, skip)
+        found += is_target(RawTensor(name, dtype, shape, np.empty(0)), targets, skip)
     if not found:
         raise UsageError(
             f"{checkpoint.path}: no linear layer weights to quantize (2-D floating-point "
@@ -212,7 +210,7 @@ def _quantize_file(src, dst, targets, threshold, skip, report, bar) -> list[str]
     for tensor in tensors:
         report.tensors += 1
         report.bytes_in += tensor.raw.nbytes
-        if _is_target(tensor, targets, skip):
+        if is_target(tensor, targets, skip):
             module = tensor.name.removesuffix(".weight")
             CB, SCB = F.quantize_weight(tensor.to_torch())
             entries += [
