@@ -1,5 +1,6 @@
 """Host time of one Linear8bitLt forward on CUDA (the eager path from forward() to the launches),
-and where it goes (cProfile), plus the compiled kernels' register and local-memory use.
+what its steps cost one by one, where it goes (cProfile), and the compiled kernels' register and
+local-memory use.
 
     python benches/host_overhead.py
 """
@@ -13,23 +14,49 @@ import time
 import torch
 
 import llmint8
-from llmint8.backends import cuda as cuda_backend
+from llmint8.backends import cuda as backend
+from llmint8.backends.cuda_kernels import compiled_kernels, cupy_module, current_stream, kernel
+
+
+def host_us(fn, calls=2000) -> float:
+    for _ in range(20):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = (time.perf_counter() - start) / calls
+    torch.cuda.synchronize()
+    return elapsed * 1e6
 
 
 def main():
     layer = llmint8.nn.Linear8bitLt(4096, 4096, has_fp16_weights=False, threshold=6.0).cuda()
+    layer0 = llmint8.nn.Linear8bitLt(4096, 4096, has_fp16_weights=False, threshold=0.0).cuda()
+    fp16 = torch.nn.Linear(4096, 4096, device="cuda", dtype=torch.float16)
     x = torch.randn(1, 4096, device="cuda", dtype=torch.float16)
+    x64 = torch.randn(64, 4096, device="cuda", dtype=torch.float16)
+    quantize = kernel(0, "quantize_rows.cu", "quantize_rows<__half>")
+    scratch = torch.empty(1 << 20, dtype=torch.uint8, device="cuda")
+    base = scratch.data_ptr()
+    cupy = cupy_module()
     with torch.no_grad():
-        for _ in range(20):
-            layer(x)
-        torch.cuda.synchronize()
-        calls = 2000
-        start = time.perf_counter()
-        for _ in range(calls):
-            layer(x)
-        host = (time.perf_counter() - start) / calls
-        torch.cuda.synchronize()
-        print(f"host time per forward (M=1, 4096x4096, threshold 6): {host * 1e6:.1f} µs")
+        steps = {
+            "forward M=1 t=6": lambda: layer(x),
+            "forward M=1 t=0": lambda: layer0(x),
+            "forward M=64 t=6": lambda: layer(x64),
+            "backend int8_linear M=1 t=6": lambda: backend.int8_linear(
+                x, layer.weight.data, layer.weight.SCB, layer.bias, 6.0, None
+            ),
+            "fp16 nn.Linear M=1": lambda: fp16(x),
+            "torch.empty": lambda: torch.empty(4096, dtype=torch.uint8, device="cuda"),
+            "memsetAsync": lambda: cupy.cuda.runtime.memsetAsync(base, 0, 512, current_stream(0)),
+            "quantize launch": lambda: quantize.launch(
+                (1, 1, 1), 0, x.data_ptr(), base, base + 8192, base + 16384, 1, 4096, 4096, 6.0, 1
+            ),
+        }
+        for name, fn in steps.items():
+            print(f"host time per call: {name:32s} {host_us(fn):6.1f} µs", flush=True)
         profile = cProfile.Profile()
         profile.enable()
         for _ in range(200):
@@ -37,11 +64,11 @@ def main():
         profile.disable()
     pstats.Stats(profile).sort_stats("tottime").print_stats(14)
     with torch.no_grad():  # compile the GEMM variants too, for the resource report below
-        for rows in (64, 512):
+        for rows in (24, 48, 100, 512):
             layer(torch.randn(rows, 4096, device="cuda", dtype=torch.float16))
-    for (_, _file, name), fn in sorted(cuda_backend._functions.items()):
+    for (_, _file, name), fn in sorted(compiled_kernels().items()):
         a = fn.attributes
-        print(f"{name:40s} regs {a['num_regs']:3d} local {a['local_size_bytes']:4d} B")
+        print(f"{name:44s} regs {a['num_regs']:3d} local {a['local_size_bytes']:4d} B")
 
 
 if __name__ == "__main__":

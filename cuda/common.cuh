@@ -40,4 +40,17 @@ __device__ __forceinline__ bool mask_bit(const unsigned int* mask, int col) {
   return (mask[col >> 5] >> (col & 31)) & 1u;
 }
 
+// Split K: called by every thread of a block after it stored its partial sums; true in every
+// thread of the block that arrives last at `counter` (one of `arrivals` blocks), which then sees
+// the others' partials (read them with __ldcg). The counter must start at zero.
+__device__ __forceinline__ bool last_to_arrive(unsigned int* counter, unsigned int arrivals) {
+  __shared__ int is_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(counter, 1u) == arrivals - 1;
+  __syncthreads();
+  if (is_last) __threadfence();
+  return is_last;
+}
+
 }  // namespace llmint8

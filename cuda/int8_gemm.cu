@@ -13,13 +13,20 @@
 // loop and reads acc from out_i32 (an int32 product computed elsewhere, e.g. by cuBLAS), then runs
 // the same epilogue: grid and pointers as for MODE 1.
 //
-// Launch: grid = (ceil(N / 128), ceil(M / 128)), block = 256 threads (8 warps as 2 x 4, each a
-// 64 x 32 tile), dynamic shared memory = SMEM_BYTES (3-stage cp.async pipeline of 128-byte K
-// slices, rows padded to 144 bytes so ldmatrix is free of bank conflicts).
+// Launch: grid = (ceil(M / BM), ceil(N / 128), splits), block = 256 threads (8 warps; BM = 128:
+// 2 x 4 warps of 64 x 32; BM = 64 / 32: 1 x 8 warps of BM x 16), dynamic shared memory =
+// gemm_smem_bytes(BM) (3-stage cp.async pipeline of 128-byte K slices, rows padded to 144 bytes
+// so that ldmatrix is free of bank conflicts). M tiles vary fastest: blocks running together
+// share their weight tile through L2.
+// Split K (splits = gridDim.z > 1, few rows): block z sums K tiles [z * k_tiles_per_split, ...),
+// stores its int32 partial tile to `partials` (fragment order, coalesced), and the last block of
+// a tile to arrive (atomic counter in `tile_counters`, zero before the launch and reset to zero by
+// that block) adds the others and runs the epilogue. Integer sums are exact in any order.
 // Pointers: A [M, lda] int8, B [N, ldb] int8, absmax [M] f32, SCB [N] f32, bias [N] or null in the
 // dtype bias_kind names (common.cuh),
 // X [M, ldx] T (the unquantized activations, read only for outlier columns), mask [ceil(K/32)]
-// uint32 or null, out [M, ldo] T, out_i32 [M, ldo] int32.
+// uint32 or null, out [M, ldo] T, out_i32 [M, ldo] int32, partials [splits * tiles * BM * 128]
+// int32 and tile_counters [tiles] uint32 (both unused when splits = 1).
 // ALIGNED: K, lda and ldb are multiples of 16 and A, B 16-byte aligned (cp.async 16-byte loads);
 // otherwise tiles are loaded byte by byte.
 #include "common.cuh"
@@ -27,11 +34,23 @@
 using namespace llmint8;
 
 namespace {
-constexpr int BM = 128, BN = 128, BK = 128, STAGES = 3, THREADS = 256;
+constexpr int BN = 128, BK = 128, STAGES = 3, THREADS = 256;
 constexpr int LDS = BK + 16;  // padded smem row stride in bytes (144: ldmatrix conflict-free)
-constexpr int STAGE_BYTES = (BM + BN) * LDS;
 constexpr int OUTLIER_CHUNK = 32;   // outlier columns staged in shared memory at a time
 constexpr int COL_CAPACITY = 1024;  // outlier columns listed at a time (more: several windows)
+
+// Warp layout of a BM x BN block tile: WARPS_M x WARPS_N warps, each WM x WN, as MT x NT mma
+// tiles of 16 x 8 with four int32 accumulators per thread each.
+template <int BM> struct Tile {
+  static_assert(BM == 32 || BM == 64 || BM == 128, "BM is 32, 64 or 128");
+  static constexpr int WARPS_M = BM == 128 ? 2 : 1;
+  static constexpr int WARPS_N = 8 / WARPS_M;
+  static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+  static constexpr int MT = WM / 16, NT = WN / 8;
+  static constexpr int ACC = MT * NT * 4;  // accumulators per thread
+  static constexpr int STAGE_BYTES = (BM + BN) * LDS;
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+};
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
   unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -58,18 +77,20 @@ __device__ __forceinline__ void mma_s8(int* c, const int* a, const int* b) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// Calls f(acc_index_mt, nt, r, row, col) for each of a thread's 64 accumulators, with the row and
-// column of that accumulator inside the block tile (m16n8 C fragment layout, warps as 2 x 4).
-template <typename F>
+// Calls f(mt, nt, r, row, col) for each of a thread's accumulators, with the row and column of
+// that accumulator inside the block tile (m16n8 C fragment layout).
+template <int BM, typename F>
 __device__ __forceinline__ void for_each_acc(int warp_m, int warp_n, int lane, F f) {
+  using C = Tile<BM>;
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
-  for (int mt = 0; mt < 4; ++mt)
+  for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < C::NT; ++nt)
 #pragma unroll
       for (int r = 0; r < 4; ++r)
-        f(mt, nt, r, warp_m * 64 + mt * 16 + g + (r >> 1) * 8, warp_n * 32 + nt * 8 + 2 * q + (r & 1));
+        f(mt, nt, r, warp_m * C::WM + mt * 16 + g + (r >> 1) * 8,
+          warp_n * C::WN + nt * 8 + 2 * q + (r & 1));
 }
 
 // Loads rows [row0, row0 + ROWS) x columns [k0, k0 + BK) of a row-major int8 matrix into smem,
@@ -98,69 +119,72 @@ __device__ __forceinline__ void load_tile(signed char* smem, const signed char* 
 }
 }  // namespace
 
-constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
-
-template <typename T, bool ALIGNED, int MODE>
+template <typename T, bool ALIGNED, int MODE, int BM>
 __global__ void __launch_bounds__(THREADS) int8_gemm(
     const signed char* __restrict__ A, const signed char* __restrict__ B, int M, int N, int K,
     int lda, int ldb, const float* __restrict__ absmax, const float* __restrict__ SCB,
     const void* __restrict__ bias, int bias_kind, const T* __restrict__ X, int ldx,
     const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
-    int ldo) {
+    int ldo, int* __restrict__ partials, unsigned int* __restrict__ tile_counters,
+    int k_tiles_per_split) {
+  using C = Tile<BM>;
   extern __shared__ __align__(16) signed char smem[];
-  const int bm = blockIdx.y * BM, bn = blockIdx.x * BN;
+  const int bm = blockIdx.x * BM, bn = blockIdx.y * BN;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int warp_m = warp >> 2, warp_n = warp & 3;
+  const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
 
-  int acc[4][4][4];
+  int acc[C::MT][C::NT][4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < C::MT; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < C::NT; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0;
 
-  const int k_tiles = MODE == 2 ? 0 : (K + BK - 1) / BK;
-  auto stage_a = [&](int s) { return smem + s * STAGE_BYTES; };
-  auto stage_b = [&](int s) { return smem + s * STAGE_BYTES + BM * LDS; };
+  const int k_tiles = (K + BK - 1) / BK;
+  const int kt_begin = MODE == 2 ? 0 : blockIdx.z * k_tiles_per_split;
+  const int kt_end = MODE == 2 ? 0 : min(k_tiles, kt_begin + k_tiles_per_split);
+  const int n_tiles = max(0, kt_end - kt_begin);
+  auto stage_a = [&](int s) { return smem + s * C::STAGE_BYTES; };
+  auto stage_b = [&](int s) { return smem + s * C::STAGE_BYTES + BM * LDS; };
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < k_tiles) {
-      load_tile<BM, ALIGNED>(stage_a(s), A, lda, M, K, bm, s * BK);
-      load_tile<BN, ALIGNED>(stage_b(s), B, ldb, N, K, bn, s * BK);
+    if (s < n_tiles) {
+      load_tile<BM, ALIGNED>(stage_a(s), A, lda, M, K, bm, (kt_begin + s) * BK);
+      load_tile<BN, ALIGNED>(stage_b(s), B, ldb, N, K, bn, (kt_begin + s) * BK);
     }
     cp_async_commit();
   }
 
-  for (int kt = 0; kt < k_tiles; ++kt) {
+  for (int i = 0; i < n_tiles; ++i) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();
-    const int next = kt + STAGES - 1;
-    if (next < k_tiles) {
-      load_tile<BM, ALIGNED>(stage_a(next % STAGES), A, lda, M, K, bm, next * BK);
-      load_tile<BN, ALIGNED>(stage_b(next % STAGES), B, ldb, N, K, bn, next * BK);
+    const int next = i + STAGES - 1;
+    if (next < n_tiles) {
+      load_tile<BM, ALIGNED>(stage_a(next % STAGES), A, lda, M, K, bm, (kt_begin + next) * BK);
+      load_tile<BN, ALIGNED>(stage_b(next % STAGES), B, ldb, N, K, bn, (kt_begin + next) * BK);
     }
     cp_async_commit();
 
-    const signed char* As = stage_a(kt % STAGES);
-    const signed char* Bs = stage_b(kt % STAGES);
+    const signed char* As = stage_a(i % STAGES);
+    const signed char* Bs = stage_b(i % STAGES);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 32) {
       // A fragment (16 rows x 32 bytes): matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31) give
       // registers a0..a3 = (g, 4q), (g + 8, 4q), (g, 16 + 4q), (g + 8, 16 + 4q).
       // B fragments of two n8 tiles (8 rows x 32 bytes each) come from one x4 load.
-      int a[4][4], b[4][2];
+      int a[C::MT][4], b[C::NT][2];
       const int sub = lane >> 3, sub_row = lane & 7;
 #pragma unroll
-      for (int mt = 0; mt < 4; ++mt) {
-        const int row = warp_m * 64 + mt * 16 + sub_row + (sub & 1) * 8;
+      for (int mt = 0; mt < C::MT; ++mt) {
+        const int row = warp_m * C::WM + mt * 16 + sub_row + (sub & 1) * 8;
         ldmatrix_x4(a[mt], As + row * LDS + kk + (sub >> 1) * 16);
       }
 #pragma unroll
-      for (int pair = 0; pair < 2; ++pair) {
+      for (int pair = 0; pair < C::NT / 2; ++pair) {
         int r[4];
-        const int row = warp_n * 32 + pair * 16 + (sub >> 1) * 8 + sub_row;
+        const int row = warp_n * C::WN + pair * 16 + (sub >> 1) * 8 + sub_row;
         ldmatrix_x4(r, Bs + row * LDS + kk + (sub & 1) * 16);
         b[2 * pair][0] = r[0];
         b[2 * pair][1] = r[1];
@@ -168,22 +192,51 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
         b[2 * pair + 1][1] = r[3];
       }
 #pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
+      for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) mma_s8(acc[mt][nt], a[mt], b[nt]);
+        for (int nt = 0; nt < C::NT; ++nt) mma_s8(acc[mt][nt], a[mt], b[nt]);
     }
   }
   cp_async_wait<0>();
   __syncthreads();
+
+  if (MODE != 2 && gridDim.z > 1) {
+    // Split K: publish this block's partial tile; the last block of the tile sums them all.
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    constexpr int CHUNKS = C::ACC / 4;  // int4 per thread
+    int4* slab = reinterpret_cast<int4*>(partials) + (long long)tile * gridDim.z * CHUNKS * THREADS;
+#pragma unroll
+    for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < C::NT; ++nt)
+        slab[((long long)blockIdx.z * CHUNKS + mt * C::NT + nt) * THREADS + threadIdx.x] =
+            make_int4(acc[mt][nt][0], acc[mt][nt][1], acc[mt][nt][2], acc[mt][nt][3]);
+    if (!last_to_arrive(&tile_counters[tile], gridDim.z)) return;
+    for (int z = 0; z < (int)gridDim.z; ++z) {
+      if (z == (int)blockIdx.z) continue;
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < C::NT; ++nt) {
+          const int4 p = __ldcg(&slab[((long long)z * CHUNKS + mt * C::NT + nt) * THREADS + threadIdx.x]);
+          acc[mt][nt][0] += p.x;
+          acc[mt][nt][1] += p.y;
+          acc[mt][nt][2] += p.z;
+          acc[mt][nt][3] += p.w;
+        }
+    }
+    if (threadIdx.x == 0) tile_counters[tile] = 0;  // ready for the next launch
+  }
+
   if (MODE == 2) {
-    for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+    for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
       const int m = bm + lm, n = bn + ln;
       acc[mt][nt][r] = (m < M && n < N) ? out_i32[(long long)m * ldo + n] : 0;
     });
   }
 
   if (MODE == 0) {
-    for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+    for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
       const int m = bm + lm, n = bn + ln;
       if (m < M && n < N) out_i32[(long long)m * ldo + n] = acc[mt][nt][r];
     });
@@ -258,19 +311,19 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     gather(window);
     const int in_window = min(COL_CAPACITY, n_total - window);
     for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
-    const int nc = min(OUTLIER_CHUNK, in_window - j0);
-    stage(j0, nc, false);
-    for (int j = 0; j < nc; ++j) {
-      for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-        acc[mt][nt][r] -= a_cols[lm * OUTLIER_CHUNK + j] * b_cols[ln * OUTLIER_CHUNK + j];
-      });
-    }
-    __syncthreads();
+      const int nc = min(OUTLIER_CHUNK, in_window - j0);
+      stage(j0, nc, false);
+      for (int j = 0; j < nc; ++j) {
+        for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+          acc[mt][nt][r] -= a_cols[lm * OUTLIER_CHUNK + j] * b_cols[ln * OUTLIER_CHUNK + j];
+        });
+      }
+      __syncthreads();
     }
   }
 
-  float v[4][4][4];
-  for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+  float v[C::MT][C::NT][4];
+  for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
     const int m = min(bm + lm, M - 1), n = min(bn + ln, N - 1);
     v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * (SCB[n] / 127.0f);
   });
@@ -279,38 +332,41 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     gather(window);
     const int in_window = min(COL_CAPACITY, n_total - window);
     for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
-    const int nc = min(OUTLIER_CHUNK, in_window - j0);
-    stage(j0, nc, true);
-    const float* x_s = reinterpret_cast<const float*>(a_cols);
-    const float* w_s = reinterpret_cast<const float*>(b_cols);
-    for (int j = 0; j < nc; ++j) {
-      for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-        v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
-      });
-    }
-    __syncthreads();
+      const int nc = min(OUTLIER_CHUNK, in_window - j0);
+      stage(j0, nc, true);
+      const float* x_s = reinterpret_cast<const float*>(a_cols);
+      const float* w_s = reinterpret_cast<const float*>(b_cols);
+      for (int j = 0; j < nc; ++j) {
+        for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+          v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
+        });
+      }
+      __syncthreads();
     }
   }
 
-  for_each_acc(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+  for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
     const int m = bm + lm, n = bn + ln;
     if (m < M && n < N)
       out[(long long)m * ldo + n] = from_float<T>(v[mt][nt][r] + load_bias(bias, bias_kind, n));
   });
 }
 
-#define INSTANTIATE(T, ALIGNED, MODE)                                                          \
-  template __global__ void int8_gemm<T, ALIGNED, MODE>(                                        \
+#define INSTANTIATE(T, ALIGNED, MODE, BM)                                                      \
+  template __global__ void int8_gemm<T, ALIGNED, MODE, BM>(                                    \
       const signed char*, const signed char*, int, int, int, int, int, const float*,           \
-      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int);
-INSTANTIATE(__half, true, 1)
-INSTANTIATE(__half, false, 1)
-INSTANTIATE(__nv_bfloat16, true, 1)
-INSTANTIATE(__nv_bfloat16, false, 1)
-INSTANTIATE(float, true, 1)
-INSTANTIATE(float, false, 1)
-INSTANTIATE(__half, true, 0)
-INSTANTIATE(__half, false, 0)
-INSTANTIATE(__half, true, 2)
-INSTANTIATE(__nv_bfloat16, true, 2)
-INSTANTIATE(float, true, 2)
+      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int, int*, \
+      unsigned int*, int);
+#define INSTANTIATE_TILES(T, ALIGNED, MODE) \
+  INSTANTIATE(T, ALIGNED, MODE, 32) INSTANTIATE(T, ALIGNED, MODE, 64) INSTANTIATE(T, ALIGNED, MODE, 128)
+INSTANTIATE_TILES(__half, true, 1)
+INSTANTIATE_TILES(__half, false, 1)
+INSTANTIATE_TILES(__nv_bfloat16, true, 1)
+INSTANTIATE_TILES(__nv_bfloat16, false, 1)
+INSTANTIATE_TILES(float, true, 1)
+INSTANTIATE_TILES(float, false, 1)
+INSTANTIATE_TILES(__half, true, 0)
+INSTANTIATE_TILES(__half, false, 0)
+INSTANTIATE(__half, true, 2, 128)
+INSTANTIATE(__nv_bfloat16, true, 2, 128)
+INSTANTIATE(float, true, 2, 128)

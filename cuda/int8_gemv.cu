@@ -6,9 +6,15 @@
 // Math: identical to int8_gemm.cu (acc over all columns, outlier columns taken out exactly in
 // int32 and added back in fp32, then scales and bias); MODE 0 writes the raw int32 acc.
 //
-// Launch: grid = (ceil(N / ROWS_PER_BLOCK), ceil(M / MAXM)), block = 256 threads (8 warps, each
-// owning ROWS_PER_WARP = 2 weight rows), static shared memory: a K chunk of A (16 KB at most).
-// Pointers as in int8_gemm.cu. ALIGNED: K, lda, ldb multiples of 16 and A, B 16-byte aligned.
+// Launch: grid = (ceil(N / ROWS_PER_BLOCK), ceil(M / MAXM), splits), block = 256 threads (8 warps,
+// each owning ROWS_PER_WARP = 2 weight rows), static shared memory: a K chunk of A (16 KB at
+// most). Split K (splits > 1, for few weight rows and long rows): block z sums columns
+// [z * k_per_split, (z + 1) * k_per_split) (k_per_split a multiple of 512), including the outlier
+// columns there, stores its partial sums to `partials` and the last block of its tile to arrive
+// (counter in `tile_counters`, zero before the launch, reset by that block) adds the splits in
+// order z = 0, 1, ... (deterministic float sums) and writes the output.
+// Pointers as in int8_gemm.cu; partials [splits * tiles * ROWS_PER_BLOCK * MAXM * 2] 32-bit
+// words, tile_counters [tiles]. ALIGNED: K, lda, ldb multiples of 16 and A, B 16-byte aligned.
 #include "common.cuh"
 
 using namespace llmint8;
@@ -43,8 +49,10 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
     int lda, int ldb, const float* __restrict__ absmax, const float* __restrict__ SCB,
     const void* __restrict__ bias, int bias_kind, const T* __restrict__ X, int ldx,
     const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
-    int ldo) {
+    int ldo, int* __restrict__ partials, unsigned int* __restrict__ tile_counters,
+    int k_per_split) {
   constexpr int KC = k_chunk<MAXM>();
+  const int k_begin = blockIdx.z * k_per_split, k_end = min(K, k_begin + k_per_split);
   __shared__ __align__(16) signed char a_s[MAXM][KC];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int m0 = blockIdx.y * MAXM;
@@ -58,18 +66,18 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
 #pragma unroll
     for (int m = 0; m < MAXM; ++m) { acc[r][m] = 0; extra[r][m] = 0.0f; }
 
-  for (int k0 = 0; k0 < K; k0 += KC) {
+  for (int k0 = k_begin; k0 < k_end; k0 += KC) {
     __syncthreads();
     for (int i = threadIdx.x; i < MAXM * (KC / 16); i += THREADS) {
       const int m = i / (KC / 16), k = (i % (KC / 16)) * 16;
       int4 v = make_int4(0, 0, 0, 0);
-      if (m < rows_here && k0 + k < K) v = load16<ALIGNED>(A + (long long)(m0 + m) * lda, k0 + k, K);
+      if (m < rows_here && k0 + k < k_end) v = load16<ALIGNED>(A + (long long)(m0 + m) * lda, k0 + k, K);
       *reinterpret_cast<int4*>(&a_s[m][k]) = v;
     }
     __syncthreads();
 #pragma unroll
     for (int k = lane * 16; k < KC; k += 32 * 16) {
-      if (k0 + k >= K) break;
+      if (k0 + k >= k_end) break;
       int4 w[ROWS_PER_WARP];
 #pragma unroll
       for (int r = 0; r < ROWS_PER_WARP; ++r) {
@@ -86,9 +94,10 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
   }
 
   if (MODE == 1 && mask != nullptr) {
-    // Lane l scans mask words l, l + 32, ...; its outlier columns are corrected in its partials.
-    const int words = (K + 31) / 32;
-    for (int w = lane; w < words; w += 32) {
+    // Lane l scans mask words l, l + 32, ... of this split's columns; its outlier columns are
+    // corrected in its partials.
+    const int w_end = (k_end + 31) / 32;
+    for (int w = k_begin / 32 + lane; w < w_end; w += 32) {
       for (unsigned bits = mask[w]; bits; bits &= bits - 1) {
         const int c = w * 32 + __ffs(bits) - 1;
 #pragma unroll
@@ -118,6 +127,38 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
         if (MODE == 1) extra[r][m] += __shfl_xor_sync(0xffffffffu, extra[r][m], offset);
       }
 
+  if (gridDim.z > 1) {
+    // Split K: lane m publishes its (acc, extra) pairs; the last block of the tile sums them.
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    constexpr int SLAB = ROWS_PER_BLOCK * MAXM * 2;  // 32-bit words per split
+    int* slab = partials + (long long)tile * gridDim.z * SLAB;
+    auto slot = [&](int z, int r, int m) { return z * SLAB + ((warp * ROWS_PER_WARP + r) * MAXM + m) * 2; };
+#pragma unroll
+    for (int r = 0; r < ROWS_PER_WARP; ++r)
+#pragma unroll
+      for (int m = 0; m < MAXM; ++m)
+        if (lane == m) {
+          slab[slot(blockIdx.z, r, m)] = acc[r][m];
+          slab[slot(blockIdx.z, r, m) + 1] = __float_as_int(extra[r][m]);
+        }
+    if (!last_to_arrive(&tile_counters[tile], gridDim.z)) return;
+#pragma unroll
+    for (int r = 0; r < ROWS_PER_WARP; ++r)
+#pragma unroll
+      for (int m = 0; m < MAXM; ++m)
+        if (lane == m) {
+          int total = 0;
+          float total_extra = 0.0f;
+          for (int z = 0; z < (int)gridDim.z; ++z) {
+            total += __ldcg(&slab[slot(z, r, m)]);
+            total_extra += __int_as_float(__ldcg(&slab[slot(z, r, m) + 1]));
+          }
+          acc[r][m] = total;
+          extra[r][m] = total_extra;
+        }
+    if (threadIdx.x == 0) tile_counters[tile] = 0;  // ready for the next launch
+  }
+
 #pragma unroll
   for (int r = 0; r < ROWS_PER_WARP; ++r) {
     const int n = n_base + r;
@@ -142,17 +183,21 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
 #define INSTANTIATE_M(T, MAXM)                                                                  \
   template __global__ void int8_gemv<T, MAXM, true, 1>(                                         \
       const signed char*, const signed char*, int, int, int, int, int, const float*,            \
-      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int);               \
+      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int, int*,   \
+      unsigned int*, int);                                                                      \
   template __global__ void int8_gemv<T, MAXM, false, 1>(                                        \
       const signed char*, const signed char*, int, int, int, int, int, const float*,            \
-      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int);
+      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int, int*,   \
+      unsigned int*, int);
 #define INSTANTIATE(T) INSTANTIATE_M(T, 1) INSTANTIATE_M(T, 4) INSTANTIATE_M(T, 8) INSTANTIATE_M(T, 16)
 INSTANTIATE(__half)
 INSTANTIATE(__nv_bfloat16)
 INSTANTIATE(float)
 template __global__ void int8_gemv<__half, 16, true, 0>(
     const signed char*, const signed char*, int, int, int, int, int, const float*, const float*,
-    const void*, int, const __half*, int, const unsigned int*, __half*, int*, int);
+    const void*, int, const __half*, int, const unsigned int*, __half*, int*, int, int*, unsigned int*,
+    int);
 template __global__ void int8_gemv<__half, 16, false, 0>(
     const signed char*, const signed char*, int, int, int, int, int, const float*, const float*,
-    const void*, int, const __half*, int, const unsigned int*, __half*, int*, int);
+    const void*, int, const __half*, int, const unsigned int*, __half*, int*, int, int*, unsigned int*,
+    int);

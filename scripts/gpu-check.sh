@@ -1,20 +1,44 @@
 #!/usr/bin/env bash
-# On the GPU machine: install the carried wheels (llmint8's and bitsandbytes'), run the whole test
-# suite (GPU tests included) and the layer benchmark. Results go to $OUT when it is set.
-#   bash scripts/gpu-check.sh [--quick]
+# On the GPU machine: install the carried wheels (llmint8's and bitsandbytes'), then run the
+# stages named (default: all): `tests` (the whole suite, GPU tests included), `host` (host
+# overhead per forward), `choice` (kernel per shape), `bench` (the layer benchmark; --quick for a
+# small grid). Results go to $OUT when it is set.
+#   bash scripts/gpu-check.sh [tests] [host] [choice] [bench] [--quick]
 set -uo pipefail
 out="${OUT:-/tmp/llmint8-gpu}"
 mkdir -p "$out"
+stages=() quick=()
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=(--quick) ;;
+    tests | host | choice | bench) stages+=("$arg") ;;
+    *) echo "unknown stage: $arg" >&2; exit 2 ;;
+  esac
+done
+[ ${#stages[@]} -eq 0 ] && stages=(tests host choice bench)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, cupy, llmint8; print('torch', torch.__version__, 'cupy', cupy.__version__, 'llmint8', llmint8.__version__)"
-python3 -m pytest tests -q --maxfail=5 -p no:cacheprovider 2>&1 | tee "$out/pytest.log" | tail -40
-status=${PIPESTATUS[0]}
-echo "pytest exit status: $status"
-python3 benches/host_overhead.py 2>&1 | tee "$out/host.log" | grep -E "host time|regs" | head -40
-python3 benches/linear.py "$@" --out "$out/linear.md" 2> "$out/bench.err"
-echo "bench exit status: $?"
-tail -5 "$out/bench.err"
+status=0
+for stage in "${stages[@]}"; do
+  start=$SECONDS
+  case "$stage" in
+    tests)
+      python3 -m pytest tests -q --maxfail=5 -p no:cacheprovider 2>&1 | tee "$out/pytest.log" | tail -40
+      status=${PIPESTATUS[0]}
+      echo "pytest exit status: $status" ;;
+    host)
+      python3 benches/host_overhead.py 2>&1 | tee "$out/host.log" | grep -E "host time|regs|Error" | head -60 ;;
+    choice)
+      python3 benches/kernel_choice.py "${quick[@]}" --out "$out/choice.md" 2> "$out/choice.err" | cut -c1-200
+      tail -3 "$out/choice.err" ;;
+    bench)
+      python3 benches/linear.py "${quick[@]}" --out "$out/linear.md" 2> "$out/bench.err"
+      echo "bench exit status: $?"
+      tail -5 "$out/bench.err" ;;
+  esac
+  echo "stage $stage: $((SECONDS - start)) s"
+done
 exit "$status"

@@ -76,7 +76,7 @@ def _check_outlier_cols(outlier_cols: Optional[Tensor], in_features: int) -> Opt
         and (int(outlier_cols.min()) < 0 or int(outlier_cols.max()) >= in_features)
     ):
         raise ValueError(f"outlier_cols must lie in [0, {in_features})")
-    return outlier_cols.long()
+    return outlier_cols  # as given: the CUDA backend caches its bitmask on this tensor
 
 
 def quantize_rowwise(
@@ -220,8 +220,9 @@ def int8_linear(
         or (master_weight is not None and master_weight.requires_grad)
     )
     if not needs_grad:
-        y = backend_for(x.device).int8_linear(
-            x.reshape(-1, x.shape[-1]), CB, SCB, bias, float(threshold), cols
-        )
+        backend = backend_for(x.device)
+        if x.dim() == 2:
+            return backend.int8_linear(x, CB, SCB, bias, float(threshold), cols)
+        y = backend.int8_linear(x.reshape(-1, x.shape[-1]), CB, SCB, bias, float(threshold), cols)
         return y.reshape(*x.shape[:-1], CB.shape[0])
     return _Int8Linear.apply(x, CB, SCB, bias, float(threshold), cols, master_weight)

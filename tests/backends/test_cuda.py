@@ -174,11 +174,13 @@ def test_backward_on_cuda():
 
 
 def test_compiled_kernels_are_reused():
+    from llmint8.backends.cuda_kernels import compiled_kernels
+
     layer = llmint8.nn.Linear8bitLt(32, 16, has_fp16_weights=False).cuda()
     layer(torch.randn(2, 32, device="cuda", dtype=torch.float16))
-    compiled = len(cuda_backend._functions)
+    compiled = len(compiled_kernels())
     layer(torch.randn(3, 32, device="cuda", dtype=torch.float16))
-    assert len(cuda_backend._functions) == compiled
+    assert len(compiled_kernels()) == compiled
 
 
 @pytest.mark.parametrize("m", [1, 8, 100, 300])
@@ -203,3 +205,30 @@ def test_cuda_graph_replay_matches_eager(m):
         torch.cuda.synchronize()
         # Same int32 sums and the same epilogue whichever GEMM ran: identical outputs.
         assert torch.equal(captured, layer(fresh))
+
+
+def test_every_kernel_plan_matches_cpu():
+    """GEMV, the GEMM with each row tile, with and without split K: int32 products bit-exact and
+    outputs as the CPU's, whatever plan the GPU's SM count leads to for these shapes."""
+    generator = torch.Generator().manual_seed(7)
+    seen = set()
+    shapes = [(3, 4096, 300), (2, 256, 8192), (17, 4096, 384), (31, 4095, 130), (50, 1000, 4095),
+              (64, 256, 2048), (100, 4095, 2000), (129, 256, 8192), (200, 8192, 11008)]  # fmt: skip
+    for m, k, n in shapes:
+        plan = cuda_backend.plan(0, m, n, k, cublas_ok=False)
+        seen.add((plan.kernel, plan.tile_rows if plan.kernel == "gemm" else 0, plan.splits > 1))
+        a = torch.randint(-127, 128, (m, k), generator=generator, dtype=torch.int8)
+        b = torch.randint(-127, 128, (n, k), generator=generator, dtype=torch.int8)
+        out = torch.full((m, n), -(2**31), dtype=torch.int32, device="cuda")
+        assert torch.equal(cuda_backend.int8_matmul(a.cuda(), b.cuda(), out=out).cpu(),
+                           cpu_backend.int8_matmul(a, b)), (m, k, n, plan)  # fmt: skip
+        x, weight, bias = _inputs(m * k + n, m, k, n, torch.float16, outliers=5)
+        CB, SCB = F.quantize_weight(weight)
+        expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
+        got = F.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(), 6.0).cpu()
+        magnitude = x.double().abs() @ weight.double().abs().t()
+        rounding = 2 * torch.finfo(torch.float16).eps * (expected.double().abs() + 1e-3 * magnitude)
+        assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{(m, k, n)} {plan}")
+    for wanted in [("gemv", 0, False), ("gemv", 0, True), ("gemm", 32, True), ("gemm", 64, False),
+                   ("gemm", 128, True), ("gemm", 128, False)]:  # fmt: skip
+        assert wanted in seen, f"no shape exercised {wanted}: {sorted(seen)}"

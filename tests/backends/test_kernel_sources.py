@@ -8,7 +8,7 @@ import torch
 
 import llmint8
 
-cuda_backend = pytest.importorskip("llmint8.backends.cuda")
+kernels = pytest.importorskip("llmint8.backends.cuda_kernels")
 nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
 
 
@@ -32,15 +32,15 @@ def cuda_include_dir() -> Path:
     ],
 )
 def test_every_kernel_instantiation_compiles(file, arch):
-    source = (cuda_backend.KERNEL_DIR / file).read_text()
+    source = (kernels.KERNEL_DIR / file).read_text()
     program = nvrtc.createProgram(source, file, [], [])
-    for expression in cuda_backend._EXPRESSIONS[file]:
+    for expression in kernels.EXPRESSIONS[file]:
         nvrtc.addNameExpression(program, expression)
     # The options CuPy's RawModule passes to NVRTC (it adds the default execution space itself).
     options = [
         "--device-as-default-execution-space",
         "--std=c++17",
-        f"-I{cuda_backend.KERNEL_DIR}",
+        f"-I{kernels.KERNEL_DIR}",
         f"-I{cuda_include_dir()}",
         f"-arch={arch}",
     ]
@@ -48,19 +48,19 @@ def test_every_kernel_instantiation_compiles(file, arch):
         nvrtc.compileProgram(program, options)
     except Exception as err:  # the log says which line failed
         pytest.fail(f"{file}: {err}\n{nvrtc.getProgramLog(program)}")
-    for expression in cuda_backend._EXPRESSIONS[file]:
+    for expression in kernels.EXPRESSIONS[file]:
         assert nvrtc.getLoweredName(program, expression)
     assert ".entry" in nvrtc.getPTX(program).decode(errors="replace")
 
 
 def test_kernels_ship_with_the_package():
-    names = {p.name for p in cuda_backend.KERNEL_DIR.glob("*.cu")}
-    assert set(cuda_backend._EXPRESSIONS) <= names
+    names = {p.name for p in kernels.KERNEL_DIR.glob("*.cu")}
+    assert set(kernels.EXPRESSIONS) <= names
 
 
 def test_gpus_older_than_sm75_get_a_clear_error(monkeypatch):
-    monkeypatch.setattr(cuda_backend, "_capabilities", {})
+    monkeypatch.setattr(kernels, "_capabilities", {})
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (7, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "Tesla V100")
     with pytest.raises(llmint8.UnsupportedDeviceError, match=r"sm_70.*sm_75"):
-        cuda_backend.check_device(torch.device("cuda", 0))
+        kernels.check_device(0)

@@ -27,6 +27,7 @@ def quantize_rows(
     xf = x.float()
     magnitude = xf.abs()
     if outlier_cols is not None:
+        outlier_cols = outlier_cols.long()
         magnitude[:, outlier_cols] = 0.0
     elif threshold > 0.0:
         is_outlier = magnitude >= threshold

@@ -1,210 +1,191 @@
-"""The CUDA backend: kernels from ``llmint8/kernels/*.cu`` (the repository's ``cuda/``), compiled
-by NVRTC through CuPy on first use and launched on PyTorch's current stream, on torch tensors'
-memory without copies.
+"""The CUDA backend: LLM.int8() on torch tensors' memory with the kernels of `cuda_kernels`.
 
-Kernel choice: few rows (M <= 16) or GPUs without int8 ``mma.sync.m16n8k32`` (sm_75) go to the
-dp4a kernel that streams the weights once (``int8_gemv.cu``); up to CUBLAS_MIN_ROWS rows to the
-tensor-core GEMM with the fused epilogue (``int8_gemm.cu``); from there on (K a multiple of 16)
-cuBLAS's int8 GEMM (``cublasGemmEx``, wgmma on Hopper) computes the int32 product and the same
-epilogue kernel (MODE 2) turns it into the output, because the hand-written mma.sync GEMM reaches
-only about a third of cuBLAS's rate at large M. The forward path never synchronises with the
-host: outlier columns travel as a device bitmask.
+Kernel choice for the int8 product (`plan`): one or a few rows (M <= GEMV_MAX_ROWS), or GPUs
+without int8 ``mma.sync.m16n8k32`` (sm_75), go to the dp4a kernel that streams the weights once
+(``int8_gemv.cu``); up to CUBLAS_MIN_ROWS rows to the tensor-core GEMM with the fused epilogue
+(``int8_gemm.cu``), with a row tile of 32, 64 or 128 to waste as few tensor-core cycles on
+padding rows as possible, and with K split across blocks when the tiles alone would leave SMs
+idle; from there on (K a multiple of 16) cuBLAS's int8 GEMM (``cublasGemmEx``, wgmma on Hopper)
+computes the int32 product and the same epilogue kernel (MODE 2) turns it into the output.
+
+A forward makes two allocations (the output and one workspace for the int8 activations, row
+scales, outlier mask and split-K partials), at most one memset and two or three launches, and
+never synchronises with the host: outlier columns travel as a device bitmask.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Any, Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UnsupportedDeviceError
+from .cuda_kernels import (
+    C_TYPES,
+    GEMM_TILE_COLS,
+    GEMV_ROW_GROUPS,
+    KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
+    MMA_CAPABILITY,
+    check_device,
+    cupy_module,
+    current_stream,
+    gemm_name,
+    gemm_shared_memory,
+    gemv_name,
+    kernel,
+    sm_count,
+)
 
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
-MIN_CAPABILITY = (7, 5)
-MMA_CAPABILITY = (8, 0)
-GEMV_MAX_ROWS = 16
-GEMV_ROW_GROUPS = (1, 4, 8, 16)  # int8_gemv.cu's MAXM instantiations
+GEMV_MAX_ROWS = 4
+GEMV_ROWS_PER_BLOCK = 16  # int8_gemv.cu: 8 warps x 2 weight rows
+GEMV_SPLIT_COLUMNS = 512  # int8_gemv.cu: a split's K range is a multiple of this
+GEMV_BLOCKS_PER_SM = 8  # GEMV blocks wanted per SM before K is split
 CUBLAS_MIN_ROWS = 256
-GEMV_ROWS_PER_BLOCK = 16
-GEMM_TILE = 128
-GEMM_SMEM_BYTES = 3 * (128 + 128) * (128 + 16)  # int8_gemm.cu: STAGES * (BM + BN) * LDS
-THREADS = 256
+K_TILE = 128
+MIN_K_TILES_PER_SPLIT = 4
+MAX_SPLITS = 16
+CACHED_WORKSPACE_BYTES = 16 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
-C_TYPES = {torch.float16: "__half", torch.bfloat16: "__nv_bfloat16", torch.float32: "float"}
 BIAS_KINDS = {torch.float16: 1, torch.bfloat16: 2, torch.float32: 3}  # common.cuh load_bias
 CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I, CUBLAS_OP_N, CUBLAS_OP_T = 3, 10, 72, 0, 1
 _ONE, _ZERO = np.array(1, np.int32), np.array(0, np.int32)  # host scalars for gemmEx
-
-_lock = threading.Lock()
-_functions: dict[tuple, Any] = {}
-_streams: dict[tuple[int, int], Any] = {}
+_STATIC_MASK_ATTRIBUTE = "_llmint8_static_mask"
 
 
-def _cupy():
-    try:
-        import cupy
-    except ImportError as err:
-        raise UnsupportedDeviceError(
-            f"the CUDA backend needs CuPy ({err}); install it with: pip install 'llmint8[cuda]'"
-        ) from None
-    return cupy
+class Plan(NamedTuple):
+    """How the int8 product of one call runs."""
+
+    kernel: str  # "gemv", "gemm" or "cublas"
+    tile_rows: int = 128  # GEMM row tile (BM) or GEMV row group (MAXM)
+    splits: int = 1  # blocks along K
+    split_size: int = 0  # K tiles (GEMM) or columns (GEMV) per split
 
 
-_capabilities: dict[int, tuple[int, int]] = {}
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
-def check_device(device: torch.device) -> tuple[int, int]:
-    """The compute capability of `device`, or `UnsupportedDeviceError` below sm_75."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    capability = _capabilities.get(index)
-    if capability is not None:
-        return capability
-    capability = torch.cuda.get_device_capability(index)
-    _capabilities[index] = capability
-    if capability < MIN_CAPABILITY:
-        name = torch.cuda.get_device_name(device)
-        raise UnsupportedDeviceError(
-            f"{name} (sm_{capability[0]}{capability[1]}) is older than sm_75, the oldest GPU "
-            "llmint8's kernels support"
-        )
-    return capability
+def plan(index: int, m: int, n: int, k: int, *, cublas_ok: bool, raw: bool = False) -> Plan:
+    """The kernel for an [m, k] x [n, k]^T product on GPU `index` (see the module docstring;
+    benches/kernel_choice.py measures the alternatives). `raw`: int32 output, no epilogue."""
+    sms = sm_count(index)
+    if m <= GEMV_MAX_ROWS or check_device(index) < MMA_CAPABILITY:
+        group = 16 if raw else next((r for r in GEMV_ROW_GROUPS if r >= m), GEMV_ROW_GROUPS[-1])
+        blocks = _ceil(n, GEMV_ROWS_PER_BLOCK) * _ceil(m, group)
+        splits = max(1, min(MAX_SPLITS, GEMV_BLOCKS_PER_SM * sms // blocks))
+        size = _ceil(_ceil(k, splits), GEMV_SPLIT_COLUMNS) * GEMV_SPLIT_COLUMNS
+        return Plan("gemv", group, _ceil(k, size), size)
+    if cublas_ok and m >= CUBLAS_MIN_ROWS:
+        return Plan("cublas")
+    bm = 32 if m <= 32 else 64 if m <= 64 else 128
+    k_tiles = _ceil(k, K_TILE)
+    tiles = _ceil(m, bm) * _ceil(n, GEMM_TILE_COLS)
+    # Split K only as far as one block per SM: measured faster than filling every resident slot
+    # (the partial tiles' round trip through L2 costs more than the extra occupancy gains).
+    splits = max(1, min(MAX_SPLITS, k_tiles // MIN_K_TILES_PER_SPLIT, sms // tiles))
+    size = _ceil(k_tiles, splits)
+    return Plan("gemm", bm, _ceil(k_tiles, size), size)
 
 
-def _function(device: torch.device, file: str, expression: str):
-    """The compiled kernel `expression` of `file` for `device` (compiled once per process and
-    architecture, under a lock so that concurrent first calls compile once)."""
-    key = (device.index, file, expression)
-    function = _functions.get(key)
-    if function is not None:
-        return function
-    capability = check_device(device)
-    cupy = _cupy()
-    with _lock:
-        function = _functions.get(key)
-        if function is None:
-            expressions = _EXPRESSIONS[file]
-            with cupy.cuda.Device(device.index):
-                module = cupy.RawModule(
-                    code=(KERNEL_DIR / file).read_text(),
-                    options=("--std=c++17", f"-I{KERNEL_DIR}"),
-                    name_expressions=expressions,
-                )
-                for name in expressions:
-                    if file == "int8_gemm.cu" and capability < MMA_CAPABILITY:
-                        continue  # int8 mma.sync m16n8k32 needs sm_80; sm_75 uses the GEMV
-                    compiled = module.get_function(name)
-                    if file == "int8_gemm.cu":
-                        compiled.max_dynamic_shared_size_bytes = GEMM_SMEM_BYTES
-                    _functions[(device.index, file, name)] = compiled
-            function = _functions[key]
-    return function
+class _Workspace(NamedTuple):
+    """Byte offsets inside the one scratch allocation of a call: the int8 activations, their row
+    scales, a zero-initialised region (outlier mask words, split-K tile counters), the split-K
+    partial sums and cuBLAS's int32 product."""
+
+    absmax: int
+    mask: int  # start of the zeroed region
+    zeroed_bytes: int
+    counters: int
+    partials: int
+    product: int
+    size: int
+
+    q = 0
+
+    @staticmethod
+    def of(m: int, n: int, k: int, plan_: Plan, detect: bool) -> _Workspace:
+        absmax = _ceil(m * k, 256) * 256
+        mask = _ceil(absmax + 4 * m, 256) * 256
+        mask_bytes = 4 * _ceil(k, 32) if detect else 0
+        counters = mask + mask_bytes
+        tiles = partial_bytes = 0
+        if plan_.splits > 1 and plan_.kernel == "gemm":
+            tiles = _ceil(m, plan_.tile_rows) * _ceil(n, GEMM_TILE_COLS)
+            partial_bytes = 4 * plan_.splits * tiles * plan_.tile_rows * GEMM_TILE_COLS
+        elif plan_.splits > 1:  # GEMV: an (int, float) pair per weight row and input row
+            tiles = _ceil(m, plan_.tile_rows) * _ceil(n, GEMV_ROWS_PER_BLOCK)
+            partial_bytes = 8 * plan_.splits * tiles * GEMV_ROWS_PER_BLOCK * plan_.tile_rows
+        partials = _ceil(counters + 4 * tiles, 256) * 256
+        product = _ceil(partials + partial_bytes, 256) * 256
+        size = product + (4 * m * n if plan_.kernel == "cublas" else 0)
+        return _Workspace(absmax, mask, mask_bytes + 4 * tiles, counters, partials, product, size)
 
 
-def _gemm_names() -> list[str]:
-    names = [f"int8_gemm<{t}, {a}, 1>" for t in C_TYPES.values() for a in ("true", "false")]
-    staged = [f"int8_gemm<{t}, true, 2>" for t in C_TYPES.values()]
-    return [*names, "int8_gemm<__half, true, 0>", "int8_gemm<__half, false, 0>", *staged]
+_layouts: dict[tuple, tuple[Plan, _Workspace]] = {}
+_local = threading.local()
 
 
-def _gemv_names() -> list[str]:
-    names = [
-        f"int8_gemv<{t}, {m}, {a}, 1>"
-        for t in C_TYPES.values()
-        for m in GEMV_ROW_GROUPS
-        for a in ("true", "false")
-    ]
-    return [*names, "int8_gemv<__half, 16, true, 0>", "int8_gemv<__half, 16, false, 0>"]
+def _layout(index: int, m: int, n: int, k: int, cublas_ok: bool, detect: bool, raw: bool):
+    """The plan and workspace layout of a call shape (computed once per shape)."""
+    key = (index, m, n, k, cublas_ok, detect, raw)
+    found = _layouts.get(key)
+    if found is None:
+        plan_ = plan(index, m, n, k, cublas_ok=cublas_ok, raw=raw)
+        found = _layouts[key] = (plan_, _Workspace.of(m, n, k, plan_, detect))
+    return found
 
 
-_EXPRESSIONS = {
-    "quantize_rows.cu": [f"quantize_rows<{t}>" for t in C_TYPES.values()],
-    "int8_gemm.cu": _gemm_names(),
-    "int8_gemv.cu": _gemv_names(),
-}
+def _scratch(size: int, device: torch.device, stream: int) -> Tensor:
+    """Scratch memory for one call. Small workspaces are reused, one per thread and stream: calls
+    on one stream run in order, so a call never overwrites what an earlier one still reads.
+    While a CUDA graph is captured the graph's own pool serves (replays must not share)."""
+    if size > CACHED_WORKSPACE_BYTES or torch.cuda.is_current_stream_capturing():
+        return torch.empty(size, dtype=torch.uint8, device=device)
+    cache = getattr(_local, "workspaces", None)
+    if cache is None:
+        cache = _local.workspaces = {}
+    key = (device.index, stream)
+    scratch = cache.get(key)
+    if scratch is None or scratch.numel() < size:
+        scratch = cache[key] = torch.empty(
+            max(size, 1 << 20), dtype=torch.uint8, device=device
+        )  # fmt: skip
+    return scratch
 
 
-class _StreamHandle:
-    """A raw stream pointer offered through the CUDA stream protocol (for CuPy)."""
-
-    def __init__(self, pointer: int) -> None:
-        self.pointer = pointer
-
-    def __cuda_stream__(self) -> tuple[int, int]:
-        return (0, self.pointer)
-
-
-def _stream(device: torch.device):
-    # Read on every call: graph capture and user code switch streams.
-    pointer = torch._C._cuda_getCurrentRawStream(device.index)
-    key = (device.index, pointer)
-    stream = _streams.get(key)
-    if stream is None:
-        stream = _cupy().cuda.Stream.from_external(_StreamHandle(pointer))
-        _streams[key] = stream
-    return stream
-
-
-def _launch(device: torch.device, file: str, expression: str, grid, args, shared_mem: int = 0):
-    function = _function(device, file, expression)
-    cupy = _cupy()
-    stream = _stream(device)
-    if cupy.cuda.runtime.getDevice() == device.index:
-        with stream:
-            function(grid, (THREADS,), args, shared_mem=shared_mem)
-    else:
-        with cupy.cuda.Device(device.index), stream:
-            function(grid, (THREADS,), args, shared_mem=shared_mem)
+def _zero(pointer: int, size: int, stream: int) -> None:
+    if size:
+        cupy_module().cuda.runtime.memsetAsync(pointer, 0, size, stream)
 
 
 def _ptr(t: Optional[Tensor]) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def _aligned(*tensors: Tensor, k: int) -> bool:
-    return k % 16 == 0 and all(t.data_ptr() % 16 == 0 and t.stride(0) % 16 == 0 for t in tensors)
-
-
-def _mask_words(k: int) -> int:
-    return (k + 31) // 32
-
-
 def _static_mask(outlier_cols: Tensor, k: int) -> Tensor:
-    cols = outlier_cols.to(device=outlier_cols.device, dtype=torch.int64)
-    words = torch.zeros(_mask_words(k), dtype=torch.int64, device=cols.device)
+    """The outlier columns as a device bitmask (uint32 words as int32), cached on the column
+    tensor itself (static columns belong to a layer and rarely change)."""
+    cached = getattr(outlier_cols, _STATIC_MASK_ATTRIBUTE, None)
+    if cached is not None and cached[0] == (outlier_cols._version, k):
+        return cached[1]
+    cols = outlier_cols.to(dtype=torch.int64)
+    words = torch.zeros(_ceil(k, 32), dtype=torch.int64, device=cols.device)
     words.index_add_(0, cols // 32, torch.ones_like(cols) << (cols % 32))
-    return words.to(torch.int32)  # bits 31 wrap to the int32 sign bit, as uint32 expects
+    mask = words.to(torch.int32)  # bits 31 wrap to the int32 sign bit, as uint32 expects
+    setattr(outlier_cols, _STATIC_MASK_ATTRIBUTE, ((outlier_cols._version, k), mask))
+    return mask
 
 
-def _quantize(x: Tensor, threshold: float, outlier_cols: Optional[Tensor]):
-    """Launches the quantize kernel: ``(q, absmax, mask or None)``; no host sync."""
+def _launch_quantize(x: Tensor, q_ptr: int, absmax_ptr: int, mask_ptr: int, mode: int, threshold):
     m, k = x.shape
-    q = torch.empty((m, k), dtype=torch.int8, device=x.device)
-    absmax = torch.empty(m, dtype=torch.float32, device=x.device)
-    if outlier_cols is not None:
-        mask, mode = _static_mask(outlier_cols, k), MODE_STATIC
-    elif threshold > 0:
-        mask, mode = torch.zeros(_mask_words(k), dtype=torch.int32, device=x.device), MODE_DETECT
-    else:
-        mask, mode = None, MODE_PLAIN
-    if m > 0:
-        args = (
-            x.data_ptr(),
-            q.data_ptr(),
-            absmax.data_ptr(),
-            _ptr(mask),
-            np.int64(m),
-            np.int32(k),
-            np.int32(k),
-            np.float32(threshold),
-            np.int32(mode),
+    if m:
+        index = x.device.index
+        kernel(index, "quantize_rows.cu", f"quantize_rows<{C_TYPES[x.dtype]}>").launch(
+            (m, 1, 1), 0, x.data_ptr(), q_ptr, absmax_ptr, mask_ptr, m, k, k, threshold, mode
         )
-        _launch(x.device, "quantize_rows.cu", f"quantize_rows<{C_TYPES[x.dtype]}>", (m,), args)
-    return q, absmax, mask
 
 
 def quantize_rows(
@@ -213,73 +194,105 @@ def quantize_rows(
     """As the CPU backend. This entry point returns the outlier columns as an index tensor, which
     needs one host sync; the forward path (`int8_linear`) keeps them on the device."""
     x = x.contiguous()
-    q, absmax, mask = _quantize(x, threshold, outlier_cols)
+    m, k = x.shape
+    q = torch.empty((m, k), dtype=torch.int8, device=x.device)
+    absmax = torch.empty(m, dtype=torch.float32, device=x.device)
+    mask: Optional[Tensor] = None
+    mode = MODE_PLAIN
+    if outlier_cols is not None:
+        mask, mode = _static_mask(outlier_cols, k), MODE_STATIC
+    elif threshold > 0:
+        mask, mode = torch.zeros(_ceil(k, 32), dtype=torch.int32, device=x.device), MODE_DETECT
+    _launch_quantize(x, q.data_ptr(), absmax.data_ptr(), _ptr(mask), mode, threshold)
     if mask is None:
         return q, absmax, torch.empty(0, dtype=torch.long, device=x.device)
     bits = (mask.to(torch.int64) & 0xFFFFFFFF)[:, None] >> torch.arange(32, device=x.device)
-    columns = (bits & 1).flatten()[: x.shape[1]].nonzero().flatten()
+    columns = (bits & 1).flatten()[:k].nonzero().flatten()
     q[:, columns] = 0
     return q, absmax, columns
 
 
-def _cublas_int8(a: Tensor, b: Tensor, c: Tensor) -> None:
+def _cublas_int8(index, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr) -> None:
     """``c = a @ b.T`` in int32 by cuBLAS (row-major a [M, K], b [N, K], c [M, N])."""
-    cupy = _cupy()
+    cupy = cupy_module()
     from cupy_backends.cuda.libs import cublas
 
-    m, k = a.shape
-    n = b.shape[0]
-    with cupy.cuda.Device(a.device.index):
+    with cupy.cuda.Device(index):
         handle = cupy.cuda.device.get_cublas_handle()
-        cublas.setStream(handle, torch._C._cuda_getCurrentRawStream(a.device.index))
+        cublas.setStream(handle, current_stream(index))
         # Column-major view: C^T [N, M] = B [N, K] x A^T [K, M].
         cublas.gemmEx(
-            handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, _ONE.ctypes.data, b.data_ptr(), CUDA_R_8I,
-            b.stride(0), a.data_ptr(), CUDA_R_8I, a.stride(0), _ZERO.ctypes.data, c.data_ptr(),
-            CUDA_R_32I, c.stride(0), CUBLAS_COMPUTE_32I, -1,
+            handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, _ONE.ctypes.data, b_ptr, CUDA_R_8I, ldb,
+            a_ptr, CUDA_R_8I, lda, _ZERO.ctypes.data, c_ptr, CUDA_R_32I, n, CUBLAS_COMPUTE_32I, -1,
         )  # fmt: skip
 
 
-def _matmul_launch(a, b, absmax, scb, bias, x, mask, out, out_i32, mode, dtype):
-    m, k = a.shape
-    n = b.shape[0]
-    aligned = _aligned(a, b, k=k)
-    use_mma = check_device(a.device) >= MMA_CAPABILITY
-    # CuPy refuses cuBLAS calls while a CUDA graph is being captured: the own GEMM serves then.
-    use_cublas = use_mma and aligned and m >= CUBLAS_MIN_ROWS and n % 4 == 0
-    if mode == 1 and use_cublas and not torch.cuda.is_current_stream_capturing():
-        out_i32 = torch.empty((m, n), dtype=torch.int32, device=a.device)
-        _cublas_int8(a, b, out_i32)
-        mode = 2
-    ldo = out.stride(0) if out is not None else out_i32.stride(0)
-    args = (
-        a.data_ptr(), b.data_ptr(), np.int32(m), np.int32(n), np.int32(k), np.int32(a.stride(0)),
-        np.int32(b.stride(0)), _ptr(absmax), _ptr(scb), _ptr(bias),
-        np.int32(0 if bias is None else BIAS_KINDS[bias.dtype]), _ptr(x),
-        np.int32(x.stride(0) if x is not None else k), _ptr(mask), _ptr(out), _ptr(out_i32),
-        np.int32(ldo),
-    )  # fmt: skip
+class _Operands(NamedTuple):
+    """Pointers and strides of one int8 product and its epilogue (0 for what a call lacks)."""
+
+    a: int
+    lda: int
+    b: int
+    ldb: int
+    absmax: int = 0
+    scb: int = 0
+    bias: int = 0
+    bias_kind: int = 0
+    x: int = 0
+    ldx: int = 0
+    mask: int = 0
+    out: int = 0
+    out_i32: int = 0
+    ldo: int = 0
+
+
+def _run_product(index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, aligned, dtype):
+    """Launches the planned kernel(s): MODE 1 when `ops.out` is set, MODE 0 (raw int32) else."""
+    mode = 1 if ops.out else 0
     t = C_TYPES[dtype]
-    flag = "true" if aligned else "false"
-    if mode != 2 and (m <= GEMV_MAX_ROWS or not use_mma):
-        rows = GEMV_MAX_ROWS if mode == 0 else next(r for r in GEMV_ROW_GROUPS if r >= min(m, 16))
-        grid = ((n + GEMV_ROWS_PER_BLOCK - 1) // GEMV_ROWS_PER_BLOCK, (m + rows - 1) // rows)
-        _launch(a.device, "int8_gemv.cu", f"int8_gemv<{t}, {rows}, {flag}, {mode}>", grid, args)
-    else:
-        grid = ((n + GEMM_TILE - 1) // GEMM_TILE, (m + GEMM_TILE - 1) // GEMM_TILE)
-        expression = f"int8_gemm<{t}, {flag}, {mode}>"
-        _launch(a.device, "int8_gemm.cu", expression, grid, args, shared_mem=GEMM_SMEM_BYTES)
+    common = (ops.a, ops.b, m, n, k, ops.lda, ops.ldb, ops.absmax, ops.scb, ops.bias,
+              ops.bias_kind, ops.x, ops.ldx, ops.mask, ops.out, ops.out_i32, ops.ldo)  # fmt: skip
+    split = (ws_base + ws.partials, ws_base + ws.counters, plan_.split_size)
+    if plan_.kernel == "gemv":
+        rows = plan_.tile_rows
+        grid = (_ceil(n, GEMV_ROWS_PER_BLOCK), _ceil(m, rows), plan_.splits)
+        name = gemv_name(t, rows, aligned, mode)
+        kernel(index, "int8_gemv.cu", name).launch(grid, 0, *common, *split)
+        return
+    bm, splits = plan_.tile_rows, plan_.splits
+    if plan_.kernel == "cublas":
+        product = ws_base + ws.product
+        _cublas_int8(index, m, n, k, ops.a, ops.lda, ops.b, ops.ldb, product)
+        common = (*common[:15], product, n)
+        mode, splits = 2, 1
+    grid = (_ceil(m, bm), _ceil(n, GEMM_TILE_COLS), splits)
+    name = gemm_name(t, aligned, mode, bm)
+    kernel(index, "int8_gemm.cu", name).launch(grid, gemm_shared_memory(bm), *common, *split)
+
+
+def _aligned(k: int, *tensors: Tensor) -> bool:
+    return k % 16 == 0 and all(t.data_ptr() % 16 == 0 and t.stride(0) % 16 == 0 for t in tensors)
 
 
 def int8_matmul(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
     """Exact int32 ``a @ b.T`` (no epilogue), into `out` when given (tests poison it)."""
     a, b = a.contiguous(), b.contiguous()
+    m, k = a.shape
+    n = b.shape[0]
     if out is None:
-        out = torch.empty((a.shape[0], b.shape[0]), dtype=torch.int32, device=a.device)
-    if a.shape[0] and b.shape[0]:
-        _matmul_launch(a, b, None, None, None, None, None, None, out, 0, torch.float16)
-    elif out.numel():
-        out.zero_()
+        out = torch.empty((m, n), dtype=torch.int32, device=a.device)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        return out.zero_()
+    index = a.device.index
+    stream = current_stream(index)
+    plan_, ws = _layout(index, m, n, k, False, False, True)
+    base = _scratch(ws.size, a.device, stream).data_ptr()
+    _zero(base + ws.mask, ws.zeroed_bytes, stream)
+    ops = _Operands(a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), ldx=k,
+                    out_i32=out.data_ptr(), ldo=out.stride(0))  # fmt: skip
+    _run_product(index, m, n, k, ops, plan_, base, ws, _aligned(k, a, b), torch.float16)
     return out
 
 
@@ -292,17 +305,43 @@ def int8_linear(
     outlier_cols: Optional[Tensor],
     out: Optional[Tensor] = None,
 ) -> Tensor:
-    """LLM.int8() linear: one quantize launch and one fused matmul launch, no host sync. Writes
-    into `out` ([M, N], x.dtype, contiguous) when given."""
+    """LLM.int8() linear: one quantize launch and one fused matmul launch (two with cuBLAS), no
+    host sync. Writes into `out` ([M, N], x.dtype, contiguous) when given."""
     x, CB = x.contiguous(), CB.contiguous()
-    m, n = x.shape[0], CB.shape[0]
+    m, k = x.shape
+    n = CB.shape[0]
     if out is None:
         out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
         return out
-    if x.shape[1] == 0:
+    if k == 0:
         return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
-    q, absmax, mask = _quantize(x, threshold, outlier_cols)
+    index = x.device.index
+    stream = current_stream(index)
+    aligned = _aligned(k, CB)  # the workspace's int8 rows are 256-byte aligned with stride k
+    cublas_ok = (
+        aligned and n % 4 == 0 and m >= CUBLAS_MIN_ROWS
+        # CuPy refuses cuBLAS calls while a CUDA graph is captured: the own GEMM serves then.
+        and not torch.cuda.is_current_stream_capturing()
+    )  # fmt: skip
+    detect = outlier_cols is None and threshold > 0
+    plan_, ws = _layout(index, m, n, k, cublas_ok, detect, False)
+    scratch = _scratch(ws.size, x.device, stream)
+    base = scratch.data_ptr()
+    _zero(base + ws.mask, ws.zeroed_bytes, stream)
+    if outlier_cols is not None:
+        mask, mode = _static_mask(outlier_cols, k).data_ptr(), MODE_STATIC
+    elif detect:
+        mask, mode = base + ws.mask, MODE_DETECT
+    else:
+        mask, mode = 0, MODE_PLAIN
+    _launch_quantize(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
     bias = None if bias is None else bias.contiguous()
-    _matmul_launch(q, CB, absmax, SCB.contiguous(), bias, x, mask, out, None, 1, x.dtype)
+    scb = SCB.contiguous()
+    ops = _Operands(
+        base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
+        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
+        mask, out.data_ptr(), 0, out.stride(0),
+    )  # fmt: skip
+    _run_product(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype)
     return out

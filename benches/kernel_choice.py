@@ -1,0 +1,112 @@
+"""Which int8 kernel for which shape: the GPU time of one llmint8 forward (threshold 6, planted
+outliers, CUDA-graph replayed so that host overhead is out) under every plan the CUDA backend can
+run (GEMV; GEMM with row tiles 32, 64, 128, with and without split K), next to the plan
+`llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
+
+    python benches/kernel_choice.py [--quick] [--out choice.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import torch
+
+import llmint8
+from llmint8.backends import cuda as backend
+
+GRID = [(4096, 4096), (4096, 11008), (11008, 4096), (8192, 28672)]
+ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+CALLS_PER_GRAPH = 10
+
+
+def candidates(index: int, m: int, n: int, k: int) -> dict[str, backend.Plan]:
+    plans = {}
+    if m <= 16:
+        group = next(r for r in backend.GEMV_ROW_GROUPS if r >= m)
+        columns = backend.GEMV_SPLIT_COLUMNS
+        for splits in (1, 2, 4, 8):
+            size = -(-k // splits // columns) * columns if splits > 1 else k
+            name = "gemv" + (f"/k{splits}" if splits > 1 else "")
+            plans[name] = backend.Plan("gemv", group, -(-k // size), size)
+    k_tiles = -(-k // backend.K_TILE)
+    for bm in (32, 64, 128):
+        plans[f"gemm{bm}"] = backend.Plan("gemm", bm, 1, k_tiles)
+        for splits in (2, 4, 8):
+            per = -(-k_tiles // splits)
+            plans[f"gemm{bm}/k{splits}"] = backend.Plan("gemm", bm, -(-k_tiles // per), per)
+    return plans
+
+
+def graph_time_us(layer, x) -> float:
+    with torch.no_grad():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            layer(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(CALLS_PER_GRAPH):
+                layer(x)
+        for _ in range(3):
+            graph.replay()
+        times = []
+        for _ in range(15):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) * 1000 / CALLS_PER_GRAPH)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two shapes, four row counts")
+    parser.add_argument("--out", help="also write the table to this file")
+    args = parser.parse_args(argv)
+    grid, rows = (GRID[::3], [1, 8, 32, 128]) if args.quick else (GRID, ROWS)
+    index = torch.cuda.current_device()
+    chosen_plan = backend.plan
+    lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed), threshold 6", ""]
+    lines += ["| K×N | M | picked | picked µs | best | best µs | all |", "|---" * 7 + "|"]
+    print("\n".join(lines), flush=True)
+    for k, n in grid:
+        layer = llmint8.nn.Linear8bitLt(k, n, has_fp16_weights=False, threshold=6.0).cuda()
+        for m in rows:
+            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+            x[:, torch.randperm(k)[:6]] *= 20
+            picked = chosen_plan(index, m, n, k, cublas_ok=False)
+            times = {}
+            try:
+                for name, plan in candidates(index, m, n, k).items():
+                    backend.plan = lambda *a, _p=plan, **kw: _p
+                    backend._layouts.clear()
+                    times[name] = graph_time_us(layer, x)
+                backend.plan = chosen_plan
+                backend._layouts.clear()
+                picked_us = graph_time_us(layer, x)
+            finally:
+                backend.plan = chosen_plan
+                backend._layouts.clear()
+            best = min(times, key=times.get)
+            label = picked.kernel + (str(picked.tile_rows) if picked.kernel == "gemm" else "")
+            label += f"/k{picked.splits}" if picked.splits > 1 else ""
+            ranked = sorted(times.items(), key=lambda item: item[1])
+            every = " ".join(f"{name} {t:.1f}" for name, t in ranked)
+            line = (f"| {k}×{n} | {m} | {label} | {picked_us:.1f} | {best} | {times[best]:.1f} "
+                    f"| {every} |")  # fmt: skip
+            print(line, flush=True)
+            lines.append(line)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

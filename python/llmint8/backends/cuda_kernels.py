@@ -1,0 +1,222 @@
+"""Compiling and launching llmint8's CUDA kernels (``llmint8/kernels/*.cu``, the repository's
+``cuda/``) through CuPy.
+
+NVRTC compiles each kernel file once per process, GPU architecture and element type (CuPy keeps
+the binaries in its on-disk cache across processes). A launch packs its arguments with `struct`
+into a per-thread parameter buffer and hands it to ``cuLaunchKernel`` (CuPy's driver binding)
+through ``CU_LAUNCH_PARAM_BUFFER_POINTER``: one driver call, no per-argument Python objects, on
+PyTorch's current stream.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UnsupportedDeviceError
+
+KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+MIN_CAPABILITY = (7, 5)
+MMA_CAPABILITY = (8, 0)  # int8 mma.sync m16n8k32
+THREADS = 256  # every kernel runs blocks of 256 threads
+C_TYPES = {torch.float16: "__half", torch.bfloat16: "__nv_bfloat16", torch.float32: "float"}
+
+# cuLaunchKernel's `extra` keys (cuda.h).
+_PARAM_BUFFER_POINTER, _PARAM_BUFFER_SIZE, _PARAM_END = 1, 2, 0
+
+_lock = threading.Lock()
+_capabilities: dict[int, tuple[int, int]] = {}
+_sm_counts: dict[int, int] = {}
+# (device index, file, expression) -> Kernel; read without the lock (dict reads are atomic).
+_kernels: dict[tuple[int, str, str], Kernel] = {}
+_modules: dict[tuple[int, str, str], Any] = {}
+
+
+def cupy_module():
+    try:
+        import cupy
+    except ImportError as err:
+        raise UnsupportedDeviceError(
+            f"the CUDA backend needs CuPy ({err}); install it with: pip install 'llmint8[cuda]'"
+        ) from None
+    return cupy
+
+
+def check_device(index: int) -> tuple[int, int]:
+    """The compute capability of GPU `index`, or `UnsupportedDeviceError` below sm_75."""
+    capability = _capabilities.get(index)
+    if capability is not None:
+        return capability
+    capability = torch.cuda.get_device_capability(index)
+    if capability < MIN_CAPABILITY:
+        name = torch.cuda.get_device_name(index)
+        raise UnsupportedDeviceError(
+            f"{name} (sm_{capability[0]}{capability[1]}) is older than sm_75, the oldest GPU "
+            "llmint8's kernels support"
+        )
+    _capabilities[index] = capability
+    return capability
+
+
+def sm_count(index: int) -> int:
+    count = _sm_counts.get(index)
+    if count is None:
+        count = _sm_counts[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return count
+
+
+def current_stream(index: int) -> int:
+    """PyTorch's current stream on GPU `index`, as a raw pointer (read on every call: graph
+    capture and user code switch streams)."""
+    return torch._C._cuda_getCurrentRawStream(index)
+
+
+class Kernel:
+    """One compiled kernel and the `struct` layout of its parameters (native alignment, the
+    layout the CUDA ABI gives kernel parameters: pointers ``P``, int ``i``, long long ``q``,
+    float ``f``)."""
+
+    def __init__(self, function: Any, index: int, layout: str) -> None:
+        self.function = function  # keeps the module loaded
+        self.pointer = function.kernel.ptr  # the CUfunction (CuPy compiles lazily here)
+        self.index = index
+        self.layout = struct.Struct("@" + layout)
+        self._local = threading.local()
+
+    @property
+    def attributes(self) -> dict:
+        return self.function.attributes
+
+    def _buffers(self):
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            params = np.zeros((self.layout.size + 7) // 8, dtype=np.uint64)
+            size = np.array([self.layout.size], dtype=np.uint64)
+            extra = np.array(
+                [_PARAM_BUFFER_POINTER, params.ctypes.data, _PARAM_BUFFER_SIZE, size.ctypes.data,
+                 _PARAM_END],
+                dtype=np.uint64,
+            )  # fmt: skip
+            buffers = self._local.buffers = (params, size, extra, extra.ctypes.data)
+        return buffers
+
+    def launch(self, grid: tuple[int, int, int], shared_mem: int, *args) -> None:
+        """Launches on PyTorch's current stream of this kernel's GPU."""
+        params, _size, _extra, extra_pointer = self._buffers()
+        self.layout.pack_into(params, 0, *args)
+        cupy = cupy_module()
+        stream = current_stream(self.index)
+        if cupy.cuda.runtime.getDevice() == self.index:
+            cupy.cuda.driver.launchKernel(
+                self.pointer, grid[0], grid[1], grid[2], THREADS, 1, 1, shared_mem, stream, 0,
+                extra_pointer,
+            )  # fmt: skip
+        else:
+            with cupy.cuda.Device(self.index):
+                cupy.cuda.driver.launchKernel(
+                    self.pointer, grid[0], grid[1], grid[2], THREADS, 1, 1, shared_mem, stream, 0,
+                    extra_pointer,
+                )  # fmt: skip
+
+
+def kernel(index: int, file: str, expression: str) -> Kernel:
+    """The compiled kernel `expression` of `file` on GPU `index`. The first call for a file and
+    element type compiles every instantiation of that type (under a lock, once)."""
+    found = _kernels.get((index, file, expression))
+    if found is not None:
+        return found
+    check_device(index)
+    cupy = cupy_module()
+    group = _type_group(expression)
+    with _lock:
+        if (index, file, expression) not in _kernels:
+            if expression not in EXPRESSIONS[file]:
+                raise KeyError(f"{file} has no instantiation {expression}")
+            names = [e for e in EXPRESSIONS[file] if _type_group(e) == group]
+            with cupy.cuda.Device(index):
+                module = cupy.RawModule(
+                    code=(KERNEL_DIR / file).read_text(),
+                    options=("--std=c++17", f"-I{KERNEL_DIR}"),
+                    name_expressions=names,
+                )
+                _modules[(index, file, group)] = module
+                for name in names:
+                    function = module.get_function(name)
+                    if SHARED_MEMORY.get(file):
+                        function.max_dynamic_shared_size_bytes = SHARED_MEMORY[file](name)
+                    _kernels[(index, file, name)] = Kernel(function, index, LAYOUTS[file])
+    return _kernels[(index, file, expression)]
+
+
+def compiled_kernels() -> dict[tuple[int, str, str], Kernel]:
+    return dict(_kernels)
+
+
+def _type_group(expression: str) -> str:
+    """The element type an instantiation is compiled with (its first template argument)."""
+    return expression.split("<", 1)[1].split(",", 1)[0].rstrip(">").strip()
+
+
+# ---- what each kernel file instantiates, its parameter layout and shared memory ----
+
+GEMV_ROW_GROUPS = (1, 4, 8, 16)  # int8_gemv.cu's MAXM instantiations
+GEMM_TILE_ROWS = (32, 64, 128)  # int8_gemm.cu's BM instantiations
+GEMM_TILE_COLS = 128
+
+
+def gemm_shared_memory(tile_rows: int) -> int:
+    """int8_gemm.cu's Tile<BM>::SMEM_BYTES: STAGES * (BM + BN) * LDS."""
+    return 3 * (tile_rows + GEMM_TILE_COLS) * (128 + 16)
+
+
+def gemm_name(dtype_name: str, aligned: bool, mode: int, tile_rows: int) -> str:
+    return f"int8_gemm<{dtype_name}, {'true' if aligned else 'false'}, {mode}, {tile_rows}>"
+
+
+def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
+    return f"int8_gemv<{dtype_name}, {rows}, {'true' if aligned else 'false'}, {mode}>"
+
+
+def _gemm_names() -> list[str]:
+    names = [
+        gemm_name(t, a, 1, bm)
+        for t in C_TYPES.values()
+        for a in (True, False)
+        for bm in GEMM_TILE_ROWS
+    ]
+    raw = [gemm_name("__half", a, 0, bm) for a in (True, False) for bm in GEMM_TILE_ROWS]
+    staged = [gemm_name(t, True, 2, 128) for t in C_TYPES.values()]
+    return [*names, *raw, *staged]
+
+
+def _gemv_names() -> list[str]:
+    names = [
+        gemv_name(t, m, a, 1)
+        for t in C_TYPES.values()
+        for m in GEMV_ROW_GROUPS
+        for a in (True, False)
+    ]
+    return [*names, gemv_name("__half", 16, True, 0), gemv_name("__half", 16, False, 0)]
+
+
+EXPRESSIONS = {
+    "quantize_rows.cu": [f"quantize_rows<{t}>" for t in C_TYPES.values()],
+    "int8_gemm.cu": _gemm_names(),
+    "int8_gemv.cu": _gemv_names(),
+}
+# Parameter lists, in the kernels' order (see each .cu file's signature).
+# A B M N K lda ldb absmax SCB bias bias_kind X ldx mask out out_i32 ldo
+_MATMUL = "PPiiiiiPPPiPiPPPi"
+LAYOUTS = {
+    "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
+    "int8_gemv.cu": _MATMUL + "PPi",  # ... partials tile_counters k_per_split
+    "int8_gemm.cu": _MATMUL + "PPi",  # ... partials tile_counters k_tiles_per_split
+}
+SHARED_MEMORY = {
+    "int8_gemm.cu": lambda name: gemm_shared_memory(int(name.rstrip(">").rsplit(",", 1)[1])),
+}
