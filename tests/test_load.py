@@ -88,9 +88,10 @@ def test_thousands_of_forwards_with_changing_shapes_keep_host_memory_flat():
 
 @pytest.mark.gpu
 def test_threads_sharing_layers_and_racing_the_first_compile_on_gpu():
-    from llmint8.backends import cuda as backend
+    from llmint8.backends import cuda_kernels
 
-    backend._functions.clear()  # the first call of every thread races the compilation
+    cuda_kernels._kernels.clear()  # the first call of every thread races the compilation
+    cuda_kernels._modules.clear()
     model = _model("cuda")
     batches = _inputs("cuda", torch.float16)
     results = _run_threads(model, batches)
