@@ -2,8 +2,9 @@
 # On the GPU machine: install the carried wheels (llmint8's and bitsandbytes'), then run the
 # stages named (default: all): `tests` (the whole suite, GPU tests included), `host` (host
 # overhead per forward), `choice` (kernel per shape), `bench` (the layer benchmark; --quick for a
-# small grid). Results go to $OUT when it is set.
-#   bash scripts/gpu-check.sh [tests] [host] [choice] [bench] [--quick]
+# small grid), `model` (the whole-model benchmark, benches/model.py). Results go to $OUT when it
+# is set.
+#   bash scripts/gpu-check.sh [tests] [host] [choice] [bench] [model] [--quick]
 set -uo pipefail
 out="${OUT:-/tmp/llmint8-gpu}"
 mkdir -p "$out"
@@ -11,11 +12,11 @@ stages=() quick=()
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=(--quick) ;;
-    tests | host | choice | bench) stages+=("$arg") ;;
+    tests | host | choice | bench | model) stages+=("$arg") ;;
     *) echo "unknown stage: $arg" >&2; exit 2 ;;
   esac
 done
-[ ${#stages[@]} -eq 0 ] && stages=(tests host choice bench)
+[ ${#stages[@]} -eq 0 ] && stages=(tests host choice bench model)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
@@ -38,6 +39,10 @@ for stage in "${stages[@]}"; do
       python3 benches/linear.py "${quick[@]}" --out "$out/linear.md" 2> "$out/bench.err"
       echo "bench exit status: $?"
       tail -5 "$out/bench.err" ;;
+    model)
+      python3 benches/model.py --out "$out/model.md" 2> "$out/model.err"
+      echo "model exit status: $?"
+      tail -5 "$out/model.err" ;;
   esac
   echo "stage $stage: $((SECONDS - start)) s"
 done
