@@ -17,8 +17,10 @@ for arg in "$@"; do
   esac
 done
 [ ${#stages[@]} -eq 0 ] && stages=(tests host choice bench model)
+# .whl: llmint8's and bitsandbytes' wheels; .whl-hf (optional): transformers >= 5.23, peft,
+# huggingface_hub and tokenizers for the integration tests, where the machine's are older.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
+  --target /tmp/site .whl/*.whl $(ls .whl-hf/*.whl 2>/dev/null) || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, cupy, llmint8; print('torch', torch.__version__, 'cupy', cupy.__version__, 'llmint8', llmint8.__version__)"
