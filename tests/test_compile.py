@@ -62,8 +62,13 @@ def test_static_outlier_columns_compile_too():
 def test_fullgraph_compile_on_gpu_matches_eager():
     torch._dynamo.reset()
     model = _model().half().cuda()
+    # Inductor fuses its own GELU (other fp16 rounding): the int8 layer alone must match bit for
+    # bit, the whole model to fp16 rounding of the activation.
+    layer = model[0]
+    compiled_layer = torch.compile(layer, fullgraph=True)
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         for x in (_x(1), _x(16), _x(300)):
             x = x.half().cuda()
-            assert torch.equal(compiled(x), model(x))
+            assert torch.equal(compiled_layer(x), layer(x))
+            torch.testing.assert_close(compiled(x), model(x), rtol=2e-3, atol=2e-3)
