@@ -11,9 +11,7 @@ transformers = pytest.importorskip("transformers")
 from llmint8.integrations.peft import Linear8bitLtLora, lora_config  # noqa: E402
 from llmint8.integrations.transformers import Int8Config  # noqa: E402
 
-from .training import train  # noqa: E402
-
-TARGETS = ["q_proj", "v_proj", "up_proj", "down_proj"]
+from .training import LORA_TARGETS, train  # noqa: E402
 
 
 def int8_model(path):
@@ -25,9 +23,9 @@ def int8_model(path):
 def test_lora_wraps_int8_layers_and_trains_with_gradient_checkpointing(llama_dir, input_ids):
     model = peft.prepare_model_for_kbit_training(int8_model(llama_dir))
     assert model.is_gradient_checkpointing
-    model = peft.get_peft_model(model, lora_config(r=4, lora_alpha=8, target_modules=TARGETS))
+    model = peft.get_peft_model(model, lora_config(r=4, lora_alpha=8, target_modules=LORA_TARGETS))
     wrapped = [m for m in model.modules() if isinstance(m, Linear8bitLtLora)]
-    assert len(wrapped) == 2 * len(TARGETS)
+    assert len(wrapped) == 2 * len(LORA_TARGETS)
     assert all(isinstance(m.get_base_layer(), llmint8.Linear8bitLt) for m in wrapped)
     frozen = {n: p.clone() for n, p in model.named_parameters() if p.dtype == torch.int8}
 

@@ -2,6 +2,9 @@
 
 import torch
 
+# The projections the LoRA tests put adapters on.
+LORA_TARGETS = ["q_proj", "v_proj", "up_proj", "down_proj"]
+
 
 def train(model, input_ids, steps=15, lr=1e-2, after_backward=None):
     """Trains the parameters that require grad; returns the losses. `after_backward(step)` runs

@@ -88,7 +88,10 @@ class Int8Params(torch.nn.Parameter):
         return self
 
     def _moved(self, data: Tensor) -> Int8Params:
-        scb = None if self.SCB is None else self.SCB.to(data.device)
+        # Scales on the meta device hold no values (accelerate's offload hooks park the weight
+        # there between forwards and hand the real scales back with the weight).
+        stale = self.SCB is None or (self.SCB.is_meta and not data.is_meta)
+        scb = None if stale else self.SCB.to(data.device)
         return Int8Params(
             data,
             requires_grad=self.requires_grad,
