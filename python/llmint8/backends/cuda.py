@@ -16,7 +16,7 @@ never synchronises with the host: outlier columns travel as a device bitmask.
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -138,22 +138,7 @@ def _layout(index: int, m: int, n: int, k: int, cublas_ok: bool, detect: bool, r
     return found
 
 
-class _CachedScratch:
-    """A workspace reused by the calls of one thread and stream. Its memory comes from
-    cudaMalloc through CuPy, outside torch's allocator: torch.compile's CUDA graphs (warm-up runs
-    allocate from the graphs' private pool) must not find a long-lived tensor of ours there."""
-
-    def __init__(self, size: int, index: int) -> None:
-        cupy = cupy_module()
-        with cupy.cuda.Device(index):
-            self.memory = cupy.cuda.memory.Memory(size)
-        self.size = size
-
-    def data_ptr(self) -> int:
-        return int(self.memory.ptr)
-
-
-def _scratch(size: int, device: torch.device, stream: int) -> Union[Tensor, _CachedScratch]:
+def _scratch(size: int, device: torch.device, stream: int) -> Tensor:
     """Scratch memory for one call. Small workspaces are reused, one per thread and stream: calls
     on one stream run in order, so a call never overwrites what an earlier one still reads.
     While a CUDA graph is captured the graph's own pool serves (replays must not share)."""
@@ -164,8 +149,10 @@ def _scratch(size: int, device: torch.device, stream: int) -> Union[Tensor, _Cac
         cache = _local.workspaces = {}
     key = (device.index, stream)
     scratch = cache.get(key)
-    if scratch is None or scratch.size < size:
-        scratch = cache[key] = _CachedScratch(max(size, 1 << 20), device.index)
+    if scratch is None or scratch.numel() < size:
+        scratch = cache[key] = torch.empty(
+            max(size, 1 << 20), dtype=torch.uint8, device=device
+        )  # fmt: skip
     return scratch
 
 
