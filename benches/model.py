@@ -4,7 +4,7 @@ weights, ≈1B and ≈7B parameters), fp16 vs llmint8 (threshold 6) vs bitsandby
 tokens) and decode ms/token at batch 1, 8 and 32, eager and with CUDA graphs (torch.compile
 mode="reduce-overhead" over a static KV cache).
 
-    python benches/model.py [--sizes 1b 7b] [--split 2] [--out model.md]
+    python benches/model.py [--sizes 1b 7b] [--split 2] [--variants llmint8 ...] [--out F]
 
 `--split N` adds a row for the llmint8 model split layer by layer across N GPUs by accelerate's
 device map (`dispatch_model`; each layer quantized on its own GPU), with the memory per GPU.
@@ -162,6 +162,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--split", type=int, default=0, metavar="N",
                         help="also the llmint8 model split across N GPUs (device_map)")  # fmt: skip
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help="only these rows: fp16, llmint8, split, bitsandbytes")  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
     if args.split and args.split > torch.cuda.device_count():
@@ -173,6 +175,12 @@ def main(argv=None) -> int:
         variants.append("bitsandbytes")
     except ImportError:
         print("bitsandbytes is not installed: its rows are left out", file=sys.stderr)
+    if args.variants:
+        unknown = set(args.variants) - {"fp16", "llmint8", "split", "bitsandbytes"}
+        if unknown:
+            parser.error(f"--variants: unknown {sorted(unknown)}")
+        short = {v: "split" if "split" in v else v for v in variants}
+        variants = [v for v in variants if short[v] in args.variants]
     decode = [f"decode ms/token b={b}" for b in BATCHES]
     header = ["model", "variant", "weights GiB (per GPU)", "peak GiB", "prefill tok/s (b=1, 2048)",
               *decode, *[f"{d} (graphs)" for d in decode]]  # fmt: skip

@@ -72,3 +72,42 @@ def test_fullgraph_compile_on_gpu_matches_eager():
             x = x.half().cuda()
             assert torch.equal(compiled_layer(x), layer(x))
             torch.testing.assert_close(compiled(x), model(x), rtol=2e-3, atol=2e-3)
+
+
+def test_the_custom_op_keeps_no_scratch_memory_past_the_call(monkeypatch):
+    """Compiled graphs may run under CUDA-graph memory pools, so the op asks its backend for
+    per-call workspaces (`transient_workspaces`); eager calls outside it may cache theirs."""
+    from llmint8 import backends
+    from llmint8.backends import cpu as cpu_backend
+
+    seen = []
+    real = cpu_backend.int8_linear
+
+    def recording(*args):
+        seen.append(backends.workspaces_are_transient())
+        return real(*args)
+
+    monkeypatch.setattr(cpu_backend, "int8_linear", recording)
+    layer = _model()[0]
+    args = (_x(3), layer.weight.CB, layer.weight.SCB, layer.bias, 6.0, None)
+    torch.ops.llmint8.int8_linear(*args)
+    real_out = real(*args)
+    assert seen == [True] and not backends.workspaces_are_transient()
+    with backends.transient_workspaces():
+        with backends.transient_workspaces():
+            assert backends.workspaces_are_transient()
+        assert backends.workspaces_are_transient()
+    assert not backends.workspaces_are_transient()
+    assert torch.equal(torch.ops.llmint8.int8_linear(*args), real_out)
+
+
+@pytest.mark.gpu
+def test_reduce_overhead_cuda_graphs_match_eager():
+    torch._dynamo.reset()
+    layer = _model()[0].half().cuda()
+    compiled = torch.compile(layer, mode="reduce-overhead", fullgraph=True)
+    with torch.no_grad():
+        x = _x(8).half().cuda()
+        expected = layer(x)
+        for _ in range(4):  # warm-up runs, the capture, then replays
+            assert torch.equal(compiled(x).clone(), expected)

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .backends import backend_for
+from .backends import backend_for, transient_workspaces
 
 
 @torch.library.custom_op("llmint8::int8_linear", mutates_args=())
@@ -26,7 +26,9 @@ def int8_linear_op(
     outlier_cols: Optional[Tensor],
 ) -> Tensor:
     """``x`` [M, K] (2-D) -> [M, N] in ``x.dtype``; see `llmint8.functional.int8_linear`."""
-    return backend_for(x.device).int8_linear(x, CB, SCB, bias, threshold, outlier_cols)
+    # Compiled graphs may run under CUDA-graph memory pools: no scratch memory kept past the call.
+    with transient_workspaces():
+        return backend_for(x.device).int8_linear(x, CB, SCB, bias, threshold, outlier_cols)
 
 
 @int8_linear_op.register_fake

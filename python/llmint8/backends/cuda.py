@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import workspaces_are_transient
 from .cuda_kernels import (
     C_TYPES,
     GEMM_TILE_COLS,
@@ -141,8 +142,10 @@ def _layout(index: int, m: int, n: int, k: int, cublas_ok: bool, detect: bool, r
 def _scratch(size: int, device: torch.device, stream: int) -> Tensor:
     """Scratch memory for one call. Small workspaces are reused, one per thread and stream: calls
     on one stream run in order, so a call never overwrites what an earlier one still reads.
-    While a CUDA graph is captured the graph's own pool serves (replays must not share)."""
-    if size > CACHED_WORKSPACE_BYTES or torch.cuda.is_current_stream_capturing():
+    While a CUDA graph is captured the graph's own pool serves (replays must not share), and
+    inside `transient_workspaces()` (torch.compile'd callers) every call allocates its own."""
+    transient = torch.cuda.is_current_stream_capturing() or workspaces_are_transient()
+    if size > CACHED_WORKSPACE_BYTES or transient:
         return torch.empty(size, dtype=torch.uint8, device=device)
     cache = getattr(_local, "workspaces", None)
     if cache is None:
