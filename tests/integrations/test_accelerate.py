@@ -78,3 +78,35 @@ def test_missing_unexpected_and_misshapen_tensors_are_named(llama_dir, tmp_path)
         )
     with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
         llmint8.load_checkpoint_shards(empty_int8_llama(llama_dir), tmp_path / "nowhere")
+
+
+def test_modules_offloaded_to_the_cpu_run_on_the_cpu_backend(llama_dir, input_ids):
+    """What `dispatch_model` leaves for device-map entries "cpu" beside a GPU (weights on the
+    meta device, the values in the hook's weights map) becomes a module resident on the CPU."""
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+    from accelerate.utils.offload import PrefixedDataset
+
+    from llmint8.integrations.accelerate import run_cpu_modules_on_cpu
+
+    hf = pytest.importorskip("llmint8.integrations.transformers")
+    load = transformers.AutoModelForCausalLM.from_pretrained
+    model = load(llama_dir, quantization_config=hf.Int8Config(), device_map="cpu").eval()
+    with torch.no_grad():
+        expected = model(input_ids).logits
+    offloaded = ["model.layers.1", "lm_head"]
+    state = model.state_dict()
+    for name in offloaded:
+        hook = AlignDevicesHook(execution_device="cpu", offload=True, place_submodules=True,
+                                weights_map=PrefixedDataset(state, f"{name}."))  # fmt: skip
+        add_hook_to_module(model.get_submodule(name), hook)
+    layer = model.model.layers[1].mlp.up_proj
+    assert layer.weight.is_meta
+    model.hf_device_map = {"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": "cpu",
+                           "model.norm": 0, "lm_head": "cpu"}  # fmt: skip
+    assert run_cpu_modules_on_cpu(model) == offloaded
+    assert layer.weight.device.type == "cpu" and layer.weight.is_int8
+    assert torch.equal(layer.weight.SCB, state["model.layers.1.mlp.up_proj.SCB"])
+    assert not model.model.layers[1]._hf_hook.offload
+    with torch.no_grad():
+        assert torch.equal(model(input_ids).logits, expected)
+    assert run_cpu_modules_on_cpu(model) == []  # nothing left offloaded

@@ -48,35 +48,21 @@ def test_from_pretrained_on_gpu_saves_and_reloads_identically(llama_dir, input_i
         )
 
 
-def offloaded(module):
-    """accelerate's CPU offload: the weight rests on the meta device while the int8 rows and
-    scales wait in CPU memory, moved to the GPU for each forward."""
-    hook = getattr(module, "_hf_hook", None)
-    weights = getattr(hook, "weights_map", None)
-    return (
-        module.weight.device.type == "meta"
-        and weights is not None
-        and weights["weight"].dtype == torch.int8
-        and weights["weight"].device.type == "cpu"
-        and weights["SCB"].device.type == "cpu"
-    )
-
-
 def test_device_map_across_gpu_and_cpu_gives_the_one_device_outputs(llama_dir, input_ids):
     one = load(llama_dir, quantization_config=Int8Config(), dtype=torch.float32)
     device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.layers.0": 0,
                   "model.layers.1": "cpu", "model.norm": "cpu", "lm_head": "cpu"}  # fmt: skip
     split = load(llama_dir, quantization_config=Int8Config(), device_map=device_map,
                  dtype=torch.float32)  # fmt: skip
+    # The CPU entries run on the CPU backend (not accelerate's offload to the GPU).
+    assert split.model.layers[1].mlp.up_proj.weight.device.type == "cpu"
+    assert split.model.layers[1].mlp.up_proj.weight.is_int8
     assert split.model.layers[0].mlp.up_proj.weight.device.type == "cuda"
-    assert offloaded(split.model.layers[1].mlp.up_proj)
     with torch.no_grad():
         a = one(input_ids.cuda()).logits.cpu()
-        for _ in range(2):  # the second forward reloads the offloaded int8 layers
-            b = split(input_ids.cuda()).logits.cpu()
-            # The same kernels on the same int8 weights: bit for bit.
-            assert torch.equal(b, a)
-    assert offloaded(split.model.layers[1].mlp.up_proj)
+        b = split(input_ids.cuda()).logits.cpu()
+    # Same int32 products on both backends; only fp32 rounding of the epilogues differs.
+    assert relative_error(b, a) < 1e-4
 
 
 def test_device_map_auto_with_max_memory(llama_dir, input_ids):
@@ -86,11 +72,12 @@ def test_device_map_auto_with_max_memory(llama_dir, input_ids):
     budget = int(0.9 * one.get_memory_footprint())
     auto = load(llama_dir, quantization_config=Int8Config(), device_map="auto",
                 max_memory={0: budget, "cpu": "1GB"}, dtype=torch.float32)  # fmt: skip
-    placed = set(auto.hf_device_map.values())
-    assert placed == {0, "cpu"}, auto.hf_device_map
+    assert set(auto.hf_device_map.values()) == {0, "cpu"}, auto.hf_device_map
+    devices = {p.device.type for p in auto.parameters()}
+    assert devices == {"cuda", "cpu"}, devices
     with torch.no_grad():
         expected = one(input_ids.cuda()).logits.cpu()
-        assert torch.equal(auto(input_ids.cuda()).logits.cpu(), expected)
+        assert relative_error(auto(input_ids.cuda()).logits.cpu(), expected) < 1e-4
 
 
 def test_bitsandbytes_checkpoints_load_both_ways(llama_dir, input_ids, tmp_path):

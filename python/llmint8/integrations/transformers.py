@@ -52,6 +52,7 @@ from ..nn.linear import (
     SCB_KEY,
     WEIGHT_FORMAT_KEY,
 )
+from .accelerate import run_cpu_modules_on_cpu
 
 QUANT_METHOD = "llmint8"
 _OUTLIER_KEYS = (OUTLIER_COLS_KEY, OUTLIER_COUNTS_KEY, OUTLIER_BATCHES_KEY)
@@ -232,6 +233,7 @@ class Int8HfQuantizer(HfQuantizer):
             if not isinstance(layer, Linear8bitLt):
                 raise ValueError(f"static_outliers names {name!r}, which is not an int8 layer")
             layer.set_outlier_columns(torch.tensor(columns))
+        run_cpu_modules_on_cpu(model)  # device-map entries "cpu": the CPU backend runs them
         model.is_loaded_in_8bit = True
         return model
 

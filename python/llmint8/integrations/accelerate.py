@@ -1,0 +1,41 @@
+"""Device maps that put layers on the CPU: those layers run on llmint8's CPU backend.
+
+accelerate's `dispatch_model` treats the modules a device map puts on ``"cpu"`` as *offloaded*:
+their weights wait in CPU memory and are copied to the first GPU for every forward, where the
+module runs. llmint8 layers have a CPU backend, so `run_cpu_modules_on_cpu` lets those modules run
+where the map puts them: their weights (int8 rows and row scales) are placed in CPU memory once,
+and a hook moves each input to the CPU and the output back to the device the input came from.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import FormatError
+
+
+def run_cpu_modules_on_cpu(model: nn.Module) -> list[str]:
+    """Turns accelerate's CPU offload of the modules ``model.hf_device_map`` places on ``"cpu"``
+    into execution on the CPU. Returns the names of the modules changed (none when nothing is
+    offloaded to the CPU)."""
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module, remove_hook_from_module
+
+    changed = []
+    for name, device in (getattr(model, "hf_device_map", None) or {}).items():
+        module = model.get_submodule(name)
+        hook = getattr(module, "_hf_hook", None)
+        if str(device) != "cpu" or not getattr(hook, "offload", False):
+            continue
+        weights = hook.weights_map
+        prefix = getattr(weights, "prefix", "")
+        stored = getattr(weights, "dataset", weights)
+        state = {key[len(prefix) :]: stored[key] for key in stored if key.startswith(prefix)}
+        remove_hook_from_module(module, recurse=True)
+        module.load_state_dict(state, strict=False, assign=True)
+        unset = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        if unset:
+            raise FormatError(f"{name}: no CPU values for {unset[:4]} in accelerate's offload map")
+        module.to("cpu")  # buffers the hook had placed on the GPU
+        add_hook_to_module(module, AlignDevicesHook(execution_device="cpu", io_same_device=True))
+        changed.append(name)
+    return changed
