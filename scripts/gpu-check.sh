@@ -3,7 +3,8 @@
 # stages named (default: all): `tests` (the whole suite, GPU tests included), `host` (host
 # overhead per forward), `choice` (kernel per shape), `bench` (the layer benchmark; --quick for a
 # small grid), `model` (the whole-model benchmark, benches/model.py). Results go to $OUT when it
-# is set. PYTEST_ARGS adds arguments to pytest (e.g. PYTEST_ARGS='-m gpu').
+# is set. PYTEST_ARGS adds arguments to pytest (split on spaces, e.g. PYTEST_ARGS='-m gpu');
+# PYTEST_K is one -k expression (e.g. PYTEST_K='device_map or lora').
 #   bash scripts/gpu-check.sh [tests] [host] [choice] [bench] [model] [--quick]
 set -uo pipefail
 out="${OUT:-/tmp/llmint8-gpu}"
@@ -29,7 +30,7 @@ for stage in "${stages[@]}"; do
   start=$SECONDS
   case "$stage" in
     tests)
-      python3 -m pytest tests -q --maxfail=5 -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$out/pytest.log" | tail -40
+      python3 -m pytest tests -q --maxfail=5 -p no:cacheprovider ${PYTEST_ARGS:-} ${PYTEST_K:+-k "$PYTEST_K"} 2>&1 | tee "$out/pytest.log" | tail -40
       status=${PIPESTATUS[0]}
       echo "pytest exit status: $status" ;;
     host)
