@@ -291,7 +291,8 @@ def int8_matmul(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
     index = a.device.index
     stream = current_stream(index)
     plan_, ws = _layout(index, m, n, k, False, False, True)
-    base = _scratch(ws.size, a.device, stream).data_ptr()
+    scratch = _scratch(ws.size, a.device, stream)  # held until the launches are enqueued
+    base = scratch.data_ptr()
     _zero(base + ws.mask, ws.zeroed_bytes, stream)
     ops = _Operands(a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), ldx=k,
                     out_i32=out.data_ptr(), ldo=out.stride(0))  # fmt: skip

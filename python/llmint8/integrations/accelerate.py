@@ -30,6 +30,8 @@ def run_cpu_modules_on_cpu(model: nn.Module) -> list[str]:
         prefix = getattr(weights, "prefix", "")
         stored = getattr(weights, "dataset", weights)
         state = {key[len(prefix) :]: stored[key] for key in stored if key.startswith(prefix)}
+        # Detaching puts the weights back on their devices without the int8 layers' row scales;
+        # loading the stored state gives every tensor, scales included, its CPU value.
         remove_hook_from_module(module, recurse=True)
         module.load_state_dict(state, strict=False, assign=True)
         unset = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Optional
 
 import numpy as np
@@ -38,13 +37,6 @@ class Linear8bitLt(nn.Linear):
     """
 
     weight: Int8Params
-
-    @property
-    def state(self) -> SimpleNamespace:
-        """A throwaway namespace. accelerate's offload hooks clear bitsandbytes' cached matrices
-        after each forward of a module named ``Linear8bitLt`` (``module.state.SCB = None``);
-        llmint8 caches nothing there, so those writes land here and are dropped."""
-        return SimpleNamespace()
 
     def __init__(
         self,

@@ -88,8 +88,9 @@ class Int8Params(torch.nn.Parameter):
         return self
 
     def _moved(self, data: Tensor) -> Int8Params:
-        # Scales on the meta device hold no values (accelerate's offload hooks park the weight
-        # there between forwards and hand the real scales back with the weight).
+        # Scales on the meta device hold no values: dropped when the data comes back from meta
+        # (accelerate's offload hooks park weights there and restore them without their scales,
+        # which `integrations.accelerate` then loads).
         stale = self.SCB is None or (self.SCB.is_meta and not data.is_meta)
         scb = None if stale else self.SCB.to(data.device)
         return Int8Params(
