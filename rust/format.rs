@@ -9,8 +9,10 @@
 //!   a change to a tensor's header entry is caught as well as one to its data,
 //!
 //! plus whatever metadata the caller passes (threshold, original dtype, skipped modules, …).
-//! Files without `llmint8.format` (e.g. written by transformers with bitsandbytes) are read too,
-//! with the same layout validation but no checksums.
+//! Files whose metadata names llmint8 nowhere (e.g. written by transformers with bitsandbytes) are
+//! read too, with the same layout validation but no checksums; llmint8 metadata without an intact
+//! `llmint8.format` marker is refused, so a damaged marker cannot switch the checksums off.
+//! Headers are written with sorted keys: the same tensors and metadata give the same bytes.
 //!
 //! Writes are atomic: a temporary file in the destination directory is written, flushed to disk,
 //! then renamed over the destination, and the directory is synced.
@@ -201,8 +203,10 @@ fn write_synced(temp: &Path, tensors: &[TensorRef], header: HashMap<String, Stri
     }
     let metadata =
         Metadata::new(Some(header), infos).map_err(|e| Error::format(HEADER, e.to_string()))?;
-    let mut header_bytes = serde_json::to_string(&metadata)
+    // Through serde_json's sorted map, so the same tensors and metadata always give the same bytes.
+    let mut header_bytes = serde_json::to_value(&metadata)
         .map_err(|e| Error::format(HEADER, e.to_string()))?
+        .to_string()
         .into_bytes();
     header_bytes.resize(header_bytes.len().next_multiple_of(HEADER_LEN_BYTES), b' ');
     let file = File::options()
@@ -254,6 +258,13 @@ pub struct TensorData<'a> {
     pub data: &'a [u8],
 }
 
+/// Whether any metadata key or value names llmint8 (every llmint8 file has several such entries).
+fn mentions_llmint8(metadata: &HashMap<String, String>) -> bool {
+    metadata
+        .iter()
+        .any(|(key, value)| key.contains(FORMAT_NAME) || value == FORMAT_NAME)
+}
+
 impl Checkpoint {
     /// Opens and validates `path`. With `verify_checksums`, every tensor read is checked against the
     /// checksum recorded when it was written (llmint8 files only).
@@ -294,7 +305,17 @@ impl Checkpoint {
         header: &Metadata,
     ) -> Result<Option<HashMap<String, String>>> {
         match metadata.get(FORMAT_KEY).map(String::as_str) {
-            None => return Ok(None),
+            // A file is foreign only when nothing in its metadata names llmint8: a damaged marker
+            // must not turn an llmint8 file into one read without checksums.
+            None if !mentions_llmint8(metadata) => return Ok(None),
+            None => {
+                return Err(Error::format(
+                    HEADER,
+                    format!(
+                        "llmint8 metadata without its {FORMAT_KEY} marker: the header is damaged"
+                    ),
+                ))
+            }
             Some(FORMAT_NAME) => {}
             Some(other) => {
                 return Err(Error::format(
@@ -573,6 +594,46 @@ mod tests {
             Checkpoint::open(&dir.path().join("missing"), true),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        let meta: HashMap<String, String> =
+            (0..16).map(|i| (format!("k{i}"), i.to_string())).collect();
+        let files: Vec<Vec<u8>> = ["a", "b"]
+            .iter()
+            .map(|name| {
+                let path = dir.path().join(name);
+                write(
+                    &path,
+                    &refs(&weight, &scb, 2),
+                    &meta.clone().into_iter().collect(),
+                )
+                .unwrap();
+                std::fs::read(path).unwrap()
+            })
+            .collect();
+        assert_eq!(files[0], files[1]);
+    }
+
+    #[test]
+    fn a_damaged_format_marker_does_not_turn_off_the_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        write(&path, &refs(&weight, &scb, 2), &HashMap::new()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(FORMAT_KEY.len() + 2)
+            .position(|w| w == format!("\"{FORMAT_KEY}\"").as_bytes())
+            .unwrap();
+        bytes[at + 5] ^= 0x01; // "llmint8.format" -> "llmhnt8.format"
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01; // and a data byte
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(offending(Checkpoint::open(&path, true)), HEADER);
     }
 
     #[test]

@@ -59,3 +59,30 @@ def test_without_verification_a_changed_byte_in_data_goes_unnoticed(tmp_path):
         assert "checksum mismatch" in str(err)
     loaded, _ = llmint8.load_state_dict(path, verify_checksums=False)
     assert any(not torch.equal(loaded[k], v) for k, v in expected.items())
+
+
+def test_a_damaged_format_marker_does_not_turn_off_the_checksums(tmp_path):
+    """Once found by the test above: a flipped byte in the key `llmint8.format` made the file look
+    foreign (read without checksums), so a flipped weight byte then loaded silently."""
+    path, _ = _saved_model(tmp_path)
+    raw = bytearray(path.read_bytes())
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_len])
+    marker = raw.index(b'"llmint8.format"', 8)
+    raw[marker + 4] ^= 0x01  # "llmint8.format" -> "llmjnt8.format"
+    start, _ = header["0.weight"]["data_offsets"]
+    raw[8 + header_len + start] ^= 0x40
+    path.write_bytes(bytes(raw))
+    try:
+        llmint8.load_state_dict(path)
+        raise AssertionError("a file with a damaged marker and a changed weight loaded")
+    except llmint8.FormatError as err:
+        assert "marker" in str(err)
+
+
+def test_the_same_model_saves_to_the_same_bytes(tmp_path):
+    saved = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        saved.append(_saved_model(tmp_path / name)[0].read_bytes())
+    assert saved[0] == saved[1]
