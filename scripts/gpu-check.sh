@@ -18,11 +18,13 @@ for arg in "$@"; do
   esac
 done
 [ ${#stages[@]} -eq 0 ] && stages=(tests host choice bench model)
-# .whl: llmint8's and bitsandbytes' wheels; .whl-hf (optional): transformers >= 5.23, peft,
+# .whl: llmint8's and bitsandbytes' wheels (leave bitsandbytes out when carrying .minilm: 64 MiB); .whl-hf (optional): transformers >= 5.23, peft,
 # huggingface_hub and tokenizers for the integration tests, where the machine's are older.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl $(ls .whl-hf/*.whl 2>/dev/null) || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+# .minilm (optional): all-MiniLM-L6-v2 in fp16 from scripts/minilm_copy.py, for the GPU MiniLM test.
+[ -f .minilm/config.json ] && export LLMINT8_MINILM_DIR="$PWD/.minilm"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, cupy, llmint8; print('torch', torch.__version__, 'cupy', cupy.__version__, 'llmint8', llmint8.__version__)"
 status=0

