@@ -182,6 +182,29 @@ proptest! {
         std::fs::write(&path, &bytes).unwrap();
         assert_refused_or_same(&path, &expected);
     }
+
+    /// Damage to the header and to the data together: the data change alone makes the tensors
+    /// differ, so whatever the header damage did (a marker, a checksum, free metadata), the file
+    /// must be refused. (A damaged `llmint8.format` key once made the file read as foreign.)
+    #[test]
+    fn header_and_data_damaged_together_are_refused(
+        header_flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..3),
+        data_flip in (any::<prop::sample::Index>(), 1u8..=255),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        valid_file(&path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        for (at, mask) in &header_flips {
+            bytes[8 + at.index(header_end - 8)] ^= mask;
+        }
+        let (at, mask) = data_flip;
+        let data_len = bytes.len() - header_end;
+        bytes[header_end + at.index(data_len)] ^= mask;
+        std::fs::write(&path, &bytes).unwrap();
+        prop_assert!(matches!(load_all(&path), Err(Error::Format { .. })), "damaged file loaded");
+    }
 }
 
 // ---- the corpus: minimised hostile inputs, one test each ----

@@ -46,6 +46,14 @@ SUITES = [
     ),
     (
         "hostile files (Rust reader)",
+        "valid llmint8 file, 1–2 header bytes and 1 data byte changed: always refused (a damaged "
+        "format marker must not switch the checksums off)",
+        f"{PROPTEST_CASES} files",
+        ["cargo", "test", "--quiet", "--lib", "hostile_files::header_and_data"],
+        {},
+    ),
+    (
+        "hostile files (Rust reader)",
         "corpus: header length 2^63 / u64::MAX / past the end, offsets "
         "past the end, overlapping tensors, dtype/shape vs offsets, unknown dtype, 5000-deep JSON, "
         "non-UTF-8 header, SCB wrong length/dtype, NaN/Inf/negative scales, shape swapped",
@@ -55,8 +63,9 @@ SUITES = [
     ),
     (
         "hostile files (Python API)",
-        "saved checkpoint, 1–4 bytes changed anywhere, maybe truncated",
-        "300 files",
+        "saved checkpoint, 1–4 bytes changed anywhere, maybe truncated; a damaged format "
+        "marker with a changed weight; the same model saves to the same bytes",
+        "300 files + 3 tests",
         ["-m", "pytest", "-q", "tests/test_hostile_files.py"],
         {},
     ),
@@ -143,7 +152,9 @@ def main(argv=None) -> int:
         "- Every tensor carries a CRC-32 of its dtype, shape and bytes in the header, verified on "
         "load (`verify_checksums=False` skips only that, for speed); a damaged file is refused "
         "with `FormatError` naming the tensor, or (damage outside any tensor or checksum, e.g. in "
-        "free-form metadata) loads to exactly the tensors that were saved.",
+        "free-form metadata) loads to exactly the tensors that were saved. A file is read as "
+        "foreign (a bitsandbytes/transformers file, without checksums) only when its metadata "
+        "names llmint8 nowhere, so damage to the format marker cannot switch the checksums off.",
         "- Writes go to a temporary file named with the writer's process id, are synced, then "
         "renamed over the destination; `llmint8 quantize` builds a directory beside the "
         "destination and swaps it in atomically. What a killed writer leaves is removed by the "
