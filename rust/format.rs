@@ -544,12 +544,18 @@ mod tests {
         assert!(write(&path, &refs(&weight, &scb, 2), &reserved).is_err());
     }
 
-    #[test]
-    fn a_flipped_byte_is_caught_by_its_checksum() {
+    /// A valid one-layer file `m.safetensors` in a fresh directory (kept alive by the caller).
+    fn written_layer() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let (weight, scb) = layer_tensors(&[1.0, 2.0]);
         write(&path, &refs(&weight, &scb, 2), &HashMap::new()).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_flipped_byte_is_caught_by_its_checksum() {
+        let (_dir, path) = written_layer();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1; // inside the last tensor's data
         bytes[last] ^= 0x01;
@@ -577,10 +583,7 @@ mod tests {
 
     #[test]
     fn truncated_and_garbage_files_are_format_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.safetensors");
-        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
-        write(&path, &refs(&weight, &scb, 2), &HashMap::new()).unwrap();
+        let (dir, path) = written_layer();
         let bytes = std::fs::read(&path).unwrap();
         for cut in [0, 4, 8, 20, bytes.len() - 1] {
             std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -620,10 +623,7 @@ mod tests {
 
     #[test]
     fn a_damaged_format_marker_does_not_turn_off_the_checksums() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.safetensors");
-        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
-        write(&path, &refs(&weight, &scb, 2), &HashMap::new()).unwrap();
+        let (_dir, path) = written_layer();
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes
             .windows(FORMAT_KEY.len() + 2)

