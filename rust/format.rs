@@ -1,21 +1,26 @@
-//! Reading and writing int8 state dicts as safetensors files.
+//! Writing int8 state dicts as safetensors files (reading: [`crate::reader`]).
 //!
-//! The file is plain safetensors (no code runs on load; readers memory-map it). llmint8 adds to the
-//! header's `__metadata__`:
+//! The file is plain safetensors (no code runs on load). llmint8 adds to the header's
+//! `__metadata__`:
 //! - `format` = `"pt"` (what transformers expects of PyTorch safetensors files),
 //! - `llmint8.format` = `"llmint8"` and `llmint8.format_version` = [`FORMAT_VERSION`],
 //! - `llmint8.checksums`: a JSON object mapping every tensor name to a CRC-32 (8 lower-case hex
 //!   digits) of its dtype, shape and bytes ([`tensor_checksum`]), verified when the tensor is read:
 //!   a change to a tensor's header entry is caught as well as one to its data,
+//! - `llmint8.metadata_checksum`: a CRC-32 of every other metadata entry
+//!   ([`crate::metadata::metadata_checksum`]), so thresholds and layer settings are covered too,
 //!
-//! plus whatever metadata the caller passes (threshold, original dtype, skipped modules, …).
+//! plus whatever metadata the caller passes (threshold, original dtype, skipped modules, …; the
+//! values of llmint8's own keys are validated, [`crate::metadata::validate`]).
 //! Files whose metadata names llmint8 nowhere (e.g. written by transformers with bitsandbytes) are
 //! read too, with the same layout validation but no checksums; llmint8 metadata without an intact
 //! `llmint8.format` marker is refused, so a damaged marker cannot switch the checksums off.
 //! Headers are written with sorted keys: the same tensors and metadata give the same bytes.
 //!
 //! Writes are atomic: a temporary file in the destination directory is written, flushed to disk,
-//! then renamed over the destination, and the directory is synced.
+//! then renamed over the destination ([`write`]) or, where an existing file must be kept
+//! ([`write_new`]), moved into place only if nothing is there, in one step; then the directory is
+//! synced. Errors name the destination, never the temporary file.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -23,21 +28,30 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use rayon::prelude::*;
 use safetensors::tensor::{Metadata, TensorInfo};
-use safetensors::{Dtype, SafeTensors, View};
+use safetensors::{Dtype, View};
 
 use crate::dtype;
 use crate::error::{Error, Result};
 use crate::layout::{self, Entry};
+use crate::metadata::{self, metadata_checksum, METADATA_CHECKSUM_KEY};
 
 pub const FORMAT_KEY: &str = "llmint8.format";
 pub const FORMAT_NAME: &str = "llmint8";
 pub const VERSION_KEY: &str = "llmint8.format_version";
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
 pub const CHECKSUMS_KEY: &str = "llmint8.checksums";
 const FRAMEWORK_KEY: &str = "format";
+/// Metadata keys the writer sets itself; a caller passing one is refused, and a caller copying
+/// a file's metadata into a new one leaves them out.
+pub const RESERVED_METADATA_KEYS: [&str; 5] = [
+    FRAMEWORK_KEY,
+    FORMAT_KEY,
+    VERSION_KEY,
+    CHECKSUMS_KEY,
+    METADATA_CHECKSUM_KEY,
+];
 const HEADER: &str = "<header>";
 const HEADER_LEN_BYTES: usize = 8;
 
@@ -114,10 +128,36 @@ fn check_tensor(t: &TensorRef) -> Result<()> {
     Ok(())
 }
 
-/// Writes `tensors` with `metadata` to `path` atomically, after checking every tensor and the
-/// int8 layer layout. Reserved metadata keys (`format`, `llmint8.*` written here) must not be passed.
+/// Writes `tensors` with `metadata` to `path` atomically, replacing what is there, after checking
+/// every tensor, the int8 layer layout and llmint8's metadata values. Reserved metadata keys
+/// (`format`, the `llmint8.*` keys written here) must not be passed.
 pub fn write(path: &Path, tensors: &[TensorRef], metadata: &HashMap<String, String>) -> Result<()> {
-    for key in [FRAMEWORK_KEY, FORMAT_KEY, VERSION_KEY, CHECKSUMS_KEY] {
+    write_checked(path, tensors, metadata, Commit::Replace)
+}
+
+/// As [`write`], but refuses (an `AlreadyExists` I/O error, nothing written) when `path` exists,
+/// also when another writer puts a file there while this one works.
+pub fn write_new(
+    path: &Path,
+    tensors: &[TensorRef],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    write_checked(path, tensors, metadata, Commit::KeepExisting)
+}
+
+#[derive(Clone, Copy)]
+enum Commit {
+    Replace,
+    KeepExisting,
+}
+
+fn write_checked(
+    path: &Path,
+    tensors: &[TensorRef],
+    metadata: &HashMap<String, String>,
+    commit: Commit,
+) -> Result<()> {
+    for key in RESERVED_METADATA_KEYS {
         if metadata.contains_key(key) {
             return Err(Error::format(
                 HEADER,
@@ -125,6 +165,7 @@ pub fn write(path: &Path, tensors: &[TensorRef], metadata: &HashMap<String, Stri
             ));
         }
     }
+    metadata::validate(metadata)?;
     let mut seen = std::collections::HashSet::new();
     for t in tensors {
         check_tensor(t)?;
@@ -133,6 +174,7 @@ pub fn write(path: &Path, tensors: &[TensorRef], metadata: &HashMap<String, Stri
         }
     }
     validate_layout(tensors)?;
+    check_destination(path, commit)?;
 
     let checksums: serde_json::Map<String, serde_json::Value> = tensors
         .par_iter()
@@ -151,16 +193,90 @@ pub fn write(path: &Path, tensors: &[TensorRef], metadata: &HashMap<String, Stri
         CHECKSUMS_KEY.into(),
         serde_json::Value::Object(checksums).to_string(),
     );
+    let sum = metadata_checksum(&header);
+    header.insert(METADATA_CHECKSUM_KEY.into(), sum);
 
     let temp = temp_path(path)?;
-    let result = write_synced(&temp, tensors, header).and_then(|()| {
-        std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+    let result = write_synced(&temp, path, tensors, header).and_then(|()| {
+        match commit {
+            Commit::Replace => std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?,
+            Commit::KeepExisting => rename_no_replace(&temp, path)?,
+        }
         sync_parent(path)
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Before any work: the directory `path` goes into exists, `path` is not a directory, and (when
+/// existing files are kept) nothing is at `path` yet.
+fn check_destination(path: &Path, commit: Commit) -> Result<()> {
+    let refuse =
+        |kind, what: &str| Err(Error::io(path, std::io::Error::new(kind, what.to_string())));
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return refuse(
+            std::io::ErrorKind::NotFound,
+            &format!("its directory {} does not exist", parent.display()),
+        );
+    }
+    if path.is_dir() {
+        return refuse(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory; a checkpoint is written to a file path",
+        );
+    }
+    if matches!(commit, Commit::KeepExisting) && path.symlink_metadata().is_ok() {
+        return refuse(std::io::ErrorKind::AlreadyExists, "already exists");
+    }
+    Ok(())
+}
+
+/// Moves `from` to `to` only if `to` does not exist, in one step (Linux `renameat2` with
+/// `RENAME_NOREPLACE`; elsewhere, or on file systems without it, a hard link then an unlink).
+fn rename_no_replace(from: &Path, to: &Path) -> Result<()> {
+    let exists = || {
+        Error::io(
+            to,
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
+        )
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+        if let (Ok(a), Ok(b)) = (c(from), c(to)) {
+            // SAFETY: both are valid NUL-terminated paths; renameat2 touches nothing else.
+            let status = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    a.as_ptr(),
+                    libc::AT_FDCWD,
+                    b.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                )
+            };
+            if status == 0 {
+                return Ok(());
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EEXIST) => return Err(exists()),
+                Some(libc::EINVAL | libc::ENOSYS | libc::ENOTSUP) => {} // fall back below
+                _ => return Err(Error::io(to, err)),
+            }
+        }
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => std::fs::remove_file(from).map_err(|e| Error::io(to, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(e) => Err(Error::io(to, e)),
+    }
 }
 
 fn temp_path(path: &Path) -> Result<PathBuf> {
@@ -184,7 +300,12 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
 /// Writes the safetensors file to `temp` (created here, named with this process's id) and syncs
 /// it to disk. The layout is safetensors' own: tensors sorted by descending dtype alignment, then
 /// name; header padded with spaces to a multiple of 8 bytes.
-fn write_synced(temp: &Path, tensors: &[TensorRef], header: HashMap<String, String>) -> Result<()> {
+fn write_synced(
+    temp: &Path,
+    dest: &Path,
+    tensors: &[TensorRef],
+    header: HashMap<String, String>,
+) -> Result<()> {
     let mut order: Vec<&TensorRef> = tensors.iter().collect();
     order.sort_by(|a, b| b.dtype.cmp(&a.dtype).then(a.name.cmp(&b.name)));
     let mut offset = 0;
@@ -213,8 +334,8 @@ fn write_synced(temp: &Path, tensors: &[TensorRef], header: HashMap<String, Stri
         .write(true)
         .create_new(true)
         .open(temp)
-        .map_err(|e| Error::io(temp, e))?;
-    let io = |e| Error::io(temp, e);
+        .map_err(|e| Error::io(dest, e))?;
+    let io = |e| Error::io(dest, e);
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, &file);
     writer
         .write_all(&(header_bytes.len() as u64).to_le_bytes())
@@ -240,226 +361,15 @@ fn sync_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A checkpoint file opened for reading: memory-mapped, header parsed and validated.
-pub struct Checkpoint {
-    path: PathBuf,
-    mmap: Mmap,
-    data_start: usize,
-    header: Metadata,
-    metadata: HashMap<String, String>,
-    checksums: Option<HashMap<String, String>>,
-    verify_checksums: bool,
-}
-
-/// A tensor read from a checkpoint: bytes borrowed from the mapping.
-pub struct TensorData<'a> {
-    pub dtype: Dtype,
-    pub shape: &'a [usize],
-    pub data: &'a [u8],
-}
-
-/// Whether any metadata key or value names llmint8 (every llmint8 file has several such entries).
-fn mentions_llmint8(metadata: &HashMap<String, String>) -> bool {
-    metadata
-        .iter()
-        .any(|(key, value)| key.contains(FORMAT_NAME) || value == FORMAT_NAME)
-}
-
-impl Checkpoint {
-    /// Opens and validates `path`. With `verify_checksums`, every tensor read is checked against the
-    /// checksum recorded when it was written (llmint8 files only).
-    pub fn open(path: &Path, verify_checksums: bool) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if len < HEADER_LEN_BYTES as u64 {
-            return Err(Error::format(
-                HEADER,
-                format!(
-                    "{} is {len} bytes, too short for a safetensors file",
-                    path.display()
-                ),
-            ));
-        }
-        // SAFETY: the mapping is read-only; a file truncated by another process while mapped is
-        // outside what any reader can defend against (as with every mmap-based loader).
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, header) = SafeTensors::read_metadata(&mmap)
-            .map_err(|e| Error::format(HEADER, format!("{}: {e}", path.display())))?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        let checksums = Self::parse_checksums(&metadata, &header)?;
-        let checkpoint = Checkpoint {
-            path: path.to_path_buf(),
-            mmap,
-            data_start: HEADER_LEN_BYTES + header_len,
-            header,
-            metadata,
-            checksums,
-            verify_checksums,
-        };
-        checkpoint.validate()?;
-        Ok(checkpoint)
-    }
-
-    fn parse_checksums(
-        metadata: &HashMap<String, String>,
-        header: &Metadata,
-    ) -> Result<Option<HashMap<String, String>>> {
-        match metadata.get(FORMAT_KEY).map(String::as_str) {
-            // A file is foreign only when nothing in its metadata names llmint8: a damaged marker
-            // must not turn an llmint8 file into one read without checksums.
-            None if !mentions_llmint8(metadata) => return Ok(None),
-            None => {
-                return Err(Error::format(
-                    HEADER,
-                    format!(
-                        "llmint8 metadata without its {FORMAT_KEY} marker: the header is damaged"
-                    ),
-                ))
-            }
-            Some(FORMAT_NAME) => {}
-            Some(other) => {
-                return Err(Error::format(
-                    HEADER,
-                    format!("{FORMAT_KEY} is {other:?}, expected {FORMAT_NAME:?}"),
-                ))
-            }
-        }
-        match metadata.get(VERSION_KEY).map(String::as_str) {
-            Some(FORMAT_VERSION) => {}
-            other => {
-                return Err(Error::format(
-                    HEADER,
-                    format!(
-                        "{VERSION_KEY} is {other:?}; this llmint8 reads version {FORMAT_VERSION}"
-                    ),
-                ))
-            }
-        }
-        let raw = metadata.get(CHECKSUMS_KEY).ok_or_else(|| {
-            Error::format(HEADER, format!("an llmint8 file without {CHECKSUMS_KEY}"))
-        })?;
-        let parsed: HashMap<String, String> = serde_json::from_str(raw)
-            .map_err(|e| Error::format(HEADER, format!("{CHECKSUMS_KEY} is not valid: {e}")))?;
-        let names = header.tensors();
-        if let Some(name) = names.keys().find(|n| !parsed.contains_key(*n)) {
-            return Err(Error::format(name, "has no recorded checksum"));
-        }
-        if let Some(name) = parsed.keys().find(|n| !names.contains_key(*n)) {
-            return Err(Error::format(
-                name,
-                "has a recorded checksum but is missing from the file",
-            ));
-        }
-        Ok(Some(parsed))
-    }
-
-    fn validate(&self) -> Result<()> {
-        let names = self.names();
-        for name in &names {
-            let info = self.info(name)?;
-            dtype::name_of(info.dtype, name)?;
-        }
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        // Values validation reads (scales, markers, outlier columns) are checked against their
-        // checksum first, so corruption is reported as such rather than as a bad value.
-        for name in &names {
-            if is_validated_by_value(name) {
-                self.tensor(name)?;
-            }
-        }
-        layout::validate(&names, |name| {
-            let info = self.header.info(name)?;
-            Some(Entry {
-                dtype: info.dtype,
-                shape: &info.shape,
-                data: self.bytes(info),
-            })
-        })
-    }
-
-    fn info(&self, name: &str) -> Result<&TensorInfo> {
-        self.header
-            .info(name)
-            .ok_or_else(|| Error::format(name, "no such tensor in the file"))
-    }
-
-    fn bytes(&self, info: &TensorInfo) -> &[u8] {
-        // read_metadata checked that every offset range lies inside the buffer.
-        let (start, end) = info.data_offsets;
-        &self.mmap[self.data_start + start..self.data_start + end]
-    }
-
-    /// Tensor names in file order.
-    pub fn names(&self) -> Vec<String> {
-        self.header.offset_keys()
-    }
-
-    /// The header's free-form metadata, including llmint8's own keys.
-    pub fn metadata(&self) -> &HashMap<String, String> {
-        &self.metadata
-    }
-
-    /// Whether the file was written by llmint8 (and so carries checksums).
-    pub fn is_llmint8(&self) -> bool {
-        self.checksums.is_some()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// `(dtype, shape)` of one tensor, without touching its data.
-    pub fn tensor_info(&self, name: &str) -> Result<(Dtype, &[usize])> {
-        let info = self.info(name)?;
-        Ok((info.dtype, &info.shape))
-    }
-
-    /// One tensor, its checksum verified (when enabled and recorded).
-    pub fn tensor(&self, name: &str) -> Result<TensorData<'_>> {
-        let info = self.info(name)?;
-        let data = self.bytes(info);
-        if self.verify_checksums {
-            if let Some(expected) = self.checksums.as_ref().and_then(|c| c.get(name)) {
-                let actual = tensor_checksum(info.dtype, &info.shape, data);
-                if &actual != expected {
-                    return Err(Error::format(
-                        name,
-                        format!(
-                            "checksum mismatch (recorded {expected}, computed {actual}): the file \
-                             is corrupted"
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(TensorData {
-            dtype: info.dtype,
-            shape: &info.shape,
-            data,
-        })
-    }
-}
-
-fn is_validated_by_value(name: &str) -> bool {
-    let leaf = name.rsplit_once('.').map_or(name, |(_, leaf)| leaf);
-    matches!(
-        leaf,
-        layout::SCALES
-            | layout::WEIGHT_FORMAT
-            | layout::OUTLIER_COLS
-            | layout::OUTLIER_COUNTS
-            | layout::OUTLIER_BATCHES
-    )
-}
-
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename, directory sync): for small
 /// companion files such as a shard index.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let temp = temp_path(path)?;
     let result = (|| {
-        let mut file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
-        file.write_all(bytes).map_err(|e| Error::io(&temp, e))?;
-        file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        check_destination(path, Commit::Replace)?;
+        let mut file = File::create(&temp).map_err(|e| Error::io(path, e))?;
+        file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+        file.sync_all().map_err(|e| Error::io(path, e))?;
         std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
         sync_parent(path)
     })();
@@ -472,6 +382,7 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reader::Checkpoint;
 
     fn layer_tensors(scb: &[f32]) -> (Vec<u8>, Vec<u8>) {
         let weight: Vec<u8> = (0..scb.len() * 3).map(|i| i as u8).collect();
@@ -524,7 +435,7 @@ mod tests {
         let w = ckpt.tensor("l.weight").unwrap();
         assert_eq!(
             (w.dtype, w.shape, w.data),
-            (Dtype::I8, &[2usize, 3][..], &weight[..])
+            (Dtype::I8, &[2usize, 3][..], weight.clone())
         );
         assert_eq!(ckpt.tensor("l.SCB").unwrap().data, &scb[..]);
         // No temporary file is left behind.
@@ -658,5 +569,70 @@ mod tests {
         write_bytes_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_new_keeps_an_existing_file_and_one_of_two_racing_writers_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        let tensors = refs(&weight, &scb, 2);
+        std::fs::write(&path, b"keep me").unwrap();
+        let err = write_new(&path, &tensors, &HashMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        std::fs::remove_file(&path).unwrap();
+        // Both writers pass the up-front check; the move into place lets exactly one win.
+        let outcomes: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| write_new(&path, &tensors, &HashMap::new()).is_ok()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(outcomes.iter().any(|ok| *ok));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        Checkpoint::open(&path, true).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_destination_never_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        let tensors = refs(&weight, &scb, 2);
+        let missing = dir.path().join("no-such-dir").join("m.safetensors");
+        let message = write(&missing, &tensors, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(&missing.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("does not exist"), "{message}");
+        assert!(
+            !message.contains(".m.safetensors."),
+            "a temporary name: {message}"
+        );
+        let message = write(dir.path(), &tensors, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("is a directory"), "{message}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn bad_metadata_values_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let (weight, scb) = layer_tensors(&[1.0, 2.0]);
+        let meta = HashMap::from([("llmint8.threshold".to_string(), "nan".to_string())]);
+        let err = write(&path, &refs(&weight, &scb, 2), &meta).unwrap_err();
+        assert!(matches!(err, Error::Format { ref tensor, .. } if tensor == "llmint8.threshold"));
+        assert!(!path.exists());
     }
 }

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use safetensors::Dtype;
 
 use crate::error::Error;
-use crate::format::{write, Checkpoint, TensorRef};
+use crate::format::{write, TensorRef, VERSION_KEY};
+use crate::metadata::METADATA_CHECKSUM_KEY;
+use crate::reader::Checkpoint;
 
 type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
 
@@ -92,7 +94,19 @@ fn load_all(path: &Path) -> Result<Tensors, Error> {
     Ok(out)
 }
 
-fn assert_refused_or_same(path: &Path, expected: &Tensors) {
+/// The header metadata of a file that opens.
+fn metadata_of(path: &Path) -> HashMap<String, String> {
+    Checkpoint::open(path, true).unwrap().metadata().clone()
+}
+
+fn assert_refused_or_same(path: &Path, expected: &Tensors, metadata: &HashMap<String, String>) {
+    if let Ok(ckpt) = Checkpoint::open(path, true) {
+        assert_eq!(
+            ckpt.metadata(),
+            metadata,
+            "a damaged file opened with different metadata"
+        );
+    }
     match load_all(path) {
         Err(Error::Format { .. }) | Err(Error::Io { .. }) => {}
         Err(other) => panic!("unexpected error kind: {other:?}"),
@@ -171,6 +185,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.safetensors");
         let expected = valid_file(&path);
+        let metadata = metadata_of(&path);
         let mut bytes = std::fs::read(&path).unwrap();
         for (at, mask) in &flips {
             let i = at.index(bytes.len());
@@ -180,7 +195,7 @@ proptest! {
             bytes.truncate(at.index(bytes.len()));
         }
         std::fs::write(&path, &bytes).unwrap();
-        assert_refused_or_same(&path, &expected);
+        assert_refused_or_same(&path, &expected, &metadata);
     }
 
     /// Damage to the header and to the data together: the data change alone makes the tensors
@@ -301,4 +316,168 @@ fn a_changed_shape_with_the_same_size_is_caught_by_the_checksum() {
         }
         other => panic!("expected a checksum error, got {other:?}"),
     }
+}
+
+/// Rewrites the header of the file at `path` through `edit` (the parsed JSON), keeping the data;
+/// with `reseal`, the metadata checksum is recomputed, as a forger would.
+fn rewrite_header(path: &Path, reseal: bool, edit: impl FnOnce(&mut serde_json::Value)) {
+    let bytes = std::fs::read(path).unwrap();
+    let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..header_end]).unwrap();
+    edit(&mut header);
+    if reseal {
+        let meta = header["__metadata__"].as_object_mut().unwrap();
+        let plain: HashMap<String, String> = meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let sum = crate::metadata::metadata_checksum(&plain);
+        meta.insert(METADATA_CHECKSUM_KEY.into(), sum.into());
+    }
+    let text = header.to_string();
+    std::fs::write(
+        path,
+        raw_file(text.len() as u64, &text, &bytes[header_end..]),
+    )
+    .unwrap();
+}
+
+fn set_metadata(header: &mut serde_json::Value, key: &str, value: Option<&str>) {
+    let meta = header["__metadata__"].as_object_mut().unwrap();
+    match value {
+        Some(v) => meta.insert(key.into(), v.into()),
+        None => meta.remove(key),
+    };
+}
+
+fn refused_file(path: &Path) -> String {
+    match load_all(path) {
+        Err(Error::Format { tensor, .. }) => tensor,
+        other => panic!("expected a format error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_edited_threshold_is_caught_by_the_metadata_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.safetensors");
+    valid_file(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let value = br#""llmint8.threshold":"6.0""#;
+    let at = bytes.windows(value.len()).position(|w| w == value).unwrap();
+    bytes[at + value.len() - 4] = b'0'; // 6.0 -> 0.0, same length
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(refused_file(&path), METADATA_CHECKSUM_KEY);
+}
+
+#[test]
+fn forged_metadata_values_are_refused_naming_the_key() {
+    for (key, value) in [
+        ("llmint8.threshold", "nan"),
+        ("llmint8.layers", r#"{"l": {"threshold": -1}}"#),
+        ("llmint8.layers", "{\"l\": "),
+        ("llmint8.original_dtype", "int8"),
+        ("llmint8.skipped_modules", "[[[[1]]]]"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        valid_file(&path);
+        rewrite_header(&path, true, |h| set_metadata(h, key, Some(value)));
+        assert_eq!(refused_file(&path), key, "{key}={value}");
+    }
+}
+
+#[test]
+fn version_1_files_without_the_metadata_checksum_load_with_their_values_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.safetensors");
+    let expected = valid_file(&path);
+    rewrite_header(&path, false, |h| {
+        set_metadata(h, VERSION_KEY, Some("1"));
+        set_metadata(h, METADATA_CHECKSUM_KEY, None);
+    });
+    assert_eq!(load_all(&path).unwrap().len(), expected.len());
+    rewrite_header(&path, false, |h| {
+        set_metadata(h, "llmint8.threshold", Some("NaN"))
+    });
+    assert_eq!(refused_file(&path), "llmint8.threshold");
+    // Version 2 requires the metadata checksum.
+    let path2 = dir.path().join("g.safetensors");
+    valid_file(&path2);
+    rewrite_header(&path2, false, |h| {
+        set_metadata(h, METADATA_CHECKSUM_KEY, None)
+    });
+    assert_eq!(refused_file(&path2), "<header>");
+}
+
+#[test]
+fn repeated_keys_and_empty_names_are_refused() {
+    // Two entries for one tensor name (serde_json alone would keep the second).
+    let entry = r#"{"dtype":"U8","shape":[1],"data_offsets":[0,1]}"#;
+    let twice = format!(r#"{{"a":{entry},"a":{entry}}}"#);
+    assert_eq!(refused_header(&twice, &[7]), "<header>");
+    let meta =
+        r#"{"__metadata__":{"k":"1","k":"2"},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+    assert_eq!(refused_header(meta, &[7]), "<header>");
+    let empty = r#"{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+    assert_eq!(refused_header(empty, &[7]), "<header>");
+}
+
+#[test]
+fn a_file_truncated_while_open_gives_an_error_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.safetensors");
+    valid_file(&path);
+    let ckpt = Checkpoint::open(&path, true).unwrap();
+    let names = ckpt.names();
+    let header_end = {
+        let bytes = std::fs::read(&path).unwrap();
+        8 + u64::from_le_bytes(bytes[..8].try_into().unwrap())
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(header_end + 1)
+        .unwrap();
+    let last = names.last().unwrap();
+    match ckpt.tensor(last) {
+        Err(Error::Format { tensor, reason }) => {
+            assert_eq!(&tensor, last);
+            assert!(reason.contains("truncated"), "{reason}");
+        }
+        other => panic!("expected a format error, got {:?}", other.map(|t| t.data)),
+    }
+}
+
+#[test]
+fn directories_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    match Checkpoint::open(dir.path(), true) {
+        Err(Error::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::IsADirectory)
+        }
+        other => panic!("expected an is-a-directory error, got {:?}", other.err()),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_without_waiting_for_a_writer() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.safetensors");
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path in a fresh directory.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let (done, wait) = std::sync::mpsc::channel();
+    let opener = path.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(Checkpoint::open(&opener, true).err().map(|e| e.to_string()));
+    });
+    let message = wait
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("opening a FIFO blocked")
+        .expect("a FIFO opened as a checkpoint");
+    assert!(message.contains("not a regular file"), "{message}");
 }

@@ -7,8 +7,11 @@ pub mod dtype;
 pub mod error;
 pub mod format;
 pub mod layout;
+pub mod metadata;
 pub mod outliers;
 pub mod pack;
+pub mod reader;
+mod unique_keys;
 
 #[cfg(test)]
 mod hostile_files;

@@ -8,14 +8,19 @@ use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{
+    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError,
+    PyValueError,
+};
 use pyo3::prelude::*;
 
 use crate::dtype;
 use crate::error::Error;
-use crate::format::{self, Checkpoint, TensorRef};
+use crate::format::{self, TensorRef};
+use crate::metadata;
 use crate::outliers::{self, OutlierStats};
 use crate::pack::{self, TileShape};
+use crate::reader::Checkpoint;
 
 create_exception!(
     llmint8,
@@ -46,6 +51,8 @@ impl From<Error> for PyErr {
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
                 std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(message),
+                std::io::ErrorKind::AlreadyExists => PyFileExistsError::new_err(message),
+                std::io::ErrorKind::IsADirectory => PyIsADirectoryError::new_err(message),
                 _ => PyOSError::new_err(message),
             },
         }
@@ -62,14 +69,17 @@ fn contiguous<'a, T: numpy::Element>(
 }
 
 /// Writes tensors `(name, dtype name, shape, uint8 bytes)` and string metadata to `path`
-/// atomically, after validating the int8 layer layout. Adds checksums and the format marker.
+/// atomically, after validating the int8 layer layout and llmint8's metadata values. Adds
+/// checksums and the format marker. `overwrite=False` refuses (`FileExistsError`) an existing
+/// `path`, also one another writer creates meanwhile.
 #[pyfunction]
-#[pyo3(signature = (path, tensors, metadata))]
+#[pyo3(signature = (path, tensors, metadata, overwrite = true))]
 fn write_checkpoint(
     py: Python<'_>,
     path: PathBuf,
     tensors: Vec<(String, String, Vec<usize>, PyReadonlyArray1<'_, u8>)>,
     metadata: HashMap<String, String>,
+    overwrite: bool,
 ) -> PyResult<()> {
     let mut refs = Vec::with_capacity(tensors.len());
     for (name, dtype_name, shape, bytes) in &tensors {
@@ -80,7 +90,11 @@ fn write_checkpoint(
             data: contiguous(bytes, name)?,
         });
     }
-    py.detach(|| format::write(&path, &refs, &metadata))?;
+    if overwrite {
+        py.detach(|| format::write(&path, &refs, &metadata))?;
+    } else {
+        py.detach(|| format::write_new(&path, &refs, &metadata))?;
+    }
     Ok(())
 }
 
@@ -91,8 +105,8 @@ fn write_bytes_atomic(py: Python<'_>, path: PathBuf, data: &[u8]) -> PyResult<()
     Ok(())
 }
 
-/// A checkpoint file, memory-mapped and validated on open. Tensors come back as uint8 arrays
-/// of their raw little-endian bytes, with their dtype name and shape.
+/// A checkpoint file, its header validated on open. Tensors are read when asked for and come back
+/// as uint8 arrays of their raw little-endian bytes, with their dtype name and shape.
 #[pyclass(module = "llmint8._core", frozen)]
 struct CheckpointReader {
     inner: Checkpoint,
@@ -134,20 +148,26 @@ impl CheckpointReader {
         Ok((dtype::name_of(dtype, name)?.to_string(), shape.to_vec()))
     }
 
-    /// `(dtype name, shape, bytes)` of one tensor; the bytes are copied out of the mapping after
-    /// their checksum is verified.
+    /// `(dtype name, shape, bytes)` of one tensor; the bytes are read from the file straight
+    /// into the returned array (numpy's allocation: large arrays get huge pages) and their
+    /// checksum verified.
     fn read<'py>(
         &self,
         py: Python<'py>,
         name: &str,
     ) -> PyResult<(String, Vec<usize>, Bound<'py, PyArray1<u8>>)> {
-        let tensor = py.detach(|| self.inner.tensor(name))?;
-        let dtype_name = dtype::name_of(tensor.dtype, name)?.to_string();
-        Ok((
-            dtype_name,
-            tensor.shape.to_vec(),
-            PyArray1::from_slice(py, tensor.data),
-        ))
+        let (dtype, shape) = self.inner.tensor_info(name)?;
+        let dtype_name = dtype::name_of(dtype, name)?.to_string();
+        let shape = shape.to_vec();
+        let array = PyArray1::<u8>::zeros(py, self.inner.tensor_len(name)?, false);
+        {
+            let mut view = array.readwrite();
+            let out = view
+                .as_slice_mut()
+                .expect("a fresh 1-D array is contiguous");
+            py.detach(|| self.inner.read_into(name, out))?;
+        }
+        Ok((dtype_name, shape, array))
     }
 
     fn __len__(&self) -> usize {
@@ -343,6 +363,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PackingError", py.get_type::<PackingError>())?;
     m.add("OutlierError", py.get_type::<OutlierError>())?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
+    m.add("THRESHOLD_KEY", metadata::THRESHOLD_KEY)?;
+    m.add("LAYERS_KEY", metadata::LAYERS_KEY)?;
+    m.add("ORIGINAL_DTYPE_KEY", metadata::ORIGINAL_DTYPE_KEY)?;
+    m.add("SKIPPED_KEY", metadata::SKIPPED_KEY)?;
+    m.add(
+        "RESERVED_METADATA_KEYS",
+        format::RESERVED_METADATA_KEYS.to_vec(),
+    )?;
     m.add_function(wrap_pyfunction!(write_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(write_bytes_atomic, m)?)?;
     m.add_class::<CheckpointReader>()?;

@@ -85,7 +85,7 @@ def test_non_finite_weights_are_refused_by_name(value):
     layer = llmint8.nn.Linear8bitLt(6, 4, has_fp16_weights=False)
     with torch.no_grad():
         layer.weight[2, 3] = value
-    with pytest.raises(llmint8.QuantizationError, match=r"weight rows \[2\]"):
+    with pytest.raises(llmint8.QuantizationError, match=r"weight: rows \[2\]"):
         layer.to("cpu")
 
 

@@ -25,14 +25,21 @@ class _RunsCode:
 
 def test_a_pickle_with_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "ran"
-    evil = tmp_path / "pytorch_model.bin"
+    model = tmp_path / "model"
+    model.mkdir()
+    evil = model / "pytorch_model.bin"
     torch.save({"fc.weight": torch.randn(3, 3), "payload": _RunsCode(marker)}, evil)
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "lines.txt").write_text("some text\n")
     with pytest.raises(llmint8.FormatError, match="could run code"):
         read_state(evil)
     assert_one_line_error(run("quantize", evil, tmp_path / "out.safetensors"), "could run code")
-    assert_one_line_error(run("quantize", tmp_path, tmp_path / "out"), "could run code")
+    assert_one_line_error(run("quantize", model, tmp_path / "out"), "could run code")
+    # eval hands the directory to transformers: the refusal is still one line, exit 2.
+    result = run("eval", model, "--text", tmp_path / "lines.txt")
+    assert_one_line_error(result, "pytorch_model.bin", "could run code")
     assert not marker.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pytorch_model.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lines.txt", "model"]
 
 
 def test_plain_pytorch_weights_load_with_weights_only(tmp_path):

@@ -9,6 +9,11 @@ import numpy.typing as npt
 _Path = Union[str, PathLike[str]]
 
 FORMAT_VERSION: str
+THRESHOLD_KEY: str
+LAYERS_KEY: str
+ORIGINAL_DTYPE_KEY: str
+SKIPPED_KEY: str
+RESERVED_METADATA_KEYS: list[str]
 
 class FormatError(ValueError): ...
 class PackingError(ValueError): ...
@@ -18,6 +23,7 @@ def write_checkpoint(
     path: _Path,
     tensors: list[tuple[str, str, list[int], npt.NDArray[np.uint8]]],
     metadata: dict[str, str],
+    overwrite: bool = True,
 ) -> None: ...
 def write_bytes_atomic(path: _Path, data: bytes) -> None: ...
 

@@ -7,6 +7,7 @@ Bad arguments and unusable input print one line naming the problem on stderr and
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Optional
 
@@ -35,6 +36,8 @@ def _quantize(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from .tools.inspect import inspect_checkpoint
 
+    if args.plot:
+        _check_plot_dependencies()
     report = inspect_checkpoint(args.path)
     print(report.to_json() if args.json else report.table())
     if args.plot:
@@ -55,10 +58,68 @@ def _eval(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .tools.bench import run_bench
 
+    if args.plot:
+        _check_plot_dependencies()
     run_bench(device=args.device, quick=args.quick, out=args.out, plot=args.plot)  # prints rows
     if args.plot:
         print(f"plot: {args.plot}")
     return 0
+
+
+def _check_plot_dependencies() -> None:
+    import importlib.util
+
+    from .tools import UsageError
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install matplotlib")
+
+
+def _threshold(text: str) -> float:
+    value = _number(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
+    if not 0.0 < value <= 1.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def _output(suffix=None):
+    """An argparse type: a path the command can write (checked before any work)."""
+
+    def check(text: str) -> str:
+        from .tools import UsageError
+        from .tools.outputs import check_output_path
+
+        try:
+            check_output_path(text, "", suffix)
+        except UsageError as err:
+            raise argparse.ArgumentTypeError(str(err).strip()) from None
+        return text
+
+    return check
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quantize.add_argument("src", help="a .safetensors file or a checkpoint directory")
     quantize.add_argument("dst", help="where the int8 copy goes (file for a file, else directory)")
-    quantize.add_argument("--threshold", type=float, default=6.0, help="outlier threshold (6.0)")
+    quantize.add_argument(
+        "--threshold", type=_threshold, default=6.0, help="outlier threshold (6.0)"
+    )
     quantize.add_argument(
         "--skip", nargs="+", default=None, metavar="MODULE",
         help="modules kept in floating point (besides lm_head; without a config also embeddings)",
@@ -119,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run these lines of text through the model and store static outlier columns",
     )  # fmt: skip
     quantize.add_argument(
-        "--min-fraction", type=float, default=0.5,
+        "--min-fraction", type=_fraction, default=0.5,
         help="with --calibrate: a column is static when it is an outlier in this share of lines",
     )  # fmt: skip
     quantize.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
@@ -138,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", help="a .safetensors file or a checkpoint directory")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of the table")
     inspect.add_argument(
-        "--plot", metavar="PNG", default=None,
+        "--plot", metavar="PNG", default=None, type=_output(".png"),
         help="write per-layer error and outlier counts (and the outlier heatmap) to this PNG",
     )  # fmt: skip
 
@@ -153,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("model", help="a transformers model directory (floating point)")
     evaluate.add_argument("--text", required=True, help="a UTF-8 text file, one sample per line")
-    evaluate.add_argument("--max-lines", type=int, default=None, help="use at most this many")
+    evaluate.add_argument("--max-lines", type=_positive, default=None, help="use at most this many")
     _add_device(evaluate)
 
     bench = _command(
@@ -165,8 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         "side-by-side table.",
     )
     bench.add_argument("--quick", action="store_true", help="a small grid")
-    bench.add_argument("--out", default=None, help="also write the table (markdown) here")
-    bench.add_argument("--plot", metavar="PNG", default=None, help="write a speed-up chart")
+    bench.add_argument(
+        "--out", default=None, type=_output(), help="also write the table (markdown) here"
+    )
+    bench.add_argument(
+        "--plot", metavar="PNG", default=None, type=_output(".png"), help="write a speed-up chart"
+    )
     _add_device(bench)
 
     demo = _command(
@@ -178,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
         "prints memory before/after and embedding similarity on real sentences.",
     )
     _add_device(demo)
-    demo.add_argument("--sentences", type=int, default=256, help="how many sentences to embed")
-    demo.add_argument("--threshold", type=float, default=6.0, help="outlier threshold")
+    demo.add_argument(
+        "--sentences", type=_positive, default=256, help="how many sentences to embed"
+    )
+    demo.add_argument("--threshold", type=_threshold, default=6.0, help="outlier threshold")
     return parser
 
 
@@ -195,10 +264,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "sentences", 1) < 1:
-        parser.error("--sentences must be at least 1")
-    if getattr(args, "max_lines", None) is not None and args.max_lines < 1:
-        parser.error("--max-lines must be at least 1")
     if getattr(args, "device", None) is not None:
         args.device = _checked_device(parser, args.device)
     expected = (
@@ -211,8 +276,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"llmint8 {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"llmint8 {args.command}: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # Commands that write say what became of their destination; the others write nothing.
+        outcome = getattr(err, "outcome", None) or "interrupted"
+        print(f"llmint8 {args.command}: {outcome}", file=sys.stderr)
         return 130
 
 

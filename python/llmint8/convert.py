@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from .functional import checked_threshold
 from .nn import Linear8bitLt
 
 DEFAULT_SKIP_MODULES = ("lm_head",)
@@ -32,8 +33,7 @@ def replace_linear(
     a state dict is loaded. The weights are quantized on the first move to a device (or forward).
     """
     skip = tuple(skip_modules or ())
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    threshold = checked_threshold(threshold)
 
     def convert(linear: nn.Linear) -> Linear8bitLt:
         return Linear8bitLt.from_linear(linear, threshold, has_fp16_weights)

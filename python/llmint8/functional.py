@@ -19,6 +19,7 @@ input's dtype). Weights of any floating dtype are quantized without a round trip
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor
 
 from ._ops import int8_linear_op
 from .backends import backend_for
-from .errors import DeviceMismatchError, UnsupportedDtypeError
+from .errors import DeviceMismatchError, QuantizationError, UnsupportedDtypeError
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -53,6 +54,15 @@ class RowQuantized(NamedTuple):
     """float32 ``[rows]``: the absmax of each row over its non-outlier elements."""
     outlier_cols: Tensor
     """int64 ``[C]``: the outlier columns, ascending (empty when there are none)."""
+
+
+def checked_threshold(threshold: float) -> float:
+    """`threshold` as a float; `ValueError` unless it is a finite number >= 0 (a NaN threshold
+    would silently detect no outliers)."""
+    value = float(threshold)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+    return value
 
 
 def _check_float(name: str, t: Tensor) -> None:
@@ -87,8 +97,7 @@ def quantize_rowwise(
     Leading dims are flattened: the result has ``prod(leading)`` rows.
     """
     _check_float("x", x)
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    threshold = checked_threshold(threshold)
     x2d = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
     cols = _check_outlier_cols(outlier_cols, x2d.shape[1])
     backend = backend_for(x.device)
@@ -103,6 +112,16 @@ def quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
         )
     q = quantize_rowwise(weight)
     return q.values, q.row_absmax
+
+
+def refuse_nonfinite_rows(row_absmax: Tensor, name: str) -> None:
+    """`QuantizationError` naming `name` (the weight, as its owner calls it) and its first rows
+    when a quantized weight's row absmax is NaN or Inf, i.e. the rows held such values. A host
+    sync: called once per weight, at conversion, never per forward."""
+    finite = torch.isfinite(row_absmax)
+    if not bool(finite.all()):
+        rows = (~finite).nonzero().flatten()[:8].tolist()
+        raise QuantizationError(f"{name}: rows {rows} hold NaN or Inf values; refusing to quantize")
 
 
 def dequantize_rowwise(
@@ -205,8 +224,7 @@ def int8_linear(
     input always does.
     """
     _check_linear(x, CB, SCB, bias)
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    threshold = checked_threshold(threshold)
     if torch.compiler.is_compiling() and master_weight is None:
         # Traced by torch.compile: one opaque custom op (no graph break, no data-dependent check).
         y = int8_linear_op(

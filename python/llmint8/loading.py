@@ -78,19 +78,33 @@ def checkpoint_files(checkpoint: PathLike) -> list[Path]:
 def read_state(file: Path) -> dict[str, torch.Tensor]:
     """The tensors of one weight file on the CPU: safetensors through the Rust core; PyTorch
     files (``.bin``/``.pt``) through ``torch.load(weights_only=True)``, which refuses anything but
-    tensors and plain containers, so that loading never runs code from the file."""
+    tensors and plain containers, so that loading never runs code from the file. PyTorch files
+    are read into memory rather than mapped: a mapped file truncated by another process would
+    kill this process with SIGBUS when a tensor is touched."""
     if file.suffix not in TORCH_SUFFIXES:
         return load_state_dict(file)[0]
+    return load_torch_state(file, mmap=False)
+
+
+def check_torch_file(file: Path) -> None:
+    """`FormatError` naming `file` unless it is a PyTorch state dict of plain tensors (read with
+    ``weights_only=True`` and mapped, its tensor data untouched): the check to make before
+    handing a directory to a loader that would report a refused pickle with a traceback."""
+    load_torch_state(file, mmap=True)
+
+
+def load_torch_state(file: Path, mmap: bool) -> dict[str, torch.Tensor]:
+    """A PyTorch state dict of plain tensors (`FormatError` for anything else), mapped or read."""
     import pickle
 
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         raise FormatError(
             f"{file}: refused: it holds Python objects besides tensors, and loading those could "
             "run code (torch.load with weights_only=True rejects them)"
         ) from None
-    except (RuntimeError, EOFError, ValueError) as err:
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
         raise FormatError(f"{file}: not a PyTorch checkpoint ({err})") from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()

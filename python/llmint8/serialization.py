@@ -28,10 +28,11 @@ from .nn import Linear8bitLt
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-THRESHOLD_KEY = "llmint8.threshold"
-LAYERS_KEY = "llmint8.layers"
-ORIGINAL_DTYPE_KEY = "llmint8.original_dtype"
-SKIPPED_KEY = "llmint8.skipped_modules"
+# llmint8's metadata keys; the core validates their values on write and on read.
+THRESHOLD_KEY = _core.THRESHOLD_KEY
+LAYERS_KEY = _core.LAYERS_KEY
+ORIGINAL_DTYPE_KEY = _core.ORIGINAL_DTYPE_KEY
+SKIPPED_KEY = _core.SKIPPED_KEY
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -132,23 +133,15 @@ def save_quantized(
 
 
 def _layer_settings(metadata: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Per-layer settings (the core has checked their shape and values when it read the file)."""
     raw = metadata.get(LAYERS_KEY)
-    if not raw:
-        return {}
-    try:
-        layers = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise FormatError(f"<header>: {LAYERS_KEY} is not valid JSON: {err}") from None
-    if not isinstance(layers, dict):
-        raise FormatError(f"<header>: {LAYERS_KEY} must be a JSON object")
-    return layers
+    return json.loads(raw) if raw else {}
 
 
 def _default_threshold(metadata: Mapping[str, str]) -> float:
-    try:
-        return float(metadata.get(THRESHOLD_KEY, "0"))
-    except ValueError:
-        return 0.0
+    """The file-wide threshold, for layers without settings of their own (0 when "mixed")."""
+    value = metadata.get(THRESHOLD_KEY, "0")
+    return 0.0 if value == "mixed" else float(value)
 
 
 def load_quantized(
@@ -178,7 +171,12 @@ def load_quantized(
             if strict:
                 raise FormatError(f"{prefix}.weight: the model has no module {prefix!r}") from None
             continue
-        if isinstance(module, nn.Linear) and not isinstance(module, Linear8bitLt):
+        if not isinstance(module, nn.Linear):
+            raise FormatError(
+                f"{prefix}.weight: the file holds an int8 linear layer there, but the model's "
+                f"{prefix!r} is a {type(module).__name__}"
+            )
+        if not isinstance(module, Linear8bitLt):
             threshold = float(settings.get(prefix, {}).get("threshold", default))
             replacement = replace_linear(module, threshold=threshold, skip_modules=())
             if not prefix:

@@ -174,7 +174,7 @@ def test_nan_weights_are_refused_on_the_fly(llama_dir, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="transformers")
     with pytest.raises(RuntimeError, match="conversion"):
         load(tmp_path, quantization_config=Int8Config())
-    assert "QuantizationError: weight rows [3] hold NaN or Inf" in caplog.text
+    assert "QuantizationError: weight: rows [3] hold NaN or Inf" in caplog.text
 
 
 def test_an_old_transformers_gets_a_clear_error(monkeypatch):

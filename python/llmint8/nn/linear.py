@@ -49,9 +49,7 @@ class Linear8bitLt(nn.Linear):
         dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        if threshold < 0:
-            raise ValueError(f"threshold must be >= 0, got {threshold}")
-        self.threshold = float(threshold)
+        self.threshold = F.checked_threshold(threshold)
         self.has_fp16_weights = has_fp16_weights
         self.weight = Int8Params(
             self.weight.data, requires_grad=has_fp16_weights, has_fp16_weights=has_fp16_weights
@@ -229,13 +227,8 @@ class Linear8bitLt(nn.Linear):
             )
         if not bool(torch.isfinite(SCB).all()) or bool((SCB < 0).any()):
             raise FormatError(f"{prefix}{SCB_KEY}: row scales must be finite and >= 0")
-        if weight_format is not None and (
-            weight_format.numel() != 1 or int(weight_format.reshape(-1)[0]) != ROW_MAJOR
-        ):
-            raise FormatError(
-                f"{prefix}{WEIGHT_FORMAT_KEY}: only 0 (row-major) is supported; 1-3 were "
-                "bitsandbytes' retired tiled layouts"
-            )
+        if weight_format is not None:
+            _check_weight_format(prefix + WEIGHT_FORMAT_KEY, weight_format)
         return CB, SCB
 
     def _load_outlier_state(self, prefix: str, entries: dict[str, Optional[Tensor]]) -> None:
@@ -267,3 +260,20 @@ class Linear8bitLt(nn.Linear):
                 )
             self.outlier_counts = counts.to(torch.int64).to(self._stats_device())
             self.outlier_batches = batches.reshape(()).to(torch.int64).to(self._stats_device())
+
+
+def _check_weight_format(name: str, weight_format: Tensor) -> None:
+    """bitsandbytes' layout marker: one integer, 0 (row-major)."""
+    if (
+        weight_format.numel() != 1
+        or weight_format.dtype.is_floating_point
+        or (weight_format.dtype.is_complex or weight_format.dtype == torch.bool)
+    ):
+        raise FormatError(
+            f"{name}: expected one integer (0 = row-major), got {weight_format.dtype} "
+            f"{list(weight_format.shape)}"
+        )
+    if int(weight_format.reshape(-1)[0]) != ROW_MAJOR:
+        raise FormatError(
+            f"{name}: only 0 (row-major) is supported; 1-3 were bitsandbytes' retired tiled layouts"
+        )

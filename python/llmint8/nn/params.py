@@ -75,12 +75,7 @@ class Int8Params(torch.nn.Parameter):
         if self.dim() != 2:
             raise QuantizationError(f"Int8Params must be 2-D [out, in], got {tuple(self.shape)}")
         CB, SCB = F.quantize_weight(self.data)
-        finite = torch.isfinite(SCB)
-        if not bool(finite.all()):
-            rows = (~finite).nonzero().flatten()[:8].tolist()
-            raise QuantizationError(
-                f"weight rows {rows} hold NaN or Inf values; refusing to quantize them"
-            )
+        F.refuse_nonfinite_rows(SCB, "weight")
         self.original_dtype = str(self.dtype).removeprefix("torch.")
         self.requires_grad_(False)
         self.data = CB

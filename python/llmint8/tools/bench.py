@@ -254,8 +254,9 @@ def run_bench(device=None, quick=False, out=None, plot=None) -> str:
     lines = gpu_table(device, quick) if device.type == "cuda" else cpu_table(quick)
     table = "\n".join(lines) + "\n"
     if out:
-        with open(out, "w") as f:
-            f.write(table)
+        from .outputs import write_atomically
+
+        write_atomically(out, lambda path: path.write_text(table))
     if plot:
         from .plots import plot_speedup
 

@@ -19,7 +19,7 @@ from .checkpoints import RawTensor, read_tensors
 
 MAX_TOKENS = 512
 # Header keys the writer sets itself.
-_RESERVED = ("format", "llmint8.format", "llmint8.format_version", "llmint8.checksums")
+_RESERVED = tuple(_core.RESERVED_METADATA_KEYS)
 
 
 def text_lines(path: Path) -> list[str]:

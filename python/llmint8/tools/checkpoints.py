@@ -20,6 +20,7 @@ from ..loading import (
     TORCH_INDEX_FILE,
     TORCH_SINGLE_FILE,
     TORCH_SUFFIXES,
+    load_torch_state,
     read_index,
     read_state,
 )
@@ -60,7 +61,8 @@ class Checkpoint:
         are memory-mapped)."""
         for file in self.files:
             if is_torch_file(file):
-                for name, t in read_state(file).items():
+                # Mapped, and only shapes are read: no data page is touched.
+                for name, t in load_torch_state(file, mmap=True).items():
                     yield name, str(t.dtype).removeprefix("torch."), list(t.shape)
                 continue
             reader = _core.CheckpointReader(os.fspath(file), False)
@@ -79,6 +81,8 @@ def open_checkpoint(path: os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
+    if not path.is_file() and not path.is_dir():
+        raise UsageError(f"{path}: not a regular file or directory (a FIFO, socket or device)")
     if path.is_file():
         if path.suffix != ".safetensors" and path.suffix not in TORCH_SUFFIXES:
             raise UsageError(f"{path}: not a checkpoint file (*.safetensors, *.bin or *.pt)")
@@ -135,7 +139,7 @@ class RawTensor:
 
 
 def read_tensors(file: Path, verify_checksums: bool = True) -> tuple[Iterator[RawTensor], dict]:
-    """The tensors of one file, read one at a time from its memory map, and its metadata."""
+    """The tensors of one file, read one at a time (positioned reads), and its metadata."""
     if is_torch_file(file):
         state = read_state(file)
         return (RawTensor.of(name, tensor) for name, tensor in state.items()), {}

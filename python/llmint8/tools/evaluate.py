@@ -20,9 +20,10 @@ from typing import Optional
 
 import torch
 
+from ..loading import check_torch_file
 from . import UsageError
 from .calibrate import MAX_TOKENS, default_device, load_model, text_lines
-from .checkpoints import open_checkpoint
+from .checkpoints import is_torch_file, open_checkpoint
 
 VARIANTS = [("original", None), ("int8, threshold 6.0", 6.0), ("int8, threshold 0 (absmax)", 0.0)]
 
@@ -72,6 +73,9 @@ def evaluate(model_dir: os.PathLike, text: os.PathLike, device: Optional[str] = 
         raise UsageError(f"{model_dir}: not a transformers model directory (no config.json)")
     if "quantization_config" in config:
         raise UsageError(f"{model_dir}: already quantized; eval compares a floating-point model")
+    for file in checkpoint.files:
+        if is_torch_file(file):
+            check_torch_file(file)  # a refused pickle is one line here, not a loader's traceback
     text = Path(text)
     if not text.is_file():
         raise UsageError(f"{text}: no such text file")

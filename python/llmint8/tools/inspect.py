@@ -110,6 +110,18 @@ class InspectReport:
             "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
         }, indent=2)  # fmt: skip
 
+    def outlier_heatmap(self) -> tuple[list[str], np.ndarray]:
+        """Layers reading the most common input width (the model's hidden size: the residual
+        stream, where LLM.int8()'s systematic outlier features live) × feature: share of
+        calibration batches in which the feature was an outlier."""
+        layers = [layer for layer in self.layers if layer.outlier_fraction is not None]
+        if not layers:
+            return [], np.zeros((0, 0))
+        width = Counter(len(layer.outlier_fraction) for layer in layers).most_common(1)[0][0]
+        chosen = [layer for layer in layers if len(layer.outlier_fraction) == width]
+        names = [layer.name for layer in chosen]
+        return names, np.array([layer.outlier_fraction for layer in chosen])
+
     def plot(self, png: os.PathLike) -> None:
         from .plots import plot_inspection
 
@@ -203,15 +215,3 @@ def _float_layer(tensor: RawTensor) -> LayerReport:
         module, [rows, cols], tensor.dtype, "int8", tensor.raw.nbytes, after,
         diff / norm if norm > 0 else 0.0, False,
     )  # fmt: skip
-
-
-def outlier_heatmap(report: InspectReport) -> tuple[list[str], np.ndarray]:
-    """Layers reading the most common input width (the model's hidden size: the residual stream,
-    where LLM.int8()'s systematic outlier features live) × feature: share of calibration batches
-    in which the feature was an outlier."""
-    layers = [layer for layer in report.layers if layer.outlier_fraction is not None]
-    if not layers:
-        return [], np.zeros((0, 0))
-    width = Counter(len(layer.outlier_fraction) for layer in layers).most_common(1)[0][0]
-    chosen = [layer for layer in layers if len(layer.outlier_fraction) == width]
-    return [layer.name for layer in chosen], np.array([layer.outlier_fraction for layer in chosen])

@@ -46,6 +46,12 @@ def _pyplot():
     return plt
 
 
+def _save(fig, png) -> None:
+    from .outputs import write_atomically
+
+    write_atomically(png, lambda path: fig.savefig(path, dpi=110, format="png"))
+
+
 def plot_speedup(table: str, png) -> None:
     """One panel per layer shape: llmint8's (threshold 6) speed-up over the floating-point layer
     (eager, and CUDA-graph replayed where measured) and over bitsandbytes where measured."""
@@ -74,17 +80,15 @@ def plot_speedup(table: str, png) -> None:
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title.split(";")[0], fontsize=10)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    _save(fig, png)
     plt.close(fig)
 
 
 def plot_inspection(report, png) -> None:
     """Per-layer weight quantization error and calibrated outlier columns; for a calibrated
     checkpoint also the heatmap layer × feature of how often each feature was an outlier."""
-    from .inspect import outlier_heatmap
-
     plt = _pyplot()
-    names, heat = outlier_heatmap(report)
+    names, heat = report.outlier_heatmap()
     heights = [1.0, 1.0] + ([max(1.0, len(names) / 10)] if len(names) else [])
     fig, axes = plt.subplots(
         len(heights), 1, figsize=(11, 3.4 * sum(heights)), squeeze=False,
@@ -121,7 +125,7 @@ def plot_inspection(report, png) -> None:
         fig.colorbar(image, ax=ax, fraction=0.03)
     fig.suptitle(report.path, fontsize=9)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    _save(fig, png)
     plt.close(fig)
 
 

@@ -9,12 +9,20 @@ everything else as it is), written with checksums; at most one shard's output an
 held in memory. A directory is written under a temporary name beside DST and renamed at the end,
 so an interrupted run leaves no DST. ``--calibrate`` runs text through the int8 model and stores
 static outlier columns (with their counts) in DST.
+
+What is refused before any work: options out of range, a DST that overlaps SRC (equal, inside it,
+or holding it: replacing it would destroy the source), a DST whose directory does not exist, and
+an existing DST without ``overwrite`` (checked again, atomically, when the result is moved into
+place, so two runs cannot both write it). Side files (tokenizer, generation config, …) are copied
+as regular files; links among them whose target lies outside SRC's directory are not followed and
+not copied (listed in the report), so no content from elsewhere ends up in DST.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +39,7 @@ from ..convert import matches_module
 from ..errors import UnsupportedDtypeError
 from ..nn.linear import ROW_MAJOR, SCB_KEY, WEIGHT_FORMAT_KEY
 from ..serialization import LAYERS_KEY, ORIGINAL_DTYPE_KEY, SKIPPED_KEY, THRESHOLD_KEY
-from . import UsageError
+from . import Interrupted, UsageError
 from .checkpoints import (
     CONFIG_FILE,
     INDEX_FILE,
@@ -56,6 +64,8 @@ class QuantizeReport:
     bytes_in: int = 0
     bytes_out: int = 0
     calibrated: dict[str, int] = field(default_factory=dict)
+    not_copied: list[str] = field(default_factory=list)
+    """Side files left out: links whose target lies outside SRC, and special files."""
 
     def table(self) -> str:
         rows = [
@@ -68,6 +78,8 @@ class QuantizeReport:
         if self.calibrated:
             columns = sum(self.calibrated.values())
             rows.append(("static outlier columns", f"{columns} in {len(self.calibrated)} layers"))
+        if self.not_copied:
+            rows.append(("not copied", ", ".join(self.not_copied)))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -83,14 +95,11 @@ def quantize(
     device: Optional[str] = None,
     min_fraction: float = 0.5,
 ) -> QuantizeReport:
-    if threshold < 0:
-        raise UsageError(f"--threshold must be >= 0, got {threshold}")
+    threshold = checked_threshold(threshold)
+    min_fraction = checked_fraction(min_fraction)
     checkpoint = open_checkpoint(src)
     dst = Path(dst)
-    if dst.resolve() == checkpoint.path.resolve():
-        raise UsageError(f"{dst}: DST must differ from SRC")
-    if dst.exists() and not overwrite:
-        raise UsageError(f"{dst}: already exists (pass --overwrite to replace it)")
+    _check_destination(checkpoint, dst, overwrite)
     config = checkpoint.config
     if calibrate is not None:
         if config is None:
@@ -99,18 +108,65 @@ def quantize(
             raise UsageError(f"{calibrate}: no such text file")
     targets = linear_weight_names(checkpoint, threshold, skip) if config else None
     _check_targets(checkpoint, targets, skip)
+    if not checkpoint.is_directory and dst.suffix != ".safetensors":
+        raise UsageError(f"{dst}: a file in, a .safetensors file out")
+    before = _identity(dst)
+    try:
+        return _quantize(checkpoint, dst, targets, threshold, skip, calibrate, overwrite,
+                         progress, device, min_fraction)  # fmt: skip
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted_outcome(dst, before)) from None
+
+
+def checked_threshold(threshold: float) -> float:
+    try:
+        return F.checked_threshold(threshold)
+    except (TypeError, ValueError):
+        raise UsageError(f"--threshold must be a finite number >= 0, got {threshold}") from None
+
+
+def checked_fraction(fraction: float) -> float:
+    value = float(fraction)
+    if not 0.0 < value <= 1.0:  # also refuses NaN
+        raise UsageError(f"--min-fraction must be in (0, 1], got {fraction}")
+    return value
+
+
+def _identity(path: Path) -> Optional[tuple[int, int, int]]:
+    """What tells a replaced file or directory from the one that was there (None: nothing is)."""
+    try:
+        stat = os.lstat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns
+
+
+def _interrupted_outcome(dst: Path, before) -> str:
+    """What is true of `dst` after an interruption. DST only ever changes by one atomic rename
+    of the finished copy, so a changed identity means the new copy is there, complete."""
+    after = _identity(dst)
+    if after is not None and after != before:
+        return f"interrupted after {dst} was written in full (it is complete and usable)"
+    if before is not None:
+        return f"interrupted; {dst} was left as it was"
+    return f"interrupted; nothing was written ({dst} does not exist)"
+
+
+def _quantize(checkpoint, dst, targets, threshold, skip, calibrate, overwrite, progress, device,
+              min_fraction) -> QuantizeReport:  # fmt: skip
+    config = checkpoint.config
     if not checkpoint.is_directory:
-        if dst.suffix != ".safetensors":
-            raise UsageError(f"{dst}: a file in, a .safetensors file out")
         report = QuantizeReport()
         with _progress(checkpoint, progress) as bar:
-            _quantize_file(checkpoint.files[0], dst, targets, threshold, skip, report, bar)
+            _quantize_file(
+                checkpoint.files[0], dst, targets, threshold, skip, report, bar, overwrite
+            )
         return report
 
     _clear_stale(dst)
-    work = dst.parent / f".{dst.name}.llmint8-partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    # Named with the process id (how later runs recognise leftovers) and a random part.
+    work = dst.parent / f".{dst.name}.llmint8-partial-{os.getpid()}-{secrets.token_hex(4)}"
+    work.mkdir()
     try:
         report = QuantizeReport()
         weight_map: dict[str, str] = {}
@@ -119,7 +175,7 @@ def quantize(
                 out = work / safetensors_name(file)
                 names = _quantize_file(file, out, targets, threshold, skip, report, bar)
                 weight_map.update(dict.fromkeys(names, out.name))
-        _copy_side_files(checkpoint, work)
+        report.not_copied = _copy_side_files(checkpoint, work)
         if config is not None:
             _write_config(config, work, threshold, skip)
         if len(checkpoint.files) > 1:
@@ -132,11 +188,34 @@ def quantize(
             )
             if len(checkpoint.files) > 1:
                 _write_index(work, checkpoint.index or {}, weight_map)
-        _replace(work, dst)
+        _replace(work, dst, overwrite)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return report
+
+
+def _check_destination(checkpoint: Checkpoint, dst: Path, overwrite: bool) -> None:
+    """Refuses, before any work, a DST that overlaps SRC (the same path, inside it, or holding it
+    or one of its weight files, links resolved: replacing DST would delete the source), a DST
+    whose directory does not exist, and an existing DST without `overwrite`."""
+    parent = dst.parent
+    if not parent.is_dir():
+        raise UsageError(f"{dst}: its directory {parent} does not exist")
+    place = parent.resolve() / dst.name  # where DST's entry sits (DST itself may be a link)
+    targets = {place, dst.resolve()}
+    sources = {checkpoint.path.parent.resolve() / checkpoint.path.name, checkpoint.path.resolve()}
+    for file in checkpoint.files:
+        sources |= {file.parent.resolve() / file.name, file.resolve()}
+    for target in targets:
+        for source in sources:
+            if target == source or source in target.parents or target in source.parents:
+                raise UsageError(
+                    f"{dst}: DST must not overlap SRC {checkpoint.path} (it is, holds or lies "
+                    "inside the source); choose a destination outside it"
+                )
+    if os.path.lexists(dst) and not overwrite:
+        raise UsageError(f"{dst}: already exists (pass --overwrite to replace it)")
 
 
 def _progress(checkpoint: Checkpoint, enabled: bool):
@@ -203,8 +282,9 @@ def _check_targets(checkpoint: Checkpoint, targets: Optional[set[str]], skip) ->
         )
 
 
-def _quantize_file(src, dst, targets, threshold, skip, report, bar) -> list[str]:
-    """Quantizes one safetensors file into `dst`; returns the names written."""
+def _quantize_file(src, dst, targets, threshold, skip, report, bar, overwrite=True) -> list[str]:
+    """Quantizes one safetensors file into `dst`; returns the names written. Without `overwrite`
+    an existing `dst` (also one created meanwhile) is refused."""
     tensors, _ = read_tensors(src)
     entries, layers, dtypes = [], {}, set()
     for tensor in tensors:
@@ -213,6 +293,7 @@ def _quantize_file(src, dst, targets, threshold, skip, report, bar) -> list[str]
         if is_target(tensor, targets, skip):
             module = tensor.name.removesuffix(".weight")
             CB, SCB = F.quantize_weight(tensor.to_torch())
+            F.refuse_nonfinite_rows(SCB, tensor.name)
             entries += [
                 RawTensor.of(tensor.name, CB).entry(),
                 RawTensor.of(f"{module}.{SCB_KEY}", SCB).entry(),
@@ -233,22 +314,45 @@ def _quantize_file(src, dst, targets, threshold, skip, report, bar) -> list[str]
         ORIGINAL_DTYPE_KEY: dtypes.pop() if len(dtypes) == 1 else "",
         SKIPPED_KEY: json.dumps([]),
     }
-    _core.write_checkpoint(os.fspath(dst), entries, metadata)
+    try:
+        _core.write_checkpoint(os.fspath(dst), entries, metadata, overwrite)
+    except FileExistsError:
+        raise UsageError(f"{dst}: already exists (pass --overwrite to replace it)") from None
     report.files += 1
     report.bytes_out += Path(dst).stat().st_size
     return [e[0] for e in entries]
 
 
-def _copy_side_files(checkpoint: Checkpoint, work: Path) -> None:
-    """Tokenizer files, generation config and the like: everything that is not weights."""
+def _copy_side_files(checkpoint: Checkpoint, work: Path) -> list[str]:
+    """Copies tokenizer files, generation config and the like (everything that is not weights)
+    into `work` as regular files; returns what was left out: links whose target lies outside
+    SRC's directory (never followed) and files that are not regular files or directories."""
     weights = {f.name for f in checkpoint.files} | {INDEX_FILE, TORCH_INDEX_FILE, CONFIG_FILE}
-    for item in checkpoint.path.iterdir():
+    root = checkpoint.path.resolve()
+    left_out: list[str] = []
+    for item in sorted(checkpoint.path.iterdir()):
         if item.name in weights or item.name.startswith("."):
             continue
-        if item.is_dir():  # e.g. sentence-transformers' 1_Pooling
-            shutil.copytree(item, work / item.name, symlinks=True)
-        elif item.is_file():
-            shutil.copy2(item, work / item.name)
+        _copy_inside(item, work / item.name, root, item.name, {root}, left_out)
+    return left_out
+
+
+def _copy_inside(item: Path, target: Path, root: Path, shown: str, above: set, left_out) -> None:
+    real = item.resolve()
+    if item.is_symlink() and not real.is_relative_to(root):
+        left_out.append(f"{shown} (a link out of the model directory)")
+    elif item.is_dir():
+        if real in above:  # a link back up the tree
+            left_out.append(f"{shown} (a link to a directory above it)")
+            return
+        target.mkdir()
+        for child in sorted(item.iterdir()):
+            _copy_inside(child, target / child.name, root, f"{shown}/{child.name}",
+                         above | {real}, left_out)  # fmt: skip
+    elif item.is_file():
+        shutil.copyfile(real, target)
+    else:
+        left_out.append(f"{shown} (not a regular file)")
 
 
 def _write_config(config: dict, work: Path, threshold: float, skip) -> None:
@@ -266,17 +370,25 @@ def _write_index(work: Path, index: dict, weight_map: dict[str, str]) -> None:
     (work / INDEX_FILE).write_text(json.dumps(content, indent=2) + "\n")
 
 
-def _replace(work: Path, dst: Path) -> None:
-    """Puts the finished directory at `dst`. An existing `dst` (with --overwrite) is swapped out
-    in one atomic step where the kernel offers it (Linux renameat2 RENAME_EXCHANGE), so that at
-    every instant `dst` is either the old complete copy or the new one; then removed."""
-    if not dst.exists():
+def _replace(work: Path, dst: Path, overwrite: bool) -> None:
+    """Puts the finished directory at `dst`. Without `overwrite` only if nothing is there, in one
+    step (so of two racing runs one wins and the other is refused). An existing `dst` (with
+    --overwrite) is swapped out in one atomic step where the kernel offers it (Linux renameat2
+    RENAME_EXCHANGE), so that at every instant `dst` is either the old complete copy or the new
+    one; then removed."""
+    if not overwrite:
+        if not _rename2(work, dst, _RENAME_NOREPLACE):
+            if os.path.lexists(dst):
+                raise UsageError(f"{dst}: already exists (pass --overwrite to replace it)")
+            os.rename(work, dst)  # no renameat2 here: the up-front check is all there is
+        return
+    if not os.path.lexists(dst):
         os.replace(work, dst)
         return
-    if _exchange(work, dst):
+    if _rename2(work, dst, _RENAME_EXCHANGE):
         _remove(work)  # now holds the old copy
         return
-    old = dst.parent / f".{dst.name}.llmint8-old-{os.getpid()}"
+    old = dst.parent / f".{dst.name}.llmint8-old-{os.getpid()}-{secrets.token_hex(4)}"
     os.replace(dst, old)
     os.replace(work, dst)
     _remove(old)
@@ -289,10 +401,15 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swaps two paths (Linux >= 3.15); False where that is not available."""
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+
+
+def _rename2(a: Path, b: Path, flag: int) -> bool:
+    """Linux renameat2 (>= 3.15): True when it moved `a` to `b` under `flag`; False where it is
+    not available. Fails with the OS error otherwise (e.g. EEXIST for NOREPLACE: a UsageError)."""
     import ctypes
     import ctypes.util
+    import errno
     import sys
 
     if not sys.platform.startswith("linux"):
@@ -302,9 +419,15 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return False
-    at_fdcwd, rename_exchange = -100, 2
-    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return result == 0
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), flag) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False  # the file system does not support it
+    if code == errno.EEXIST and flag == _RENAME_NOREPLACE:
+        raise UsageError(f"{b}: already exists (pass --overwrite to replace it)")
+    raise OSError(code, os.strerror(code), os.fspath(b))
 
 
 def _clear_stale(dst: Path) -> None:
