@@ -129,7 +129,7 @@ def test_bench_on_cpu_prints_the_table_and_plots(tmp_path):
         (lambda d, t: ["quantize", t, t / "dst"], "not a checkpoint"),
         (lambda d, t: ["quantize", d, d], "must not overlap SRC"),
         (lambda d, t: ["quantize", d, t / "exists"], "already exists (pass --overwrite"),
-        (lambda d, t: ["quantize", d, t / "x", "--threshold", "-1"], "--threshold: must be a finite"),
+        (lambda d, t: ["quantize", d, t / "x", "--threshold", "-1"], "--threshold: must be"),
         (lambda d, t: ["quantize", t / "junk.safetensors", t / "y.safetensors"], "junk"),
         (lambda d, t: ["quantize", d, t / "z", "--calibrate", t / "none.txt"], "no such text"),
         (lambda d, t: ["inspect", t / "notes.txt"], "not a checkpoint file"),
