@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -72,6 +72,9 @@ def test_int32_accumulators_equal_cpu(seed, m, k, n):
     with_bias=st.booleans(),
 )
 def test_int8_linear_matches_cpu_and_reference(seed, m, k, n, dtype, threshold, with_bias):
+    # K and N reach 4095/4096, but not both at once: the CPU and float64 references of a
+    # 4096×4096 layer dominated the GPU suite's time without covering another code path.
+    assume(k * n <= 4096 * 1000)
     x, weight, bias = _inputs(seed, m, k, n, dtype)
     bias = bias if with_bias else None
     CB, SCB = F.quantize_weight(weight)

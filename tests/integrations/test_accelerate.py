@@ -81,10 +81,13 @@ def test_missing_unexpected_and_misshapen_tensors_are_named(llama_dir, tmp_path)
 
 
 def test_modules_offloaded_to_the_cpu_run_on_the_cpu_backend(llama_dir, input_ids):
-    """What `dispatch_model` leaves for device-map entries "cpu" beside a GPU (weights on the
-    meta device, the values in the hook's weights map) becomes a module resident on the CPU."""
-    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
-    from accelerate.utils.offload import PrefixedDataset
+    """What `dispatch_model` leaves for device-map entries "cpu" beside a GPU (a plain hook on
+    each offloaded block, an offload hook with the weights on the meta device on every module
+    below it that holds tensors) becomes a module resident on the CPU. The hooks are attached
+    by accelerate's own function with dispatch_model's arguments; only the execution device is
+    the CPU here, where dispatch would name the GPU."""
+    from accelerate.hooks import attach_align_device_hook_on_blocks
+    from accelerate.utils import OffloadedWeightsLoader, extract_submodules_state_dict
 
     from llmint8.integrations.accelerate import run_cpu_modules_on_cpu
 
@@ -93,19 +96,25 @@ def test_modules_offloaded_to_the_cpu_run_on_the_cpu_backend(llama_dir, input_id
     model = load(llama_dir, quantization_config=hf.Int8Config(), device_map="cpu").eval()
     with torch.no_grad():
         expected = model(input_ids).logits
-    offloaded = ["model.layers.1", "lm_head"]
-    state = model.state_dict()
-    for name in offloaded:
-        hook = AlignDevicesHook(execution_device="cpu", offload=True, place_submodules=True,
-                                weights_map=PrefixedDataset(state, f"{name}."))  # fmt: skip
-        add_hook_to_module(model.get_submodule(name), hook)
+    device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.layers.0": 0,
+                  "model.layers.1": "cpu", "model.norm": 0, "lm_head": "cpu"}  # fmt: skip
+    offloaded = [name for name, device in device_map.items() if device == "cpu"]
+    state = extract_submodules_state_dict(model.state_dict(), offloaded)
+    execution = {name: "cpu" for name in device_map} | {"": "cpu"}
+    attach_align_device_hook_on_blocks(
+        model,
+        execution_device=execution,
+        offload={name: device == "cpu" for name, device in device_map.items()},
+        weights_map=OffloadedWeightsLoader(state_dict=state),
+    )
     layer = model.model.layers[1].mlp.up_proj
-    assert layer.weight.is_meta
-    model.hf_device_map = {"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": "cpu",
-                           "model.norm": 0, "lm_head": "cpu"}  # fmt: skip
+    assert layer.weight.is_meta and layer._hf_hook.offload  # the hook is on the leaf
+    assert not model.model.layers[1]._hf_hook.offload
+    model.hf_device_map = device_map
     assert run_cpu_modules_on_cpu(model) == offloaded
     assert layer.weight.device.type == "cpu" and layer.weight.is_int8
     assert torch.equal(layer.weight.SCB, state["model.layers.1.mlp.up_proj.SCB"])
+    assert not hasattr(layer, "_hf_hook")  # one hook, on the block, runs it on the CPU
     assert not model.model.layers[1]._hf_hook.offload
     with torch.no_grad():
         assert torch.equal(model(input_ids).logits, expected)
