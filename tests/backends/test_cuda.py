@@ -17,6 +17,22 @@ pytestmark = pytest.mark.gpu
 cuda_backend = pytest.importorskip("llmint8.backends.cuda") if torch.cuda.is_available() else None
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_kernel_compiled():
+    """Compiles every kernel once, in parallel, before the tests (on a machine whose CuPy cache
+    is cold, compiling one group at a time at first use dominated this module's time)."""
+    import time
+
+    from llmint8.backends.cuda_kernels import EXPRESSIONS, precompile
+
+    start = time.perf_counter()
+    count = precompile(0)
+    print(f"\nprecompile: {count} kernels in {time.perf_counter() - start:.1f} s")
+    assert count == sum(len(names) for names in EXPRESSIONS.values())
+
+
 POISON = {torch.float16: float("nan"), torch.bfloat16: float("nan"), torch.float32: float("nan")}
 # M around the kernel switch (16) and the 128-row tiles; K, N odd and not multiples of the tiles.
 rows = st.sampled_from([1, 2, 3, 4, 5, 15, 16, 17, 31, 64, 127, 128, 129, 300])

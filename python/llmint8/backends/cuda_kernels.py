@@ -35,6 +35,7 @@ _sm_counts: dict[int, int] = {}
 # (device index, file, expression) -> Kernel; read without the lock (dict reads are atomic).
 _kernels: dict[tuple[int, str, str], Kernel] = {}
 _modules: dict[tuple[int, str, str], Any] = {}
+_group_locks: dict[tuple[int, str, str], threading.Lock] = {}
 
 
 def cupy_module():
@@ -126,31 +127,61 @@ class Kernel:
 
 def kernel(index: int, file: str, expression: str) -> Kernel:
     """The compiled kernel `expression` of `file` on GPU `index`. The first call for a file and
-    element type compiles every instantiation of that type (under a lock, once)."""
+    element type compiles every instantiation of that type (once; other groups compile in
+    parallel, each under its own lock)."""
     found = _kernels.get((index, file, expression))
     if found is not None:
         return found
     check_device(index)
-    cupy = cupy_module()
+    if expression not in EXPRESSIONS.get(file, ()):
+        raise KeyError(f"{file} has no instantiation {expression}")
     group = _type_group(expression)
-    with _lock:
+    with _group_lock(index, file, group):
         if (index, file, expression) not in _kernels:
-            if expression not in EXPRESSIONS[file]:
-                raise KeyError(f"{file} has no instantiation {expression}")
-            names = [e for e in EXPRESSIONS[file] if _type_group(e) == group]
-            with cupy.cuda.Device(index):
-                module = cupy.RawModule(
-                    code=(KERNEL_DIR / file).read_text(),
-                    options=("--std=c++17", f"-I{KERNEL_DIR}"),
-                    name_expressions=names,
-                )
-                _modules[(index, file, group)] = module
-                for name in names:
-                    function = module.get_function(name)
-                    if SHARED_MEMORY.get(file):
-                        function.max_dynamic_shared_size_bytes = SHARED_MEMORY[file](name)
-                    _kernels[(index, file, name)] = Kernel(function, index, LAYOUTS[file])
+            _compile_group(index, file, group)
     return _kernels[(index, file, expression)]
+
+
+def _group_lock(index: int, file: str, group: str) -> threading.Lock:
+    with _lock:
+        return _group_locks.setdefault((index, file, group), threading.Lock())
+
+
+def _compile_group(index: int, file: str, group: str) -> None:
+    cupy = cupy_module()
+    names = [e for e in EXPRESSIONS[file] if _type_group(e) == group]
+    with cupy.cuda.Device(index):
+        module = cupy.RawModule(
+            code=(KERNEL_DIR / file).read_text(),
+            options=("--std=c++17", f"-I{KERNEL_DIR}"),
+            name_expressions=names,
+        )
+        kernels = {}
+        for name in names:
+            function = module.get_function(name)
+            if SHARED_MEMORY.get(file):
+                function.max_dynamic_shared_size_bytes = SHARED_MEMORY[file](name)
+            kernels[(index, file, name)] = Kernel(function, index, LAYOUTS[file])
+    _modules[(index, file, group)] = module
+    _kernels.update(kernels)
+
+
+def precompile(index: int = 0) -> int:
+    """Compiles every kernel llmint8 has for GPU `index` now rather than at first use, the
+    (file, element type) groups in parallel threads (NVRTC runs without the GIL); for a server's
+    start-up or before capturing CUDA graphs. CuPy's on-disk cache makes later processes fast
+    either way. Returns the number of kernels ready."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    check_device(index)
+    firsts = {}
+    for file, names in EXPRESSIONS.items():
+        for name in names:
+            firsts.setdefault((file, _type_group(name)), name)
+    with ThreadPoolExecutor(max_workers=len(firsts)) as pool:
+        for done in [pool.submit(kernel, index, f, n) for (f, _), n in firsts.items()]:
+            done.result()
+    return sum(1 for key in _kernels if key[0] == index)
 
 
 def compiled_kernels() -> dict[tuple[int, str, str], Kernel]:
