@@ -16,5 +16,7 @@ env -i HOME="$HOME" PATH="$clean_path" bash -c "
   ! command -v cargo >/dev/null || { echo 'cargo is visible; the check would prove nothing'; exit 1; }
   pip install --quiet '$wheel'
   cd / && python '$PWD/scripts/smoke.py' && llmint8 --help >/dev/null
+  # The start-up hook (llmint8_autoload.pth) ran, and imported nothing heavy.
+  python -c \"import sys; heavy = {m.split('.')[0] for m in sys.modules} & {'torch', 'llmint8', 'transformers'}; assert '_llmint8_autoload' in sys.modules and not heavy, heavy; print('start-up hook installed')\"
 "
 rm -rf "$(dirname "$venv")"

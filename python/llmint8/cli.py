@@ -30,6 +30,7 @@ def _quantize(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(report.table())
     print(f"written: {args.dst}")
+    print(f"load it: {report.how_to_load}")
     return 0
 
 

