@@ -17,8 +17,8 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 
 // round(x * inverse) half to even, clamped to [-127, 127]; NaN -> 0 (the row's scale carries it).
-// `inverse` is 127 / absmax computed once per row (0 for an all-zero row), exactly as the CPU
-// backend computes it, so both produce the same int8 values bit for bit.
+// `inverse` is fp32(fp32(1 / absmax) * 127), computed once per row (0 for an all-zero row), exactly
+// as the CPU backend and bitsandbytes compute it, so all produce the same int8 values bit for bit.
 __device__ __forceinline__ signed char quantize_value(float x, float inverse) {
   float scaled = rintf(x * inverse);
   if (scaled != scaled) return 0;

@@ -6,7 +6,8 @@
 //                      `mask` (atomicOr) and quantizes to 0
 //   mode 2 (static):   absmax[m] = max over columns whose bit in `mask` is clear; those columns
 //                      quantize to 0 (the mask is an input)
-//   q[m,k] = round_half_even(x[m,k] * (127 / absmax[m])) clamped to [-127, 127]; 0 for a zero row.
+//   q[m,k] = round_half_even(x[m,k] * inverse[m]) clamped to [-127, 127]; 0 for a zero row, with
+//   inverse[m] = fp32(fp32(1 / absmax[m]) * 127), bitsandbytes' arithmetic (see common.cuh).
 //   A NaN anywhere in the counted elements makes absmax[m] NaN (and the row's q all zero).
 // In mode 1 elements of an outlier column that are themselves below t keep their int8 value: the
 // GEMM epilogue takes whole outlier columns out exactly (int32), so no second pass is needed here.
@@ -61,7 +62,9 @@ __global__ void __launch_bounds__(256) quantize_rows(
   }
   __syncthreads();
   const float a = row_absmax;
-  const float inverse = a > 0.0f ? 127.0f / a : 0.0f;
+  // bitsandbytes' arithmetic (torch's `127.0 / row_stats`): the reciprocal, then times 127, each
+  // correctly rounded; the CPU backend does the same, so both give the same codes bit for bit.
+  const float inverse = a > 0.0f ? __fmul_rn(__frcp_rn(a), 127.0f) : 0.0f;
   for (int k = threadIdx.x; k < cols; k += blockDim.x) {
     float v = to_float(xr[k]);
     signed char out = quantize_value(v, inverse);

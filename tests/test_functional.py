@@ -194,3 +194,30 @@ def test_backward_reaches_the_input(rng):
     y.backward(grad_out)
     expected = grad_out @ F.dequantize_rowwise(CB, SCB)
     torch.testing.assert_close(x.grad, expected)
+
+
+def _bitsandbytes_formula(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """bitsandbytes' int8 weight quantization (`int8_vectorwise_quant`, its torch code), in
+    float32: ``SCB = max |W|`` per row, ``CB = round(W * (127.0 / SCB))`` with torch's
+    ``scalar / tensor`` (the reciprocal, then the product), zero rows to zero."""
+    row_stats = weight.abs().amax(dim=1).float()
+    codes = torch.round(weight * (127.0 / row_stats.unsqueeze(-1))).to(torch.int8)
+    codes[row_stats == 0] = 0
+    return codes, row_stats
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weights_quantize_to_the_codes_bitsandbytes_writes(seed):
+    """Byte-identical checkpoints: over 16M random fp16 weights the exact quotient 127 / absmax
+    and bitsandbytes' reciprocal-times-127 differ at hundreds of .5 ties; llmint8 must take
+    bitsandbytes' side at every one."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = (torch.randn(4096, 4096, generator=generator) * 0.02).half()
+    weight[7] = 0  # an all-zero row
+    CB, SCB = F.quantize_weight(weight)
+    expected_CB, expected_SCB = _bitsandbytes_formula(weight)
+    assert torch.equal(SCB, expected_SCB)
+    mismatches = (CB != expected_CB).sum().item()
+    assert mismatches == 0, f"{mismatches} codes differ from bitsandbytes'"
+    exact = torch.round(weight.float() * (torch.full_like(SCB, 127.0) / SCB)[:, None])
+    assert (exact.nan_to_num(0).to(torch.int8) != CB).sum() > 0  # the test can tell them apart

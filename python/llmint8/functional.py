@@ -2,8 +2,9 @@
 
 Numerics (every backend follows them; the CPU backend is the reference):
 
-- Row-wise absmax quantization: ``q = round(x * (127 / absmax_row))`` computed in fp32, rounded half
-  to even, clamped to [-127, 127]. An all-zero row has absmax 0 and quantizes to zeros.
+- Row-wise absmax quantization: ``q = round(x * (127 / absmax_row))`` computed in fp32 as
+  bitsandbytes computes it (``127 / absmax`` as the fp32 reciprocal times 127), rounded half to
+  even, clamped to [-127, 127]. An all-zero row has absmax 0 and quantizes to zeros.
 - Outlier columns (``threshold > 0``): every input column holding an element with
   ``|x| >= threshold``. Such elements are left out of their row's absmax, and the whole column is
   zero in the int8 operand and multiplied in floating point against the dequantized weight column.

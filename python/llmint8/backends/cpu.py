@@ -46,10 +46,12 @@ def quantize_rows(
 
 def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
     """``round(x * (127 / absmax))`` clamped to [-127, 127], half to even; 0 for all-zero rows.
-    Non-finite products (a NaN or Inf in the row) become 0: the row's scale carries the NaN/Inf."""
-    # A true division, correctly rounded like CUDA's `127.0f / absmax` (``127 / tensor`` in torch
-    # is computed as ``reciprocal(tensor) * 127``, which rounds twice).
-    quotient = torch.full_like(row_absmax, INT8_MAX).div_(row_absmax)
+    Non-finite products (a NaN or Inf in the row) become 0: the row's scale carries the NaN/Inf.
+
+    ``127 / absmax`` is bitsandbytes' arithmetic, ``127.0 / row_stats`` in torch: the float32
+    reciprocal of absmax, times 127, each rounded (CUDA: ``__frcp_rn(a) * 127``), so that the
+    same fp16 weights give the same int8 codes in both libraries, .5 ties included."""
+    quotient = row_absmax.reciprocal().mul_(INT8_MAX)
     inverse = torch.where(row_absmax > 0, quotient, torch.zeros_like(row_absmax))
     scaled = torch.round(xf * inverse[:, None])
     scaled = torch.nan_to_num(scaled, nan=0.0, posinf=INT8_MAX, neginf=-INT8_MAX)
