@@ -215,9 +215,9 @@ def test_weights_quantize_to_the_codes_bitsandbytes_writes(seed):
     weight = (torch.randn(4096, 4096, generator=generator) * 0.02).half()
     weight[7] = 0  # an all-zero row
     CB, SCB = F.quantize_weight(weight)
-    expected_CB, expected_SCB = _bitsandbytes_formula(weight)
-    assert torch.equal(SCB, expected_SCB)
-    mismatches = (CB != expected_CB).sum().item()
+    codes, scales = _bitsandbytes_formula(weight)
+    assert torch.equal(SCB, scales)
+    mismatches = (CB != codes).sum().item()
     assert mismatches == 0, f"{mismatches} codes differ from bitsandbytes'"
     exact = torch.round(weight.float() * (torch.full_like(SCB, 127.0) / SCB)[:, None])
     assert (exact.nan_to_num(0).to(torch.int8) != CB).sum() > 0  # the test can tell them apart
