@@ -214,10 +214,10 @@ def test_weights_quantize_to_the_codes_bitsandbytes_writes(seed):
     generator = torch.Generator().manual_seed(seed)
     weight = (torch.randn(4096, 4096, generator=generator) * 0.02).half()
     weight[7] = 0  # an all-zero row
-    CB, SCB = F.quantize_weight(weight)
+    ours, our_scales = F.quantize_weight(weight)
     codes, scales = _bitsandbytes_formula(weight)
-    assert torch.equal(SCB, scales)
-    mismatches = (CB != codes).sum().item()
+    assert torch.equal(our_scales, scales)
+    mismatches = (ours != codes).sum().item()
     assert mismatches == 0, f"{mismatches} codes differ from bitsandbytes'"
-    exact = torch.round(weight.float() * (torch.full_like(SCB, 127.0) / SCB)[:, None])
-    assert (exact.nan_to_num(0).to(torch.int8) != CB).sum() > 0  # the test can tell them apart
+    exact = torch.round(weight.float() * (torch.full_like(scales, 127.0) / scales)[:, None])
+    assert (exact.nan_to_num(0).to(torch.int8) != ours).sum() > 0  # the test can tell them apart
