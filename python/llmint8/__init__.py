@@ -4,6 +4,8 @@ Linear layers run with int8 weights (vector-wise absmax quantization) and keep o
 features in floating point (mixed-precision decomposition): half the memory of fp16.
 """
 
+import _llmint8_autoload  # noqa: F401 (transformers finds "llmint8" too where no .pth ran)
+
 from . import functional, nn
 from ._core import FORMAT_VERSION
 from .calibration import OutlierCalibrator

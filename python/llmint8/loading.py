@@ -33,15 +33,30 @@ TORCH_SINGLE_FILE = "pytorch_model.bin"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
 
+def repository_root(directory: Path) -> Path:
+    """The folder a checkpoint directory's files may link into: the directory itself, or, for a
+    snapshot in the Hugging Face cache layout (``<repo>/snapshots/<revision>/``, whose files are
+    relative links into ``<repo>/blobs/``), the repository folder ``<repo>``."""
+    real = directory.resolve()
+    if real.parent.name == "snapshots" and (real.parent.parent / "blobs").is_dir():
+        return real.parent.parent
+    return real
+
+
+def _inside(root: Path, file: Path) -> bool:
+    return file.resolve().is_relative_to(root)
+
+
 def read_index(index_file: Path) -> tuple[dict, list[Path]]:
-    """A sharded checkpoint's index and its shard files, which must lie in the index's directory
-    (names with ``..``, absolute paths or links leading elsewhere are refused)."""
+    """A sharded checkpoint's index and its shard files, which must be named inside the index's
+    directory (no ``..``, no absolute paths) and lie, links resolved, inside it or, in the
+    Hugging Face cache layout, inside the model's repository folder (`repository_root`)."""
     try:
         index = json.loads(index_file.read_text())
         names = sorted(set(index["weight_map"].values()))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise FormatError(f"{index_file}: not a checkpoint index ({err})") from None
-    directory = index_file.parent.resolve()
+    root = repository_root(index_file.parent)
     files = []
     for name in names:
         candidate = Path(name) if isinstance(name, str) else None
@@ -49,7 +64,7 @@ def read_index(index_file: Path) -> tuple[dict, list[Path]]:
             candidate is None
             or candidate.is_absolute()
             or ".." in candidate.parts
-            or (directory / candidate).resolve().parent != directory
+            or not _inside(root, index_file.parent / candidate)
         ):
             raise FormatError(f"{index_file}: shard {name!r} is outside the checkpoint directory")
         files.append(index_file.parent / candidate)
@@ -57,6 +72,15 @@ def read_index(index_file: Path) -> tuple[dict, list[Path]]:
     if missing:
         raise FormatError(f"{index_file}: names shards that are not there: {missing[:3]}")
     return index, files
+
+
+def single_file(directory: Path, name: str) -> Path:
+    """``directory / name``, refused (`FormatError`) when it links outside the directory (or the
+    model's repository folder in the Hugging Face cache layout)."""
+    file = directory / name
+    if not _inside(repository_root(directory), file):
+        raise FormatError(f"{file}: links outside the checkpoint directory")
+    return file
 
 
 def checkpoint_files(checkpoint: PathLike) -> list[Path]:
@@ -71,7 +95,7 @@ def checkpoint_files(checkpoint: PathLike) -> list[Path]:
             return read_index(path / index_name)[1]
     for single in (SINGLE_FILE, TORCH_SINGLE_FILE):
         if (path / single).is_file():
-            return [path / single]
+            return [single_file(path, single)]
     raise FileNotFoundError(f"{path}: no {SINGLE_FILE}, {INDEX_FILE} or {TORCH_SINGLE_FILE} there")
 
 

@@ -23,6 +23,7 @@ from ..loading import (
     load_torch_state,
     read_index,
     read_state,
+    single_file,
 )
 from . import UsageError
 
@@ -41,9 +42,9 @@ class Checkpoint:
 
     @property
     def config(self) -> Optional[dict]:
-        file = self.path / CONFIG_FILE
-        if not self.is_directory or not file.is_file():
+        if not self.is_directory or not (self.path / CONFIG_FILE).is_file():
             return None
+        file = single_file(self.path, CONFIG_FILE)  # never a link out of the model's folder
         try:
             return json.loads(file.read_text())
         except ValueError as err:
@@ -93,7 +94,7 @@ def open_checkpoint(path: os.PathLike) -> Checkpoint:
             return Checkpoint(path, files, is_directory=True, index=index)
     for single in (SINGLE_FILE, TORCH_SINGLE_FILE):
         if (path / single).is_file():
-            return Checkpoint(path, [path / single], is_directory=True)
+            return Checkpoint(path, [single_file(path, single)], is_directory=True)
     raise UsageError(
         f"{path}: not a checkpoint (no {SINGLE_FILE}, {INDEX_FILE} or {TORCH_SINGLE_FILE})"
     )

@@ -37,6 +37,7 @@ from .. import functional as F
 from .._leftovers import clear_leftovers
 from ..convert import matches_module
 from ..errors import UnsupportedDtypeError
+from ..loading import repository_root
 from ..nn.linear import ROW_MAJOR, SCB_KEY, WEIGHT_FORMAT_KEY
 from ..serialization import LAYERS_KEY, ORIGINAL_DTYPE_KEY, SKIPPED_KEY, THRESHOLD_KEY
 from . import Interrupted, UsageError
@@ -345,28 +346,34 @@ def _quantize_file(src, dst, targets, threshold, skip, report, bar, overwrite=Tr
 def _copy_side_files(checkpoint: Checkpoint, work: Path) -> list[str]:
     """Copies tokenizer files, generation config and the like (everything that is not weights)
     into `work` as regular files; returns what was left out: links whose target lies outside
-    SRC's directory (never followed) and files that are not regular files or directories."""
+    SRC's directory (or, in the Hugging Face cache layout, outside the model's repository
+    folder: `repository_root`), never followed, and files that are neither regular files nor
+    directories."""
     weights = {f.name for f in checkpoint.files} | {INDEX_FILE, TORCH_INDEX_FILE, CONFIG_FILE}
-    root = checkpoint.path.resolve()
+    home, root = checkpoint.path.resolve(), repository_root(checkpoint.path)
     left_out: list[str] = []
     for item in sorted(checkpoint.path.iterdir()):
         if item.name in weights or item.name.startswith("."):
             continue
-        _copy_inside(item, work / item.name, root, item.name, {root}, left_out)
+        _copy_inside(item, work / item.name, (home, root), item.name, {home}, left_out)
     return left_out
 
 
-def _copy_inside(item: Path, target: Path, root: Path, shown: str, above: set, left_out) -> None:
+def _copy_inside(item: Path, target: Path, roots, shown: str, above: set, left_out) -> None:
+    """Copies `item` to `target`; a link is followed only to a file inside the repository root
+    or a directory inside the checkpoint directory (`roots`); `above` are the real directories
+    already being copied (a link to one of them would loop)."""
+    home, root = roots
     real = item.resolve()
-    if item.is_symlink() and not real.is_relative_to(root):
+    if item.is_symlink() and not real.is_relative_to(root if real.is_file() else home):
         left_out.append(f"{shown} (a link out of the model directory)")
     elif item.is_dir():
-        if real in above:  # a link back up the tree
+        if real in above:
             left_out.append(f"{shown} (a link to a directory above it)")
             return
         target.mkdir()
         for child in sorted(item.iterdir()):
-            _copy_inside(child, target / child.name, root, f"{shown}/{child.name}",
+            _copy_inside(child, target / child.name, roots, f"{shown}/{child.name}",
                          above | {real}, left_out)  # fmt: skip
     elif item.is_file():
         shutil.copyfile(real, target)
