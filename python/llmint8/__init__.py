@@ -13,6 +13,7 @@ from .convert import replace_linear
 from .errors import (
     DeviceMismatchError,
     FormatError,
+    MissingDependencyError,
     OutlierError,
     PackingError,
     QuantizationError,
@@ -31,6 +32,7 @@ __all__ = [
     "FormatError",
     "Int8Params",
     "Linear8bitLt",
+    "MissingDependencyError",
     "OutlierCalibrator",
     "OutlierError",
     "PackingError",

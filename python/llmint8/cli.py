@@ -68,12 +68,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _check_plot_dependencies() -> None:
-    import importlib.util
+    from ._optional import require
 
-    from .tools import UsageError
-
-    if importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("--plot needs matplotlib: pip install matplotlib")
+    require("matplotlib", "--plot")
 
 
 def _threshold(text: str) -> float:

@@ -11,6 +11,7 @@ from ._core import FormatError, OutlierError, PackingError
 __all__ = [
     "DeviceMismatchError",
     "FormatError",
+    "MissingDependencyError",
     "OutlierError",
     "PackingError",
     "QuantizationError",
@@ -29,6 +30,10 @@ class UnsupportedDtypeError(TypeError):
 
 class QuantizationError(ValueError):
     """A tensor that cannot be quantized faithfully (e.g. a weight with NaN or Inf values)."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
 
 
 class DeviceMismatchError(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .._optional import require
 from ..errors import FormatError
 
 
@@ -22,7 +23,9 @@ def run_cpu_modules_on_cpu(model: nn.Module) -> list[str]:
     `dispatch_model` gives each offloaded block a plain hook and puts an offload hook (weights on
     the meta device, their values in a weights map) on every module below it that holds tensors
     of its own; all of them are replaced by one hook on the block that runs it on the CPU."""
-    from accelerate.hooks import AlignDevicesHook, add_hook_to_module, remove_hook_from_module
+    hooks = require("accelerate.hooks", "a device map with 'cpu' entries")
+    AlignDevicesHook, add_hook_to_module = hooks.AlignDevicesHook, hooks.add_hook_to_module
+    remove_hook_from_module = hooks.remove_hook_from_module
 
     changed = []
     for name, device in (getattr(model, "hf_device_map", None) or {}).items():

@@ -1,3 +1,4 @@
+# ruff: noqa: E402 (peft is required, with a message naming the extra, before its imports)
 """peft integration: LoRA adapters over frozen `Linear8bitLt` layers.
 
 peft dispatches layer types it does not know through the LoRA config's custom-module registry
@@ -20,7 +21,9 @@ from __future__ import annotations
 import warnings
 from typing import Any, Optional
 
-import peft
+from .._optional import require
+
+peft = require("peft", "llmint8.integrations.peft")
 import torch
 from peft import LoraConfig
 

@@ -25,8 +25,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Optional
 
 import torch
-import transformers
 from packaging.version import Version
+
+from .._optional import require
+
+transformers = require("transformers", "llmint8.integrations.transformers")
 
 MIN_TRANSFORMERS = "5.23"  # loaders that skip the shape check for quantized params (5.23)
 if Version(transformers.__version__) < Version(MIN_TRANSFORMERS):

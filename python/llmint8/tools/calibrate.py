@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _core
+from .._optional import require
 from ..calibration import OutlierCalibrator
 from ..nn.linear import OUTLIER_BATCHES_KEY, OUTLIER_COLS_KEY, OUTLIER_COUNTS_KEY
 from . import UsageError
@@ -35,7 +36,7 @@ def text_lines(path: Path) -> list[str]:
 
 def load_model(directory: Path, device: str, **kwargs):
     """A transformers model of the class its config names (the base model when it names none)."""
-    import transformers
+    transformers = require("transformers", "loading a transformers model")
 
     from ..integrations import transformers as _registered  # noqa: F401  (registers llmint8)
 
@@ -61,7 +62,7 @@ def calibrate_directory(
     """Runs the lines of `text_file` (one sequence each) through the int8 model in `work`,
     records outlier columns per layer, and adds the static columns to `work`'s shards (listed in
     `weight_map`, which is updated). Returns the number of static columns per layer."""
-    import transformers
+    transformers = require("transformers", "--calibrate")
 
     lines = text_lines(text_file)
     device = default_device(device)

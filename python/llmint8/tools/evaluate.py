@@ -20,6 +20,7 @@ from typing import Optional
 
 import torch
 
+from .._optional import require
 from ..loading import check_torch_file
 from . import UsageError
 from .calibrate import MAX_TOKENS, default_device, load_model, text_lines
@@ -65,7 +66,7 @@ class EvalResult:
 
 def evaluate(model_dir: os.PathLike, text: os.PathLike, device: Optional[str] = None,
              max_lines: Optional[int] = None) -> EvalResult:  # fmt: skip
-    import transformers
+    transformers = require("transformers", "llmint8 eval")
 
     checkpoint = open_checkpoint(model_dir)
     config = checkpoint.config

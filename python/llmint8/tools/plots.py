@@ -38,7 +38,9 @@ def parse_table(table: str) -> tuple[str, dict[str, list[dict[str, float]]]]:
 
 
 def _pyplot():
-    import matplotlib
+    from .._optional import require
+
+    matplotlib = require("matplotlib", "--plot")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .. import _core
 from .. import functional as F
 from .._leftovers import clear_leftovers
+from .._optional import require
 from ..convert import matches_module
 from ..errors import UnsupportedDtypeError
 from ..loading import repository_root
@@ -128,7 +129,7 @@ def how_to_load(checkpoint: Checkpoint, dst: Path) -> str:
     config = checkpoint.config
     if config is not None:
         # transformers finds llmint8 by itself (the start-up hook the wheel installs).
-        import transformers
+        import transformers  # there: a config means linear_weight_names imported it
 
         names = config.get("architectures") or []
         name = names[0] if names and hasattr(transformers, str(names[0])) else "AutoModel"
@@ -247,8 +248,9 @@ def _progress(checkpoint: Checkpoint, enabled: bool):
 
 def linear_weight_names(checkpoint: Checkpoint, threshold: float, skip) -> set[str]:
     """The weight names a transformers model directory's int8 layers have (see module doc)."""
-    import accelerate
-    import transformers
+    purpose = "quantizing a transformers model directory"
+    accelerate = require("accelerate", purpose)
+    transformers = require("transformers", purpose)
 
     from ..integrations.transformers import Int8Config, Int8HfQuantizer
     from ..nn import Linear8bitLt
