@@ -26,6 +26,24 @@ from .serialization import load_quantized, load_state_dict, save_quantized, save
 
 __version__ = "0.1.0"
 
+# The `llmint8` command's subcommands as functions (imported on first use).
+_COMMANDS = {
+    "quantize_checkpoint": ("tools.quantize", "quantize"),
+    "inspect_checkpoint": ("tools.inspect", "inspect_checkpoint"),
+    "evaluate_model": ("tools.evaluate", "evaluate"),
+    "run_bench": ("tools.bench", "run_bench"),
+}
+
+
+def __getattr__(name: str):
+    if name in _COMMANDS:
+        import importlib
+
+        module, attribute = _COMMANDS[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "FORMAT_VERSION",
     "DeviceMismatchError",
@@ -40,12 +58,16 @@ __all__ = [
     "UnsupportedDeviceError",
     "UnsupportedDtypeError",
     "__version__",
+    "evaluate_model",
     "functional",
+    "inspect_checkpoint",
     "load_checkpoint_shards",
     "load_quantized",
     "load_state_dict",
     "nn",
+    "quantize_checkpoint",
     "replace_linear",
+    "run_bench",
     "save_quantized",
     "save_state_dict",
 ]

@@ -15,7 +15,10 @@ from typing import Optional
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    result = run_demo(device=args.device, sentences=args.sentences, threshold=args.threshold)
+    result = run_demo(
+        device=args.device, sentences=args.sentences, threshold=args.threshold,
+        progress=not args.quiet,
+    )  # fmt: skip
     print(result.table())
     return 0 if result.reload_bit_exact else 1
 
@@ -26,7 +29,7 @@ def _quantize(args: argparse.Namespace) -> int:
     report = quantize(
         args.src, args.dst, threshold=args.threshold, skip=args.skip, calibrate=args.calibrate,
         overwrite=args.overwrite, progress=not args.quiet, device=args.device,
-        min_fraction=args.min_fraction,
+        min_fraction=args.min_fraction, dtype=args.dtype,
     )  # fmt: skip
     print(report.table())
     print(f"written: {args.dst}")
@@ -51,7 +54,10 @@ def _inspect(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from .tools.evaluate import evaluate
 
-    result = evaluate(args.model, args.text, device=args.device, max_lines=args.max_lines)
+    result = evaluate(
+        args.model, args.text, device=args.device, max_lines=args.max_lines,
+        progress=not args.quiet,
+    )  # fmt: skip
     print(result.table())
     return 0
 
@@ -155,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="llmint8", description="LLM.int8() inference: int8 linear layers with fp outliers."
     )
+    from . import FORMAT_VERSION, __version__
+
+    parser.add_argument(
+        "--version", action="version",
+        version=f"llmint8 {__version__} (checkpoint format {FORMAT_VERSION})",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     quantize = _command(
@@ -182,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument(
         "--min-fraction", type=_fraction, default=0.5,
         help="with --calibrate: a column is static when it is an outlier in this share of lines",
+    )  # fmt: skip
+    quantize.add_argument(
+        "--dtype", choices=("float16", "bfloat16", "float32"), default=None,
+        help="dtype of the tensors left in floating point (default: as they are)",
     )  # fmt: skip
     quantize.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     quantize.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -247,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sentences", type=_positive, default=256, help="how many sentences to embed"
     )
     demo.add_argument("--threshold", type=_threshold, default=6.0, help="outlier threshold")
+    demo.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
 

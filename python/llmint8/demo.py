@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .convert import replace_linear
 from .nn import Linear8bitLt
@@ -82,9 +84,18 @@ def load_minilm(device: torch.device):
 
 
 @torch.no_grad()
-def embed(model: nn.Module, tokenizer, sentences: list[str], device, batch_size: int = 64):
-    """Mean-pooled, L2-normalised sentence embeddings (as sentence-transformers computes them)."""
+def embed(
+    model: nn.Module,
+    tokenizer,
+    sentences: list[str],
+    device,
+    batch_size: int = 64,
+    progress: Optional[str] = None,
+):
+    """Mean-pooled, L2-normalised sentence embeddings (as sentence-transformers computes them).
+    `progress`: a description for a progress bar over the sentences (none when None)."""
     out = []
+    bar = tqdm(total=len(sentences), desc=progress, unit="sentence", disable=progress is None)
     for start in range(0, len(sentences), batch_size):
         batch = tokenizer(
             sentences[start : start + batch_size],
@@ -97,6 +108,8 @@ def embed(model: nn.Module, tokenizer, sentences: list[str], device, batch_size:
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        bar.update(min(batch_size, len(sentences) - start))
+    bar.close()
     return torch.cat(out)
 
 
@@ -174,32 +187,56 @@ class DemoResult:
 
 
 def run_demo(
-    device: Optional[str] = None, sentences: int = 256, threshold: float = 6.0
+    device: Optional[str] = None,
+    sentences: int = 256,
+    threshold: float = 6.0,
+    progress: bool = True,
 ) -> DemoResult:
+    """Converts all-MiniLM-L6-v2 to int8, saves and reloads it, and compares its embeddings of
+    `sentences` real sentences with the original's (`llmint8 demo`). With `progress`, each step
+    and a bar per pass over the sentences go to stderr."""
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def step(text: str) -> None:
+        if progress:
+            print(f"demo: {text}", file=sys.stderr, flush=True)
+
+    def bar(text: str) -> Optional[str]:
+        return text if progress else None
+
     texts = real_sentences(sentences)
+    step(f"loading all-MiniLM-L6-v2 (fp32) and {len(texts)} sentences; device {target}")
     original, tokenizer = load_minilm(torch.device("cpu"))
     pristine = copy.deepcopy(original)
     original = original.to(target)
     embed(original, tokenizer, texts[:8], target)  # warm-up
-    reference, fp_seconds = timed(lambda: embed(original, tokenizer, texts, target), target)
+    reference, fp_seconds = timed(
+        lambda: embed(original, tokenizer, texts, target, progress=bar("fp32")), target
+    )
     before = linear_weight_bytes(original), model_bytes(original)
 
     def converted(t: float) -> nn.Module:
         return replace_linear(copy.deepcopy(pristine), threshold=t).to(target)  # quantized here
 
+    step(f"converting to int8 (threshold {threshold}); a GPU compiles its kernels once")
     int8_model = converted(threshold)
     embed(int8_model, tokenizer, texts[:8], target)  # warm-up (kernel compilation on a GPU)
-    got, int8_seconds = timed(lambda: embed(int8_model, tokenizer, texts, target), target)
+    got, int8_seconds = timed(
+        lambda: embed(int8_model, tokenizer, texts, target, progress=bar("int8")), target
+    )
     cosine = (got * reference).sum(-1)
-    plain = (embed(converted(0.0), tokenizer, texts, target) * reference).sum(-1)
+    plain_model = converted(0.0)
+    plain = embed(plain_model, tokenizer, texts, target, progress=bar("int8 absmax")) * reference
+    plain = plain.sum(-1)
 
+    step("saving the int8 model and loading it again")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "minilm-int8.safetensors"
         save_quantized(int8_model, path)
         file_bytes = path.stat().st_size
         reloaded = load_quantized(copy.deepcopy(pristine), path).to(target)
-        bit_exact = torch.equal(embed(reloaded, tokenizer, texts, target), got)
+        again = embed(reloaded, tokenizer, texts, target, progress=bar("reloaded"))
+        bit_exact = torch.equal(again, got)
 
     return DemoResult(
         device=str(target),

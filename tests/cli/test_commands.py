@@ -208,3 +208,46 @@ def test_a_pytorch_format_model_directory_becomes_safetensors_int8(llama_dir, in
     reference = transformers.AutoModelForCausalLM.from_pretrained(int8_dir, device_map="cpu")
     for (name, a), (_, b) in zip(loaded.state_dict().items(), reference.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_dtype_stores_the_floating_point_tensors_in_half_precision(llama_dir, int8_dir, tmp_path):
+    """The source is float32: without --dtype its embeddings and norms stay float32; with
+    --dtype float16 they are stored (and load) in float16 and the copy is about a third of the
+    float32 checkpoint; the int8 tensors are the same either way."""
+    dst = tmp_path / "half"
+    result = run("quantize", llama_dir, dst, "--dtype", "float16", "--quiet")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((dst / "config.json").read_text())
+    assert config["dtype"] == "float16"
+    half = {}
+    for file in sorted(dst.glob("*.safetensors")):
+        half.update(llmint8.load_state_dict(file)[0])
+    full = {}
+    for file in sorted(int8_dir.glob("*.safetensors")):
+        full.update(llmint8.load_state_dict(file)[0])
+    assert half["model.embed_tokens.weight"].dtype == torch.float16
+    assert full["model.embed_tokens.weight"].dtype == torch.float32
+    for name, tensor in full.items():
+        if tensor.dtype == torch.int8 or name.endswith("SCB"):
+            assert torch.equal(half[name], tensor), name
+    size = sum(f.stat().st_size for f in dst.glob("*.safetensors"))
+    source = sum(f.stat().st_size for f in llama_dir.glob("*.safetensors"))
+    assert size < 0.4 * source, (size, source)
+    model = transformers.AutoModelForCausalLM.from_pretrained(dst, device_map="cpu")
+    assert model.model.embed_tokens.weight.dtype == torch.float16
+
+
+def test_dtype_refuses_values_float16_cannot_hold(tmp_path):
+    llmint8.save_state_dict(
+        {"fc.weight": torch.randn(4, 4), "norm.weight": torch.full((4,), 1e6)},
+        tmp_path / "m.safetensors",
+    )
+    result = run("quantize", tmp_path / "m.safetensors", tmp_path / "o.safetensors",
+                 "--dtype", "float16", "--quiet")  # fmt: skip
+    assert_one_line_error(result, "norm.weight holds values beyond its range")
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith(f"llmint8 {llmint8.__version__}")

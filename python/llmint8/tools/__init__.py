@@ -1,4 +1,6 @@
-"""What the `llmint8` command does, as functions: `quantize`, `inspect`, `evaluate`, `bench`.
+"""What the `llmint8` command does, as functions with the command's options as arguments; the
+public names are on the package: `llmint8.quantize_checkpoint`, `llmint8.inspect_checkpoint`,
+`llmint8.evaluate_model`, `llmint8.run_bench`.
 
 Each raises `UsageError` (or one of llmint8's named errors) for input it cannot use; the command
 turns those into one line on stderr and exit code 2.

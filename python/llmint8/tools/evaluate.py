@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
 from .._optional import require
 from ..loading import check_torch_file
@@ -51,8 +52,8 @@ class EvalResult:
         body = []
         for row in self.rows:
             cells = [row.name, f"{row.value:.4f}"]
-            cells.append("" if row.difference is None else f"{row.difference:+.4f}")
-            cells.append("" if row.standard_error is None else f"{row.standard_error:.4f}")
+            cells.append("" if row.difference is None else f"{row.difference:+.3g}")
+            cells.append("" if row.standard_error is None else f"{row.standard_error:.2g}")
             if not causal:
                 cells.append("" if row.minimum is None else f"{row.minimum:.4f}")
             body.append(cells)
@@ -64,8 +65,20 @@ class EvalResult:
         return f"{self.metric} ({what})\n" + "\n".join(lines)
 
 
-def evaluate(model_dir: os.PathLike, text: os.PathLike, device: Optional[str] = None,
-             max_lines: Optional[int] = None) -> EvalResult:  # fmt: skip
+def evaluate(
+    model_dir: os.PathLike,
+    text: os.PathLike,
+    device: Optional[str] = None,
+    max_lines: Optional[int] = None,
+    progress: bool = True,
+) -> EvalResult:
+    """`llmint8 eval`: the floating-point model in `model_dir` (a transformers directory) against
+    int8 at threshold 6.0 and plain absmax int8, on the lines of the UTF-8 file `text` (at most
+    `max_lines`), on `device` (default: the first GPU, else the CPU). Returns the rows of
+    `EvalResult.table()`: perplexity for a causal LM, else embedding cosine similarity, each with
+    the difference to the original and its standard error. `progress`: bars on stderr.
+
+    Raises `UsageError` (or `FormatError`, `MissingDependencyError`) for input it cannot use."""
     transformers = require("transformers", "llmint8 eval")
 
     checkpoint = open_checkpoint(model_dir)
@@ -93,7 +106,7 @@ def evaluate(model_dir: os.PathLike, text: os.PathLike, device: Optional[str] = 
 
             kwargs["quantization_config"] = Int8Config(threshold=threshold)
         model = load_model(checkpoint.path, device, **kwargs)
-        outputs[name] = run(model, tokenizer, lines, device)
+        outputs[name] = run(model, tokenizer, lines, device, name if progress else None)
         del model
         gc.collect()
     if causal:
@@ -102,10 +115,10 @@ def evaluate(model_dir: os.PathLike, text: os.PathLike, device: Optional[str] = 
 
 
 @torch.no_grad()
-def _token_losses(model, tokenizer, lines, device) -> list[tuple[float, int]]:
+def _token_losses(model, tokenizer, lines, device, progress) -> list[tuple[float, int]]:
     """(summed negative log-likelihood, predicted tokens) per line."""
     out = []
-    for line in lines:
+    for line in tqdm(lines, desc=progress, unit="line", disable=progress is None):
         ids = tokenizer(line, return_tensors="pt", truncation=True, max_length=MAX_TOKENS)
         ids = ids["input_ids"].to(device)
         if ids.shape[1] < 2:
@@ -120,10 +133,10 @@ def _token_losses(model, tokenizer, lines, device) -> list[tuple[float, int]]:
 
 
 @torch.no_grad()
-def _embeddings(model, tokenizer, lines, device) -> torch.Tensor:
+def _embeddings(model, tokenizer, lines, device, progress) -> torch.Tensor:
     from ..demo import embed
 
-    return embed(model, tokenizer, lines, device).cpu()
+    return embed(model, tokenizer, lines, device, progress=progress).cpu()
 
 
 def _perplexity_result(outputs, count) -> EvalResult:

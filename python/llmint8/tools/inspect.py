@@ -129,6 +129,11 @@ class InspectReport:
 
 
 def inspect_checkpoint(path: os.PathLike) -> InspectReport:
+    """`llmint8 inspect`: per layer of the checkpoint at `path` (a file or directory, int8 or
+    floating point) its shape, dtypes, bytes before and after, weight quantization error (exact
+    for a floating-point checkpoint, estimated from the row scales for an int8 one) and
+    calibrated outlier columns. The report has ``.table()``, ``.to_json()`` and ``.plot(png)``.
+    Reads headers and weights one tensor at a time; raises `UsageError` or `FormatError`."""
     checkpoint = open_checkpoint(path)
     config = checkpoint.config
     quantized = checkpoint.holds_int8_weights()

@@ -56,6 +56,8 @@ from .checkpoints import (
 # Without a model config: 2-D weights whose names hold one of these stay as they are.
 DEFAULT_SKIP = ("lm_head", "embed_tokens", "embeddings", "embed", "wte", "wpe", "shared")
 FLOAT_DTYPES = ("float16", "bfloat16", "float32")
+# Tensors `--dtype` casts (a float64 norm or buffer may be left in floating point too).
+CASTABLE_DTYPES = (*FLOAT_DTYPES, "float64")
 
 
 @dataclass
@@ -98,9 +100,33 @@ def quantize(
     progress: bool = True,
     device: Optional[str] = None,
     min_fraction: float = 0.5,
+    dtype: Optional[str] = None,
 ) -> QuantizeReport:
+    """`llmint8 quantize`: writes an int8 copy of the checkpoint `src` (a safetensors or PyTorch
+    file, a directory of them, or a transformers model directory) to `dst` (a file for a file,
+    else a directory), shard by shard, atomically.
+
+    Args:
+        threshold: the outlier threshold the int8 layers run with (recorded in the copy).
+        skip: module names kept in floating point (besides ``lm_head``; without a model config
+            also the embeddings).
+        calibrate: a text file whose lines run through the int8 model to store static outlier
+            columns (transformers directories only); `min_fraction` is the share of lines in
+            which a column must be an outlier to become static.
+        overwrite: replace an existing `dst` (atomically); without it an existing `dst` is
+            refused, also one that appears while this runs.
+        progress: a progress bar on stderr. `device`: where calibration runs.
+        dtype: ``"float16"``, ``"bfloat16"`` or ``"float32"`` for the tensors left in floating
+            point (embeddings, norms, biases, skipped layers); default: as they are.
+
+    Returns a `QuantizeReport` (its ``how_to_load`` is the line of Python that loads `dst`).
+    Raises `UsageError`, `FormatError`, `QuantizationError`, `UnsupportedDtypeError` or
+    `MissingDependencyError`, before anything is written wherever the headers allow; `dst` is
+    then left as it was. Ctrl-C raises `Interrupted`, whose message says what became of `dst`.
+    """
     threshold = checked_threshold(threshold)
     min_fraction = checked_fraction(min_fraction)
+    cast = checked_dtype(dtype)
     checkpoint = open_checkpoint(src)
     dst = Path(dst)
     _check_destination(checkpoint, dst, overwrite)
@@ -117,7 +143,7 @@ def quantize(
     before = _identity(dst)
     try:
         report = _quantize(checkpoint, dst, targets, threshold, skip, calibrate, overwrite,
-                           progress, device, min_fraction)  # fmt: skip
+                           progress, device, min_fraction, cast)  # fmt: skip
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_outcome(dst, before)) from None
     report.how_to_load = how_to_load(checkpoint, dst)
@@ -144,6 +170,14 @@ def checked_threshold(threshold: float) -> float:
         return F.checked_threshold(threshold)
     except (TypeError, ValueError):
         raise UsageError(f"--threshold must be a finite number >= 0, got {threshold}") from None
+
+
+def checked_dtype(dtype: Optional[str]) -> Optional[torch.dtype]:
+    if dtype is None:
+        return None
+    if dtype not in FLOAT_DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
+    return getattr(torch, dtype)
 
 
 def checked_fraction(fraction: float) -> float:
@@ -174,13 +208,13 @@ def _interrupted_outcome(dst: Path, before) -> str:
 
 
 def _quantize(checkpoint, dst, targets, threshold, skip, calibrate, overwrite, progress, device,
-              min_fraction) -> QuantizeReport:  # fmt: skip
+              min_fraction, cast) -> QuantizeReport:  # fmt: skip
     config = checkpoint.config
     if not checkpoint.is_directory:
         report = QuantizeReport()
         with _progress(checkpoint, progress) as bar:
             _quantize_file(
-                checkpoint.files[0], dst, targets, threshold, skip, report, bar, overwrite
+                checkpoint.files[0], dst, targets, threshold, skip, report, bar, overwrite, cast
             )
         return report
 
@@ -194,11 +228,11 @@ def _quantize(checkpoint, dst, targets, threshold, skip, calibrate, overwrite, p
         with _progress(checkpoint, progress) as bar:
             for file in checkpoint.files:
                 out = work / safetensors_name(file)
-                names = _quantize_file(file, out, targets, threshold, skip, report, bar)
+                names = _quantize_file(file, out, targets, threshold, skip, report, bar, cast=cast)
                 weight_map.update(dict.fromkeys(names, out.name))
         report.not_copied = _copy_side_files(checkpoint, work)
         if config is not None:
-            _write_config(config, work, threshold, skip)
+            _write_config(config, work, threshold, skip, cast)
         if len(checkpoint.files) > 1:
             _write_index(work, checkpoint.index or {}, weight_map)
         if calibrate is not None:
@@ -304,9 +338,11 @@ def _check_targets(checkpoint: Checkpoint, targets: Optional[set[str]], skip) ->
         )
 
 
-def _quantize_file(src, dst, targets, threshold, skip, report, bar, overwrite=True) -> list[str]:
+def _quantize_file(src, dst, targets, threshold, skip, report, bar, overwrite=True,
+                   cast=None) -> list[str]:  # fmt: skip
     """Quantizes one safetensors file into `dst`; returns the names written. Without `overwrite`
-    an existing `dst` (also one created meanwhile) is refused."""
+    an existing `dst` (also one created meanwhile) is refused; `cast` is the dtype of the
+    floating-point tensors left as they are (None: unchanged)."""
     tensors, _ = read_tensors(src)
     entries, layers, dtypes = [], {}, set()
     for tensor in tensors:
@@ -326,6 +362,8 @@ def _quantize_file(src, dst, targets, threshold, skip, report, bar, overwrite=Tr
             layers[module] = {"threshold": threshold, "has_fp16_weights": False}
             dtypes.add(tensor.dtype)
             report.layers.append(module)
+        elif cast is not None and tensor.dtype in CASTABLE_DTYPES:
+            entries.append(RawTensor.of(tensor.name, _cast(tensor, cast)).entry())
         else:
             entries.append(tensor.entry())
         bar.update(tensor.raw.nbytes)
@@ -383,10 +421,26 @@ def _copy_inside(item: Path, target: Path, roots, shown: str, above: set, left_o
         left_out.append(f"{shown} (not a regular file)")
 
 
-def _write_config(config: dict, work: Path, threshold: float, skip) -> None:
+def _cast(tensor: RawTensor, dtype: torch.dtype) -> torch.Tensor:
+    """`tensor` in `dtype`; `UsageError` naming it when a finite value does not fit (float16
+    holds at most 65504)."""
+    source = tensor.to_torch()
+    cast = source.to(dtype)
+    if bool((torch.isfinite(source) & ~torch.isfinite(cast)).any()):
+        raise UsageError(
+            f"--dtype {str(dtype).removeprefix('torch.')}: {tensor.name} holds values beyond its "
+            "range; choose bfloat16 or float32"
+        )
+    return cast
+
+
+def _write_config(config: dict, work: Path, threshold: float, skip, cast=None) -> None:
     from ..integrations.transformers import Int8Config
 
     config = dict(config)
+    if cast is not None:  # the dtype transformers gives the floating-point tensors on load
+        config["dtype"] = str(cast).removeprefix("torch.")
+        config.pop("torch_dtype", None)
     config["quantization_config"] = Int8Config(threshold=threshold, skip_modules=skip).to_dict()
     (work / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
