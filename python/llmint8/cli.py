@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="a transformers model directory (floating point)")
     evaluate.add_argument("--text", required=True, help="a UTF-8 text file, one sample per line")
     evaluate.add_argument("--max-lines", type=_positive, default=None, help="use at most this many")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_device(evaluate)
 
     bench = _command(
