@@ -4,7 +4,17 @@ weights, ≈1B and ≈7B parameters), fp16 vs llmint8 (threshold 6) vs bitsandby
 tokens) and decode ms/token at batch 1, 8 and 32, eager and with CUDA graphs (torch.compile
 mode="reduce-overhead" over a static KV cache).
 
-    python benches/model.py [--sizes 1b 7b] [--split 2] [--variants llmint8 ...] [--out F]
+    python benches/model.py [--sizes 1b 7b] [--profiles random realistic] [--split 2]
+                            [--variants llmint8 ...] [--out F]
+
+Profiles (the activations' outliers decide how much of LLM.int8() runs in floating point):
+`random` is the model as initialised (its down_proj inputs hold thousands of columns above 6 at
+2048 tokens); `realistic` plants what the LLM.int8() paper describes of trained models, a few
+systematic outlier features: 6 hidden dimensions of the residual stream ×20 (the two norms'
+weights at those dimensions), and MLP intermediate activations of moderate size (up_proj ×0.25),
+so that q/k/v/gate/up see about 6 outlier columns and down_proj few. A second table gives, per
+projection type, the outlier columns its inputs hold (min / median / max over layers) at 1, 32
+and 2048 tokens, so a reader can tell one profile from the other.
 
 `--split N` adds a row for the llmint8 model split layer by layer across N GPUs by accelerate's
 device map (`dispatch_model`; each layer quantized on its own GPU), with the memory per GPU.
@@ -37,6 +47,7 @@ SIZES = {
 PREFILL_TOKENS = 2048
 PROMPT, DECODE_STEPS, WARMUP = 128, 32, 4
 BATCHES = (1, 8, 32)
+PROFILES_SEEN: dict = {}  # (size, profile) -> outlier_columns() of the llmint8 model
 
 
 def split_across_gpus(config, gpus: int) -> nn.Module:
@@ -55,7 +66,26 @@ def split_across_gpus(config, gpus: int) -> nn.Module:
     return accelerate.dispatch_model(model, device_map)
 
 
-def build(size: str, variant: str) -> nn.Module:
+PLANTED_FEATURES = 6
+PLANTED_SCALE = 20.0
+UP_PROJ_SCALE = 0.25
+
+
+@torch.no_grad()
+def apply_profile(model: nn.Module, profile: str) -> None:
+    """`realistic`: a few systematic outlier features (see the module doc); `random`: as built."""
+    if profile == "random":
+        return
+    generator = torch.Generator().manual_seed(0)
+    hidden = model.config.hidden_size
+    features = torch.randperm(hidden, generator=generator)[:PLANTED_FEATURES]
+    for layer in model.model.layers:
+        for norm in (layer.input_layernorm, layer.post_attention_layernorm):
+            norm.weight[features.to(norm.weight.device)] *= PLANTED_SCALE
+        layer.mlp.up_proj.weight.mul_(UP_PROJ_SCALE)
+
+
+def build(size: str, variant: str, profile: str = "random") -> nn.Module:
     config = transformers.LlamaConfig(
         vocab_size=32000, max_position_embeddings=4096, **SIZES[size]
     )  # fmt: skip
@@ -63,6 +93,7 @@ def build(size: str, variant: str) -> nn.Module:
         return split_across_gpus(config, int(variant.rsplit("×", 1)[1]))
     with torch.device("cuda"):
         model = transformers.LlamaForCausalLM(config).half().eval()
+    apply_profile(model, profile)
     if variant == "llmint8":
         llmint8.replace_linear(model, threshold=6.0)
         model.cuda()  # quantizes every layer in place; the fp16 weights are freed
@@ -127,9 +158,55 @@ def decode_ms_per_token(model, batch: int, graphs: bool) -> float:
     return statistics.median(times)
 
 
-def measure(size: str, variant: str) -> list[str]:
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+COUNT_TOKENS = (1, 32, PREFILL_TOKENS)
+
+
+@torch.no_grad()
+def outlier_columns(model: nn.Module, threshold: float = 6.0) -> dict[str, dict[int, list[int]]]:
+    """Per projection type and number of tokens, the outlier columns (any |x| >= threshold) of
+    each layer's input, over one forward of random token ids."""
+    counts: dict[str, dict[int, list[int]]] = {
+        p: {t: [] for t in COUNT_TOKENS} for p in PROJECTIONS
+    }
+    tokens = [0]
+
+    def hook(kind):
+        def count(module, args):
+            x = args[0].reshape(-1, args[0].shape[-1])
+            counts[kind][tokens[0]].append(int((x.abs() >= threshold).any(dim=0).sum()))
+
+        return count
+
+    handles = [
+        module.register_forward_pre_hook(hook(name.rsplit(".", 1)[-1]))
+        for name, module in model.named_modules()
+        if name.rsplit(".", 1)[-1] in PROJECTIONS
+    ]
+    try:
+        for n in COUNT_TOKENS:
+            tokens[0] = n
+            model(torch.randint(0, 32000, (1, n), device="cuda"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts
+
+
+def profile_row(size: str, profile: str, counts) -> str:
+    cells = [size, profile]
+    for kind in PROJECTIONS:
+        parts = []
+        for n in COUNT_TOKENS:
+            values = sorted(counts[kind][n])
+            parts.append(f"{values[0]}/{values[len(values) // 2]}/{values[-1]}" if values else "—")
+        cells.append(" · ".join(parts))
+    return "| " + " | ".join(cells) + " |"
+
+
+def measure(size: str, variant: str, profile: str = "random") -> list[str]:
     start = time.monotonic()
-    model = build(size, variant)
+    model = build(size, variant, profile)
     gpus = range(torch.cuda.device_count())
     weights = sum(torch.cuda.memory_allocated(i) for i in gpus)
     per_gpu = " / ".join(f"{torch.cuda.memory_allocated(i) / 2**30:.2f}" for i in gpus)
@@ -137,7 +214,7 @@ def measure(size: str, variant: str) -> list[str]:
         torch.cuda.reset_peak_memory_stats(i)  # the peak of inference, not of building
     print(f"{size} {variant}: built in {time.monotonic() - start:.0f} s", file=sys.stderr)
     prefill = prefill_tokens_per_s(model)
-    cells = [size, variant, f"{weights / 2**30:.2f} ({per_gpu})", f"{prefill:,.0f}"]
+    cells = [size, profile, variant, f"{weights / 2**30:.2f} ({per_gpu})", f"{prefill:,.0f}"]
     split = variant.startswith("llmint8 split")
     for graphs in (False, True):
         for batch in BATCHES:
@@ -150,7 +227,9 @@ def measure(size: str, variant: str) -> list[str]:
                 print(f"{size} {variant} batch {batch} graphs={graphs}: {err!r}", file=sys.stderr)
                 cells.append("n/a")
             torch._dynamo.reset()
-    cells.insert(3, f"{sum(torch.cuda.max_memory_allocated(i) for i in gpus) / 2**30:.2f}")
+    cells.insert(4, f"{sum(torch.cuda.max_memory_allocated(i) for i in gpus) / 2**30:.2f}")
+    if variant == "llmint8":
+        PROFILES_SEEN[(size, profile)] = outlier_columns(model)
     del model
     gc.collect()
     torch.cuda.empty_cache()
@@ -160,6 +239,8 @@ def measure(size: str, variant: str) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--profiles", nargs="+", default=["realistic", "random"],
+                        choices=["realistic", "random"])  # fmt: skip
     parser.add_argument("--split", type=int, default=0, metavar="N",
                         help="also the llmint8 model split across N GPUs (device_map)")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
@@ -182,16 +263,24 @@ def main(argv=None) -> int:
         short = {v: "split" if "split" in v else v for v in variants}
         variants = [v for v in variants if short[v] in args.variants]
     decode = [f"decode ms/token b={b}" for b in BATCHES]
-    header = ["model", "variant", "weights GiB (per GPU)", "peak GiB", "prefill tok/s (b=1, 2048)",
-              *decode, *[f"{d} (graphs)" for d in decode]]  # fmt: skip
+    header = ["model", "profile", "variant", "weights GiB (per GPU)", "peak GiB",
+              "prefill tok/s (b=1, 2048)", *decode, *[f"{d} (graphs)" for d in decode]]  # fmt: skip
     lines = [f"{torch.cuda.get_device_name()}; Llama-style, random fp16 weights", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     print("\n".join(lines), flush=True)
     for size in args.sizes:
-        for variant in variants:
-            row = "| " + " | ".join(measure(size, variant)) + " |"
-            lines.append(row)
-            print(row, flush=True)
+        for profile in args.profiles:
+            for variant in variants:
+                row = "| " + " | ".join(measure(size, variant, profile)) + " |"
+                lines.append(row)
+                print(row, flush=True)
+    if PROFILES_SEEN:
+        lines += ["", "Outlier columns (|x| >= 6) of each projection's input, min/median/max over "
+                  f"layers, at {' · '.join(map(str, COUNT_TOKENS))} tokens:", "",
+                  "| model | profile | " + " | ".join(PROJECTIONS) + " |",
+                  "|" + "---|" * (2 + len(PROJECTIONS))]  # fmt: skip
+        lines += [profile_row(s, p, counts) for (s, p), counts in PROFILES_SEEN.items()]
+        print("\n".join(lines[-(len(PROFILES_SEEN) + 4) :]), flush=True)
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")

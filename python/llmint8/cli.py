@@ -67,7 +67,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.plot:
         _check_plot_dependencies()
-    run_bench(device=args.device, quick=args.quick, out=args.out, plot=args.plot)  # prints rows
+    run_bench(
+        device=args.device, quick=args.quick, out=args.out, plot=args.plot, outliers=args.outliers
+    )  # fmt: skip  (prints rows)
     if args.plot:
         print(f"plot: {args.plot}")
     return 0
@@ -243,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
         "side-by-side table.",
     )
     bench.add_argument("--quick", action="store_true", help="a small grid")
+    bench.add_argument(
+        "--outliers", action="store_true",
+        help="sweep the number of outlier columns (0, 6, 64, 512, K/4, K) instead of the grid",
+    )  # fmt: skip
     bench.add_argument(
         "--out", default=None, type=_output(), help="also write the table (markdown) here"
     )

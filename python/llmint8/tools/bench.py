@@ -289,15 +289,23 @@ def cpu_table(quick):
     return _table(title, header, rows_for, grid)
 
 
-def run_bench(device=None, quick=False, out=None, plot=None) -> str:
+def run_bench(device=None, quick=False, out=None, plot=None, outliers=False) -> str:
     """`llmint8 bench`: runs the layer grid on `device` (default: the first GPU, else the CPU;
     `quick`: a small grid), prints each row as it is measured and returns the markdown table;
-    `out` also writes it, `plot` writes the speed-up chart (PNG)."""
+    `out` also writes it, `plot` writes the speed-up chart (PNG). `outliers`: instead, the sweep
+    over the number of outlier columns (`llmint8.tools.bench_outliers`)."""
     torch.manual_seed(0)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    lines = gpu_table(device, quick) if device.type == "cuda" else cpu_table(quick)
+    if outliers:
+        from .bench_outliers import outlier_sweep_table
+
+        lines = outlier_sweep_table(device, quick)
+    elif device.type == "cuda":
+        lines = gpu_table(device, quick)
+    else:
+        lines = cpu_table(quick)
     table = "\n".join(lines) + "\n"
     if out:
         from .outputs import write_atomically
@@ -316,8 +324,9 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="cuda[:N] or cpu (default: cuda if any)")
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
     parser.add_argument("--plot", default=None, help="also write a speed-up chart (PNG)")
+    parser.add_argument("--outliers", action="store_true", help="the outlier-column sweep")
     args = parser.parse_args(argv)
-    run_bench(args.device, args.quick, args.out, args.plot)
+    run_bench(args.device, args.quick, args.out, args.plot, args.outliers)
 
 
 if __name__ == "__main__":
