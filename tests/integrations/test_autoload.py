@@ -59,7 +59,10 @@ def test_plain_transformers_loads_the_int8_model_as_llmint8_does(int8_dir, input
 def test_without_the_hook_plain_transformers_would_load_garbage(int8_dir, input_ids, tmp_path):
     """The failure the hook exists for (transformers skips an unknown method, with a warning,
     and casts the int8 codes to float): the hook's test above is not vacuous."""
-    script = PLAIN_TRANSFORMERS.replace("import _llmint8_autoload", "pass")
+    # Where llmint8 is installed from its wheel the .pth has already run: take the hook out.
+    script = PLAIN_TRANSFORMERS.replace(
+        "import _llmint8_autoload", "import _llmint8_autoload; _llmint8_autoload._uninstall()"
+    )
     torch.save(input_ids, tmp_path / "ids.pt")
     result = _run("-c", script, int8_dir, tmp_path / "ids.pt", tmp_path / "out.pt")
     assert result.returncode == 0, result.stderr[-2000:]
