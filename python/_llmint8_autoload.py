@@ -11,6 +11,12 @@ which imports nothing heavy (no torch, no transformers, not llmint8) and only wa
 the two registries; the first use of one (inside ``from_pretrained``, when transformers is fully
 imported) imports `llmint8.integrations.transformers`, which registers the real classes.
 
+llmint8's configs also carry bitsandbytes' 8-bit fields (``load_in_8bit``, ...), so that where
+llmint8 is missing transformers reads them as bitsandbytes directories (the same tensors) instead
+of skipping an unknown method. transformers resolves ``load_in_8bit`` before ``quant_method``, so
+the bitsandbytes 8-bit entry of the config registry is wrapped too: a dict naming
+``quant_method: llmint8`` goes to llmint8, every other one to bitsandbytes' config as before.
+
 Nothing here may break an interpreter's start or transformers' import: every failure becomes a
 warning, and transformers then behaves as without llmint8.
 """
@@ -21,6 +27,7 @@ import warnings
 
 _TARGET = "transformers.quantizers.auto"
 _METHOD = "llmint8"
+_BITSANDBYTES_8BIT = "bitsandbytes_8bit"  # transformers' key for configs with load_in_8bit
 
 
 def _integration():
@@ -42,11 +49,29 @@ def _quantizer_placeholder(quantization_config, **kwargs):
     return _integration().Int8HfQuantizer(quantization_config, **kwargs)
 
 
+def _routing_bitsandbytes_config(original):
+    """bitsandbytes' 8-bit config class, but a dict that names llmint8 becomes llmint8's."""
+
+    class _RoutingConfig:
+        routes_llmint8 = True
+
+        @classmethod
+        def from_dict(cls, config_dict, *args, **kwargs):
+            if config_dict.get("quant_method") == _METHOD:
+                return _ConfigPlaceholder.from_dict(config_dict, *args, **kwargs)
+            return original.from_dict(config_dict, *args, **kwargs)
+
+    return _RoutingConfig
+
+
 def _add_placeholders(auto) -> None:
     configs, quantizers = auto.AUTO_QUANTIZATION_CONFIG_MAPPING, auto.AUTO_QUANTIZER_MAPPING
     if _METHOD not in configs and _METHOD not in quantizers:
         configs[_METHOD] = _ConfigPlaceholder
         quantizers[_METHOD] = _quantizer_placeholder
+    original = configs.get(_BITSANDBYTES_8BIT)
+    if original is not None and not getattr(original, "routes_llmint8", False):
+        configs[_BITSANDBYTES_8BIT] = _routing_bitsandbytes_config(original)
 
 
 class _Loader:

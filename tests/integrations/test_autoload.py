@@ -56,17 +56,40 @@ def test_plain_transformers_loads_the_int8_model_as_llmint8_does(int8_dir, input
         assert torch.equal(torch.load(tmp_path / "out.pt"), expected.eval()(input_ids).logits)
 
 
-def test_without_the_hook_plain_transformers_would_load_garbage(int8_dir, input_ids, tmp_path):
-    """The failure the hook exists for (transformers skips an unknown method, with a warning,
-    and casts the int8 codes to float): the hook's test above is not vacuous."""
+def test_without_llmint8_transformers_reads_a_bitsandbytes_directory(int8_dir, input_ids, tmp_path):
+    """Where llmint8 is missing (here: its hook taken out and llmint8 never imported), the
+    config's bitsandbytes fields make transformers read the directory as bitsandbytes' (the same
+    tensors): it loads into bitsandbytes' layers where bitsandbytes is installed, and otherwise
+    fails naming it — never skipping the method and casting the int8 codes to floats."""
     # Where llmint8 is installed from its wheel the .pth has already run: take the hook out.
     script = PLAIN_TRANSFORMERS.replace(
         "import _llmint8_autoload", "import _llmint8_autoload; _llmint8_autoload._uninstall()"
     )
     torch.save(input_ids, tmp_path / "ids.pt")
     result = _run("-c", script, int8_dir, tmp_path / "ids.pt", tmp_path / "out.pt")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "Linear8bitLt" not in result.stdout
+    assert "Unknown quantization type" not in result.stderr
+    assert "Linear8bitLt torch.int8" not in result.stdout or "bitsandbytes" in result.stdout
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        assert result.returncode != 0
+        assert "requires bitsandbytes" in result.stderr, result.stderr[-2000:]
+    else:
+        assert result.returncode == 0 and "bitsandbytes" in result.stdout, result.stderr[-2000:]
+
+
+def test_the_config_carries_bitsandbytes_fields_and_reads_back():
+    config = hf.Int8Config(threshold=4.0, skip_modules=["mlp.down_proj"])
+    saved = config.to_dict()
+    assert saved["quant_method"] == "llmint8" and saved["load_in_8bit"] is True
+    assert saved["llm_int8_threshold"] == 4.0
+    assert saved["llm_int8_skip_modules"] == ["mlp.down_proj", "lm_head"]
+    again = hf.Int8Config.from_dict(saved)
+    assert (again.threshold, again.skip_modules) == (4.0, ["mlp.down_proj"])
+    bnb = transformers.BitsAndBytesConfig.from_dict(
+        {k: v for k, v in saved.items() if k != "quant_method"}
+    )
+    assert bnb.load_in_8bit and bnb.llm_int8_threshold == 4.0
 
 
 def test_the_hook_imports_nothing_heavy_at_start_up():

@@ -15,8 +15,9 @@ extension points (`register_quantization_config`, `register_quantizer`). Then:
   8-bit config (same tensor names and semantics) into llmint8 layers, and
   `bitsandbytes_config` gives the config under which bitsandbytes loads llmint8's directories.
 
-A directory saved with llmint8 names ``"quant_method": "llmint8"`` in its config: import this
-module before ``from_pretrained`` on it.
+A directory saved with llmint8 names ``"quant_method": "llmint8"`` in its config (with
+bitsandbytes' equivalent 8-bit fields beside it); the start-up hook the wheel installs
+(``_llmint8_autoload``) imports this module when ``from_pretrained`` needs it.
 """
 
 from __future__ import annotations
@@ -95,9 +96,19 @@ class Int8Config(QuantizationConfigMixin):
             if static_outliers is None
             else {str(name): [int(c) for c in cols] for name, cols in static_outliers.items()}
         )
-        unknown = set(kwargs) - {"quant_method"}
+        # The bitsandbytes fields `to_dict` writes beside ours are derived from them: ignored here.
+        unknown = set(kwargs) - {"quant_method"} - set(_bitsandbytes_fields(self))
         if unknown:
             raise TypeError(f"Int8Config got unknown arguments {sorted(unknown)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Our fields, and bitsandbytes' 8-bit fields with the same meaning (``load_in_8bit``,
+        ``llm_int8_threshold``, ...): where llmint8 is not installed, transformers then reads the
+        directory as a bitsandbytes one (whose tensors it is, byte for byte): it loads into
+        bitsandbytes' layers, or fails naming bitsandbytes to install — never skips the
+        quantization and casts int8 codes to floats, as it does for an unknown method. Where
+        llmint8 is installed, its start-up hook routes ``quant_method: llmint8`` here first."""
+        return {**super().to_dict(), **_bitsandbytes_fields(self)}
 
     @classmethod
     def from_bitsandbytes(cls, config: Mapping[str, Any]) -> Int8Config:
@@ -118,12 +129,19 @@ def bitsandbytes_config(config: Int8Config) -> dict[str, Any]:
     loads an llmint8 directory into bitsandbytes layers (same tensors, same semantics)."""
     if config.static_outliers:
         raise ValueError("bitsandbytes has no static outlier columns; this config names some")
+    return {"quant_method": "bitsandbytes", **_bitsandbytes_fields(config)}
+
+
+def _bitsandbytes_fields(config: Int8Config) -> dict[str, Any]:
+    """bitsandbytes' 8-bit config fields (without its quant_method) equivalent to `config`."""
     return {
-        "quant_method": "bitsandbytes",
         "load_in_8bit": True,
         "load_in_4bit": False,
         "llm_int8_threshold": config.threshold,
-        "llm_int8_skip_modules": config.skip_modules,
+        # bitsandbytes' list replaces its default (lm_head); ours comes besides lm_head.
+        "llm_int8_skip_modules": None
+        if config.skip_modules is None
+        else [*config.skip_modules, "lm_head"],
         "llm_int8_has_fp16_weight": config.has_fp16_weights,
         "llm_int8_enable_fp32_cpu_offload": False,
     }
