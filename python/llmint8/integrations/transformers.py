@@ -250,12 +250,12 @@ class Int8HfQuantizer(HfQuantizer):
 
     def _process_model_after_weight_loading(self, model, **kwargs):
         # Layers whose weights transformers initialised itself (missing from the checkpoint, or
-        # a head it added) are int8 layers like the others: quantized here, so the model saves
-        # and reloads as it runs. (Tied output embeddings and skipped modules stay nn.Linear.)
+        # a head it added; Linear8bitLt keeps even those an Int8Params) are int8 layers like the
+        # others: quantized here, so the model saves and reloads as it runs. quantize_ leaves
+        # int8, master and meta weights alone. (Tied output embeddings and skipped modules stay
+        # nn.Linear.)
         for layer in model.modules():
-            if isinstance(layer, Linear8bitLt) and not isinstance(layer.weight, Int8Params):
-                layer.weight = layer.weight  # Linear8bitLt wraps a plain Parameter
-            if isinstance(layer, Linear8bitLt) and layer.weight.device.type != "meta":
+            if isinstance(layer, Linear8bitLt):
                 layer.weight.quantize_()
         for name, columns in (self.quantization_config.static_outliers or {}).items():
             layer = model.get_submodule(name)
