@@ -53,4 +53,55 @@ __device__ __forceinline__ bool last_to_arrive(unsigned int* counter, unsigned i
   return is_last;
 }
 
+// The outlier columns of mask words [first_word, last_word) as an ascending list (a deterministic
+// order for floating-point sums), `capacity` columns at a time. Every thread of a block of
+// THREADS threads calls count() once, then fill() once per window: each thread owns a contiguous
+// run of words, and a block-wide exclusive scan of their bit counts gives each column its rank.
+template <int THREADS>
+struct OutlierColumns {
+  int first, w_begin, w_end, total;
+
+  // `scratch`: shared memory of THREADS / 32 + 1 ints. Ends with a barrier.
+  __device__ __forceinline__ void count(const unsigned int* mask, int first_word, int last_word,
+                                        int* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int words = max(0, last_word - first_word);
+    const int per_thread = (words + THREADS - 1) / THREADS;
+    w_begin = first_word + min(words, (int)threadIdx.x * per_thread);
+    w_end = min(last_word, w_begin + per_thread);
+    int mine = 0;
+    for (int w = w_begin; w < w_end; ++w) mine += __popc(mask[w]);
+    int inclusive = mine;
+    for (int offset = 1; offset < 32; offset <<= 1) {
+      const int other = __shfl_up_sync(0xffffffffu, inclusive, offset);
+      if (lane >= offset) inclusive += other;
+    }
+    if (lane == 31) scratch[warp] = inclusive;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int running = 0;
+      for (int i = 0; i < THREADS / 32; ++i) {
+        const int c = scratch[i];
+        scratch[i] = running;
+        running += c;
+      }
+      scratch[THREADS / 32] = running;
+    }
+    __syncthreads();
+    first = scratch[warp] + inclusive - mine;
+    total = scratch[THREADS / 32];
+  }
+
+  // list[0, min(capacity, total - window)) = the columns of rank [window, window + capacity).
+  // Ends with a barrier.
+  __device__ __forceinline__ void fill(const unsigned int* mask, int window, int capacity,
+                                       int* list) const {
+    int rank = first;
+    for (int w = w_begin; w < w_end && rank < window + capacity; ++w)
+      for (unsigned rest = mask[w]; rest; rest &= rest - 1, ++rank)
+        if (rank >= window && rank < window + capacity) list[rank - window] = w * 32 + __ffs(rest) - 1;
+    __syncthreads();
+  }
+};
+
 }  // namespace llmint8

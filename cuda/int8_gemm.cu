@@ -2,16 +2,21 @@
 // epilogue fused: no int32 result goes through memory.
 //
 // Math, for A = Xq [M, K] (int8 rows of the activations), B = Wq [N, K] (int8 rows of the weight):
-//   acc[m,n]  = sum_k A[m,k] * B[n,k]                                    (exact int32)
-//   C         = the outlier columns: bits set in `mask` (null = none)
-//   acc'[m,n] = acc[m,n] - sum_{c in C} A[m,c] * B[n,c]                  (exact int32: the columns
-//               are taken out of the int8 product, as the CPU backend does by zeroing them)
-//   out[m,n]  = acc' * (absmax[m] / 127) * (SCB[n] / 127)
-//             + sum_{c in C} X[m,c] * (B[n,c] * (SCB[n] / 127))          (outliers in fp32)
-//             + bias[n]
-// MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead. MODE 2 skips the int8 main
-// loop and reads acc from out_i32 (an int32 product computed elsewhere, e.g. by cuBLAS), then runs
-// the same epilogue: grid and pointers as for MODE 1.
+//   C         = the outlier columns: bits set in `mask` (null = none), complete before the launch
+//   acc[m,n]  = sum_{k not in C} A[m,k] * B[n,k]                         (exact int32: the main
+//               loop zeroes the outlier columns of each A tile in shared memory, as the CPU backend
+//               zeroes them in Xq)
+//   o[m,n]    = sum_{c in C} X[m,c] * B[n,c]                             (fp32 accumulation)
+//   out[m,n]  = (acc[m,n] * (absmax[m] / 127) + o[m,n]) * (SCB[n] / 127) + bias[n]
+// The outlier sum o is a matrix product over the block's ascending list of outlier columns, 32
+// columns at a time: X and B gathered from global memory (a warp's lanes along the columns, so
+// runs of columns coalesce) into shared memory, the next chunk's loads in flight while tensor
+// cores multiply the current one (mma.sync m16n8k16 in fp16 or bf16 with fp32 accumulators;
+// int8 weights are exact in both types). fp32 X uses fp32 multiply-adds instead.
+// MODE 0 writes the raw acc (int32, no epilogue, no mask) to out_i32 instead. MODE 2 skips the int8
+// main loop and reads acc from out_i32 (an int32 product computed elsewhere, e.g. by cuBLAS, of an
+// A whose outlier columns are already zero: zero_outlier_columns.cu), then runs the same
+// epilogue: grid and pointers as for MODE 1.
 //
 // Launch: grid = (ceil(M / BM), ceil(N / 128), splits), block = 256 threads (8 warps; BM = 128:
 // 2 x 4 warps of 64 x 32; BM = 64 / 32: 1 x 8 warps of BM x 16), dynamic shared memory =
@@ -36,8 +41,10 @@ using namespace llmint8;
 namespace {
 constexpr int BN = 128, BK = 128, STAGES = 3, THREADS = 256;
 constexpr int LDS = BK + 16;  // padded smem row stride in bytes (144: ldmatrix conflict-free)
-constexpr int OUTLIER_CHUNK = 32;   // outlier columns staged in shared memory at a time
+constexpr int OUTLIER_CHUNK = 32;   // outlier columns multiplied at a time
 constexpr int COL_CAPACITY = 1024;  // outlier columns listed at a time (more: several windows)
+constexpr int LDH = OUTLIER_CHUNK + 8;  // staged outlier row stride in 2-byte elements (80 bytes:
+                                        // ldmatrix conflict-free)
 
 // Warp layout of a BM x BN block tile: WARPS_M x WARPS_N warps, each WM x WN, as MT x NT mma
 // tiles of 16 x 8 with four int32 accumulators per thread each.
@@ -67,6 +74,23 @@ __device__ __forceinline__ void ldmatrix_x4(int* r, const void* smem_row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(s));
+}
+
+// fp32 += fp16 x fp16 (or bf16 x bf16) on a 16 x 8 x 16 tile; register layouts of a, b and c are
+// those of mma_s8 with 2-byte elements in place of byte pairs.
+__device__ __forceinline__ void mma_f16(float* c, const int* a, const int* b, __half) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma_f16(float* c, const int* a, const int* b, __nv_bfloat16) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 __device__ __forceinline__ void mma_s8(int* c, const int* a, const int* b) {
@@ -117,6 +141,44 @@ __device__ __forceinline__ void load_tile(signed char* smem, const signed char* 
     }
   }
 }
+
+// The A and B fragments of one 32-byte K step of a warp's tile, from row-major shared memory of
+// row stride `ld` bytes at byte column kk. A fragment (16 rows x 32 bytes): matrices (rows 0-7 |
+// 8-15) x (bytes 0-15 | 16-31) give registers a0..a3 = (g, 4q), (g + 8, 4q), (g, 16 + 4q),
+// (g + 8, 16 + 4q). B fragments of two n8 tiles (8 rows x 32 bytes each) come from one x4 load.
+// The same bytes are the fragments of m16n8k32 (int8) and of m16n8k16 (2-byte elements).
+template <int BM>
+__device__ __forceinline__ void load_fragments(int (&a)[Tile<BM>::MT][4], int (&b)[Tile<BM>::NT][2],
+                                               const signed char* As, const signed char* Bs,
+                                               int ld, int kk, int warp_m, int warp_n, int lane) {
+  using C = Tile<BM>;
+  const int sub = lane >> 3, sub_row = lane & 7;
+#pragma unroll
+  for (int mt = 0; mt < C::MT; ++mt) {
+    const int row = warp_m * C::WM + mt * 16 + sub_row + (sub & 1) * 8;
+    ldmatrix_x4(a[mt], As + row * ld + kk + (sub >> 1) * 16);
+  }
+#pragma unroll
+  for (int pair = 0; pair < C::NT / 2; ++pair) {
+    int r[4];
+    const int row = warp_n * C::WN + pair * 16 + (sub >> 1) * 8 + sub_row;
+    ldmatrix_x4(r, Bs + row * ld + kk + (sub & 1) * 16);
+    b[2 * pair][0] = r[0];
+    b[2 * pair][1] = r[1];
+    b[2 * pair + 1][0] = r[2];
+    b[2 * pair + 1][1] = r[3];
+  }
+}
+
+// The mask bits of K tile kt (BK = 128 columns: four words), zero beyond the mask's `words`.
+__device__ __forceinline__ void tile_mask(unsigned (&bits)[BK / 32], const unsigned int* mask,
+                                          int words, int kt) {
+#pragma unroll
+  for (int j = 0; j < BK / 32; ++j) {
+    const int w = kt * (BK / 32) + j;
+    bits[j] = w < words ? __ldg(mask + w) : 0u;
+  }
+}
 }  // namespace
 
 template <typename T, bool ALIGNED, int MODE, int BM>
@@ -147,6 +209,9 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
   const int n_tiles = max(0, kt_end - kt_begin);
   auto stage_a = [&](int s) { return smem + s * C::STAGE_BYTES; };
   auto stage_b = [&](int s) { return smem + s * C::STAGE_BYTES + BM * LDS; };
+  const int words = mask != nullptr ? (K + 31) / 32 : 0;  // of the outlier mask
+  unsigned bits[BK / 32] = {0u, 0u, 0u, 0u};                 // the mask of the current K tile
+  if (MODE == 1 && words && n_tiles > 0) tile_mask(bits, mask, words, kt_begin);
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
@@ -167,30 +232,29 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     }
     cp_async_commit();
 
+    if (MODE == 1 && words) {
+      // Take the outlier columns out of the int8 product: zero them in this A tile.
+      unsigned next_bits[BK / 32];
+      if (i + 1 < n_tiles) tile_mask(next_bits, mask, words, kt_begin + i + 1);  // in flight
+      if ((bits[0] | bits[1] | bits[2] | bits[3]) != 0u) {  // the same in every thread
+        signed char* As = stage_a(i % STAGES);
+        for (int idx = threadIdx.x; idx < BM * (BK / 32); idx += THREADS) {
+          const int r = idx % BM, j = idx / BM;
+          unsigned rest = j == 0 ? bits[0] : j == 1 ? bits[1] : j == 2 ? bits[2] : bits[3];
+          for (; rest; rest &= rest - 1) As[r * LDS + j * 32 + __ffs(rest) - 1] = 0;
+        }
+        __syncthreads();
+      }
+#pragma unroll
+      for (int j = 0; j < BK / 32; ++j) bits[j] = i + 1 < n_tiles ? next_bits[j] : 0u;
+    }
+
     const signed char* As = stage_a(i % STAGES);
     const signed char* Bs = stage_b(i % STAGES);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 32) {
-      // A fragment (16 rows x 32 bytes): matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31) give
-      // registers a0..a3 = (g, 4q), (g + 8, 4q), (g, 16 + 4q), (g + 8, 16 + 4q).
-      // B fragments of two n8 tiles (8 rows x 32 bytes each) come from one x4 load.
       int a[C::MT][4], b[C::NT][2];
-      const int sub = lane >> 3, sub_row = lane & 7;
-#pragma unroll
-      for (int mt = 0; mt < C::MT; ++mt) {
-        const int row = warp_m * C::WM + mt * 16 + sub_row + (sub & 1) * 8;
-        ldmatrix_x4(a[mt], As + row * LDS + kk + (sub >> 1) * 16);
-      }
-#pragma unroll
-      for (int pair = 0; pair < C::NT / 2; ++pair) {
-        int r[4];
-        const int row = warp_n * C::WN + pair * 16 + (sub >> 1) * 8 + sub_row;
-        ldmatrix_x4(r, Bs + row * LDS + kk + (sub & 1) * 16);
-        b[2 * pair][0] = r[0];
-        b[2 * pair][1] = r[1];
-        b[2 * pair + 1][0] = r[2];
-        b[2 * pair + 1][1] = r[3];
-      }
+      load_fragments<BM>(a, b, As, Bs, LDS, kk, warp_m, warp_n, lane);
 #pragma unroll
       for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
@@ -243,112 +307,93 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     return;
   }
 
-  // Outlier columns, in two passes over them so that only one accumulator array is live:
-  // 1. take them out of the int32 sums exactly; 2. add x * dequantized weight in fp32.
-  // The block first compacts the mask into an ascending column list (deterministic order).
-  int* cols = reinterpret_cast<int*>(smem);                            // [COL_CAPACITY]
-  int* a_cols = cols + COL_CAPACITY;                                   // [BM][chunk] A or X
-  int* b_cols = a_cols + BM * OUTLIER_CHUNK;                           // [BN][chunk] B or W_deq
-  __shared__ int warp_counts[THREADS / 32];
-  __shared__ int total_cols;
-  const int words = mask != nullptr ? (K + 31) / 32 : 0;
-  // Each thread owns a contiguous run of words; a block-wide exclusive scan of the bit counts
-  // gives every column its rank in ascending order.
-  const int per_thread = (words + THREADS - 1) / THREADS;
-  const int w_begin = min(words, threadIdx.x * per_thread), w_end = min(words, w_begin + per_thread);
-  int mine = 0;
-  for (int w = w_begin; w < w_end; ++w) mine += __popc(mask[w]);
-  int inclusive = mine;
-  for (int offset = 1; offset < 32; offset <<= 1) {
-    const int other = __shfl_up_sync(0xffffffffu, inclusive, offset);
-    if (lane >= offset) inclusive += other;
-  }
-  if (lane == 31) warp_counts[warp] = inclusive;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int running = 0;
-    for (int i = 0; i < THREADS / 32; ++i) { const int c = warp_counts[i]; warp_counts[i] = running; running += c; }
-    total_cols = running;
-  }
-  __syncthreads();
-  const int my_first = warp_counts[warp] + inclusive - mine;
-  const int n_total = words ? total_cols : 0;
-
-  // Fills cols[] with the columns of rank [window, window + COL_CAPACITY).
-  auto gather = [&](int window) {
-    int rank = my_first;
-    for (int w = w_begin; w < w_end; ++w)
-      for (unsigned rest = mask[w]; rest; rest &= rest - 1, ++rank)
-        if (rank >= window && rank < window + COL_CAPACITY)
-          cols[rank - window] = w * 32 + __ffs(rest) - 1;
-    __syncthreads();
-  };
-  // Stages columns cols[j0, j0 + nc) of A (or X) and B (or the dequantized W).
-  auto stage = [&](int j0, int nc, bool dequantized) {
-    for (int i = threadIdx.x; i < BM * nc; i += THREADS) {
-      const int r = i / nc, j = i % nc, m = bm + r, c = cols[j0 + j];
-      if (dequantized) {
-        reinterpret_cast<float*>(a_cols)[r * OUTLIER_CHUNK + j] =
-            m < M ? to_float(X[(long long)m * ldx + c]) : 0.0f;
-      } else {
-        a_cols[r * OUTLIER_CHUNK + j] = m < M ? A[(long long)m * lda + c] : 0;
-      }
-    }
-    for (int i = threadIdx.x; i < BN * nc; i += THREADS) {
-      const int r = i / nc, j = i % nc, n = bn + r, c = cols[j0 + j];
-      const int wq = n < N ? B[(long long)n * ldb + c] : 0;
-      if (dequantized) {
-        reinterpret_cast<float*>(b_cols)[r * OUTLIER_CHUNK + j] =
-            n < N ? static_cast<float>(wq) * (SCB[n] / 127.0f) : 0.0f;
-      } else {
-        b_cols[r * OUTLIER_CHUNK + j] = wq;
-      }
-    }
-    __syncthreads();
-  };
-
-  for (int window = 0; window < n_total; window += COL_CAPACITY) {
-    gather(window);
-    const int in_window = min(COL_CAPACITY, n_total - window);
-    for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
-      const int nc = min(OUTLIER_CHUNK, in_window - j0);
-      stage(j0, nc, false);
-      for (int j = 0; j < nc; ++j) {
-        for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-          acc[mt][nt][r] -= a_cols[lm * OUTLIER_CHUNK + j] * b_cols[ln * OUTLIER_CHUNK + j];
-        });
-      }
-      __syncthreads();
-    }
-  }
-
+  // Row scales first; the outlier sum o is added in these units and the column scale comes last.
   float v[C::MT][C::NT][4];
   for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-    const int m = min(bm + lm, M - 1), n = min(bn + ln, N - 1);
-    v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f) * (SCB[n] / 127.0f);
+    const int m = min(bm + lm, M - 1);
+    v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f);
   });
 
-  for (int window = 0; window < n_total; window += COL_CAPACITY) {
-    gather(window);
-    const int in_window = min(COL_CAPACITY, n_total - window);
-    for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
-      const int nc = min(OUTLIER_CHUNK, in_window - j0);
-      stage(j0, nc, true);
-      const float* x_s = reinterpret_cast<const float*>(a_cols);
-      const float* w_s = reinterpret_cast<const float*>(b_cols);
-      for (int j = 0; j < nc; ++j) {
-        for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-          v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
-        });
+  // The block's ascending list of the outlier columns, COL_CAPACITY at a time.
+  int* cols = reinterpret_cast<int*>(smem);  // [COL_CAPACITY]
+  signed char* staged = smem + COL_CAPACITY * sizeof(int);
+  __shared__ int scan_scratch[THREADS / 32 + 1];
+  OutlierColumns<THREADS> outliers;
+  outliers.count(mask, 0, words, scan_scratch);
+  const int n_total = outliers.total;
+  auto gather = [&](int window) { outliers.fill(mask, window, COL_CAPACITY, cols); };
+
+  if constexpr (sizeof(T) == 2) {
+    // Tensor cores: chunks of 32 columns staged as X_s [BM][LDH] and W_s [BN][LDH] (T). Warp w
+    // stages rows w, w + 8, ... and lane j column j of the chunk (runs of columns coalesce).
+    T* x_s = reinterpret_cast<T*>(staged);
+    T* w_s = x_s + BM * LDH;
+    for (int window = 0; window < n_total; window += COL_CAPACITY) {
+      gather(window);
+      const int in_window = min(COL_CAPACITY, n_total - window);
+      for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
+        const bool live = lane < in_window - j0;
+        const int c = live ? cols[j0 + lane] : 0;
+#pragma unroll 4
+        for (int r = warp; r < BM; r += 8) {
+          const int m = bm + r;
+          x_s[r * LDH + lane] = live && m < M ? X[(long long)m * ldx + c] : from_float<T>(0.0f);
+        }
+#pragma unroll 4
+        for (int r = warp; r < BN; r += 8) {
+          const int n = bn + r;
+          w_s[r * LDH + lane] =
+              from_float<T>(live && n < N ? static_cast<float>(B[(long long)n * ldb + c]) : 0.0f);
+        }
+        __syncthreads();
+        const signed char* xs = reinterpret_cast<const signed char*>(x_s);
+        const signed char* ws = reinterpret_cast<const signed char*>(w_s);
+#pragma unroll
+        for (int kk = 0; kk < OUTLIER_CHUNK * 2; kk += 32) {
+          int a[C::MT][4], b[C::NT][2];
+          load_fragments<BM>(a, b, xs, ws, LDH * 2, kk, warp_m, warp_n, lane);
+#pragma unroll
+          for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < C::NT; ++nt) mma_f16(v[mt][nt], a[mt], b[nt], T{});
+        }
+        __syncthreads();
       }
-      __syncthreads();
+    }
+  } else {
+    // fp32 X: multiply-adds over chunks staged as x_s [BM][chunk] and w_s [BN][chunk] (float).
+    float* x_s = reinterpret_cast<float*>(staged);
+    float* w_s = x_s + BM * OUTLIER_CHUNK;
+    for (int window = 0; window < n_total; window += COL_CAPACITY) {
+      gather(window);
+      const int in_window = min(COL_CAPACITY, n_total - window);
+      for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
+        const int nc = min(OUTLIER_CHUNK, in_window - j0);
+        for (int i = threadIdx.x; i < BM * nc; i += THREADS) {
+          const int r = i / nc, j = i % nc, m = bm + r;
+          x_s[r * OUTLIER_CHUNK + j] = m < M ? to_float(X[(long long)m * ldx + cols[j0 + j]]) : 0.0f;
+        }
+        for (int i = threadIdx.x; i < BN * nc; i += THREADS) {
+          const int r = i / nc, j = i % nc, n = bn + r;
+          w_s[r * OUTLIER_CHUNK + j] = n < N ? static_cast<float>(B[(long long)n * ldb + cols[j0 + j]]) : 0.0f;
+        }
+        __syncthreads();
+        for (int j = 0; j < nc; ++j) {
+          for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+            v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
+          });
+        }
+        __syncthreads();
+      }
     }
   }
 
   for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
     const int m = bm + lm, n = bn + ln;
-    if (m < M && n < N)
-      out[(long long)m * ldo + n] = from_float<T>(v[mt][nt][r] + load_bias(bias, bias_kind, n));
+    if (m < M && n < N) {
+      const float y = v[mt][nt][r] * (SCB[n] / 127.0f) + load_bias(bias, bias_kind, n);
+      out[(long long)m * ldo + n] = from_float<T>(y);
+    }
   });
 }
 

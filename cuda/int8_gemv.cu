@@ -3,8 +3,9 @@
 // Also the fallback for every M on GPUs without int8 mma.sync m16n8k32 (sm_75): grid.y walks
 // the rows of A in groups of MAXM.
 //
-// Math: identical to int8_gemm.cu (acc over all columns, outlier columns taken out exactly in
-// int32 and added back in fp32, then scales and bias); MODE 0 writes the raw int32 acc.
+// Math: identical to int8_gemm.cu (acc over the non-outlier columns in exact int32: the outlier
+// columns are zeroed in the staged chunks of A; the outlier columns' X * B summed in fp32, then
+// scales and bias); MODE 0 writes the raw int32 acc.
 //
 // Launch: grid = (ceil(N / ROWS_PER_BLOCK), ceil(M / MAXM), splits), block = 256 threads (8 warps,
 // each owning ROWS_PER_WARP = 2 weight rows), static shared memory: a K chunk of A (16 KB at
@@ -22,6 +23,7 @@ using namespace llmint8;
 namespace {
 constexpr int THREADS = 256, WARPS = THREADS / 32, ROWS_PER_WARP = 2;
 constexpr int ROWS_PER_BLOCK = WARPS * ROWS_PER_WARP;
+constexpr int COL_CAPACITY = 1024;  // outlier columns listed at a time (more: several windows)
 // K chunk of A staged in shared memory per row: 16 KB of A per block (8 KB for one row).
 template <int MAXM> constexpr int k_chunk() { return MAXM == 1 ? 8192 : 16384 / MAXM; }
 
@@ -66,7 +68,12 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
 #pragma unroll
     for (int m = 0; m < MAXM; ++m) { acc[r][m] = 0; extra[r][m] = 0.0f; }
 
+  const int words = MODE == 1 && mask != nullptr ? (K + 31) / 32 : 0;  // of the outlier mask
   for (int k0 = k_begin; k0 < k_end; k0 += KC) {
+    // Thread t holds mask word t of this chunk (k0 is a multiple of 32).
+    const int word = k0 / 32 + threadIdx.x;
+    const unsigned my_bits =
+        threadIdx.x < KC / 32 && word < words && word * 32 < k_end ? __ldg(mask + word) : 0u;
     __syncthreads();
     for (int i = threadIdx.x; i < MAXM * (KC / 16); i += THREADS) {
       const int m = i / (KC / 16), k = (i % (KC / 16)) * 16;
@@ -74,7 +81,15 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
       if (m < rows_here && k0 + k < k_end) v = load16<ALIGNED>(A + (long long)(m0 + m) * lda, k0 + k, K);
       *reinterpret_cast<int4*>(&a_s[m][k]) = v;
     }
-    __syncthreads();
+    if (__syncthreads_or(my_bits != 0u)) {
+      // Take the outlier columns out of the int8 product: zero them in the staged chunk.
+      for (unsigned rest = my_bits; rest; rest &= rest - 1) {
+        const int c = threadIdx.x * 32 + __ffs(rest) - 1;
+#pragma unroll
+        for (int m = 0; m < MAXM; ++m) a_s[m][c] = 0;
+      }
+      __syncthreads();
+    }
 #pragma unroll
     for (int k = lane * 16; k < KC; k += 32 * 16) {
       if (k0 + k >= k_end) break;
@@ -93,27 +108,30 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
     }
   }
 
-  if (MODE == 1 && mask != nullptr) {
-    // Lane l scans mask words l, l + 32, ... of this split's columns; its outlier columns are
-    // corrected in its partials.
-    const int w_end = (k_end + 31) / 32;
-    for (int w = k_begin / 32 + lane; w < w_end; w += 32) {
-      for (unsigned bits = mask[w]; bits; bits &= bits - 1) {
-        const int c = w * 32 + __ffs(bits) - 1;
+  if (words) {
+    // The outlier columns of this split in floating point, from the block's ascending list of
+    // them: lane j of every warp takes columns j, j + 32, ... of the list for the warp's rows
+    // (independent loads, many in flight; runs of columns coalesce).
+    __shared__ int cols[COL_CAPACITY];
+    __shared__ int scan_scratch[WARPS + 1];
+    OutlierColumns<THREADS> outliers;
+    outliers.count(mask, k_begin / 32, min(words, (k_end + 31) / 32), scan_scratch);
+    for (int window = 0; window < outliers.total; window += COL_CAPACITY) {
+      outliers.fill(mask, window, COL_CAPACITY, cols);
+      const int in_window = min(COL_CAPACITY, outliers.total - window);
+#pragma unroll(MAXM <= 4 ? 4 : 1)
+      for (int j = lane; j < in_window; j += 32) {
+        const int c = cols[j];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; ++r) {
           const int n = n_base + r;
-          if (n >= N) continue;
-          const int wq = B[(long long)n * ldb + c];
+          const float wq = n < N ? static_cast<float>(B[(long long)n * ldb + c]) : 0.0f;
 #pragma unroll
-          for (int m = 0; m < MAXM; ++m) {
-            if (m < rows_here) {
-              acc[r][m] -= A[(long long)(m0 + m) * lda + c] * wq;
-              extra[r][m] += to_float(X[(long long)(m0 + m) * ldx + c]) * static_cast<float>(wq);
-            }
-          }
+          for (int m = 0; m < MAXM; ++m)
+            if (m < rows_here) extra[r][m] += to_float(X[(long long)(m0 + m) * ldx + c]) * wq;
         }
       }
+      __syncthreads();  // the list is read before the next window overwrites it
     }
   }
 
@@ -171,10 +189,8 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
         out_i32[o] = acc[r][m];
       } else {
         const float w_scale = SCB[n] / 127.0f;
-        float v = static_cast<float>(acc[r][m]) * (absmax[m0 + m] / 127.0f) * w_scale;
-        v += extra[r][m] * w_scale;
-        v += load_bias(bias, bias_kind, n);
-        out[o] = from_float<T>(v);
+        const float v = static_cast<float>(acc[r][m]) * (absmax[m0 + m] / 127.0f) + extra[r][m];
+        out[o] = from_float<T>(v * w_scale + load_bias(bias, bias_kind, n));
       }
     }
   }

@@ -114,6 +114,77 @@ def test_int8_linear_matches_cpu_and_reference(seed, m, k, n, dtype, threshold, 
     assert_within_bound(got, expected, rounding + 1e-4 * magnitude, "cuda vs cpu")
 
 
+# Many outlier columns (m, k, n, planted columns) on every plan: GEMV (with and without split K),
+# the GEMM's row tiles with and without split K, cuBLAS (aligned, M >= 256) and the own GEMM
+# for unaligned K; more than 1024 columns (the GEMM lists them in windows of 1024), every column
+# an outlier, contiguous runs and scattered ones.
+MANY_COLUMNS = [(1, 4096, 300, 4096), (2, 512, 300, 200), (3, 2500, 130, 1500),
+                (4, 1024, 8192, 37), (16, 4096, 384, 64), (17, 4095, 130, 700),
+                (50, 1000, 4095, 333), (100, 2048, 1000, 2048), (129, 256, 8192, 100),
+                (200, 8192, 1100, 2100), (300, 3072, 520, 1100), (300, 3000, 520, 1100),
+                (300, 512, 384, 0)]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_many_outlier_columns_match_cpu_and_reference(dtype):
+    generator = torch.Generator().manual_seed(11)
+    seen = set()
+    for m, k, n, c in MANY_COLUMNS:
+        x, _ = planted_outliers(m, k, c, generator)
+        x = x.to(dtype)
+        weight = torch.randn(n, k, generator=generator).to(dtype)
+        bias = torch.randn(n, generator=generator).to(dtype)
+        CB, SCB = F.quantize_weight(weight)
+        cublas = k % 16 == 0 and n % 4 == 0 and m >= cuda_backend.CUBLAS_MIN_ROWS
+        plan = cuda_backend.plan(0, m, n, k, cublas_ok=cublas)
+        seen.add((plan.kernel, plan.splits > 1))
+        expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
+        out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
+        got = cuda_backend.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(), 6.0, None, out)
+        got = got.cpu()
+        what = f"{(m, k, n, c)} {plan}"
+        assert not got.isnan().any(), f"{what}: unwritten (poisoned) outputs remain"
+        bound = int8_linear_bound(x, weight, 6.0, dtype, bias)
+        assert_within_bound(got, reference_linear(x, weight, bias), bound, f"{what} vs float64")
+        magnitude = x.double().abs() @ weight.double().abs().t()
+        rounding = 2 * torch.finfo(dtype).eps * (expected.double().abs() + 1e-3 * magnitude)
+        assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{what} vs cpu")
+    for wanted in [
+        ("gemv", False),
+        ("gemv", True),
+        ("gemm", False),
+        ("gemm", True),
+        ("cublas", False),
+    ]:
+        assert wanted in seen, f"no shape exercised {wanted}: {sorted(seen)}"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    m=rows,
+    k=features,
+    n=st.sampled_from([1, 8, 130, 1000]),
+    fraction=st.sampled_from([0.01, 0.1, 0.5, 1.0]),
+    dtype=st.sampled_from([torch.float16, torch.bfloat16]),
+    static=st.booleans(),
+)
+def test_outlier_columns_at_any_count_match_cpu(seed, m, k, n, fraction, dtype, static):
+    generator = torch.Generator().manual_seed(seed)
+    x, columns = planted_outliers(m, k, max(1, int(fraction * k)), generator)
+    x = x.to(dtype)
+    weight = torch.randn(n, k, generator=generator).to(dtype)
+    CB, SCB = F.quantize_weight(weight)
+    cols = columns if static else None
+    expected = cpu_backend.int8_linear(x, CB, SCB, None, 6.0, cols)
+    got = cuda_backend.int8_linear(
+        x.cuda(), CB.cuda(), SCB.cuda(), None, 6.0, None if cols is None else cols.cuda()
+    ).cpu()
+    magnitude = x.double().abs() @ weight.double().abs().t()
+    rounding = 2 * torch.finfo(dtype).eps * (expected.double().abs() + 1e-3 * magnitude)
+    assert_within_bound(got, expected, rounding + 1e-4 * magnitude, "cuda vs cpu")
+
+
 def test_outlier_decomposition_on_cuda_matches_reference_error():
     generator = torch.Generator().manual_seed(0)
     x, _ = planted_outliers(256, 4096, 6, generator)
@@ -203,7 +274,8 @@ def test_compiled_kernels_are_reused():
 
 
 @pytest.mark.parametrize("m", [1, 8, 100, 300])
-def test_cuda_graph_replay_matches_eager(m):
+@pytest.mark.parametrize("columns", [1, 200])
+def test_cuda_graph_replay_matches_eager(m, columns):
     torch.manual_seed(0)
     layer = llmint8.nn.Linear8bitLt(512, 384, has_fp16_weights=False, threshold=6.0).cuda()
     x = torch.randn(m, 512, device="cuda", dtype=torch.float16)
@@ -218,7 +290,7 @@ def test_cuda_graph_replay_matches_eager(m):
         with torch.cuda.graph(graph):
             captured = layer(x)
         fresh = torch.randn(m, 512, device="cuda", dtype=torch.float16)
-        fresh[:, 100] *= 30
+        fresh[:, torch.randperm(512, device="cuda")[:columns]] *= 30  # other columns, more
         x.copy_(fresh)
         graph.replay()
         torch.cuda.synchronize()

@@ -9,8 +9,11 @@ idle; from there on (K a multiple of 16) cuBLAS's int8 GEMM (``cublasGemmEx``, w
 computes the int32 product and the same epilogue kernel (MODE 2) turns it into the output.
 
 A forward makes two allocations (the output and one workspace for the int8 activations, row
-scales, outlier mask and split-K partials), at most one memset and two or three launches, and
-never synchronises with the host: outlier columns travel as a device bitmask.
+scales, outlier mask and split-K partials), at most one memset and two to four launches, and
+never synchronises with the host: outlier columns travel as a device bitmask. The kernels take
+the outlier columns out of the int8 product by zeroing them in their shared-memory tiles (for
+cuBLAS, a small kernel zeroes them in the int8 activations first) and multiply them in floating
+point on tensor cores, over each block's list of the columns.
 """
 
 from __future__ import annotations
@@ -340,6 +343,12 @@ def int8_linear(
     else:
         mask, mode = 0, MODE_PLAIN
     _launch_quantize(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
+    if mode == MODE_DETECT and plan_.kernel == "cublas":
+        # cuBLAS multiplies every column: zero the outlier ones first (the own kernels zero them
+        # in their tiles).
+        kernel(index, "zero_outlier_columns.cu", "zero_outlier_columns").launch(
+            (_ceil(m, 8), 1, 1), 0, base + ws.q, mask, m, k, k
+        )
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
     ops = _Operands(

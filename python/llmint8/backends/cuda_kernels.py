@@ -189,7 +189,10 @@ def compiled_kernels() -> dict[tuple[int, str, str], Kernel]:
 
 
 def _type_group(expression: str) -> str:
-    """The element type an instantiation is compiled with (its first template argument)."""
+    """The element type an instantiation is compiled with (its first template argument; ""
+    for a kernel that is no template)."""
+    if "<" not in expression:
+        return ""
     return expression.split("<", 1)[1].split(",", 1)[0].rstrip(">").strip()
 
 
@@ -239,6 +242,7 @@ EXPRESSIONS = {
     "quantize_rows.cu": [f"quantize_rows<{t}>" for t in C_TYPES.values()],
     "int8_gemm.cu": _gemm_names(),
     "int8_gemv.cu": _gemv_names(),
+    "zero_outlier_columns.cu": ["zero_outlier_columns"],
 }
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 # A B M N K lda ldb absmax SCB bias bias_kind X ldx mask out out_i32 ldo
@@ -247,6 +251,7 @@ LAYOUTS = {
     "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
     "int8_gemv.cu": _MATMUL + "PPi",  # ... partials tile_counters k_per_split
     "int8_gemm.cu": _MATMUL + "PPi",  # ... partials tile_counters k_tiles_per_split
+    "zero_outlier_columns.cu": "PPqii",  # q mask rows cols q_stride
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": lambda name: gemm_shared_memory(int(name.rstrip(">").rsplit(",", 1)[1])),

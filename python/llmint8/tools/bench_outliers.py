@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 GPU_SHAPES = [(4096, 11008)]
-GPU_ROWS = [16, 2048]
+GPU_ROWS = [1, 16, 2048]
 CPU_SHAPES = [(1024, 2816)]
 CPU_ROWS = [16, 256]
 SCALE = 40.0

@@ -1,0 +1,1 @@
+../../../cuda/zero_outlier_columns.cu
