@@ -1,37 +1,36 @@
 // int8 x int8 -> int32 GEMM on tensor cores (mma.sync m16n8k32, sm_80+) with the LLM.int8()
 // epilogue fused: no int32 result goes through memory.
 //
-// Math, for A = Xq [M, K] (int8 rows of the activations), B = Wq [N, K] (int8 rows of the weight):
-//   C         = the outlier columns: bits set in `mask` (null = none), complete before the launch
-//   acc[m,n]  = sum_{k not in C} A[m,k] * B[n,k]                         (exact int32: the main
-//               loop zeroes the outlier columns of each A tile in shared memory, as the CPU backend
-//               zeroes them in Xq)
-//   o[m,n]    = sum_{c in C} X[m,c] * B[n,c]                             (fp32 accumulation)
+// Math, for A = Xq [M, K] (int8 rows of the activations, outlier columns already zero:
+// gather_outlier_columns.cu), B = Wq [N, K] (int8 rows of the weight), and the outlier columns
+// gathered into dense matrices Xc [M, C] (the activations' values) and Wc [N, C] (int8):
+//   acc[m,n]  = sum_k A[m,k] * B[n,k]                                    (exact int32)
+//   o[m,n]    = sum_j Xc[m,j] * Wc[n,j]                                  (fp32 accumulation)
 //   out[m,n]  = (acc[m,n] * (absmax[m] / 127) + o[m,n]) * (SCB[n] / 127) + bias[n]
-// The outlier sum o is a matrix product over the block's ascending list of outlier columns, 32
-// columns at a time: X and B gathered from global memory (a warp's lanes along the columns, so
-// runs of columns coalesce) into shared memory, the next chunk's loads in flight while tensor
-// cores multiply the current one (mma.sync m16n8k16 in fp16 or bf16 with fp32 accumulators;
-// int8 weights are exact in both types). fp32 X uses fp32 multiply-adds instead.
-// MODE 0 writes the raw acc (int32, no epilogue, no mask) to out_i32 instead. MODE 2 skips the int8
-// main loop and reads acc from out_i32 (an int32 product computed elsewhere, e.g. by cuBLAS, of an
-// A whose outlier columns are already zero: zero_outlier_columns.cu), then runs the same
-// epilogue: grid and pointers as for MODE 1.
+// C = *outlier_count (0 when the pointer is null), read on the device: no host sync. o is a
+// second pipelined matrix product in the epilogue over C in chunks of 32 columns (Xc and Wc rows
+// padded with zeros to whole chunks, row stride ldc), on tensor cores for fp16 / bf16 X
+// (mma.sync m16n8k16, fp32 accumulators; the int8 weights are exact in both types, converted
+// while forming the fragments); fp32 X uses fp32 multiply-adds instead.
+// MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead. MODE 2 skips the int8 main
+// loop and reads acc from out_i32 (an int32 product computed elsewhere, e.g. by cuBLAS, of the same
+// A), then runs the same epilogue: grid and pointers as for MODE 1.
 //
 // Launch: grid = (ceil(M / BM), ceil(N / 128), splits), block = 256 threads (8 warps; BM = 128:
 // 2 x 4 warps of 64 x 32; BM = 64 / 32: 1 x 8 warps of BM x 16), dynamic shared memory =
 // gemm_smem_bytes(BM) (3-stage cp.async pipeline of 128-byte K slices, rows padded to 144 bytes
 // so that ldmatrix is free of bank conflicts). M tiles vary fastest: blocks running together
 // share their weight tile through L2.
-// Split K (splits = gridDim.z > 1, few rows): block z sums K tiles [z * k_tiles_per_split, ...),
-// stores its int32 partial tile to `partials` (fragment order, coalesced), and the last block of
-// a tile to arrive (atomic counter in `tile_counters`, zero before the launch and reset to zero by
-// that block) adds the others and runs the epilogue. Integer sums are exact in any order.
+// Split K (splits = gridDim.z > 1, few rows): block z sums K tiles [z * k_tiles_per_split, ...)
+// and its share of the outlier chunks, stores both partial tiles to `partials` (int32 first, then
+// fp32; fragment order, coalesced), and the last block of a tile to arrive (atomic counter in
+// `tile_counters`, zero before the launch and reset to zero by that block) adds them and runs the
+// epilogue. Integer sums are exact in any order; the fp32 ones are added in the order of z.
 // Pointers: A [M, lda] int8, B [N, ldb] int8, absmax [M] f32, SCB [N] f32, bias [N] or null in the
-// dtype bias_kind names (common.cuh),
-// X [M, ldx] T (the unquantized activations, read only for outlier columns), mask [ceil(K/32)]
-// uint32 or null, out [M, ldo] T, out_i32 [M, ldo] int32, partials [splits * tiles * BM * 128]
-// int32 and tile_counters [tiles] uint32 (both unused when splits = 1).
+// dtype bias_kind names (common.cuh), Xc [M, ldc] T and Wc [N, ldc] int8 (16-byte aligned, ldc a
+// multiple of 32; read only when C > 0), outlier_count [1] int32 or null, out [M, ldo] T,
+// out_i32 [M, ldo] int32, partials [2 * splits * tiles * BM * 128] 32-bit words and
+// tile_counters [tiles] uint32 (both unused when splits = 1).
 // ALIGNED: K, lda and ldb are multiples of 16 and A, B 16-byte aligned (cp.async 16-byte loads);
 // otherwise tiles are loaded byte by byte.
 #include "common.cuh"
@@ -41,10 +40,10 @@ using namespace llmint8;
 namespace {
 constexpr int BN = 128, BK = 128, STAGES = 3, THREADS = 256;
 constexpr int LDS = BK + 16;  // padded smem row stride in bytes (144: ldmatrix conflict-free)
-constexpr int OUTLIER_CHUNK = 32;   // outlier columns multiplied at a time
-constexpr int COL_CAPACITY = 1024;  // outlier columns listed at a time (more: several windows)
-constexpr int LDH = OUTLIER_CHUNK + 8;  // staged outlier row stride in 2-byte elements (80 bytes:
-                                        // ldmatrix conflict-free)
+constexpr int CHUNK = 32;  // outlier columns per step of the outlier product
+// Shared-memory row strides of a staged chunk: Xc 64 bytes (fp16 / bf16) padded to 80, ldmatrix
+// conflict-free; Wc 32 bytes padded to 48 (the fragments' 2-byte reads conflict-free).
+constexpr int LDX_S = 80, LDW_S = 48;
 
 // Warp layout of a BM x BN block tile: WARPS_M x WARPS_N warps, each WM x WN, as MT x NT mma
 // tiles of 16 x 8 with four int32 accumulators per thread each.
@@ -142,15 +141,14 @@ __device__ __forceinline__ void load_tile(signed char* smem, const signed char* 
   }
 }
 
-// The A and B fragments of one 32-byte K step of a warp's tile, from row-major shared memory of
-// row stride `ld` bytes at byte column kk. A fragment (16 rows x 32 bytes): matrices (rows 0-7 |
-// 8-15) x (bytes 0-15 | 16-31) give registers a0..a3 = (g, 4q), (g + 8, 4q), (g, 16 + 4q),
-// (g + 8, 16 + 4q). B fragments of two n8 tiles (8 rows x 32 bytes each) come from one x4 load.
-// The same bytes are the fragments of m16n8k32 (int8) and of m16n8k16 (2-byte elements).
+// Fragments of one 32-byte K step of a warp's tile from row-major shared memory of row stride
+// `ld` bytes at byte column kk. A fragment (16 rows x 32 bytes): matrices (rows 0-7 | 8-15) x
+// (bytes 0-15 | 16-31) give registers a0..a3 = (g, 4q), (g + 8, 4q), (g, 16 + 4q), (g + 8, 16 + 4q).
+// B fragments of two n8 tiles (8 rows x 32 bytes each) come from one x4 load. The same bytes are
+// the fragments of m16n8k32 (int8) and of m16n8k16 (2-byte elements).
 template <int BM>
-__device__ __forceinline__ void load_fragments(int (&a)[Tile<BM>::MT][4], int (&b)[Tile<BM>::NT][2],
-                                               const signed char* As, const signed char* Bs,
-                                               int ld, int kk, int warp_m, int warp_n, int lane) {
+__device__ __forceinline__ void load_a_fragments(int (&a)[Tile<BM>::MT][4], const signed char* As,
+                                                 int ld, int kk, int warp_m, int lane) {
   using C = Tile<BM>;
   const int sub = lane >> 3, sub_row = lane & 7;
 #pragma unroll
@@ -158,6 +156,13 @@ __device__ __forceinline__ void load_fragments(int (&a)[Tile<BM>::MT][4], int (&
     const int row = warp_m * C::WM + mt * 16 + sub_row + (sub & 1) * 8;
     ldmatrix_x4(a[mt], As + row * ld + kk + (sub >> 1) * 16);
   }
+}
+
+template <int BM>
+__device__ __forceinline__ void load_b_fragments(int (&b)[Tile<BM>::NT][2], const signed char* Bs,
+                                                 int ld, int kk, int warp_n, int lane) {
+  using C = Tile<BM>;
+  const int sub = lane >> 3, sub_row = lane & 7;
 #pragma unroll
   for (int pair = 0; pair < C::NT / 2; ++pair) {
     int r[4];
@@ -170,23 +175,121 @@ __device__ __forceinline__ void load_fragments(int (&a)[Tile<BM>::MT][4], int (&
   }
 }
 
-// The mask bits of K tile kt (BK = 128 columns: four words), zero beyond the mask's `words`.
-__device__ __forceinline__ void tile_mask(unsigned (&bits)[BK / 32], const unsigned int* mask,
-                                          int words, int kt) {
+// Two int8 values as a packed pair of T (the first in the low half), exactly.
+__device__ __forceinline__ int pack_pair(unsigned short bytes, __half) {
+  __half2 h = __floats2half2_rn(static_cast<float>(static_cast<signed char>(bytes & 0xff)),
+                                static_cast<float>(static_cast<signed char>(bytes >> 8)));
+  return *reinterpret_cast<int*>(&h);
+}
+__device__ __forceinline__ int pack_pair(unsigned short bytes, __nv_bfloat16) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(static_cast<float>(static_cast<signed char>(bytes & 0xff)),
+                                           static_cast<float>(static_cast<signed char>(bytes >> 8)));
+  return *reinterpret_cast<int*>(&h);
+}
+
+// m16n8k16 B fragments (element type T) of k16 step `k0` (in elements) from int8 rows in shared
+// memory (row stride `ld` bytes): b0 = rows' bytes (2q, 2q + 1), b1 = (2q + 8, 2q + 9), row g.
+template <int BM, typename T>
+__device__ __forceinline__ void load_b_fragments_from_int8(int (&b)[Tile<BM>::NT][2],
+                                                           const signed char* Bs, int ld, int k0,
+                                                           int warp_n, int lane) {
+  using C = Tile<BM>;
+  const int g = lane >> 2, q = lane & 3;
 #pragma unroll
-  for (int j = 0; j < BK / 32; ++j) {
-    const int w = kt * (BK / 32) + j;
-    bits[j] = w < words ? __ldg(mask + w) : 0u;
+  for (int nt = 0; nt < C::NT; ++nt) {
+    const signed char* row = Bs + (warp_n * C::WN + nt * 8 + g) * ld + k0 + 2 * q;
+    b[nt][0] = pack_pair(*reinterpret_cast<const unsigned short*>(row), T{});
+    b[nt][1] = pack_pair(*reinterpret_cast<const unsigned short*>(row + 8), T{});
   }
 }
 }  // namespace
 
+// acc += Xc[rows bm.., chunks [first, last)] x Wc[rows bn.., same]^T: the outlier product o of a
+// block tile over CHUNK-column chunks, in the C fragment layout (for_each_acc). fp16 / bf16:
+// tensor cores, pipelined like the main loop (chunk i + 2 loads by cp.async while chunk i
+// multiplies); fp32: multiply-adds. Uses the whole dynamic shared memory; call from every thread
+// after the main loop's last barrier.
+template <typename T, int BM>
+__device__ __forceinline__ void outlier_product(float (&acc)[Tile<BM>::MT][Tile<BM>::NT][4],
+                                                signed char* smem, const T* Xc,
+                                                const signed char* Wc, int ldc, int M, int N,
+                                                int bm, int bn, int first, int last) {
+  using C = Tile<BM>;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
+  const int chunks = max(0, last - first);
+  if constexpr (sizeof(T) == 2) {
+    constexpr int STAGE = BM * LDX_S + BN * LDW_S;
+    auto stage_x = [&](int s) { return smem + s * STAGE; };
+    auto stage_w = [&](int s) { return smem + s * STAGE + BM * LDX_S; };
+    auto load_chunk = [&](int s, int j) {
+      const signed char* xc = reinterpret_cast<const signed char*>(Xc);
+      for (int c = threadIdx.x; c < BM * 4; c += THREADS) {  // 4 x 16 bytes per Xc row
+        const int r = c >> 2, m = bm + r;
+        const long long offset = (long long)m * ldc * 2 + j * CHUNK * 2 + (c & 3) * 16;
+        cp_async16(stage_x(s) + r * LDX_S + (c & 3) * 16, m < M ? xc + offset : xc, m < M ? 16 : 0);
+      }
+      for (int c = threadIdx.x; c < BN * 2; c += THREADS) {  // 2 x 16 bytes per Wc row
+        const int r = c >> 1, n = bn + r;
+        const long long offset = (long long)n * ldc + j * CHUNK + (c & 1) * 16;
+        cp_async16(stage_w(s) + r * LDW_S + (c & 1) * 16, n < N ? Wc + offset : Wc, n < N ? 16 : 0);
+      }
+    };
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < chunks) load_chunk(s, first + s);
+      cp_async_commit();
+    }
+    for (int i = 0; i < chunks; ++i) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      if (i + STAGES - 1 < chunks) load_chunk((i + STAGES - 1) % STAGES, first + i + STAGES - 1);
+      cp_async_commit();
+#pragma unroll
+      for (int k0 = 0; k0 < CHUNK; k0 += 16) {
+        int a[C::MT][4], b[C::NT][2];
+        load_a_fragments<BM>(a, stage_x(i % STAGES), LDX_S, k0 * 2, warp_m, lane);
+        load_b_fragments_from_int8<BM, T>(b, stage_w(i % STAGES), LDW_S, k0, warp_n, lane);
+#pragma unroll
+        for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < C::NT; ++nt) mma_f16(acc[mt][nt], a[mt], b[nt], T{});
+      }
+    }
+    cp_async_wait<0>();
+  } else {
+    float* x_s = reinterpret_cast<float*>(smem);  // [BM][CHUNK]
+    float* w_s = x_s + BM * CHUNK;                // [BN][CHUNK]
+    for (int i = first; i < last; ++i) {
+      for (int e = threadIdx.x; e < BM * CHUNK; e += THREADS) {
+        const int m = bm + e / CHUNK;
+        x_s[e] = m < M ? to_float(Xc[(long long)m * ldc + i * CHUNK + e % CHUNK]) : 0.0f;
+      }
+      for (int e = threadIdx.x; e < BN * CHUNK; e += THREADS) {
+        const int n = bn + e / CHUNK;
+        w_s[e] = n < N ? static_cast<float>(Wc[(long long)n * ldc + i * CHUNK + e % CHUNK]) : 0.0f;
+      }
+      __syncthreads();
+      for (int j = 0; j < CHUNK; ++j) {
+        for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+          acc[mt][nt][r] += x_s[lm * CHUNK + j] * w_s[ln * CHUNK + j];
+        });
+      }
+      __syncthreads();
+    }
+  }
+}
+
+// Two blocks per SM (shared memory allows 2 for BM = 64 and 128, 3 for 32): at most 128 registers.
+constexpr int MIN_BLOCKS_PER_SM = 2;
+
 template <typename T, bool ALIGNED, int MODE, int BM>
-__global__ void __launch_bounds__(THREADS) int8_gemm(
+__global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
     const signed char* __restrict__ A, const signed char* __restrict__ B, int M, int N, int K,
     int lda, int ldb, const float* __restrict__ absmax, const float* __restrict__ SCB,
-    const void* __restrict__ bias, int bias_kind, const T* __restrict__ X, int ldx,
-    const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
+    const void* __restrict__ bias, int bias_kind, const T* __restrict__ Xc,
+    const signed char* __restrict__ Wc, int ldc, const int* __restrict__ outlier_count,
+    T* __restrict__ out, int* __restrict__ out_i32,
     int ldo, int* __restrict__ partials, unsigned int* __restrict__ tile_counters,
     int k_tiles_per_split) {
   using C = Tile<BM>;
@@ -209,9 +312,6 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
   const int n_tiles = max(0, kt_end - kt_begin);
   auto stage_a = [&](int s) { return smem + s * C::STAGE_BYTES; };
   auto stage_b = [&](int s) { return smem + s * C::STAGE_BYTES + BM * LDS; };
-  const int words = mask != nullptr ? (K + 31) / 32 : 0;  // of the outlier mask
-  unsigned bits[BK / 32] = {0u, 0u, 0u, 0u};                 // the mask of the current K tile
-  if (MODE == 1 && words && n_tiles > 0) tile_mask(bits, mask, words, kt_begin);
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
@@ -232,29 +332,13 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
     }
     cp_async_commit();
 
-    if (MODE == 1 && words) {
-      // Take the outlier columns out of the int8 product: zero them in this A tile.
-      unsigned next_bits[BK / 32];
-      if (i + 1 < n_tiles) tile_mask(next_bits, mask, words, kt_begin + i + 1);  // in flight
-      if ((bits[0] | bits[1] | bits[2] | bits[3]) != 0u) {  // the same in every thread
-        signed char* As = stage_a(i % STAGES);
-        for (int idx = threadIdx.x; idx < BM * (BK / 32); idx += THREADS) {
-          const int r = idx % BM, j = idx / BM;
-          unsigned rest = j == 0 ? bits[0] : j == 1 ? bits[1] : j == 2 ? bits[2] : bits[3];
-          for (; rest; rest &= rest - 1) As[r * LDS + j * 32 + __ffs(rest) - 1] = 0;
-        }
-        __syncthreads();
-      }
-#pragma unroll
-      for (int j = 0; j < BK / 32; ++j) bits[j] = i + 1 < n_tiles ? next_bits[j] : 0u;
-    }
-
     const signed char* As = stage_a(i % STAGES);
     const signed char* Bs = stage_b(i % STAGES);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 32) {
       int a[C::MT][4], b[C::NT][2];
-      load_fragments<BM>(a, b, As, Bs, LDS, kk, warp_m, warp_n, lane);
+      load_a_fragments<BM>(a, As, LDS, kk, warp_m, lane);
+      load_b_fragments<BM>(b, Bs, LDS, kk, warp_n, lane);
 #pragma unroll
       for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
@@ -264,25 +348,74 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
   cp_async_wait<0>();
   __syncthreads();
 
-  if (MODE != 2 && gridDim.z > 1) {
-    // Split K: publish this block's partial tile; the last block of the tile sums them all.
-    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-    constexpr int CHUNKS = C::ACC / 4;  // int4 per thread
-    int4* slab = reinterpret_cast<int4*>(partials) + (long long)tile * gridDim.z * CHUNKS * THREADS;
+  const int chunks = MODE != 0 && outlier_count != nullptr ? (*outlier_count + CHUNK - 1) / CHUNK : 0;
+  // acc * (absmax[m] / 127) + o: the output before the column scale and the bias.
+  float v[C::MT][C::NT][4];
+  auto zero = [](float (&t)[C::MT][C::NT][4]) {
 #pragma unroll
     for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
       for (int nt = 0; nt < C::NT; ++nt)
-        slab[((long long)blockIdx.z * CHUNKS + mt * C::NT + nt) * THREADS + threadIdx.x] =
+#pragma unroll
+        for (int r = 0; r < 4; ++r) t[mt][nt][r] = 0.0f;
+  };
+  auto add_scaled = [&]() {
+    for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+      const int m = min(bm + lm, M - 1);
+      v[mt][nt][r] += static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f);
+    });
+  };
+
+  if (MODE != 2 && gridDim.z > 1) {
+    // Split K: publish this block's int32 partial tile, then compute its share of the outlier
+    // chunks and publish that partial too; the last block of the tile to arrive adds them all
+    // (the floats in the order z = 0, 1, ...: the same sum whichever block is last).
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    constexpr int CHUNKS = C::ACC / 4;  // int4 (float4) per thread
+    const long long slab_size = (long long)gridDim.z * CHUNKS * THREADS;
+    int4* slab = reinterpret_cast<int4*>(partials) + tile * slab_size;
+    float4* float_slab = reinterpret_cast<float4*>(partials) +
+                         (long long)gridDim.x * gridDim.y * slab_size + tile * slab_size;
+    auto slot = [&](int z, int mt, int nt) {
+      return ((long long)z * CHUNKS + mt * C::NT + nt) * THREADS + threadIdx.x;
+    };
+#pragma unroll
+    for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < C::NT; ++nt)
+        slab[slot(blockIdx.z, mt, nt)] =
             make_int4(acc[mt][nt][0], acc[mt][nt][1], acc[mt][nt][2], acc[mt][nt][3]);
+    if (chunks > 0) {
+      const int per_split = (chunks + gridDim.z - 1) / gridDim.z;
+      const int first = min(chunks, (int)blockIdx.z * per_split);
+      zero(v);
+      outlier_product<T, BM>(v, smem, Xc, Wc, ldc, M, N, bm, bn, first, min(chunks, first + per_split));
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < C::NT; ++nt)
+          float_slab[slot(blockIdx.z, mt, nt)] =
+              make_float4(v[mt][nt][0], v[mt][nt][1], v[mt][nt][2], v[mt][nt][3]);
+    }
     if (!last_to_arrive(&tile_counters[tile], gridDim.z)) return;
-    for (int z = 0; z < (int)gridDim.z; ++z) {
-      if (z == (int)blockIdx.z) continue;
+    // Every partial from memory, this block's too (its registers are free meanwhile): the int32
+    // sums, scaled into v, then the outlier product's in the order of z.
+#pragma unroll
+    for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < C::NT; ++nt) {
+        const int4 p = __ldcg(&slab[slot(0, mt, nt)]);
+        acc[mt][nt][0] = p.x;
+        acc[mt][nt][1] = p.y;
+        acc[mt][nt][2] = p.z;
+        acc[mt][nt][3] = p.w;
+      }
+    for (int z = 1; z < (int)gridDim.z; ++z) {
 #pragma unroll
       for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
         for (int nt = 0; nt < C::NT; ++nt) {
-          const int4 p = __ldcg(&slab[((long long)z * CHUNKS + mt * C::NT + nt) * THREADS + threadIdx.x]);
+          const int4 p = __ldcg(&slab[slot(z, mt, nt)]);
           acc[mt][nt][0] += p.x;
           acc[mt][nt][1] += p.y;
           acc[mt][nt][2] += p.z;
@@ -290,13 +423,34 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
         }
     }
     if (threadIdx.x == 0) tile_counters[tile] = 0;  // ready for the next launch
-  }
-
-  if (MODE == 2) {
-    for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-      const int m = bm + lm, n = bn + ln;
-      acc[mt][nt][r] = (m < M && n < N) ? out_i32[(long long)m * ldo + n] : 0;
-    });
+    if (MODE == 1) {
+      zero(v);
+      add_scaled();
+      for (int z = 0; z < (int)gridDim.z && chunks > 0; ++z) {
+#pragma unroll
+        for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < C::NT; ++nt) {
+            const float4 o = __ldcg(&float_slab[slot(z, mt, nt)]);
+            v[mt][nt][0] += o.x;
+            v[mt][nt][1] += o.y;
+            v[mt][nt][2] += o.z;
+            v[mt][nt][3] += o.w;
+          }
+      }
+    }
+  } else {
+    if (MODE == 2) {
+      for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
+        const int m = bm + lm, n = bn + ln;
+        acc[mt][nt][r] = (m < M && n < N) ? out_i32[(long long)m * ldo + n] : 0;
+      });
+    }
+    if (MODE != 0) {
+      zero(v);
+      add_scaled();
+      outlier_product<T, BM>(v, smem, Xc, Wc, ldc, M, N, bm, bn, 0, chunks);
+    }
   }
 
   if (MODE == 0) {
@@ -305,87 +459,6 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
       if (m < M && n < N) out_i32[(long long)m * ldo + n] = acc[mt][nt][r];
     });
     return;
-  }
-
-  // Row scales first; the outlier sum o is added in these units and the column scale comes last.
-  float v[C::MT][C::NT][4];
-  for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-    const int m = min(bm + lm, M - 1);
-    v[mt][nt][r] = static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f);
-  });
-
-  // The block's ascending list of the outlier columns, COL_CAPACITY at a time.
-  int* cols = reinterpret_cast<int*>(smem);  // [COL_CAPACITY]
-  signed char* staged = smem + COL_CAPACITY * sizeof(int);
-  __shared__ int scan_scratch[THREADS / 32 + 1];
-  OutlierColumns<THREADS> outliers;
-  outliers.count(mask, 0, words, scan_scratch);
-  const int n_total = outliers.total;
-  auto gather = [&](int window) { outliers.fill(mask, window, COL_CAPACITY, cols); };
-
-  if constexpr (sizeof(T) == 2) {
-    // Tensor cores: chunks of 32 columns staged as X_s [BM][LDH] and W_s [BN][LDH] (T). Warp w
-    // stages rows w, w + 8, ... and lane j column j of the chunk (runs of columns coalesce).
-    T* x_s = reinterpret_cast<T*>(staged);
-    T* w_s = x_s + BM * LDH;
-    for (int window = 0; window < n_total; window += COL_CAPACITY) {
-      gather(window);
-      const int in_window = min(COL_CAPACITY, n_total - window);
-      for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
-        const bool live = lane < in_window - j0;
-        const int c = live ? cols[j0 + lane] : 0;
-#pragma unroll 4
-        for (int r = warp; r < BM; r += 8) {
-          const int m = bm + r;
-          x_s[r * LDH + lane] = live && m < M ? X[(long long)m * ldx + c] : from_float<T>(0.0f);
-        }
-#pragma unroll 4
-        for (int r = warp; r < BN; r += 8) {
-          const int n = bn + r;
-          w_s[r * LDH + lane] =
-              from_float<T>(live && n < N ? static_cast<float>(B[(long long)n * ldb + c]) : 0.0f);
-        }
-        __syncthreads();
-        const signed char* xs = reinterpret_cast<const signed char*>(x_s);
-        const signed char* ws = reinterpret_cast<const signed char*>(w_s);
-#pragma unroll
-        for (int kk = 0; kk < OUTLIER_CHUNK * 2; kk += 32) {
-          int a[C::MT][4], b[C::NT][2];
-          load_fragments<BM>(a, b, xs, ws, LDH * 2, kk, warp_m, warp_n, lane);
-#pragma unroll
-          for (int mt = 0; mt < C::MT; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < C::NT; ++nt) mma_f16(v[mt][nt], a[mt], b[nt], T{});
-        }
-        __syncthreads();
-      }
-    }
-  } else {
-    // fp32 X: multiply-adds over chunks staged as x_s [BM][chunk] and w_s [BN][chunk] (float).
-    float* x_s = reinterpret_cast<float*>(staged);
-    float* w_s = x_s + BM * OUTLIER_CHUNK;
-    for (int window = 0; window < n_total; window += COL_CAPACITY) {
-      gather(window);
-      const int in_window = min(COL_CAPACITY, n_total - window);
-      for (int j0 = 0; j0 < in_window; j0 += OUTLIER_CHUNK) {
-        const int nc = min(OUTLIER_CHUNK, in_window - j0);
-        for (int i = threadIdx.x; i < BM * nc; i += THREADS) {
-          const int r = i / nc, j = i % nc, m = bm + r;
-          x_s[r * OUTLIER_CHUNK + j] = m < M ? to_float(X[(long long)m * ldx + cols[j0 + j]]) : 0.0f;
-        }
-        for (int i = threadIdx.x; i < BN * nc; i += THREADS) {
-          const int r = i / nc, j = i % nc, n = bn + r;
-          w_s[r * OUTLIER_CHUNK + j] = n < N ? static_cast<float>(B[(long long)n * ldb + cols[j0 + j]]) : 0.0f;
-        }
-        __syncthreads();
-        for (int j = 0; j < nc; ++j) {
-          for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-            v[mt][nt][r] += x_s[lm * OUTLIER_CHUNK + j] * w_s[ln * OUTLIER_CHUNK + j];
-          });
-        }
-        __syncthreads();
-      }
-    }
   }
 
   for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
@@ -400,8 +473,8 @@ __global__ void __launch_bounds__(THREADS) int8_gemm(
 #define INSTANTIATE(T, ALIGNED, MODE, BM)                                                      \
   template __global__ void int8_gemm<T, ALIGNED, MODE, BM>(                                    \
       const signed char*, const signed char*, int, int, int, int, int, const float*,           \
-      const float*, const void*, int, const T*, int, const unsigned int*, T*, int*, int, int*, \
-      unsigned int*, int);
+      const float*, const void*, int, const T*, const signed char*, int, const int*, T*, int*,   \
+      int, int*, unsigned int*, int);
 #define INSTANTIATE_TILES(T, ALIGNED, MODE) \
   INSTANTIATE(T, ALIGNED, MODE, 32) INSTANTIATE(T, ALIGNED, MODE, 64) INSTANTIATE(T, ALIGNED, MODE, 128)
 INSTANTIATE_TILES(__half, true, 1)

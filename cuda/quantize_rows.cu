@@ -3,7 +3,8 @@
 // Math (row m of x [rows, cols], threshold t, mode):
 //   mode 0 (plain):    absmax[m] = max_k |x[m,k]|
 //   mode 1 (detect):   absmax[m] = max over |x[m,k]| < t; every k with |x[m,k]| >= t sets bit k of
-//                      `mask` (atomicOr) and quantizes to 0
+//                      `mask` (one atomicOr per warp and word, skipped where already set) and
+//                      quantizes to 0
 //   mode 2 (static):   absmax[m] = max over columns whose bit in `mask` is clear; those columns
 //                      quantize to 0 (the mask is an input)
 //   q[m,k] = round_half_even(x[m,k] * inverse[m]) clamped to [-127, 127]; 0 for a zero row, with
@@ -12,7 +13,8 @@
 // In mode 1 elements of an outlier column that are themselves below t keep their int8 value: the
 // GEMM epilogue takes whole outlier columns out exactly (int32), so no second pass is needed here.
 //
-// Launch: grid = rows (one block per row), block = 256 threads, no shared memory beyond statics.
+// Launch: grid = rows (one block per row), block = 256 threads (a multiple of 32: each warp reads
+// whole mask words), no shared memory beyond statics.
 // Pointers: x [rows, cols] row-major (T = __half, __nv_bfloat16 or float), q [rows, q_stride] int8,
 // absmax [rows] float32, mask [ceil(cols / 32)] uint32 (zeroed by the caller in mode 1).
 #include "common.cuh"
@@ -32,15 +34,22 @@ __global__ void __launch_bounds__(256) quantize_rows(
   float local_max = 0.0f;
   bool local_nan = false;
   for (int k = threadIdx.x; k < cols; k += blockDim.x) {
-    if (mode == 2 && mask_bit(mask, k)) continue;
-    float v = to_float(xr[k]);
-    float a = fabsf(v);
-    if (v != v) { local_nan = true; continue; }
-    if (mode == 1 && a >= threshold) {
-      atomicOr(&mask[k >> 5], 1u << (k & 31));
-      continue;
+    const bool skip = mode == 2 && mask_bit(mask, k);
+    const float v = to_float(xr[k]);
+    const float a = fabsf(v);
+    const bool nan = v != v;
+    const bool outlier = mode == 1 && !nan && a >= threshold;
+    if (mode == 1) {
+      // The lanes of a warp read 32 consecutive columns, one mask word (k & 31 = lane): one
+      // atomicOr per word and warp, and none where the word already holds the bits (with many
+      // outliers, every row would otherwise hit the same few words).
+      const unsigned bits = __ballot_sync(__activemask(), outlier);
+      if (outlier && (threadIdx.x & 31) == __ffs(bits) - 1 && (__ldcg(&mask[k >> 5]) & bits) != bits)
+        atomicOr(&mask[k >> 5], bits);
     }
-    local_max = fmaxf(local_max, a);
+    if (skip || outlier) continue;
+    if (nan) local_nan = true;
+    else local_max = fmaxf(local_max, a);
   }
   // Block reduction of (max, any NaN).
   __shared__ float warp_max[32];

@@ -29,7 +29,7 @@ def cuda_include_dir() -> Path:
         ("quantize_rows.cu", "compute_75"),
         ("int8_gemv.cu", "compute_75"),
         ("int8_gemm.cu", "compute_80"),
-        ("zero_outlier_columns.cu", "compute_75"),
+        ("gather_outlier_columns.cu", "compute_75"),
     ],
 )
 def test_every_kernel_instantiation_compiles(file, arch):

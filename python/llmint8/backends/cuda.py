@@ -9,11 +9,13 @@ idle; from there on (K a multiple of 16) cuBLAS's int8 GEMM (``cublasGemmEx``, w
 computes the int32 product and the same epilogue kernel (MODE 2) turns it into the output.
 
 A forward makes two allocations (the output and one workspace for the int8 activations, row
-scales, outlier mask and split-K partials), at most one memset and two to four launches, and
-never synchronises with the host: outlier columns travel as a device bitmask. The kernels take
-the outlier columns out of the int8 product by zeroing them in their shared-memory tiles (for
-cuBLAS, a small kernel zeroes them in the int8 activations first) and multiply them in floating
-point on tensor cores, over each block's list of the columns.
+scales, outlier mask, split-K partials and gathered outlier columns), at most one memset and two
+to four launches, and never synchronises with the host: outlier columns travel as a device
+bitmask. For the GEMM plans a gather kernel copies the outlier columns of the activations and
+the weight into dense matrices (room for all K columns: the workspace holds up to one more copy
+of the activations and of the int8 weight) and zeroes them in the int8 activations; the GEMM's
+epilogue multiplies them on tensor cores as a second pipelined product. The GEMV (few rows)
+zeroes them in its staged activations and walks its block's list of them instead.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ CUBLAS_MIN_ROWS = 256
 K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
-CACHED_WORKSPACE_BYTES = 16 << 20  # per thread and stream; larger calls allocate their own
+OUTLIER_CHUNK = 32  # int8_gemm.cu CHUNK: the gathered outlier columns come in whole chunks
+GATHER_ROWS_PER_BLOCK = 32  # gather_outlier_columns.cu ROWS_PER_BLOCK
+CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
 BIAS_KINDS = {torch.float16: 1, torch.bfloat16: 2, torch.float32: 3}  # common.cuh load_bias
@@ -97,7 +101,8 @@ def plan(index: int, m: int, n: int, k: int, *, cublas_ok: bool, raw: bool = Fal
 class _Workspace(NamedTuple):
     """Byte offsets inside the one scratch allocation of a call: the int8 activations, their row
     scales, a zero-initialised region (outlier mask words, split-K tile counters), the split-K
-    partial sums and cuBLAS's int32 product."""
+    partial sums, cuBLAS's int32 product, and for the GEMM plans with outlier columns their count
+    and the gathered columns of the activations (xc) and of the weight (wc), `ldc` apart."""
 
     absmax: int
     mask: int  # start of the zeroed region
@@ -105,12 +110,16 @@ class _Workspace(NamedTuple):
     counters: int
     partials: int
     product: int
+    count: int
+    xc: int
+    wc: int
+    ldc: int
     size: int
 
     q = 0
 
     @staticmethod
-    def of(m: int, n: int, k: int, plan_: Plan, detect: bool) -> _Workspace:
+    def of(m: int, n: int, k: int, plan_: Plan, detect: bool, gather: bool, itemsize: int):
         absmax = _ceil(m * k, 256) * 256
         mask = _ceil(absmax + 4 * m, 256) * 256
         mask_bytes = 4 * _ceil(k, 32) if detect else 0
@@ -118,27 +127,37 @@ class _Workspace(NamedTuple):
         tiles = partial_bytes = 0
         if plan_.splits > 1 and plan_.kernel == "gemm":
             tiles = _ceil(m, plan_.tile_rows) * _ceil(n, GEMM_TILE_COLS)
-            partial_bytes = 4 * plan_.splits * tiles * plan_.tile_rows * GEMM_TILE_COLS
+            # int32 partial tiles, then float ones of the outlier product
+            partial_bytes = 2 * 4 * plan_.splits * tiles * plan_.tile_rows * GEMM_TILE_COLS
         elif plan_.splits > 1:  # GEMV: an (int, float) pair per weight row and input row
             tiles = _ceil(m, plan_.tile_rows) * _ceil(n, GEMV_ROWS_PER_BLOCK)
             partial_bytes = 8 * plan_.splits * tiles * GEMV_ROWS_PER_BLOCK * plan_.tile_rows
         partials = _ceil(counters + 4 * tiles, 256) * 256
         product = _ceil(partials + partial_bytes, 256) * 256
-        size = product + (4 * m * n if plan_.kernel == "cublas" else 0)
-        return _Workspace(absmax, mask, mask_bytes + 4 * tiles, counters, partials, product, size)
+        count = product + (4 * m * n if plan_.kernel == "cublas" else 0)
+        # Up to every column an outlier: room for K of them (whole chunks of 32).
+        ldc = _ceil(k, OUTLIER_CHUNK) * OUTLIER_CHUNK if gather else 0
+        xc = _ceil(count + 4, 256) * 256
+        wc = _ceil(xc + itemsize * m * ldc, 256) * 256
+        size = wc + n * ldc
+        return _Workspace(absmax, mask, mask_bytes + 4 * tiles, counters, partials, product, count,
+                          xc, wc, ldc, size)  # fmt: skip
 
 
 _layouts: dict[tuple, tuple[Plan, _Workspace]] = {}
 _local = threading.local()
 
 
-def _layout(index: int, m: int, n: int, k: int, cublas_ok: bool, detect: bool, raw: bool):
-    """The plan and workspace layout of a call shape (computed once per shape)."""
-    key = (index, m, n, k, cublas_ok, detect, raw)
+def _layout(index, m, n, k, cublas_ok, detect, outliers, raw, itemsize=2):
+    """The plan and workspace layout of a call shape (computed once per shape). `outliers`: the
+    call has an outlier mask (detected or static)."""
+    key = (index, m, n, k, cublas_ok, detect, outliers, raw, itemsize)
     found = _layouts.get(key)
     if found is None:
         plan_ = plan(index, m, n, k, cublas_ok=cublas_ok, raw=raw)
-        found = _layouts[key] = (plan_, _Workspace.of(m, n, k, plan_, detect))
+        gather = outliers and plan_.kernel != "gemv"
+        workspace = _Workspace.of(m, n, k, plan_, detect, gather, itemsize)
+        found = _layouts[key] = (plan_, workspace)
     return found
 
 
@@ -234,7 +253,9 @@ def _cublas_int8(index, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr) -> None:
 
 
 class _Operands(NamedTuple):
-    """Pointers and strides of one int8 product and its epilogue (0 for what a call lacks)."""
+    """Pointers and strides of one int8 product and its epilogue (0 for what a call lacks): the
+    GEMV reads the outlier columns through `x` and `mask`, the GEMM gathered, through `xc`, `wc`
+    and `count`."""
 
     a: int
     lda: int
@@ -250,30 +271,50 @@ class _Operands(NamedTuple):
     out: int = 0
     out_i32: int = 0
     ldo: int = 0
+    xc: int = 0
+    wc: int = 0
+    ldc: int = 0
+    count: int = 0
 
 
 def _run_product(index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, aligned, dtype):
     """Launches the planned kernel(s): MODE 1 when `ops.out` is set, MODE 0 (raw int32) else."""
     mode = 1 if ops.out else 0
     t = C_TYPES[dtype]
-    common = (ops.a, ops.b, m, n, k, ops.lda, ops.ldb, ops.absmax, ops.scb, ops.bias,
-              ops.bias_kind, ops.x, ops.ldx, ops.mask, ops.out, ops.out_i32, ops.ldo)  # fmt: skip
+    scales = (ops.absmax, ops.scb, ops.bias, ops.bias_kind)
     split = (ws_base + ws.partials, ws_base + ws.counters, plan_.split_size)
     if plan_.kernel == "gemv":
         rows = plan_.tile_rows
         grid = (_ceil(n, GEMV_ROWS_PER_BLOCK), _ceil(m, rows), plan_.splits)
-        name = gemv_name(t, rows, aligned, mode)
-        kernel(index, "int8_gemv.cu", name).launch(grid, 0, *common, *split)
+        kernel(index, "int8_gemv.cu", gemv_name(t, rows, aligned, mode)).launch(
+            grid, 0, ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales, ops.x, ops.ldx, ops.mask,
+            ops.out, ops.out_i32, ops.ldo, *split,
+        )  # fmt: skip
         return
-    bm, splits = plan_.tile_rows, plan_.splits
+    bm, splits, out_i32, ldo = plan_.tile_rows, plan_.splits, ops.out_i32, ops.ldo
     if plan_.kernel == "cublas":
-        product = ws_base + ws.product
-        _cublas_int8(index, m, n, k, ops.a, ops.lda, ops.b, ops.ldb, product)
-        common = (*common[:15], product, n)
-        mode, splits = 2, 1
+        out_i32 = ws_base + ws.product
+        _cublas_int8(index, m, n, k, ops.a, ops.lda, ops.b, ops.ldb, out_i32)
+        mode, splits, ldo = 2, 1, n
     grid = (_ceil(m, bm), _ceil(n, GEMM_TILE_COLS), splits)
-    name = gemm_name(t, aligned, mode, bm)
-    kernel(index, "int8_gemm.cu", name).launch(grid, gemm_shared_memory(bm), *common, *split)
+    kernel(index, "int8_gemm.cu", gemm_name(t, aligned, mode, bm)).launch(
+        grid, gemm_shared_memory(bm), ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales, ops.xc,
+        ops.wc, ops.ldc, ops.count, ops.out, out_i32, ldo, *split,
+    )  # fmt: skip
+
+
+def _launch_gather(x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace) -> None:
+    """gather_outlier_columns.cu: the outlier columns of x and CB into the workspace's xc and wc
+    (and their count), and zeroed in the int8 activations."""
+    m, k = x.shape
+    n = CB.shape[0]
+    gather = kernel(
+        x.device.index, "gather_outlier_columns.cu", f"gather_outlier_columns<{C_TYPES[x.dtype]}>"
+    )
+    gather.launch(
+        (_ceil(m + n, GATHER_ROWS_PER_BLOCK), 1, 1), 0, mask, x.data_ptr(), x.stride(0), q, k,
+        CB.data_ptr(), CB.stride(0), base + ws.xc, base + ws.wc, ws.ldc, base + ws.count, m, n, k,
+    )  # fmt: skip
 
 
 def _aligned(k: int, *tensors: Tensor) -> bool:
@@ -293,7 +334,7 @@ def int8_matmul(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
         return out.zero_()
     index = a.device.index
     stream = current_stream(index)
-    plan_, ws = _layout(index, m, n, k, False, False, True)
+    plan_, ws = _layout(index, m, n, k, False, False, False, True)
     scratch = _scratch(ws.size, a.device, stream)  # held until the launches are enqueued
     base = scratch.data_ptr()
     _zero(base + ws.mask, ws.zeroed_bytes, stream)
@@ -332,7 +373,10 @@ def int8_linear(
         and not torch.cuda.is_current_stream_capturing()
     )  # fmt: skip
     detect = outlier_cols is None and threshold > 0
-    plan_, ws = _layout(index, m, n, k, cublas_ok, detect, False)
+    outliers = detect or outlier_cols is not None
+    plan_, ws = _layout(
+        index, m, n, k, cublas_ok, detect, outliers, False, x.element_size()
+    )  # fmt: skip
     scratch = _scratch(ws.size, x.device, stream)
     base = scratch.data_ptr()
     _zero(base + ws.mask, ws.zeroed_bytes, stream)
@@ -343,18 +387,17 @@ def int8_linear(
     else:
         mask, mode = 0, MODE_PLAIN
     _launch_quantize(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
-    if mode == MODE_DETECT and plan_.kernel == "cublas":
-        # cuBLAS multiplies every column: zero the outlier ones first (the own kernels zero them
-        # in their tiles).
-        kernel(index, "zero_outlier_columns.cu", "zero_outlier_columns").launch(
-            (_ceil(m, 8), 1, 1), 0, base + ws.q, mask, m, k, k
-        )
+    gathered = ws.ldc > 0
+    if gathered:
+        _launch_gather(x, CB, base + ws.q, mask, base, ws)
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
     ops = _Operands(
         base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
         mask, out.data_ptr(), 0, out.stride(0),
+        base + ws.xc if gathered else 0, base + ws.wc if gathered else 0, ws.ldc,
+        base + ws.count if gathered else 0,
     )  # fmt: skip
     _run_product(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype)
     return out

@@ -189,10 +189,7 @@ def compiled_kernels() -> dict[tuple[int, str, str], Kernel]:
 
 
 def _type_group(expression: str) -> str:
-    """The element type an instantiation is compiled with (its first template argument; ""
-    for a kernel that is no template)."""
-    if "<" not in expression:
-        return ""
+    """The element type an instantiation is compiled with (its first template argument)."""
     return expression.split("<", 1)[1].split(",", 1)[0].rstrip(">").strip()
 
 
@@ -242,16 +239,19 @@ EXPRESSIONS = {
     "quantize_rows.cu": [f"quantize_rows<{t}>" for t in C_TYPES.values()],
     "int8_gemm.cu": _gemm_names(),
     "int8_gemv.cu": _gemv_names(),
-    "zero_outlier_columns.cu": ["zero_outlier_columns"],
+    "gather_outlier_columns.cu": [f"gather_outlier_columns<{t}>" for t in C_TYPES.values()],
 }
 # Parameter lists, in the kernels' order (see each .cu file's signature).
-# A B M N K lda ldb absmax SCB bias bias_kind X ldx mask out out_i32 ldo
-_MATMUL = "PPiiiiiPPPiPiPPPi"
 LAYOUTS = {
     "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
-    "int8_gemv.cu": _MATMUL + "PPi",  # ... partials tile_counters k_per_split
-    "int8_gemm.cu": _MATMUL + "PPi",  # ... partials tile_counters k_tiles_per_split
-    "zero_outlier_columns.cu": "PPqii",  # q mask rows cols q_stride
+    # A B M N K lda ldb absmax SCB bias bias_kind X ldx mask out out_i32 ldo partials
+    # tile_counters k_per_split
+    "int8_gemv.cu": "PPiiiiiPPPiPiPPPiPPi",
+    # A B M N K lda ldb absmax SCB bias bias_kind Xc Wc ldc outlier_count out out_i32 ldo partials
+    # tile_counters k_tiles_per_split
+    "int8_gemm.cu": "PPiiiiiPPPiPPiPPPiPPi",
+    # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols
+    "gather_outlier_columns.cu": "PPiPiPiPPiPiii",
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": lambda name: gemm_shared_memory(int(name.rstrip(">").rsplit(",", 1)[1])),

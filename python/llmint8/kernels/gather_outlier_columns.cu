@@ -1,0 +1,1 @@
+../../../cuda/gather_outlier_columns.cu

@@ -1,1 +1,0 @@
-../../../cuda/zero_outlier_columns.cu
