@@ -5,6 +5,10 @@
 
 namespace llmint8 {
 
+// The GEMM multiplies the gathered outlier columns in chunks of this many (gather_outlier_columns.cu
+// pads its rows with zeros to a multiple of it).
+constexpr int OUTLIER_CHUNK = 64;
+
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(float v) { return v; }

@@ -6,23 +6,65 @@
 // Math, for the ascending list c_0 < c_1 < ... < c_{C-1} of the columns whose bit is set in `mask`:
 //   xc[m, j] = x[m, c_j],  q[m, c_j] = 0      for m < rows_x
 //   wc[n, j] = w[n, c_j]                       for n < rows_w
-//   xc[m, j] = wc[n, j] = 0 for C <= j < round_up(C, 32) (whole 32-column chunks); *count = C.
+//   xc[m, j] = wc[n, j] = 0 for C <= j < round_up(C, OUTLIER_CHUNK) (whole chunks); *count = C.
 //
-// Launch: grid = ceil((rows_x + rows_w) / 32), block = 256 threads, 32 rows per block (rows
-// r < rows_x are x rows, the rest w rows r - rows_x), 4 per warp. The block lists the outlier
-// columns in shared memory (LIST_CAPACITY at a time), then each warp copies them for its rows,
-// lane l taking (row, entry) pairs l, l + 32, ... of its rows x list (independent loads, many in
-// flight; runs of columns coalesce). Element type T of x and xc: __half, __nv_bfloat16 or float.
+// Launch: grid = ceil((rows_x + rows_w) / 8), block = 256 threads, a row per warp (rows
+// r < rows_x are x rows, the rest w rows r - rows_x). The block lists the outlier columns in
+// shared memory (LIST_CAPACITY at a time), then each warp copies them for its row,
+// lane l taking list entries 4l .. 4l + 3, 4l + 128 .. (independent loads, many in flight; runs of
+// columns coalesce, and four aligned consecutive columns move as one vector). Element type T of x
+// and xc: __half, __nv_bfloat16 or float.
 // Pointers: mask [ceil(cols / 32)] uint32, x [rows_x, ldx] T, q [rows_x, ldq] int8,
-// w [rows_w, ldw] int8, xc [rows_x, ldc] T, wc [rows_w, ldc] int8 (ldc >= round_up(cols, 32)),
-// count [1] int32.
+// w [rows_w, ldw] int8, xc [rows_x, ldc] T, wc [rows_w, ldc] int8 (ldc a multiple of
+// OUTLIER_CHUNK, at least cols rounded up to one; xc and wc 16-byte aligned), count [1] int32.
 #include "common.cuh"
 
 using namespace llmint8;
 
 namespace {
-constexpr int THREADS = 256, ROWS_PER_BLOCK = 32, ROWS_PER_WARP = ROWS_PER_BLOCK / (THREADS / 32);
+constexpr int THREADS = 256, ROWS_PER_BLOCK = THREADS / 32;  // a row per warp
 constexpr int LIST_CAPACITY = 8192;  // outlier columns listed at a time (32 KB)
+
+// Four elements of E as one aligned word.
+template <int BYTES> struct Four;
+template <> struct Four<4> { using type = unsigned int; };
+template <> struct Four<8> { using type = uint2; };
+template <> struct Four<16> { using type = uint4; };
+
+// dst[j] = src[list[j]] for j < n (and zero[list[j]] = 0 where `zero` is set): the warp's lanes
+// take four entries each; four consecutive, aligned columns move as one vector.
+template <typename E>
+__device__ __forceinline__ void copy_columns(const E* __restrict__ src, E* __restrict__ dst,
+                                             signed char* __restrict__ zero, const int* list, int n,
+                                             int lane) {
+  using V = typename Four<4 * sizeof(E)>::type;
+#pragma unroll 2
+  for (int j = 4 * lane; j < n; j += 128) {
+    const int4 c = *reinterpret_cast<const int4*>(list + j);  // entries past n: unused
+    const bool run = j + 3 < n && c.w - c.x == 3 &&
+                     reinterpret_cast<size_t>(src + c.x) % sizeof(V) == 0;
+    if (run) {
+      *reinterpret_cast<V*>(dst + j) = *reinterpret_cast<const V*>(src + c.x);
+      if (zero != nullptr) {
+        if (reinterpret_cast<size_t>(zero + c.x) % 4 == 0) {
+          *reinterpret_cast<unsigned int*>(zero + c.x) = 0u;
+        } else {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) zero[c.x + e] = 0;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int column = e == 0 ? c.x : e == 1 ? c.y : e == 2 ? c.z : c.w;
+        if (j + e < n) {
+          dst[j + e] = src[column];
+          if (zero != nullptr) zero[column] = 0;
+        }
+      }
+    }
+  }
+}
 }  // namespace
 
 template <typename T>
@@ -31,10 +73,10 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     signed char* __restrict__ q, int ldq, const signed char* __restrict__ w, int ldw,
     T* __restrict__ xc, signed char* __restrict__ wc, int ldc, int* __restrict__ count,
     int rows_x, int rows_w, int cols) {
-  __shared__ int list[LIST_CAPACITY];
+  __shared__ __align__(16) int list[LIST_CAPACITY];
   __shared__ int scan_scratch[THREADS / 32 + 1];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const long long row0 = (long long)blockIdx.x * ROWS_PER_BLOCK + warp * ROWS_PER_WARP;
+  const long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + warp;
   OutlierColumns<THREADS> outliers;
   outliers.count(mask, 0, (cols + 31) / 32, scan_scratch);
   const int total = outliers.total;
@@ -42,28 +84,18 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   for (int window = 0; window < total; window += LIST_CAPACITY) {
     outliers.fill(mask, window, LIST_CAPACITY, list);
     const int n = min(LIST_CAPACITY, total - window);
-#pragma unroll 4
-    for (int e = lane; e < ROWS_PER_WARP * n; e += 32) {
-      const int i = e / n, j = e - i * n, c = list[j];
-      const long long row = row0 + i;
-      if (row < rows_x) {
-        xc[row * ldc + window + j] = x[row * ldx + c];
-        q[row * ldq + c] = 0;
-      } else if (row < rows_x + rows_w) {
-        wc[(row - rows_x) * ldc + window + j] = w[(row - rows_x) * ldw + c];
-      }
-    }
+    if (row < rows_x)
+      copy_columns(x + row * ldx, xc + row * ldc + window, q + row * ldq, list, n, lane);
+    else if (row < rows_x + rows_w)
+      copy_columns(w + (row - rows_x) * ldw, wc + (row - rows_x) * ldc + window,
+                   static_cast<signed char*>(nullptr), list, n, lane);
     __syncthreads();  // the list is read before the next window overwrites it
   }
-  // Zeros up to the next multiple of 32 columns: the GEMM multiplies whole chunks.
-  const int j = total + lane;
-  if (j < (total + 31) / 32 * 32) {
-#pragma unroll
-    for (int i = 0; i < ROWS_PER_WARP; ++i) {
-      const long long row = row0 + i;
-      if (row < rows_x) xc[row * ldc + j] = from_float<T>(0.0f);
-      else if (row < rows_x + rows_w) wc[(row - rows_x) * ldc + j] = 0;
-    }
+  // Zeros up to the next multiple of OUTLIER_CHUNK columns: the GEMM multiplies whole chunks.
+  const int padded = (total + OUTLIER_CHUNK - 1) / OUTLIER_CHUNK * OUTLIER_CHUNK;
+  for (int j = total + lane; j < padded; j += 32) {
+    if (row < rows_x) xc[row * ldc + j] = from_float<T>(0.0f);
+    else if (row < rows_x + rows_w) wc[(row - rows_x) * ldc + j] = 0;
   }
 }
 

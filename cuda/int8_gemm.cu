@@ -8,7 +8,7 @@
 //   o[m,n]    = sum_j Xc[m,j] * Wc[n,j]                                  (fp32 accumulation)
 //   out[m,n]  = (acc[m,n] * (absmax[m] / 127) + o[m,n]) * (SCB[n] / 127) + bias[n]
 // C = *outlier_count (0 when the pointer is null), read on the device: no host sync. o is a
-// second pipelined matrix product in the epilogue over C in chunks of 32 columns (Xc and Wc rows
+// second pipelined matrix product in the epilogue over C in chunks of 64 columns (Xc and Wc rows
 // padded with zeros to whole chunks, row stride ldc), on tensor cores for fp16 / bf16 X
 // (mma.sync m16n8k16, fp32 accumulators; the int8 weights are exact in both types, converted
 // while forming the fragments); fp32 X uses fp32 multiply-adds instead.
@@ -22,13 +22,13 @@
 // so that ldmatrix is free of bank conflicts). M tiles vary fastest: blocks running together
 // share their weight tile through L2.
 // Split K (splits = gridDim.z > 1, few rows): block z sums K tiles [z * k_tiles_per_split, ...)
-// and its share of the outlier chunks, stores both partial tiles to `partials` (int32 first, then
+// and (BM < 128) its share of the outlier chunks, stores both partial tiles to `partials` (int32 first, then
 // fp32; fragment order, coalesced), and the last block of a tile to arrive (atomic counter in
 // `tile_counters`, zero before the launch and reset to zero by that block) adds them and runs the
 // epilogue. Integer sums are exact in any order; the fp32 ones are added in the order of z.
 // Pointers: A [M, lda] int8, B [N, ldb] int8, absmax [M] f32, SCB [N] f32, bias [N] or null in the
 // dtype bias_kind names (common.cuh), Xc [M, ldc] T and Wc [N, ldc] int8 (16-byte aligned, ldc a
-// multiple of 32; read only when C > 0), outlier_count [1] int32 or null, out [M, ldo] T,
+// multiple of 64; read only when C > 0), outlier_count [1] int32 or null, out [M, ldo] T,
 // out_i32 [M, ldo] int32, partials [2 * splits * tiles * BM * 128] 32-bit words and
 // tile_counters [tiles] uint32 (both unused when splits = 1).
 // ALIGNED: K, lda and ldb are multiples of 16 and A, B 16-byte aligned (cp.async 16-byte loads);
@@ -40,10 +40,10 @@ using namespace llmint8;
 namespace {
 constexpr int BN = 128, BK = 128, STAGES = 3, THREADS = 256;
 constexpr int LDS = BK + 16;  // padded smem row stride in bytes (144: ldmatrix conflict-free)
-constexpr int CHUNK = 32;  // outlier columns per step of the outlier product
-// Shared-memory row strides of a staged chunk: Xc 64 bytes (fp16 / bf16) padded to 80, ldmatrix
-// conflict-free; Wc 32 bytes padded to 48 (the fragments' 2-byte reads conflict-free).
-constexpr int LDX_S = 80, LDW_S = 48;
+constexpr int CHUNK = OUTLIER_CHUNK;  // outlier columns per step of the outlier product
+// Shared-memory row strides of a staged chunk: Xc 128 bytes (fp16 / bf16) padded to 144, ldmatrix
+// conflict-free; Wc 64 bytes padded to 80 (the fragments' 2-byte reads conflict-free).
+constexpr int LDX_S = 2 * CHUNK + 16, LDW_S = CHUNK + 16;
 
 // Warp layout of a BM x BN block tile: WARPS_M x WARPS_N warps, each WM x WN, as MT x NT mma
 // tiles of 16 x 8 with four int32 accumulators per thread each.
@@ -224,15 +224,16 @@ __device__ __forceinline__ void outlier_product(float (&acc)[Tile<BM>::MT][Tile<
     auto stage_w = [&](int s) { return smem + s * STAGE + BM * LDX_S; };
     auto load_chunk = [&](int s, int j) {
       const signed char* xc = reinterpret_cast<const signed char*>(Xc);
-      for (int c = threadIdx.x; c < BM * 4; c += THREADS) {  // 4 x 16 bytes per Xc row
-        const int r = c >> 2, m = bm + r;
-        const long long offset = (long long)m * ldc * 2 + j * CHUNK * 2 + (c & 3) * 16;
-        cp_async16(stage_x(s) + r * LDX_S + (c & 3) * 16, m < M ? xc + offset : xc, m < M ? 16 : 0);
+      constexpr int X_PARTS = 2 * CHUNK / 16, W_PARTS = CHUNK / 16;  // 16-byte parts per row
+      for (int c = threadIdx.x; c < BM * X_PARTS; c += THREADS) {
+        const int r = c / X_PARTS, part = c % X_PARTS, m = bm + r;
+        const long long offset = (long long)m * ldc * 2 + j * CHUNK * 2 + part * 16;
+        cp_async16(stage_x(s) + r * LDX_S + part * 16, m < M ? xc + offset : xc, m < M ? 16 : 0);
       }
-      for (int c = threadIdx.x; c < BN * 2; c += THREADS) {  // 2 x 16 bytes per Wc row
-        const int r = c >> 1, n = bn + r;
-        const long long offset = (long long)n * ldc + j * CHUNK + (c & 1) * 16;
-        cp_async16(stage_w(s) + r * LDW_S + (c & 1) * 16, n < N ? Wc + offset : Wc, n < N ? 16 : 0);
+      for (int c = threadIdx.x; c < BN * W_PARTS; c += THREADS) {
+        const int r = c / W_PARTS, part = c % W_PARTS, n = bn + r;
+        const long long offset = (long long)n * ldc + j * CHUNK + part * 16;
+        cp_async16(stage_w(s) + r * LDW_S + part * 16, n < N ? Wc + offset : Wc, n < N ? 16 : 0);
       }
     };
 #pragma unroll
@@ -247,13 +248,17 @@ __device__ __forceinline__ void outlier_product(float (&acc)[Tile<BM>::MT][Tile<
       cp_async_commit();
 #pragma unroll
       for (int k0 = 0; k0 < CHUNK; k0 += 16) {
-        int a[C::MT][4], b[C::NT][2];
-        load_a_fragments<BM>(a, stage_x(i % STAGES), LDX_S, k0 * 2, warp_m, lane);
+        int b[C::NT][2];
         load_b_fragments_from_int8<BM, T>(b, stage_w(i % STAGES), LDW_S, k0, warp_n, lane);
+        const int sub = lane >> 3, sub_row = lane & 7;
 #pragma unroll
-        for (int mt = 0; mt < C::MT; ++mt)
+        for (int mt = 0; mt < C::MT; ++mt) {
+          int a[4];  // one m16 tile at a time: fewer live registers
+          const int row = warp_m * C::WM + mt * 16 + sub_row + (sub & 1) * 8;
+          ldmatrix_x4(a, stage_x(i % STAGES) + row * LDX_S + k0 * 2 + (sub >> 1) * 16);
 #pragma unroll
-          for (int nt = 0; nt < C::NT; ++nt) mma_f16(acc[mt][nt], a[mt], b[nt], T{});
+          for (int nt = 0; nt < C::NT; ++nt) mma_f16(acc[mt][nt], a, b[nt], T{});
+        }
       }
     }
     cp_async_wait<0>();
@@ -369,7 +374,10 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
   if (MODE != 2 && gridDim.z > 1) {
     // Split K: publish this block's int32 partial tile, then compute its share of the outlier
     // chunks and publish that partial too; the last block of the tile to arrive adds them all
-    // (the floats in the order z = 0, 1, ...: the same sum whichever block is last).
+    // (the floats in the order z = 0, 1, ...: the same sum whichever block is last). With
+    // 128-row tiles the last block computes every chunk itself: sharing them costs that tile
+    // size spilled registers (measured: slower at C = 0 as well).
+    constexpr bool SHARE_CHUNKS = BM < 128;
     const int tile = blockIdx.y * gridDim.x + blockIdx.x;
     constexpr int CHUNKS = C::ACC / 4;  // int4 (float4) per thread
     const long long slab_size = (long long)gridDim.z * CHUNKS * THREADS;
@@ -385,7 +393,7 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
       for (int nt = 0; nt < C::NT; ++nt)
         slab[slot(blockIdx.z, mt, nt)] =
             make_int4(acc[mt][nt][0], acc[mt][nt][1], acc[mt][nt][2], acc[mt][nt][3]);
-    if (chunks > 0) {
+    if (SHARE_CHUNKS && chunks > 0) {
       const int per_split = (chunks + gridDim.z - 1) / gridDim.z;
       const int first = min(chunks, (int)blockIdx.z * per_split);
       zero(v);
@@ -426,7 +434,8 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
     if (MODE == 1) {
       zero(v);
       add_scaled();
-      for (int z = 0; z < (int)gridDim.z && chunks > 0; ++z) {
+      if (!SHARE_CHUNKS) outlier_product<T, BM>(v, smem, Xc, Wc, ldc, M, N, bm, bn, 0, chunks);
+      for (int z = 0; z < (int)gridDim.z && chunks > 0 && SHARE_CHUNKS; ++z) {
 #pragma unroll
         for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll

@@ -52,8 +52,8 @@ CUBLAS_MIN_ROWS = 256
 K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
-OUTLIER_CHUNK = 32  # int8_gemm.cu CHUNK: the gathered outlier columns come in whole chunks
-GATHER_ROWS_PER_BLOCK = 32  # gather_outlier_columns.cu ROWS_PER_BLOCK
+OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
+GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
@@ -135,7 +135,7 @@ class _Workspace(NamedTuple):
         partials = _ceil(counters + 4 * tiles, 256) * 256
         product = _ceil(partials + partial_bytes, 256) * 256
         count = product + (4 * m * n if plan_.kernel == "cublas" else 0)
-        # Up to every column an outlier: room for K of them (whole chunks of 32).
+        # Up to every column an outlier: room for K of them (whole chunks).
         ldc = _ceil(k, OUTLIER_CHUNK) * OUTLIER_CHUNK if gather else 0
         xc = _ceil(count + 4, 256) * 256
         wc = _ceil(xc + itemsize * m * ldc, 256) * 256
