@@ -3,7 +3,11 @@ outliers, CUDA-graph replayed so that host overhead is out) under every plan the
 run (GEMV; GEMM with row tiles 32, 64, 128, with and without split K), next to the plan
 `llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
 
-    python benches/kernel_choice.py [--quick] [--out choice.md]
+With --weight-only: for M up to 128, every (row tiles, token tiles) of the weight-only kernel next
+to the tiles `weight_only_tiles` picks, LLM.int8()'s picked plan and fp16 nn.Linear (sets
+WEIGHT_ONLY_MAX_ROWS and the tile choice).
+
+    python benches/kernel_choice.py [--quick] [--weight-only] [--out choice.md]
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from functools import partial
 
 import torch
 
@@ -64,11 +69,52 @@ def graph_time_us(layer, x) -> float:
     return statistics.median(times)
 
 
+WEIGHT_ONLY_ROWS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128]
+
+
+def weight_only_table(grid, rows) -> list[str]:
+    index = torch.cuda.current_device()
+    lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed), fp16", ""]
+    lines += ["| K×N | M | fp16 | int8 t=6 | weight-only picked | picked µs | best | best µs "
+              "| all |", "|---" * 9 + "|"]  # fmt: skip
+    print("\n".join(lines), flush=True)
+    for k, n in grid:
+        linear = torch.nn.Linear(k, n).half().cuda()
+        layer = llmint8.nn.Linear8bitLt.from_linear(linear, 6.0, arithmetic="int8").cuda()
+        CB, SCB, bias = layer.weight.CB, layer.weight.SCB, layer.bias
+        for m in rows:
+            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+            x[:, torch.randperm(k)[:6]] *= 20
+            fp16, int8 = graph_time_us(linear, x), graph_time_us(layer, x)
+            times = {}
+            for tiles in backend.WEIGHT_ONLY_TILES:
+                run = partial(backend.weight_only_linear, CB=CB, SCB=SCB, bias=bias, tiles=tiles)
+                times[f"{tiles[0]}x{tiles[1]}"] = graph_time_us(run, x)
+            picked = "{}x{}".format(*backend.weight_only_tiles(index, m, n))
+            best = min(times, key=times.get)
+            every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
+            line = (f"| {k}×{n} | {m} | {fp16:.1f} | {int8:.1f} | {picked} | {times[picked]:.1f} "
+                    f"| {best} | {times[best]:.1f} | {every} |")  # fmt: skip
+            print(line, flush=True)
+            lines.append(line)
+        del linear, layer
+        torch.cuda.empty_cache()
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two shapes, four row counts")
+    parser.add_argument("--weight-only", action="store_true", help="the weight-only kernel's tiles")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
+    if args.weight_only:
+        grid = GRID[::3] if args.quick else GRID
+        lines = weight_only_table(grid, [1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        return 0
     grid, rows = (GRID[::3], [1, 8, 32, 128]) if args.quick else (GRID, ROWS)
     index = torch.cuda.current_device()
     chosen_plan = backend.plan
@@ -76,7 +122,9 @@ def main(argv=None) -> int:
     lines += ["| K×N | M | picked | picked µs | best | best µs | all |", "|---" * 7 + "|"]
     print("\n".join(lines), flush=True)
     for k, n in grid:
-        layer = llmint8.nn.Linear8bitLt(k, n, has_fp16_weights=False, threshold=6.0).cuda()
+        layer = llmint8.nn.Linear8bitLt(
+            k, n, has_fp16_weights=False, threshold=6.0, arithmetic="int8"
+        ).cuda()
         for m in rows:
             x = torch.randn(m, k, device="cuda", dtype=torch.float16)
             x[:, torch.randperm(k)[:6]] *= 20

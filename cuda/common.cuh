@@ -40,6 +40,25 @@ __device__ __forceinline__ float load_bias(const void* bias, int kind, int n) {
   }
 }
 
+// fp32 += fp16 x fp16 (or bf16 x bf16) on a 16 x 8 x 16 tile; a: 16 x 16 row-major
+// (a0: row g, columns 2q, 2q + 1; a1: row g + 8; a2, a3: columns + 8), b: 16 x 8 column-major
+// (b0: column g, rows 2q, 2q + 1; b1: rows + 8), c: 16 x 8 (c0, c1: row g, columns 2q, 2q + 1;
+// c2, c3: row g + 8), for lane = 4g + q.
+__device__ __forceinline__ void mma_f16(float* c, const int* a, const int* b, __half) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma_f16(float* c, const int* a, const int* b, __nv_bfloat16) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
 __device__ __forceinline__ bool mask_bit(const unsigned int* mask, int col) {
   return (mask[col >> 5] >> (col & 31)) & 1u;
 }

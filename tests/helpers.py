@@ -87,6 +87,20 @@ def int8_linear_bound(
     return weight_term + activation_term + cross_term + rounding + 1e-30
 
 
+def weight_only_bound(
+    x: Tensor, CB: Tensor, SCB: Tensor, out_dtype: torch.dtype, bias: Optional[Tensor] = None
+) -> Tensor:
+    """Elementwise bound on |weight_only_linear(x, CB, SCB) - x @ (CB * SCB / 127).T| for x
+    [M, K]: no quantization step (the products are exact), only fp32 accumulation in any order
+    and the rounding of the output dtype."""
+    weight = CB.double() * (SCB.double()[:, None] / 127.0)
+    magnitude = x.double().abs() @ weight.abs().t()
+    y = reference_linear(x, weight, bias).abs()
+    out = torch.finfo(out_dtype)
+    underflow = out.smallest_normal * out.eps
+    return out.eps * y + 2 * FP32_EPS * magnitude * max(1, x.shape[1]) + underflow + 1e-30
+
+
 def assert_within_bound(actual: Tensor, expected: Tensor, bound: Tensor, what: str = "") -> None:
     err = (actual.double() - expected.double()).abs()
     worst = (err / bound).max().item() if err.numel() else 0.0

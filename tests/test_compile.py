@@ -31,10 +31,11 @@ def test_fullgraph_compile_matches_eager(backend):
             assert torch.equal(compiled(x), model(x))
 
 
-def test_the_custom_op_passes_torch_library_checks():
+@pytest.mark.parametrize("arithmetic", ["int8", "weight_only"])
+def test_the_custom_op_passes_torch_library_checks(arithmetic):
     model = _model()
     layer = model[0]
-    args = (_x(6), layer.weight.CB, layer.weight.SCB, layer.bias, 6.0, None)
+    args = (_x(6), layer.weight.CB, layer.weight.SCB, layer.bias, 6.0, None, arithmetic)
     torch.library.opcheck(torch.ops.llmint8.int8_linear.default, args)
 
 
@@ -90,7 +91,7 @@ def test_the_custom_op_keeps_no_scratch_memory_past_the_call(monkeypatch):
     monkeypatch.setattr(cpu_backend, "int8_linear", recording)
     layer = _model()[0]
     args = (_x(3), layer.weight.CB, layer.weight.SCB, layer.bias, 6.0, None)
-    torch.ops.llmint8.int8_linear(*args)
+    torch.ops.llmint8.int8_linear(*args, "int8")
     real_out = real(*args)
     assert seen == [True] and not backends.workspaces_are_transient()
     with backends.transient_workspaces():
@@ -98,7 +99,7 @@ def test_the_custom_op_keeps_no_scratch_memory_past_the_call(monkeypatch):
             assert backends.workspaces_are_transient()
         assert backends.workspaces_are_transient()
     assert not backends.workspaces_are_transient()
-    assert torch.equal(torch.ops.llmint8.int8_linear(*args), real_out)
+    assert torch.equal(torch.ops.llmint8.int8_linear(*args, "int8"), real_out)
 
 
 @pytest.mark.gpu

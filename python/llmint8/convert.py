@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from .functional import checked_threshold
+from .functional import checked_arithmetic, checked_threshold
 from .nn import Linear8bitLt
 
 DEFAULT_SKIP_MODULES = ("lm_head",)
@@ -24,6 +24,7 @@ def replace_linear(
     threshold: float = 6.0,
     skip_modules: Iterable[str] = DEFAULT_SKIP_MODULES,
     has_fp16_weights: bool = False,
+    arithmetic: str = "auto",
 ) -> nn.Module:
     """Replaces, in place, each `nn.Linear` of `model` not named in `skip_modules` by a
     `Linear8bitLt` sharing its weight and bias (no copy). Returns the model (or the new layer when
@@ -31,12 +32,14 @@ def replace_linear(
 
     Works on models built under ``accelerate.init_empty_weights()``: meta weights stay meta until
     a state dict is loaded. The weights are quantized on the first move to a device (or forward).
+    `arithmetic` is each layer's (see `Linear8bitLt`): ``"int8"`` forces LLM.int8() everywhere.
     """
     skip = tuple(skip_modules or ())
     threshold = checked_threshold(threshold)
+    arithmetic = checked_arithmetic(arithmetic)
 
     def convert(linear: nn.Linear) -> Linear8bitLt:
-        return Linear8bitLt.from_linear(linear, threshold, has_fp16_weights)
+        return Linear8bitLt.from_linear(linear, threshold, has_fp16_weights, arithmetic)
 
     if type(model) is nn.Linear:
         return convert(model)

@@ -13,6 +13,11 @@ Numerics (every backend follows them; the CPU backend is the reference):
 - ``int8 x int8`` products accumulate exactly in int32, then
   ``y = acc * (absmax_x[m] / 127) * (SCB[n] / 127) + x[:, C] @ W_deq[:, C].T + bias``.
 - Non-finite inputs propagate: a NaN in a row makes that row's output NaN, as in fp16.
+- Weight-only arithmetic (``arithmetic="weight_only"``, and ``"auto"`` where the backend finds it
+  faster: fp16 / bf16 activations of few rows on a GPU): ``y = x @ (CB * SCB / 127).T + bias``
+  with ``x`` in its own precision, fp32 accumulation. No activation is quantized and every column
+  is computed in floating point, so its error is that of the weight's quantization alone, below
+  LLM.int8()'s; ``arithmetic="int8"`` forces LLM.int8()'s int8 product everywhere.
 
 Accepted activations: float16, bfloat16 and float32 (computed like the others; the output has the
 input's dtype). Weights of any floating dtype are quantized without a round trip through fp16.
@@ -27,10 +32,11 @@ import torch
 from torch import Tensor
 
 from ._ops import int8_linear_op
-from .backends import backend_for
+from .backends import ARITHMETICS, backend_for, dequantized, linear
 from .errors import DeviceMismatchError, QuantizationError, UnsupportedDtypeError
 
 __all__ = [
+    "ARITHMETICS",
     "FLOAT_DTYPES",
     "RowQuantized",
     "dequantize_rowwise",
@@ -64,6 +70,13 @@ def checked_threshold(threshold: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
     return value
+
+
+def checked_arithmetic(arithmetic: str) -> str:
+    """`arithmetic` if it is one of ARITHMETICS, else `ValueError` naming them."""
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}; got {arithmetic!r}")
+    return arithmetic
 
 
 def _check_float(name: str, t: Tensor) -> None:
@@ -136,8 +149,7 @@ def dequantize_rowwise(
         raise ValueError(
             f"row_absmax has shape {tuple(row_absmax.shape)}, expected ({values.shape[0]},)"
         )
-    compute = torch.promote_types(torch.float32, dtype)
-    return (values.to(compute) * (row_absmax.to(compute)[:, None] / INT8_MAX)).to(dtype)
+    return dequantized(values, row_absmax, dtype)
 
 
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -181,10 +193,9 @@ class _Int8Linear(torch.autograd.Function):
     """Forward in int8; backward in floating point against the dequantized (or master) weight."""
 
     @staticmethod
-    def forward(ctx, x, CB, SCB, bias, threshold, outlier_cols, master_weight):
+    def forward(ctx, x, CB, SCB, bias, threshold, outlier_cols, master_weight, arithmetic):
         x2d = x.reshape(-1, x.shape[-1])
-        backend = backend_for(x.device)
-        y = backend.int8_linear(x2d, CB, SCB, bias, threshold, outlier_cols)
+        y = linear(x2d, CB, SCB, bias, threshold, outlier_cols, arithmetic)
         ctx.save_for_backward(x, CB, SCB, master_weight)
         ctx.has_bias = bias is not None
         return y.reshape(*x.shape[:-1], CB.shape[0])
@@ -205,7 +216,7 @@ class _Int8Linear(torch.autograd.Function):
             grad_weight = (g2d.t().float() @ x2d.float()).to(master_weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             grad_bias = g2d.float().sum(0)
-        return grad_x, None, None, grad_bias, None, None, grad_weight
+        return grad_x, None, None, grad_bias, None, None, grad_weight, None
 
 
 def int8_linear(
@@ -216,20 +227,24 @@ def int8_linear(
     threshold: float = 0.0,
     outlier_cols: Optional[Tensor] = None,
     master_weight: Optional[Tensor] = None,
+    arithmetic: str = "auto",
 ) -> Tensor:
     """LLM.int8() ``x @ W.T + bias`` for ``x`` [..., K], W given by ``CB`` int8 [N, K] and ``SCB``
     float32 [N]. Returns [..., N] in ``x.dtype``.
 
     ``threshold > 0`` detects outlier columns per call; ``outlier_cols`` (int [C]) fixes them
     instead. ``master_weight`` (the fp weight, when the layer trains it) receives the gradient; the
-    input always does.
+    input always does. ``arithmetic``: ``"int8"`` (LLM.int8()), ``"weight_only"`` (activations in
+    floating point times the dequantized weight, no outlier columns needed) or ``"auto"`` (the
+    faster of the two for the call; see the module docstring).
     """
     _check_linear(x, CB, SCB, bias)
     threshold = checked_threshold(threshold)
+    arithmetic = checked_arithmetic(arithmetic)
     if torch.compiler.is_compiling() and master_weight is None:
         # Traced by torch.compile: one opaque custom op (no graph break, no data-dependent check).
         y = int8_linear_op(
-            x.reshape(-1, x.shape[-1]), CB, SCB, bias, float(threshold), outlier_cols
+            x.reshape(-1, x.shape[-1]), CB, SCB, bias, float(threshold), outlier_cols, arithmetic
         )
         return y.reshape(*x.shape[:-1], CB.shape[0])
     cols = _check_outlier_cols(outlier_cols, CB.shape[1])
@@ -239,9 +254,8 @@ def int8_linear(
         or (master_weight is not None and master_weight.requires_grad)
     )
     if not needs_grad:
-        backend = backend_for(x.device)
         if x.dim() == 2:
-            return backend.int8_linear(x, CB, SCB, bias, float(threshold), cols)
-        y = backend.int8_linear(x.reshape(-1, x.shape[-1]), CB, SCB, bias, float(threshold), cols)
+            return linear(x, CB, SCB, bias, threshold, cols, arithmetic)
+        y = linear(x.reshape(-1, x.shape[-1]), CB, SCB, bias, threshold, cols, arithmetic)
         return y.reshape(*x.shape[:-1], CB.shape[0])
-    return _Int8Linear.apply(x, CB, SCB, bias, float(threshold), cols, master_weight)
+    return _Int8Linear.apply(x, CB, SCB, bias, threshold, cols, master_weight, arithmetic)

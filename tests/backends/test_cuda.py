@@ -10,7 +10,13 @@ import llmint8
 from llmint8 import functional as F
 from llmint8.backends import cpu as cpu_backend
 
-from ..helpers import assert_within_bound, int8_linear_bound, planted_outliers, reference_linear
+from ..helpers import (
+    assert_within_bound,
+    int8_linear_bound,
+    planted_outliers,
+    reference_linear,
+    weight_only_bound,
+)
 from ..test_blog_walkthrough import run_walkthrough
 
 pytestmark = pytest.mark.gpu
@@ -275,9 +281,12 @@ def test_compiled_kernels_are_reused():
 
 @pytest.mark.parametrize("m", [1, 8, 100, 300])
 @pytest.mark.parametrize("columns", [1, 200])
-def test_cuda_graph_replay_matches_eager(m, columns):
+@pytest.mark.parametrize("arithmetic", ["auto", "int8", "weight_only"])
+def test_cuda_graph_replay_matches_eager(m, columns, arithmetic):
     torch.manual_seed(0)
-    layer = llmint8.nn.Linear8bitLt(512, 384, has_fp16_weights=False, threshold=6.0).cuda()
+    layer = llmint8.nn.Linear8bitLt(
+        512, 384, has_fp16_weights=False, threshold=6.0, arithmetic=arithmetic
+    ).cuda()
     x = torch.randn(m, 512, device="cuda", dtype=torch.float16)
     x[:, 3] *= 30
     with torch.no_grad():
@@ -316,10 +325,103 @@ def test_every_kernel_plan_matches_cpu():
         x, weight, bias = _inputs(m * k + n, m, k, n, torch.float16, outliers=5)
         CB, SCB = F.quantize_weight(weight)
         expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
-        got = F.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(), 6.0).cpu()
+        got = F.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(), 6.0,
+                            arithmetic="int8").cpu()  # fmt: skip
         magnitude = x.double().abs() @ weight.double().abs().t()
         rounding = 2 * torch.finfo(torch.float16).eps * (expected.double().abs() + 1e-3 * magnitude)
         assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{(m, k, n)} {plan}")
     for wanted in [("gemv", 0, False), ("gemv", 0, True), ("gemm", 32, True), ("gemm", 64, False),
                    ("gemm", 128, True), ("gemm", 128, False)]:  # fmt: skip
         assert wanted in seen, f"no shape exercised {wanted}: {sorted(seen)}"
+
+
+# ---- weight-only arithmetic (weight_only_linear.cu) ----
+
+# (m, k, n): one token and several token tiles, K aligned (vector loads) and not (element loads,
+# a partial last chunk), N not a multiple of the row tiles, fewer chunks than warps.
+WEIGHT_ONLY_SHAPES = [(1, 4096, 300), (3, 1000, 129), (8, 64, 17), (9, 4095, 64),
+                      (17, 256, 1000), (40, 100, 33), (70, 8, 5), (2, 11008, 70)]  # fmt: skip
+
+
+def _weight_only_case(seed, m, k, n, dtype, bias_dtype):
+    x, weight, bias = _inputs(seed, m, k, n, dtype, outliers=4)
+    bias = None if bias_dtype is None else bias.to(bias_dtype)
+    CB, SCB = F.quantize_weight(weight)
+    return x, CB, SCB, bias
+
+
+def _check_weight_only(got, x, CB, SCB, bias, dtype, what):
+    assert not got.isnan().any(), f"{what}: unwritten (poisoned) outputs remain"
+    dequantized = CB.double() * (SCB.double()[:, None] / 127)
+    bound = weight_only_bound(x, CB, SCB, dtype, bias)
+    assert_within_bound(got, reference_linear(x, dequantized, bias), bound, f"{what} vs float64")
+    expected = cpu_backend.weight_only_linear(x, CB, SCB, bias)
+    assert_within_bound(got, expected, 2 * bound, f"{what} vs cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("tiles", cuda_backend.WEIGHT_ONLY_TILES if cuda_backend else [])
+def test_weight_only_kernel_matches_reference_and_cpu(dtype, tiles):
+    for i, (m, k, n) in enumerate(WEIGHT_ONLY_SHAPES):
+        bias_dtype = (None, dtype, torch.float32)[i % 3]
+        x, CB, SCB, bias = _weight_only_case(i, m, k, n, dtype, bias_dtype)
+        out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
+        got = cuda_backend.weight_only_linear(
+            x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda(), out=out,
+            tiles=tiles,
+        ).cpu()  # fmt: skip
+        _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)} tiles {tiles}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    m=st.integers(1, 80),
+    k=features,
+    n=features,
+    dtype=st.sampled_from([torch.float16, torch.bfloat16]),
+    with_bias=st.booleans(),
+)
+def test_weight_only_at_any_shape_matches_reference_and_cpu(seed, m, k, n, dtype, with_bias):
+    x, CB, SCB, bias = _weight_only_case(seed, m, k, n, dtype, dtype if with_bias else None)
+    got = F.int8_linear(x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda(),
+                        6.0, arithmetic="weight_only").cpu()  # fmt: skip
+    _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)}")
+
+
+def test_auto_takes_weight_only_for_few_fp16_rows_and_llm_int8_else():
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randn(300, 512, generator=generator)
+    CB, SCB = (t.cuda() for t in F.quantize_weight(weight))
+    limit = cuda_backend.WEIGHT_ONLY_MAX_ROWS
+    cases = [(1, torch.float16, True), (limit, torch.bfloat16, True),
+             (limit + 1, torch.float16, False), (4, torch.float32, False)]  # fmt: skip
+    for m, dtype, weight_only in cases:
+        x = (torch.randn(m, 512, generator=generator) * 3).to(dtype).cuda()
+        auto = F.int8_linear(x, CB, SCB, threshold=6.0)
+        chosen = "weight_only" if weight_only else "int8"
+        assert torch.equal(auto, F.int8_linear(x, CB, SCB, threshold=6.0, arithmetic=chosen)), (
+            m, dtype)  # fmt: skip
+
+
+def test_weight_only_error_on_cuda_is_below_llm_int8s():
+    generator = torch.Generator().manual_seed(4)
+    x, _ = planted_outliers(16, 4096, 6, generator)
+    weight = torch.randn(2048, 4096, generator=generator)
+    exact = reference_linear(x.half(), weight.half())
+    CB, SCB = (t.cuda() for t in F.quantize_weight(weight.half()))
+    errors = {}
+    for arithmetic in ("int8", "weight_only"):
+        y = F.int8_linear(x.half().cuda(), CB, SCB, threshold=6.0, arithmetic=arithmetic)
+        errors[arithmetic] = ((y.double().cpu() - exact).norm() / exact.norm()).item()
+    assert errors["weight_only"] < 0.9 * errors["int8"], errors
+
+
+def test_weight_only_nan_rows_stay_in_their_row():
+    CB, SCB = (t.cuda() for t in F.quantize_weight(torch.randn(40, 256)))
+    x = torch.randn(6, 256, device="cuda", dtype=torch.float16)
+    clean = F.int8_linear(x, CB, SCB, arithmetic="weight_only")
+    x[2, 7] = float("nan")
+    y = F.int8_linear(x, CB, SCB, arithmetic="weight_only")
+    assert torch.isnan(y[2]).all()
+    assert torch.equal(y[[0, 1, 3, 4, 5]], clean[[0, 1, 3, 4, 5]])

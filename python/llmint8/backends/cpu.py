@@ -1,6 +1,8 @@
 """The CPU backend: the reference semantics of LLM.int8(), in plain PyTorch ops.
 
 int8 x int8 products are accumulated exactly in int32 (`torch._int_mm`); everything else is fp32.
+The weight-only arithmetic multiplies the activations in fp32 by the dequantized weight, a block
+of weight rows at a time (the dequantized copy never holds the whole weight).
 """
 
 from __future__ import annotations
@@ -88,3 +90,29 @@ def int8_linear(
     if bias is not None:
         out += bias.float()
     return out.to(x.dtype)
+
+
+WEIGHT_ONLY_ROWS_PER_STEP = 1024
+
+
+def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
+    """What `arithmetic="auto"` takes on the CPU: always LLM.int8()'s int8 product."""
+    return False
+
+
+def weight_only_linear(
+    x: Tensor, CB: Tensor, SCB: Tensor, bias: Optional[Tensor], out: Optional[Tensor] = None
+) -> Tensor:
+    """``x @ (CB * SCB / 127).T + bias`` in fp32, every input column in floating point."""
+    m, n = x.shape[0], CB.shape[0]
+    if out is None:
+        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    xf = x.float()
+    for start in range(0, n, WEIGHT_ONLY_ROWS_PER_STEP):
+        rows = slice(start, start + WEIGHT_ONLY_ROWS_PER_STEP)
+        weight = CB[rows].float() * (SCB[rows, None] / INT8_MAX)
+        block = xf @ weight.t()
+        if bias is not None:
+            block += bias[rows].float()
+        out[:, rows] = block
+    return out

@@ -34,6 +34,7 @@ from .cuda_kernels import (
     GEMV_ROW_GROUPS,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
+    WEIGHT_ONLY_TILES,
     check_device,
     cupy_module,
     current_stream,
@@ -42,6 +43,7 @@ from .cuda_kernels import (
     gemv_name,
     kernel,
     sm_count,
+    weight_only_name,
 )
 
 GEMV_MAX_ROWS = 4
@@ -54,6 +56,8 @@ MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
 OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
+WEIGHT_ONLY_MAX_ROWS = 32  # "auto" arithmetic: weight-only up to here (benches/kernel_choice.py)
+WEIGHT_ONLY_BLOCKS_PER_SM = 2  # weight-only blocks wanted per SM before row tiles shrink
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
@@ -400,4 +404,72 @@ def int8_linear(
         base + ws.count if gathered else 0,
     )  # fmt: skip
     _run_product(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype)
+    return out
+
+
+# ---- weight-only arithmetic: fp16 / bf16 activations times the int8 weight, one launch ----
+
+
+def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
+    """Whether "auto" arithmetic takes the weight-only kernel for this call: fp16 / bf16
+    activations, few rows (memory-bound: the weight streams once, no activation quantization),
+    and tensor cores for fp16 / bf16 (sm_80+)."""
+    return (
+        x.dtype in (torch.float16, torch.bfloat16)
+        and x.numel() <= WEIGHT_ONLY_MAX_ROWS * x.shape[-1]
+        and check_device(x.device.index) >= MMA_CAPABILITY
+    )
+
+
+def weight_only_tiles(index: int, m: int, n: int) -> tuple[int, int]:
+    """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) for an [m, k] x [n, k]^T call: token
+    tiles covering up to 32 rows, then the most weight rows per block that still leave
+    WEIGHT_ONLY_BLOCKS_PER_SM blocks per SM (more rows per block: fewer activation re-reads)."""
+    token_tiles = 1 if m <= 8 else 2 if m <= 16 else 4
+    wanted = WEIGHT_ONLY_BLOCKS_PER_SM * sm_count(index)
+    for row_tiles in (4, 2, 1):
+        if (row_tiles, token_tiles) not in WEIGHT_ONLY_TILES:
+            continue
+        if _ceil(n, 16 * row_tiles) * _ceil(m, 8 * token_tiles) >= wanted:
+            return row_tiles, token_tiles
+    return 1, token_tiles
+
+
+def weight_only_linear(
+    x: Tensor,
+    CB: Tensor,
+    SCB: Tensor,
+    bias: Optional[Tensor],
+    out: Optional[Tensor] = None,
+    tiles: Optional[tuple[int, int]] = None,
+) -> Tensor:
+    """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision (see
+    weight_only_linear.cu): one launch, no workspace, no host sync. fp32 activations (no
+    fp32 tensor-core product) multiply the dequantized weight with torch instead. `tiles`
+    overrides `weight_only_tiles` (benches/kernel_choice.py)."""
+    if x.dtype == torch.float32:
+        from .cpu import weight_only_linear as dense
+
+        return dense(x, CB, SCB, bias, out=out)
+    x, CB = x.contiguous(), CB.contiguous()
+    m, k = x.shape
+    n = CB.shape[0]
+    if out is None:
+        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
+    index = x.device.index
+    row_tiles, token_tiles = tiles or weight_only_tiles(index, m, n)
+    aligned = _aligned(k, CB, x)
+    bias = None if bias is None else bias.contiguous()
+    scb = SCB.contiguous()
+    name = weight_only_name(C_TYPES[x.dtype], row_tiles, token_tiles, aligned)
+    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles), 1)
+    kernel(index, "weight_only_linear.cu", name).launch(
+        grid, 0, x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), scb.data_ptr(),
+        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out.data_ptr(),
+        out.stride(0),
+    )  # fmt: skip
     return out

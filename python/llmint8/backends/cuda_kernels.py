@@ -213,6 +213,17 @@ def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
     return f"int8_gemv<{dtype_name}, {rows}, {'true' if aligned else 'false'}, {mode}>"
 
 
+WEIGHT_ONLY_TILES = ((1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (4, 1), (4, 2))
+"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) instantiations: 16 weight rows and 8 tokens
+each."""
+WEIGHT_ONLY_TYPES = ("__half", "__nv_bfloat16")
+
+
+def weight_only_name(dtype_name: str, row_tiles: int, token_tiles: int, aligned: bool) -> str:
+    flag = "true" if aligned else "false"
+    return f"weight_only_linear<{dtype_name}, {row_tiles}, {token_tiles}, {flag}>"
+
+
 def _gemm_names() -> list[str]:
     names = [
         gemm_name(t, a, 1, bm)
@@ -240,6 +251,12 @@ EXPRESSIONS = {
     "int8_gemm.cu": _gemm_names(),
     "int8_gemv.cu": _gemv_names(),
     "gather_outlier_columns.cu": [f"gather_outlier_columns<{t}>" for t in C_TYPES.values()],
+    "weight_only_linear.cu": [
+        weight_only_name(t, rt, tt, a)
+        for t in WEIGHT_ONLY_TYPES
+        for rt, tt in WEIGHT_ONLY_TILES
+        for a in (True, False)
+    ],
 }
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 LAYOUTS = {
@@ -252,6 +269,7 @@ LAYOUTS = {
     "int8_gemm.cu": "PPiiiiiPPPiPPiPPPiPPi",
     # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols
     "gather_outlier_columns.cu": "PPiPiPiPPiPiii",
+    "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": lambda name: gemm_shared_memory(int(name.rstrip(">").rsplit(",", 1)[1])),

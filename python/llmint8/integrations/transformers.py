@@ -48,6 +48,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from ..convert import replace_linear
 from ..errors import FormatError
+from ..functional import checked_arithmetic
 from ..nn import Int8Params, Linear8bitLt
 from ..nn.linear import (
     OUTLIER_BATCHES_KEY,
@@ -73,6 +74,8 @@ class Int8Config(QuantizationConfigMixin):
         has_fp16_weights: keep trainable floating-point master weights (quantized per forward).
         static_outliers: ``{module name: [columns]}``: fixed outlier columns per layer (from
             `llmint8.OutlierCalibrator`) instead of detection per call.
+        arithmetic: each layer's (`llmint8.nn.Linear8bitLt`): ``"auto"``, ``"int8"`` (LLM.int8()
+            for every call) or ``"weight_only"``.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Int8Config(QuantizationConfigMixin):
         skip_modules: Optional[Sequence[str]] = None,
         has_fp16_weights: bool = False,
         static_outliers: Optional[Mapping[str, Sequence[int]]] = None,
+        arithmetic: str = "auto",
         **kwargs: Any,
     ) -> None:
         self.quant_method = QUANT_METHOD
@@ -91,6 +95,7 @@ class Int8Config(QuantizationConfigMixin):
         self.threshold = float(threshold)
         self.skip_modules = None if skip_modules is None else [str(m) for m in skip_modules]
         self.has_fp16_weights = bool(has_fp16_weights)
+        self.arithmetic = checked_arithmetic(arithmetic)
         self.static_outliers = (
             None
             if static_outliers is None
@@ -245,6 +250,7 @@ class Int8HfQuantizer(HfQuantizer):
             threshold=config.threshold,
             skip_modules=self.modules_to_not_convert,
             has_fp16_weights=config.has_fp16_weights,
+            arithmetic=config.arithmetic,
         )
         return model
 

@@ -31,6 +31,11 @@ class Linear8bitLt(nn.Linear):
             forward; False (inference) replaces it with int8 on the first move to a device.
         threshold: input features holding any ``|x| >= threshold`` are outlier columns computed in
             floating point; 0 disables the decomposition (plain absmax int8).
+        arithmetic: ``"auto"`` (default) runs each forward in the faster of LLM.int8() and
+            weight-only int8 (activations in floating point times the dequantized weight: one
+            kernel for a few tokens on a GPU, and a smaller error); ``"int8"`` forces LLM.int8()'s
+            int8 product, ``"weight_only"`` the weight-only one. A runtime choice: state dicts do
+            not hold it, and the attribute may be changed at any time.
 
     Static outlier columns (``outlier_cols``, int [C], from calibration) replace per-call detection
     when set; ``outlier_counts`` / ``outlier_batches`` keep the calibration statistics behind them.
@@ -47,9 +52,11 @@ class Linear8bitLt(nn.Linear):
         threshold: float = 0.0,
         device: Any = None,
         dtype: Optional[torch.dtype] = None,
+        arithmetic: str = "auto",
     ) -> None:
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.threshold = F.checked_threshold(threshold)
+        self.arithmetic = F.checked_arithmetic(arithmetic)
         self.has_fp16_weights = has_fp16_weights
         self.weight = Int8Params(
             self.weight.data, requires_grad=has_fp16_weights, has_fp16_weights=has_fp16_weights
@@ -60,7 +67,11 @@ class Linear8bitLt(nn.Linear):
 
     @classmethod
     def from_linear(
-        cls, linear: nn.Linear, threshold: float = 0.0, has_fp16_weights: bool = False
+        cls,
+        linear: nn.Linear,
+        threshold: float = 0.0,
+        has_fp16_weights: bool = False,
+        arithmetic: str = "auto",
     ) -> Linear8bitLt:
         """A layer sharing `linear`'s weight and bias tensors (no copy; quantized on first move)."""
         weight = linear.weight
@@ -71,6 +82,7 @@ class Linear8bitLt(nn.Linear):
             has_fp16_weights=has_fp16_weights,
             threshold=threshold,
             device="meta",
+            arithmetic=arithmetic,
         )
         layer.weight = Int8Params(
             weight.data, requires_grad=has_fp16_weights, has_fp16_weights=has_fp16_weights
@@ -121,7 +133,7 @@ class Linear8bitLt(nn.Linear):
             weight.quantize_()
             CB, SCB, master = weight.data, weight.SCB, None
         return F.int8_linear(
-            x, CB, SCB, self.bias, self.threshold, self.outlier_cols, master_weight=master
+            x, CB, SCB, self.bias, self.threshold, self.outlier_cols, master, self.arithmetic
         )
 
     def _apply(self, fn, recurse=True):
@@ -143,7 +155,7 @@ class Linear8bitLt(nn.Linear):
         )
         return (
             f"{super().extra_repr()}, threshold={self.threshold}, "
-            f"has_fp16_weights={self.has_fp16_weights}{static}"
+            f"has_fp16_weights={self.has_fp16_weights}, arithmetic={self.arithmetic!r}{static}"
         )
 
     # ---- state dicts: the int8 weight with its statistics, or a floating-point weight ----

@@ -1,6 +1,8 @@
 """`llmint8 bench`, the layer benchmark. On a GPU: fp16 nn.Linear vs bitsandbytes Linear8bitLt
 (where installed) vs cuBLAS int8 (through CuPy) vs llmint8 Linear8bitLt at threshold 0 and 6,
-eager and replayed from a CUDA graph. On the CPU: fp32 nn.Linear vs llmint8 at thresholds 0 and 6.
+eager and replayed from a CUDA graph. `ours t=6` is the default layer (``arithmetic="auto"``:
+weight-only int8 for few rows, LLM.int8() else); `int8 t=6` and `ours t=0` force LLM.int8().
+On the CPU: fp32 nn.Linear vs llmint8 at thresholds 0 and 6.
 
     llmint8 bench [--quick] [--device cuda:0] [--out results.md] [--plot chart.png]
     python benches/linear.py ...   (the same)
@@ -123,9 +125,13 @@ def bnb_layer(linear, threshold):
     return layer.cuda()
 
 
-def ours(linear, threshold, device="cuda"):
+def ours(linear, threshold, device="cuda", arithmetic="auto"):
     layer = llmint8.nn.Linear8bitLt(
-        linear.in_features, linear.out_features, has_fp16_weights=False, threshold=threshold
+        linear.in_features,
+        linear.out_features,
+        has_fp16_weights=False,
+        threshold=threshold,
+        arithmetic=arithmetic,
     )
     layer.load_state_dict(linear.state_dict())
     return layer.to(device)
@@ -158,14 +164,14 @@ def bench_point(layers, m, k, n, bandwidth):
         reference = layers["fp16"](x)
         t_fp16, t_o0, t_o6, t_bnb = eager("fp16"), eager("ours0"), eager("ours6"), eager("bnb6")
         t_cublas = median_us(CublasInt8(m, k, n))
-        g_fp16, g_bnb0, g_o6 = graph("fp16"), graph("bnb0"), graph("ours6")
-        e_bnb, e_o0, e_o6 = error("bnb6"), error("ours0"), error("ours6")
+        g_fp16, g_bnb0, g_o6, g_i6 = graph("fp16"), graph("bnb0"), graph("ours6"), graph("int8_6")
+        e_bnb, e_o0, e_o6, e_i6 = error("bnb6"), error("ours0"), error("ours6"), error("int8_6")
     floor = f"{100 * (n * k / bandwidth * 1e6) / g_o6:.0f}" if m <= 16 else ""
     return (
         f"| {k}×{n} | {m} | {t_fp16:.1f} | {t_bnb:.1f} | {t_cublas:.1f} | {t_o0:.1f} | "
         f"{t_o6:.1f} | {t_fp16 / t_o6:.2f}× | {t_bnb / t_o6:.1f}× | {g_fp16:.1f} | "
-        f"{g_bnb0:.1f} | {g_o6:.1f} | {g_fp16 / g_o6:.2f}× | {e_bnb:.4f} | {e_o0:.4f} | "
-        f"{e_o6:.4f} | {floor} |"
+        f"{g_bnb0:.1f} | {g_i6:.1f} | {g_o6:.1f} | {g_fp16 / g_o6:.2f}× | {e_bnb:.4f} | "
+        f"{e_o0:.4f} | {e_i6:.4f} | {e_o6:.4f} | {floor} |"
     )
 
 
@@ -201,16 +207,17 @@ def gpu_table(device, quick):
         )
         header = (
             "| K×N | M | fp16 | bnb t=6 | cuBLAS i8 | ours t=0 | ours t=6 | vs fp16 | vs bnb | "
-            "fp16 graph | bnb t=0 graph | ours t=6 graph | graph vs fp16 | err bnb | err t=0 | "
-            "err t=6 | floor% |"
+            "fp16 graph | bnb t=0 graph | int8 t=6 graph | ours t=6 graph | graph vs fp16 | "
+            "err bnb | err t=0 | err int8 t=6 | err t=6 | floor% |"
         )
 
         def rows_for(k, n):
             linear = nn.Linear(k, n).half().cuda()
             layers = {
                 "fp16": linear,
-                "ours0": ours(linear, 0.0),
+                "ours0": ours(linear, 0.0, arithmetic="int8"),
                 "ours6": ours(linear, 6.0),
+                "int8_6": ours(linear, 6.0, arithmetic="int8"),
                 "bnb6": bnb_layer(linear, 6.0),
                 "bnb0": bnb_layer(linear, 0.0),
             }

@@ -8,9 +8,11 @@ a few rows); C sweeps 0, 6, 64, 512, K/4 and K. LLM.int8() computes those column
 point: the target is that this costs about what the floating-point product over C columns does,
 so that an int8 layer is never slower than the floating-point one plus a small constant.
 
-Columns: `fp` the floating-point nn.Linear (fp16 on a GPU, fp32 on the CPU), `ours t=6` eager and
-(GPU) graph-replayed, `bnb t=6` eager, `vs fp` = fp / ours t=6 eager (above 1: faster), `C seen`
-the outlier columns the layer found (at least C), and relative errors against the fp output.
+Columns: `fp` the floating-point nn.Linear (fp16 on a GPU, fp32 on the CPU), `ours t=6` (LLM.int8()
+forced: ``arithmetic="int8"``) eager and (GPU) graph-replayed, `default graph` the default layer
+(``arithmetic="auto"``: weight-only for few rows, where no column is an outlier), `bnb t=6` eager,
+`vs fp` = fp / ours t=6 eager (above 1: faster), `C seen` the outlier columns the layer found (at
+least C), and relative errors against the fp output.
 µs per call, medians.
 """
 
@@ -49,8 +51,8 @@ def outlier_sweep_table(device: torch.device, quick: bool) -> list[str]:
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     title = f"{name}; outlier-column sweep (columns ×{SCALE:g}); µs per call (median)"
     header = (
-        "| K×N | M | C | C seen | fp | ours t=6 | ours t=6 graph | bnb t=6 | vs fp | "
-        "err ours | err bnb |"
+        "| K×N | M | C | C seen | fp | ours t=6 | ours t=6 graph | default graph | bnb t=6 | "
+        "vs fp | err default | err ours | err bnb |"
     )
     generator = torch.Generator().manual_seed(0)
 
@@ -61,7 +63,8 @@ def outlier_sweep_table(device: torch.device, quick: bool) -> list[str]:
 
     def rows_for(k, n):
         linear = nn.Linear(k, n).to(device=device, dtype=dtype)
-        layer = ours(linear, 6.0, device)
+        layer = ours(linear, 6.0, device, arithmetic="int8")
+        default = ours(linear, 6.0, device)
         bnb = bnb_layer(linear, 6.0) if gpu else None
         for m in rows:
             for c in columns_swept(k):
@@ -71,14 +74,17 @@ def outlier_sweep_table(device: torch.device, quick: bool) -> list[str]:
                     seen = int(((x.abs() >= 6.0).any(dim=0)).sum())
                     t_fp, t_ours = timed(partial(linear, x)), timed(partial(layer, x))
                     g_ours = graph_us(partial(layer, x)) if gpu else float("nan")
+                    g_default = graph_us(partial(default, x)) if gpu else float("nan")
                     t_bnb = timed(partial(bnb, x)) if bnb is not None else float("nan")
                     e_ours = rel_error(layer(x), reference)
+                    e_default = rel_error(default(x), reference)
                     e_bnb = rel_error(bnb(x), reference) if bnb is not None else float("nan")
                 yield (
                     f"| {k}×{n} | {m} | {c} | {seen} | {t_fp:.1f} | {t_ours:.1f} | {g_ours:.1f} | "
-                    f"{t_bnb:.1f} | {t_fp / t_ours:.2f}× | {e_ours:.4f} | {e_bnb:.4f} |"
+                    f"{g_default:.1f} | {t_bnb:.1f} | {t_fp / t_ours:.2f}× | {e_default:.4f} | "
+                    f"{e_ours:.4f} | {e_bnb:.4f} |"
                 )
-        del linear, layer, bnb
+        del linear, layer, default, bnb
         if gpu:
             torch.cuda.empty_cache()
 

@@ -1,0 +1,197 @@
+// Weight-only int8 linear (decode and small batches, sm_80+): the activations stay in fp16 / bf16
+// as they come, the int8 weight rows are converted to the same type in registers (exact: |CB| <= 127)
+// and multiplied on tensor cores, one launch per layer: no activation quantization, no outlier
+// detection (every input column is multiplied in floating point), no workspace.
+//
+// Math, for X [M, K] (T), CB [N, K] int8 and SCB [N] f32:
+//   acc[m,n] = sum_k X[m,k] * CB[n,k]                  (products exact, fp32 accumulation)
+//   out[m,n] = acc[m,n] * (SCB[n] / 127) + bias[n]
+// i.e. X times the dequantized weight: the error of LLM.int8() without the activations' share.
+//
+// Tensor cores: mma.sync m16n8k16 with the weight as the A operand (16 output features) and X^T
+// as B (8 tokens), so that a single token wastes no weight bandwidth. K order: inside a chunk of
+// 64 columns lane 4g + q owns the 16 contiguous columns [16q, 16q + 16) (one 16-byte load per
+// weight row, two per token), and mma step s (0..3) takes columns 16q + 4s .. 16q + 4s + 3 as its
+// k pairs (2q, 2q + 1) and (2q + 8, 2q + 9). A and B follow the same permutation of K, so each
+// product still sums every column once.
+//
+// Launch: grid = (ceil(M / (8 * TOKEN_TILES)), ceil(N / (16 * ROW_TILES)), 1), block = 256 threads
+// (8 warps), no dynamic shared memory. A block owns 16 * ROW_TILES weight rows and 8 * TOKEN_TILES
+// tokens (token tiles vary fastest, so blocks sharing weight rows run together and share them
+// through L2); its warps take the 64-column chunks of K in turn (warp w: chunks w, w + 8, ...),
+// each loading its next chunk while it multiplies the current one, then add their sums in shared
+// memory in warp order (deterministic) and apply the scales and the bias.
+// Pointers: X [M, ldx] T, CB [N, ldw] int8, SCB [N] f32, bias [N] or null in the dtype bias_kind
+// names (common.cuh), out [M, ldo] T. ALIGNED: K, ldx and ldw multiples of 16 and X, CB 16-byte
+// aligned (vector loads); otherwise elements are loaded one by one.
+#include "common.cuh"
+
+using namespace llmint8;
+
+namespace {
+constexpr int THREADS = 256, WARPS = THREADS / 32, CHUNK = 64;
+
+// Four int8 weights (one 32-bit word, bytes b0..b3) as two packed pairs of T: lo = (b0, b1),
+// hi = (b2, b3), exactly. fp16: the byte plus 128 is the mantissa of 1024 + u, minus 1152.
+__device__ __forceinline__ void to_pairs(unsigned word, int& lo, int& hi, __half) {
+  const unsigned u = word ^ 0x80808080u;  // v + 128 as unsigned bytes
+  const __half2 offset = __halves2half2(__ushort_as_half(0x6480), __ushort_as_half(0x6480));
+  unsigned l = __byte_perm(u, 0x64646464u, 0x4140), h = __byte_perm(u, 0x64646464u, 0x4342);
+  const __half2 a = __hsub2(*reinterpret_cast<__half2*>(&l), offset);
+  const __half2 b = __hsub2(*reinterpret_cast<__half2*>(&h), offset);
+  lo = *reinterpret_cast<const int*>(&a);
+  hi = *reinterpret_cast<const int*>(&b);
+}
+// bf16 (7 mantissa bits cannot hold u): through fp32, 2^23 + u minus 2^23 + 128.
+__device__ __forceinline__ void to_pairs(unsigned word, int& lo, int& hi, __nv_bfloat16) {
+  const unsigned u = word ^ 0x80808080u;
+  const float offset = 8388736.0f;
+  const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440)) - offset;
+  const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7441)) - offset;
+  const float f2 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7442)) - offset;
+  const float f3 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7443)) - offset;
+  const __nv_bfloat162 a = __floats2bfloat162_rn(f0, f1), b = __floats2bfloat162_rn(f2, f3);
+  lo = *reinterpret_cast<const int*>(&a);
+  hi = *reinterpret_cast<const int*>(&b);
+}
+
+// 16 consecutive bytes of a weight row from column k (zero past K).
+template <bool ALIGNED>
+__device__ __forceinline__ int4 load_weights(const signed char* row, int k, int K) {
+  if (ALIGNED) return k < K ? __ldg(reinterpret_cast<const int4*>(row + k)) : make_int4(0, 0, 0, 0);
+  int4 v;
+  signed char* b = reinterpret_cast<signed char*>(&v);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) b[i] = k + i < K ? row[k + i] : 0;
+  return v;
+}
+
+// 8 consecutive elements of a token's row from column k (zero past K).
+template <typename T, bool ALIGNED>
+__device__ __forceinline__ int4 load_activations(const T* row, int k, int K) {
+  if (ALIGNED) return k < K ? __ldg(reinterpret_cast<const int4*>(row + k)) : make_int4(0, 0, 0, 0);
+  int4 v;
+  unsigned short* e = reinterpret_cast<unsigned short*>(&v);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) e[i] = k + i < K ? reinterpret_cast<const unsigned short*>(row)[k + i] : 0;
+  return v;
+}
+
+// One lane's operands of a 64-column chunk: per 16-row tile its two weight rows (g, g + 8), per
+// 8-token tile its token's 16 columns.
+template <int ROW_TILES, int TOKEN_TILES>
+struct Chunk {
+  int4 w[ROW_TILES][2];
+  int4 x[TOKEN_TILES][2];
+};
+}  // namespace
+
+template <typename T, int ROW_TILES, int TOKEN_TILES, bool ALIGNED>
+__global__ void __launch_bounds__(THREADS) weight_only_linear(
+    const T* __restrict__ X, int ldx, const signed char* __restrict__ CB, int ldw,
+    const float* __restrict__ SCB, const void* __restrict__ bias, int bias_kind, int M, int N,
+    int K, T* __restrict__ out, int ldo) {
+  constexpr int ROWS = 16 * ROW_TILES, TOKENS = 8 * TOKEN_TILES;
+  constexpr int LDP = ROWS + 1;  // partial sums in shared memory: [warp][token][row], padded
+  __shared__ float partial[WARPS][TOKENS][LDP];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  const int m0 = blockIdx.x * TOKENS, n0 = blockIdx.y * ROWS;
+
+  const signed char* w_rows[ROW_TILES][2];
+  bool w_inside[ROW_TILES][2];
+#pragma unroll
+  for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + rt * 16 + h * 8 + g;
+      w_inside[rt][h] = n < N;
+      w_rows[rt][h] = CB + (long long)min(n, N - 1) * ldw;
+    }
+  const T* x_rows[TOKEN_TILES];
+  bool x_inside[TOKEN_TILES];
+#pragma unroll
+  for (int tt = 0; tt < TOKEN_TILES; ++tt) {
+    const int m = m0 + tt * 8 + g;
+    x_inside[tt] = m < M;
+    x_rows[tt] = X + (long long)min(m, M - 1) * ldx;
+  }
+  auto load = [&](Chunk<ROW_TILES, TOKEN_TILES>& c, int chunk) {
+    const int k = chunk * CHUNK + 16 * q;
+#pragma unroll
+    for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        c.w[rt][h] = w_inside[rt][h] ? load_weights<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
+#pragma unroll
+    for (int tt = 0; tt < TOKEN_TILES; ++tt) {
+      c.x[tt][0] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k, K) : make_int4(0, 0, 0, 0);
+      c.x[tt][1] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k + 8, K) : make_int4(0, 0, 0, 0);
+    }
+  };
+
+  float acc[ROW_TILES][TOKEN_TILES][4];
+#pragma unroll
+  for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+    for (int tt = 0; tt < TOKEN_TILES; ++tt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[rt][tt][r] = 0.0f;
+
+  const int chunks = (K + CHUNK - 1) / CHUNK;
+  Chunk<ROW_TILES, TOKEN_TILES> current, next;
+  if (warp < chunks) load(current, warp);
+  for (int chunk = warp; chunk < chunks; chunk += WARPS) {
+    if (chunk + WARPS < chunks) load(next, chunk + WARPS);
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      int b[TOKEN_TILES][2];
+#pragma unroll
+      for (int tt = 0; tt < TOKEN_TILES; ++tt) {
+        const int* x = reinterpret_cast<const int*>(&current.x[tt][0]);  // 8 words, both halves
+        b[tt][0] = x[2 * s];
+        b[tt][1] = x[2 * s + 1];
+      }
+#pragma unroll
+      for (int rt = 0; rt < ROW_TILES; ++rt) {
+        int a[4];
+        to_pairs(reinterpret_cast<const unsigned*>(&current.w[rt][0])[s], a[0], a[2], T{});
+        to_pairs(reinterpret_cast<const unsigned*>(&current.w[rt][1])[s], a[1], a[3], T{});
+#pragma unroll
+        for (int tt = 0; tt < TOKEN_TILES; ++tt) mma_f16(acc[rt][tt], a, b[tt], T{});
+      }
+    }
+    current = next;
+  }
+
+  // c0, c1: weight row g, tokens 2q, 2q + 1; c2, c3: weight row g + 8.
+#pragma unroll
+  for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+    for (int tt = 0; tt < TOKEN_TILES; ++tt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        partial[warp][tt * 8 + 2 * q + (r & 1)][rt * 16 + g + (r >> 1) * 8] = acc[rt][tt][r];
+  __syncthreads();
+  for (int i = threadIdx.x; i < TOKENS * ROWS; i += THREADS) {
+    const int token = i / ROWS, row = i % ROWS;
+    const int m = m0 + token, n = n0 + row;
+    if (m >= M || n >= N) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) sum += partial[w][token][row];
+    out[(long long)m * ldo + n] = from_float<T>(sum * (SCB[n] / 127.0f) + load_bias(bias, bias_kind, n));
+  }
+}
+
+#define INSTANTIATE(T, RT, TT, ALIGNED)                                                        \
+  template __global__ void weight_only_linear<T, RT, TT, ALIGNED>(                             \
+      const T*, int, const signed char*, int, const float*, const void*, int, int, int, int, T*, \
+      int);
+#define INSTANTIATE_TILES(T, ALIGNED)                                                          \
+  INSTANTIATE(T, 1, 1, ALIGNED) INSTANTIATE(T, 1, 2, ALIGNED) INSTANTIATE(T, 1, 4, ALIGNED)     \
+  INSTANTIATE(T, 2, 1, ALIGNED) INSTANTIATE(T, 2, 2, ALIGNED) INSTANTIATE(T, 2, 4, ALIGNED)     \
+  INSTANTIATE(T, 4, 1, ALIGNED) INSTANTIATE(T, 4, 2, ALIGNED)
+INSTANTIATE_TILES(__half, true)
+INSTANTIATE_TILES(__half, false)
+INSTANTIATE_TILES(__nv_bfloat16, true)
+INSTANTIATE_TILES(__nv_bfloat16, false)
