@@ -34,7 +34,8 @@ from .cuda_kernels import (
     GEMV_ROW_GROUPS,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
-    WEIGHT_ONLY_TILES,
+    WEIGHT_ONLY_ROW_WARPS,
+    WEIGHT_ONLY_TOKEN_TILES,
     check_device,
     cupy_module,
     current_stream,
@@ -44,6 +45,7 @@ from .cuda_kernels import (
     kernel,
     sm_count,
     weight_only_name,
+    weight_only_shared_memory,
 )
 
 GEMV_MAX_ROWS = 4
@@ -56,7 +58,10 @@ MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
 OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
-WEIGHT_ONLY_MAX_ROWS = 32  # "auto" arithmetic: weight-only up to here (benches/kernel_choice.py)
+WEIGHT_ONLY_MAX_ROWS = 16  # "auto" arithmetic: weight-only up to here (benches/kernel_choice.py)
+WEIGHT_ONLY_TILES = tuple(
+    (t, w) for t in WEIGHT_ONLY_TOKEN_TILES for w in WEIGHT_ONLY_ROW_WARPS
+)  # (TOKEN_TILES, ROW_WARPS) instantiations
 WEIGHT_ONLY_BLOCKS_PER_SM = 2  # weight-only blocks wanted per SM before row tiles shrink
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
@@ -422,17 +427,15 @@ def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
 
 
 def weight_only_tiles(index: int, m: int, n: int) -> tuple[int, int]:
-    """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) for an [m, k] x [n, k]^T call: token
-    tiles covering up to 32 rows, then the most weight rows per block that still leave
-    WEIGHT_ONLY_BLOCKS_PER_SM blocks per SM (more rows per block: fewer activation re-reads)."""
-    token_tiles = 1 if m <= 8 else 2 if m <= 16 else 4
+    """weight_only_linear.cu's (TOKEN_TILES, ROW_WARPS) for an [m, k] x [n, k]^T call: token
+    tiles covering up to 32 rows, then the most row warps (weight rows per block: each block reads
+    the activations once) that still leave WEIGHT_ONLY_BLOCKS_PER_SM blocks per SM."""
+    token_tiles = next((t for t in WEIGHT_ONLY_TOKEN_TILES if 8 * t >= m), 4)
     wanted = WEIGHT_ONLY_BLOCKS_PER_SM * sm_count(index)
-    for row_tiles in (4, 2, 1):
-        if (row_tiles, token_tiles) not in WEIGHT_ONLY_TILES:
-            continue
-        if _ceil(n, 16 * row_tiles) * _ceil(m, 8 * token_tiles) >= wanted:
-            return row_tiles, token_tiles
-    return 1, token_tiles
+    for row_warps in sorted(WEIGHT_ONLY_ROW_WARPS, reverse=True):
+        if _ceil(n, 16 * row_warps) * _ceil(m, 8 * token_tiles) >= wanted:
+            return token_tiles, row_warps
+    return token_tiles, 1
 
 
 def weight_only_linear(
@@ -461,15 +464,15 @@ def weight_only_linear(
     if k == 0:
         return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
     index = x.device.index
-    row_tiles, token_tiles = tiles or weight_only_tiles(index, m, n)
+    token_tiles, row_warps = tiles or weight_only_tiles(index, m, n)
     aligned = _aligned(k, CB, x)
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
-    name = weight_only_name(C_TYPES[x.dtype], row_tiles, token_tiles, aligned)
-    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles), 1)
+    name = weight_only_name(C_TYPES[x.dtype], token_tiles, row_warps, aligned)
+    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_warps), 1)
     kernel(index, "weight_only_linear.cu", name).launch(
-        grid, 0, x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), scb.data_ptr(),
-        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out.data_ptr(),
-        out.stride(0),
+        grid, weight_only_shared_memory(token_tiles), x.data_ptr(), x.stride(0), CB.data_ptr(),
+        CB.stride(0), scb.data_ptr(), _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype],
+        m, n, k, out.data_ptr(), out.stride(0),
     )  # fmt: skip
     return out
