@@ -3,7 +3,7 @@ outliers, CUDA-graph replayed so that host overhead is out) under every plan the
 run (GEMV; GEMM with row tiles 32, 64, 128, with and without split K), next to the plan
 `llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
 
-With --weight-only: for M up to 128, every (token tiles, row warps) of the weight-only kernel next
+With --weight-only: for M up to 128, every (row tiles, token tiles) of the weight-only kernel next
 to the tiles `weight_only_tiles` picks, LLM.int8()'s picked plan and fp16 nn.Linear (sets
 WEIGHT_ONLY_MAX_ROWS and the tile choice).
 

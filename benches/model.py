@@ -1,8 +1,9 @@
 """Whole-model benchmark: a Llama-style decoder built from a transformers config (random fp16
 weights, ≈1B and ≈7B parameters), fp16 vs llmint8 (threshold 6) vs bitsandbytes Linear8bitLt
-(threshold 6, where installed): weight memory and peak memory, prefill tokens/s (batch 1, 2048
-tokens) and decode ms/token at batch 1, 8 and 32, eager and with CUDA graphs (torch.compile
-mode="reduce-overhead" over a static KV cache).
+(threshold 6, where installed), and llmint8 with LLM.int8()'s arithmetic forced (`llmint8 int8`;
+the default `llmint8` takes weight-only int8 for few tokens): weight memory and peak memory,
+prefill tokens/s (batch 1, 2048 tokens) and decode ms/token at batch 1, 8 and 32, eager and with
+CUDA graphs (torch.compile mode="reduce-overhead" over a static KV cache).
 
     python benches/model.py [--sizes 1b 7b] [--profiles random realistic] [--split 2]
                             [--variants llmint8 ...] [--out F]
@@ -94,8 +95,9 @@ def build(size: str, variant: str, profile: str = "random") -> nn.Module:
     with torch.device("cuda"):
         model = transformers.LlamaForCausalLM(config).half().eval()
     apply_profile(model, profile)
-    if variant == "llmint8":
-        llmint8.replace_linear(model, threshold=6.0)
+    if variant in ("llmint8", "llmint8 int8"):
+        arithmetic = "int8" if variant == "llmint8 int8" else "auto"
+        llmint8.replace_linear(model, threshold=6.0, arithmetic=arithmetic)
         model.cuda()  # quantizes every layer in place; the fp16 weights are freed
     elif variant == "bitsandbytes":
         import bitsandbytes as bnb
@@ -244,12 +246,13 @@ def main(argv=None) -> int:
     parser.add_argument("--split", type=int, default=0, metavar="N",
                         help="also the llmint8 model split across N GPUs (device_map)")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
-                        help="only these rows: fp16, llmint8, split, bitsandbytes")  # fmt: skip
+                        help="only these: fp16, llmint8, int8, split, bitsandbytes")  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
     if args.split and args.split > torch.cuda.device_count():
         parser.error(f"--split {args.split}: only {torch.cuda.device_count()} GPUs are visible")
-    variants = ["fp16", "llmint8"] + ([f"llmint8 split×{args.split}"] if args.split else [])
+    variants = ["fp16", "llmint8", "llmint8 int8"]
+    variants += [f"llmint8 split×{args.split}"] if args.split else []
     try:
         import bitsandbytes  # noqa: F401
 
@@ -257,10 +260,11 @@ def main(argv=None) -> int:
     except ImportError:
         print("bitsandbytes is not installed: its rows are left out", file=sys.stderr)
     if args.variants:
-        unknown = set(args.variants) - {"fp16", "llmint8", "split", "bitsandbytes"}
+        unknown = set(args.variants) - {"fp16", "llmint8", "int8", "split", "bitsandbytes"}
         if unknown:
             parser.error(f"--variants: unknown {sorted(unknown)}")
-        short = {v: "split" if "split" in v else v for v in variants}
+        short = {v: "split" if "split" in v else v.removeprefix("llmint8 ") for v in variants}
+        short["llmint8"] = "llmint8"
         variants = [v for v in variants if short[v] in args.variants]
     decode = [f"decode ms/token b={b}" for b in BATCHES]
     header = ["model", "profile", "variant", "weights GiB (per GPU)", "peak GiB",

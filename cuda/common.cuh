@@ -40,16 +40,6 @@ __device__ __forceinline__ float load_bias(const void* bias, int kind, int n) {
   }
 }
 
-// 16 bytes global -> shared without registers; src_bytes < 16 zero-fills the rest (0: all zero).
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
 // fp32 += fp16 x fp16 (or bf16 x bf16) on a 16 x 8 x 16 tile; a: 16 x 16 row-major
 // (a0: row g, columns 2q, 2q + 1; a1: row g + 8; a2, a3: columns + 8), b: 16 x 8 column-major
 // (b0: column g, rows 2q, 2q + 1; b1: rows + 8), c: 16 x 8 (c0, c1: row g, columns 2q, 2q + 1;

@@ -389,15 +389,19 @@ def test_weight_only_at_any_shape_matches_reference_and_cpu(seed, m, k, n, dtype
     _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)}")
 
 
-def test_auto_takes_weight_only_for_few_fp16_rows_and_llm_int8_else():
+@pytest.mark.parametrize("small", [True, False])
+def test_auto_takes_weight_only_for_few_fp16_rows_and_llm_int8_else(monkeypatch, small):
     generator = torch.Generator().manual_seed(2)
     weight = torch.randn(300, 512, generator=generator)
     CB, SCB = (t.cuda() for t in F.quantize_weight(weight))
-    limit = cuda_backend.WEIGHT_ONLY_MAX_ROWS
+    if not small:  # this weight counts as a large one
+        monkeypatch.setattr(cuda_backend, "WEIGHT_ONLY_SMALL_WEIGHT", 300 * 512 - 1)
+    limit = cuda_backend.WEIGHT_ONLY_MAX_ROWS_SMALL if small else cuda_backend.WEIGHT_ONLY_MAX_ROWS
     cases = [(1, torch.float16, True), (limit, torch.bfloat16, True),
              (limit + 1, torch.float16, False), (4, torch.float32, False)]  # fmt: skip
     for m, dtype, weight_only in cases:
         x = (torch.randn(m, 512, generator=generator) * 3).to(dtype).cuda()
+        assert cuda_backend.prefers_weight_only(x, CB) == weight_only, (m, dtype)
         auto = F.int8_linear(x, CB, SCB, threshold=6.0)
         chosen = "weight_only" if weight_only else "int8"
         assert torch.equal(auto, F.int8_linear(x, CB, SCB, threshold=6.0, arithmetic=chosen)), (

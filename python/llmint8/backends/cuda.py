@@ -20,6 +20,7 @@ zeroes them in its staged activations and walks its block's list of them instead
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import NamedTuple, Optional
 
@@ -34,8 +35,7 @@ from .cuda_kernels import (
     GEMV_ROW_GROUPS,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
-    WEIGHT_ONLY_ROW_WARPS,
-    WEIGHT_ONLY_TOKEN_TILES,
+    WEIGHT_ONLY_TILES,
     check_device,
     cupy_module,
     current_stream,
@@ -45,7 +45,6 @@ from .cuda_kernels import (
     kernel,
     sm_count,
     weight_only_name,
-    weight_only_shared_memory,
 )
 
 GEMV_MAX_ROWS = 4
@@ -58,11 +57,13 @@ MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
 OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
-WEIGHT_ONLY_MAX_ROWS = 16  # "auto" arithmetic: weight-only up to here (benches/kernel_choice.py)
-WEIGHT_ONLY_TILES = tuple(
-    (t, w) for t in WEIGHT_ONLY_TOKEN_TILES for w in WEIGHT_ONLY_ROW_WARPS
-)  # (TOKEN_TILES, ROW_WARPS) instantiations
-WEIGHT_ONLY_BLOCKS_PER_SM = 2  # weight-only blocks wanted per SM before row tiles shrink
+# "auto" arithmetic takes the weight-only kernel up to this many rows, and up to
+# WEIGHT_ONLY_MAX_ROWS_SMALL for weights of at most WEIGHT_ONLY_SMALL_WEIGHT elements, whose
+# activations cost less to re-read (benches/kernel_choice.py --weight-only).
+WEIGHT_ONLY_MAX_ROWS = 16
+WEIGHT_ONLY_MAX_ROWS_SMALL = 64
+WEIGHT_ONLY_SMALL_WEIGHT = 1 << 26
+REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
@@ -419,23 +420,44 @@ def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
     """Whether "auto" arithmetic takes the weight-only kernel for this call: fp16 / bf16
     activations, few rows (memory-bound: the weight streams once, no activation quantization),
     and tensor cores for fp16 / bf16 (sm_80+)."""
+    n, k = CB.shape
+    rows = WEIGHT_ONLY_MAX_ROWS_SMALL if n * k <= WEIGHT_ONLY_SMALL_WEIGHT else WEIGHT_ONLY_MAX_ROWS
     return (
         x.dtype in (torch.float16, torch.bfloat16)
-        and x.numel() <= WEIGHT_ONLY_MAX_ROWS * x.shape[-1]
+        and x.shape[0] <= rows
         and check_device(x.device.index) >= MMA_CAPABILITY
     )
 
 
-def weight_only_tiles(index: int, m: int, n: int) -> tuple[int, int]:
-    """weight_only_linear.cu's (TOKEN_TILES, ROW_WARPS) for an [m, k] x [n, k]^T call: token
-    tiles covering up to 32 rows, then the most row warps (weight rows per block: each block reads
-    the activations once) that still leave WEIGHT_ONLY_BLOCKS_PER_SM blocks per SM."""
-    token_tiles = next((t for t in WEIGHT_ONLY_TOKEN_TILES if 8 * t >= m), 4)
-    wanted = WEIGHT_ONLY_BLOCKS_PER_SM * sm_count(index)
-    for row_warps in sorted(WEIGHT_ONLY_ROW_WARPS, reverse=True):
-        if _ceil(n, 16 * row_warps) * _ceil(m, 8 * token_tiles) >= wanted:
-            return token_tiles, row_warps
-    return token_tiles, 1
+_weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, int]] = {}
+
+
+def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") -> tuple[int, int]:
+    """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) for an [m, k] x [n, k]^T call: token
+    tiles covering up to 32 rows, then the row tiles whose blocks fill the GPU's resident slots
+    best (blocks / slots over its ceiling: a last wave that is nearly empty costs as much as a
+    full one; below one wave, more blocks); ties go to more rows per block (fewer activation
+    re-reads). Measured against every tile in benches/kernel_choice.py --weight-only."""
+    key = (index, m, n, dtype_name)
+    found = _weight_only_tiles.get(key)
+    if found is not None:
+        return found
+    token_tiles = 1 if m <= 8 else 2 if m <= 16 else 4
+    sms = sm_count(index)
+    best, best_score = (1, token_tiles), -1.0
+    for row_tiles in (4, 2, 1):
+        if (row_tiles, token_tiles) not in WEIGHT_ONLY_TILES:
+            continue
+        name = weight_only_name(dtype_name, row_tiles, token_tiles, True)
+        registers = kernel(index, "weight_only_linear.cu", name).attributes["num_regs"]
+        per_thread = _ceil(registers, REGISTER_GRANULE) * REGISTER_GRANULE
+        resident = max(1, min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread)))
+        waves = _ceil(n, 16 * row_tiles) * _ceil(m, 8 * token_tiles) / (resident * sms)
+        score = waves / math.ceil(waves)
+        if score > best_score + 1e-9:
+            best, best_score = (row_tiles, token_tiles), score
+    _weight_only_tiles[key] = best
+    return best
 
 
 def weight_only_linear(
@@ -464,15 +486,15 @@ def weight_only_linear(
     if k == 0:
         return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
     index = x.device.index
-    token_tiles, row_warps = tiles or weight_only_tiles(index, m, n)
+    row_tiles, token_tiles = tiles or weight_only_tiles(index, m, n, C_TYPES[x.dtype])
     aligned = _aligned(k, CB, x)
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
-    name = weight_only_name(C_TYPES[x.dtype], token_tiles, row_warps, aligned)
-    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_warps), 1)
+    name = weight_only_name(C_TYPES[x.dtype], row_tiles, token_tiles, aligned)
+    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles), 1)
     kernel(index, "weight_only_linear.cu", name).launch(
-        grid, weight_only_shared_memory(token_tiles), x.data_ptr(), x.stride(0), CB.data_ptr(),
-        CB.stride(0), scb.data_ptr(), _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype],
-        m, n, k, out.data_ptr(), out.stride(0),
+        grid, 0, x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), scb.data_ptr(),
+        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out.data_ptr(),
+        out.stride(0),
     )  # fmt: skip
     return out

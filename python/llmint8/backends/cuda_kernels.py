@@ -213,20 +213,15 @@ def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
     return f"int8_gemv<{dtype_name}, {rows}, {'true' if aligned else 'false'}, {mode}>"
 
 
-WEIGHT_ONLY_TOKEN_TILES = (1, 2, 4)  # weight_only_linear.cu's TOKEN_TILES (8 tokens each)
-WEIGHT_ONLY_ROW_WARPS = (1, 2, 4, 8)  # its ROW_WARPS (16 weight rows each)
+WEIGHT_ONLY_TILES = ((1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (4, 1), (4, 2))
+"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) instantiations: 16 weight rows and 8 tokens
+each."""
 WEIGHT_ONLY_TYPES = ("__half", "__nv_bfloat16")
-WEIGHT_ONLY_STAGE_COLUMNS = 512
 
 
-def weight_only_shared_memory(token_tiles: int) -> int:
-    """weight_only_linear.cu's smem_bytes: two stages of 8 * TOKEN_TILES rows of 520 elements."""
-    return 2 * 8 * token_tiles * (WEIGHT_ONLY_STAGE_COLUMNS + 8) * 2
-
-
-def weight_only_name(dtype_name: str, token_tiles: int, row_warps: int, aligned: bool) -> str:
+def weight_only_name(dtype_name: str, row_tiles: int, token_tiles: int, aligned: bool) -> str:
     flag = "true" if aligned else "false"
-    return f"weight_only_linear<{dtype_name}, {token_tiles}, {row_warps}, {flag}>"
+    return f"weight_only_linear<{dtype_name}, {row_tiles}, {token_tiles}, {flag}>"
 
 
 def _gemm_names() -> list[str]:
@@ -257,10 +252,9 @@ EXPRESSIONS = {
     "int8_gemv.cu": _gemv_names(),
     "gather_outlier_columns.cu": [f"gather_outlier_columns<{t}>" for t in C_TYPES.values()],
     "weight_only_linear.cu": [
-        weight_only_name(t, tt, rw, a)
+        weight_only_name(t, rt, tt, a)
         for t in WEIGHT_ONLY_TYPES
-        for tt in WEIGHT_ONLY_TOKEN_TILES
-        for rw in WEIGHT_ONLY_ROW_WARPS
+        for rt, tt in WEIGHT_ONLY_TILES
         for a in (True, False)
     ],
 }
@@ -279,5 +273,4 @@ LAYOUTS = {
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": lambda name: gemm_shared_memory(int(name.rstrip(">").rsplit(",", 1)[1])),
-    "weight_only_linear.cu": lambda name: weight_only_shared_memory(int(name.split(",")[1])),
 }
