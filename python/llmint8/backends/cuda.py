@@ -64,6 +64,7 @@ WEIGHT_ONLY_MAX_ROWS = 16
 WEIGHT_ONLY_MAX_ROWS_SMALL = 64
 WEIGHT_ONLY_SMALL_WEIGHT = 1 << 26
 REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
+ACTIVATION_REREAD_COST = 0.25  # an L2 byte against a DRAM byte, fitted on the H200
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
@@ -433,29 +434,32 @@ _weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, int]] = {}
 
 
 def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") -> tuple[int, int]:
-    """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) for an [m, k] x [n, k]^T call: token
-    tiles covering up to 32 rows, then the row tiles whose blocks fill the GPU's resident slots
-    best (blocks / slots over its ceiling: a last wave that is nearly empty costs as much as a
-    full one; below one wave, more blocks); ties go to more rows per block (fewer activation
-    re-reads). Measured against every tile in benches/kernel_choice.py --weight-only."""
+    """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) for an [m, k] x [n, k]^T call: one token
+    tile up to 8 rows, else two (16 rows per block; more blocks along M beyond), then the row
+    tiles of least estimated cost: the weight bytes plus the activation re-reads (each block
+    reads its tokens' rows once: M / (8 * ROW_TILES) times the weight bytes, from L2 at a
+    quarter of the cost; negligible for one token tile), over the fill of the GPU's resident
+    block slots (blocks / slots over its ceiling: a last wave that is nearly empty costs as much
+    as a full one). Checked against every tile by benches/kernel_choice.py --weight-only."""
     key = (index, m, n, dtype_name)
     found = _weight_only_tiles.get(key)
     if found is not None:
         return found
-    token_tiles = 1 if m <= 8 else 2 if m <= 16 else 4
+    token_tiles = 1 if m <= 8 else 2
     sms = sm_count(index)
-    best, best_score = (1, token_tiles), -1.0
-    for row_tiles in (4, 2, 1):
-        if (row_tiles, token_tiles) not in WEIGHT_ONLY_TILES:
+    best, best_cost = (1, token_tiles), math.inf
+    for row_tiles, tiles in WEIGHT_ONLY_TILES:
+        if tiles != token_tiles:
             continue
         name = weight_only_name(dtype_name, row_tiles, token_tiles, True)
         registers = kernel(index, "weight_only_linear.cu", name).attributes["num_regs"]
         per_thread = _ceil(registers, REGISTER_GRANULE) * REGISTER_GRANULE
         resident = max(1, min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread)))
         waves = _ceil(n, 16 * row_tiles) * _ceil(m, 8 * token_tiles) / (resident * sms)
-        score = waves / math.ceil(waves)
-        if score > best_score + 1e-9:
-            best, best_score = (row_tiles, token_tiles), score
+        rereads = ACTIVATION_REREAD_COST * m / (8 * row_tiles) if token_tiles > 1 else 0.0
+        cost = (1 + rereads) * math.ceil(waves) / waves
+        if cost < best_cost - 1e-9:
+            best, best_cost = (row_tiles, token_tiles), cost
     _weight_only_tiles[key] = best
     return best
 

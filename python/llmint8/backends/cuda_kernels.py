@@ -91,7 +91,10 @@ class Kernel:
 
     @property
     def attributes(self) -> dict:
-        return self.function.attributes
+        """The driver's attributes of the kernel (``num_regs``, ...), queried with its GPU's
+        context current (a thread that has not used the GPU yet has none)."""
+        with cupy_module().cuda.Device(self.index):
+            return self.function.attributes
 
     def _buffers(self):
         buffers = getattr(self._local, "buffers", None)
@@ -213,7 +216,7 @@ def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
     return f"int8_gemv<{dtype_name}, {rows}, {'true' if aligned else 'false'}, {mode}>"
 
 
-WEIGHT_ONLY_TILES = ((1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (4, 1), (4, 2))
+WEIGHT_ONLY_TILES = ((1, 1), (2, 1), (4, 1), (1, 2), (2, 2))
 """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) instantiations: 16 weight rows and 8 tokens
 each."""
 WEIGHT_ONLY_TYPES = ("__half", "__nv_bfloat16")
