@@ -124,6 +124,8 @@ def test_config_errors_are_clear():
         Int8Config(skip_modules="lm_head")
     with pytest.raises(TypeError, match=r"unknown arguments.*tresh"):
         Int8Config(tresh=3)
+    with pytest.raises(ValueError, match="arithmetic must be one of auto, int8, weight_only"):
+        Int8Config(arithmetic="fast")
     with pytest.raises(ValueError, match="load_in_8bit"):
         Int8Config.from_bitsandbytes({"quant_method": "bitsandbytes", "load_in_4bit": True})
     with pytest.raises(ValueError, match="static outlier"):
@@ -131,10 +133,17 @@ def test_config_errors_are_clear():
 
 
 def test_config_round_trips_through_json():
-    config = Int8Config(threshold=3.0, skip_modules=["x"], static_outliers={"a.b": [4, 2]})
+    config = Int8Config(threshold=3.0, skip_modules=["x"], static_outliers={"a.b": [4, 2]},
+                        arithmetic="int8")  # fmt: skip
     again = transformers.AutoConfig.for_model("llama").__class__  # noqa: F841 (import check)
     restored = Int8Config.from_dict(json.loads(config.to_json_string()))
-    assert restored.to_dict() == config.to_dict()
+    assert restored.to_dict() == config.to_dict() and restored.arithmetic == "int8"
+
+
+def test_the_config_sets_each_layers_arithmetic(llama_dir):
+    model = load(llama_dir, quantization_config=Int8Config(arithmetic="weight_only"))
+    layers = [m for m in model.modules() if isinstance(m, llmint8.Linear8bitLt)]
+    assert layers and all(layer.arithmetic == "weight_only" for layer in layers)
 
 
 def test_disk_offload_is_refused(llama_dir):
@@ -180,7 +189,9 @@ def test_nan_weights_are_refused_on_the_fly(llama_dir, tmp_path, caplog):
 def test_an_old_transformers_gets_a_clear_error(monkeypatch):
     import importlib
 
-    monkeypatch.setattr(transformers, "__version__", "5.22.2")
+    # The module the integration imports (after a model load, transformers' lazy imports may have
+    # replaced the sys.modules entry this file imported first).
+    monkeypatch.setattr(importlib.import_module("transformers"), "__version__", "5.22.2")
     with pytest.raises(ImportError, match=r"transformers >= 5\.23 \(found 5\.22\.2\)"):
         importlib.reload(hf)
     monkeypatch.undo()
