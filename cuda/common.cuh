@@ -59,6 +59,18 @@ __device__ __forceinline__ void mma_f16(float* c, const int* a, const int* b, __
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// 16 consecutive bytes of a row from column k < K: one vector load when ALIGNED (the row and k
+// 16-byte aligned, K a multiple of 16), else byte by byte, zero past K.
+template <bool ALIGNED>
+__device__ __forceinline__ int4 load16(const signed char* p, int k, int K) {
+  if (ALIGNED) return __ldg(reinterpret_cast<const int4*>(p + k));
+  int4 v;
+  signed char* b = reinterpret_cast<signed char*>(&v);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) b[i] = k + i < K ? p[k + i] : 0;
+  return v;
+}
+
 __device__ __forceinline__ bool mask_bit(const unsigned int* mask, int col) {
   return (mask[col >> 5] >> (col & 31)) & 1u;
 }

@@ -34,15 +34,6 @@ __device__ __forceinline__ int dot16(const int4& w, const int4& x, int acc) {
   return __dp4a(w.w, x.w, acc);
 }
 
-template <bool ALIGNED>
-__device__ __forceinline__ int4 load16(const signed char* p, int k, int K) {
-  if (ALIGNED) return __ldg(reinterpret_cast<const int4*>(p + k));
-  int4 v;
-  signed char* b = reinterpret_cast<signed char*>(&v);
-#pragma unroll
-  for (int i = 0; i < 16; ++i) b[i] = k + i < K ? p[k + i] : 0;
-  return v;
-}
 }  // namespace
 
 template <typename T, int MAXM, bool ALIGNED, int MODE>

@@ -55,17 +55,6 @@ __device__ __forceinline__ void to_pairs(unsigned word, int& lo, int& hi, __nv_b
   hi = *reinterpret_cast<const int*>(&b);
 }
 
-// 16 consecutive bytes of a weight row from column k (zero past K).
-template <bool ALIGNED>
-__device__ __forceinline__ int4 load_weights(const signed char* row, int k, int K) {
-  if (ALIGNED) return k < K ? __ldg(reinterpret_cast<const int4*>(row + k)) : make_int4(0, 0, 0, 0);
-  int4 v;
-  signed char* b = reinterpret_cast<signed char*>(&v);
-#pragma unroll
-  for (int i = 0; i < 16; ++i) b[i] = k + i < K ? row[k + i] : 0;
-  return v;
-}
-
 // 8 consecutive elements of a token's row from column k (zero past K).
 template <typename T, bool ALIGNED>
 __device__ __forceinline__ int4 load_activations(const T* row, int k, int K) {
@@ -121,7 +110,7 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        c.w[rt][h] = w_inside[rt][h] ? load_weights<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
+        c.w[rt][h] = w_inside[rt][h] && k < K ? load16<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
 #pragma unroll
     for (int tt = 0; tt < TOKEN_TILES; ++tt) {
       c.x[tt][0] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k, K) : make_int4(0, 0, 0, 0);

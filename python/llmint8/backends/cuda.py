@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from . import workspaces_are_transient
+from .cpu import weight_only_linear as dense_weight_only_linear
 from .cuda_kernels import (
     C_TYPES,
     GEMM_TILE_COLS,
@@ -355,6 +356,19 @@ def int8_matmul(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
     return out
 
 
+def _output(x: Tensor, n: int, bias: Optional[Tensor], out: Optional[Tensor]):
+    """The [M, N] output of a linear call (`out` or a new tensor) and whether it is complete
+    already: nothing to compute (M or N zero), or K zero (the bias alone)."""
+    m, k = x.shape
+    if out is None:
+        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return out, True
+    if k == 0:
+        return (out.zero_() if bias is None else out.copy_(bias.expand(m, n))), True
+    return out, False
+
+
 def int8_linear(
     x: Tensor,
     CB: Tensor,
@@ -369,12 +383,9 @@ def int8_linear(
     x, CB = x.contiguous(), CB.contiguous()
     m, k = x.shape
     n = CB.shape[0]
-    if out is None:
-        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m == 0 or n == 0:
+    out, done = _output(x, n, bias, out)
+    if done:
         return out
-    if k == 0:
-        return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
     index = x.device.index
     stream = current_stream(index)
     aligned = _aligned(k, CB)  # the workspace's int8 rows are 256-byte aligned with stride k
@@ -477,18 +488,13 @@ def weight_only_linear(
     fp32 tensor-core product) multiply the dequantized weight with torch instead. `tiles`
     overrides `weight_only_tiles` (benches/kernel_choice.py)."""
     if x.dtype == torch.float32:
-        from .cpu import weight_only_linear as dense
-
-        return dense(x, CB, SCB, bias, out=out)
+        return dense_weight_only_linear(x, CB, SCB, bias, out=out)
     x, CB = x.contiguous(), CB.contiguous()
     m, k = x.shape
     n = CB.shape[0]
-    if out is None:
-        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m == 0 or n == 0:
+    out, done = _output(x, n, bias, out)
+    if done:
         return out
-    if k == 0:
-        return out.zero_() if bias is None else out.copy_(bias.expand(m, n))
     index = x.device.index
     row_tiles, token_tiles = tiles or weight_only_tiles(index, m, n, C_TYPES[x.dtype])
     aligned = _aligned(k, CB, x)
