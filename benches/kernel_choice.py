@@ -3,11 +3,12 @@ outliers, CUDA-graph replayed so that host overhead is out) under every plan the
 run (GEMV; GEMM with row tiles 32, 64, 128, with and without split K), next to the plan
 `llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
 
-With --weight-only: for M up to 128, every (row tiles, token tiles) of the weight-only kernel next
-to the tiles `weight_only_tiles` picks, LLM.int8()'s picked plan and fp16 nn.Linear (sets
-WEIGHT_ONLY_MAX_ROWS and the tile choice).
+With --weight-only: for M up to 128, every tile (row tiles, token tiles, warp rows, span) of the
+weight-only kernel next to the tile `weight_only_tiles` picks, LLM.int8()'s picked plan and fp16
+nn.Linear (sets WEIGHT_ONLY_MAX_ROWS and the tile choice), each call of a graph reading another
+copy of the weights so that they come from memory, not L2, as in a model.
 
-    python benches/kernel_choice.py [--quick] [--weight-only] [--out choice.md]
+    python benches/kernel_choice.py [--quick] [--weight-only [--rows M ...]] [--out choice.md]
 """
 
 from __future__ import annotations
@@ -72,32 +73,55 @@ def graph_time_us(layer, x) -> float:
 WEIGHT_ONLY_ROWS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128]
 
 
-def weight_only_table(grid, rows) -> list[str]:
+COLD_BYTES = 160 << 20  # weight copies cycled per graph: more than the L2, as a model's layers
+
+
+def cycling(call, weights):
+    """`call(x, weight)` over `weights` in turn, so that each call of a replayed graph reads a
+    weight that is cold in L2, as a model's consecutive layers do."""
+    turn = iter(range(1 << 62))
+    return lambda x: call(x, weights[next(turn) % len(weights)])
+
+
+def weight_only_row(k: int, n: int, rows) -> list[str]:
     index = torch.cuda.current_device()
-    lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed), fp16", ""]
+    linear = torch.nn.Linear(k, n).half().cuda()
+    layer = llmint8.nn.Linear8bitLt.from_linear(linear, 6.0, arithmetic="int8").cuda()
+    CB, SCB, bias = layer.weight.CB, layer.weight.SCB, layer.bias
+    copies = min(CALLS_PER_GRAPH, -(-COLD_BYTES // CB.numel()))
+    CBs = [CB.clone() for _ in range(copies)]
+    fp16s = [linear.weight.detach().clone() for _ in range(copies)]
+    fp16_call = cycling(lambda x, w: torch.nn.functional.linear(x, w, linear.bias), fp16s)
+    int8_call = cycling(
+        lambda x, cb: llmint8.functional.int8_linear(x, cb, SCB, bias, 6.0, arithmetic="int8"), CBs
+    )  # fmt: skip
+    lines = []
+    for m in rows:
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        x[:, torch.randperm(k)[:6]] *= 20
+        fp16, int8 = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
+        times = {}
+        for tiles in backend.WEIGHT_ONLY_TILES:
+            run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, tiles=tiles)
+            times["x".join(map(str, tiles))] = graph_time_us(cycling(run, CBs), x)
+        picked = "x".join(map(str, backend.weight_only_tiles(index, m, n)))
+        best = min(times, key=times.get)
+        every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
+        line = (f"| {k}×{n} | {m} | {fp16:.1f} | {int8:.1f} | {picked} | {times[picked]:.1f} "
+                f"| {best} | {times[best]:.1f} | {every} |")  # fmt: skip
+        print(line, flush=True)
+        lines.append(line)
+    return lines
+
+
+def weight_only_table(grid, rows) -> list[str]:
+    lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed, weights cold in "
+             "L2), fp16", ""]  # fmt: skip
     lines += ["| K×N | M | fp16 | int8 t=6 | weight-only picked | picked µs | best | best µs "
               "| all |", "|---" * 9 + "|"]  # fmt: skip
     print("\n".join(lines), flush=True)
     for k, n in grid:
-        linear = torch.nn.Linear(k, n).half().cuda()
-        layer = llmint8.nn.Linear8bitLt.from_linear(linear, 6.0, arithmetic="int8").cuda()
-        CB, SCB, bias = layer.weight.CB, layer.weight.SCB, layer.bias
-        for m in rows:
-            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-            x[:, torch.randperm(k)[:6]] *= 20
-            fp16, int8 = graph_time_us(linear, x), graph_time_us(layer, x)
-            times = {}
-            for tiles in backend.WEIGHT_ONLY_TILES:
-                run = partial(backend.weight_only_linear, CB=CB, SCB=SCB, bias=bias, tiles=tiles)
-                times[f"{tiles[0]}x{tiles[1]}"] = graph_time_us(run, x)
-            picked = "{}x{}".format(*backend.weight_only_tiles(index, m, n))
-            best = min(times, key=times.get)
-            every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
-            line = (f"| {k}×{n} | {m} | {fp16:.1f} | {int8:.1f} | {picked} | {times[picked]:.1f} "
-                    f"| {best} | {times[best]:.1f} | {every} |")  # fmt: skip
-            print(line, flush=True)
-            lines.append(line)
-        del linear, layer
+        lines += weight_only_row(k, n, rows)
         torch.cuda.empty_cache()
     return lines
 
@@ -106,11 +130,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two shapes, four row counts")
     parser.add_argument("--weight-only", action="store_true", help="the weight-only kernel's tiles")
+    parser.add_argument("--rows", type=int, nargs="+", help="row counts M (--weight-only)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
     if args.weight_only:
         grid = GRID[::3] if args.quick else GRID
-        lines = weight_only_table(grid, [1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
+        rows = args.rows or ([1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
+        lines = weight_only_table(grid, rows)
         if args.out:
             with open(args.out, "w") as f:
                 f.write("\n".join(lines) + "\n")

@@ -10,17 +10,18 @@
 //
 // Tensor cores: mma.sync m16n8k16 with the weight as the A operand (16 output features) and X^T
 // as B (8 tokens), so that a single token wastes no weight bandwidth. K order: inside a chunk of
-// 64 columns lane 4g + q owns the 16 contiguous columns [16q, 16q + 16) (one 16-byte load per
-// weight row, two per token), and mma step s (0..3) takes columns 16q + 4s .. 16q + 4s + 3 as its
-// k pairs (2q, 2q + 1) and (2q + 8, 2q + 9). A and B follow the same permutation of K, so each
-// product still sums every column once.
+// 64 * SPAN columns lane 4g + q owns the 16 * SPAN contiguous columns starting at 16 * SPAN * q (one
+// 16-byte load per weight row and SPAN, two per token and SPAN), and mma step s (0 .. 4 * SPAN - 1)
+// takes the lane's columns 4s .. 4s + 3 as its k pairs (2q, 2q + 1) and (2q + 8, 2q + 9). A and B
+// follow the same permutation of K, so each product still sums every column once.
 //
-// Launch: grid = (ceil(M / (8 * TOKEN_TILES)), ceil(N / (16 * ROW_TILES)), 1), block = 256 threads
-// (8 warps), no dynamic shared memory. A block owns 16 * ROW_TILES weight rows and 8 * TOKEN_TILES
-// tokens (token tiles vary fastest, so blocks sharing weight rows run together and share them
-// through L2); its warps take the 64-column chunks of K in turn (warp w: chunks w, w + 8, ...),
-// each loading its next chunk while it multiplies the current one, then add their sums in shared
-// memory in warp order (deterministic) and apply the scales and the bias.
+// Launch: grid = (ceil(M / (8 * TOKEN_TILES)), ceil(N / (16 * ROW_TILES * WARP_ROWS)), 1), block =
+// 256 threads (8 warps), no dynamic shared memory. A block owns 16 * ROW_TILES * WARP_ROWS weight
+// rows and 8 * TOKEN_TILES tokens (token tiles vary fastest, so blocks sharing weight rows run
+// together and share them through L2). Its warps form WARP_ROWS groups of 16 * ROW_TILES rows; the
+// 8 / WARP_ROWS warps of a group take the chunks of K in turn (warp w of a group: chunks w,
+// w + 8 / WARP_ROWS, ...), each loading its next chunk while it multiplies the current one, then
+// add their sums in shared memory in warp order (deterministic) and apply the scales and the bias.
 // Pointers: X [M, ldx] T, CB [N, ldw] int8, SCB [N] f32, bias [N] or null in the dtype bias_kind
 // names (common.cuh), out [M, ldo] T. ALIGNED: K, ldx and ldw multiples of 16 and X, CB 16-byte
 // aligned (vector loads); otherwise elements are loaded one by one.
@@ -29,7 +30,7 @@
 using namespace llmint8;
 
 namespace {
-constexpr int THREADS = 256, WARPS = THREADS / 32, CHUNK = 64;
+constexpr int THREADS = 256, WARPS = THREADS / 32;
 
 // Four int8 weights (one 32-bit word, bytes b0..b3) as two packed pairs of T: lo = (b0, b1),
 // hi = (b2, b3), exactly. fp16: the byte plus 128 is the mantissa of 1024 + u, minus 1152.
@@ -66,25 +67,42 @@ __device__ __forceinline__ int4 load_activations(const T* row, int k, int K) {
   return v;
 }
 
-// One lane's operands of a 64-column chunk: per 16-row tile its two weight rows (g, g + 8), per
-// 8-token tile its token's 16 columns.
-template <int ROW_TILES, int TOKEN_TILES>
+// 16 bytes of the weight stream: read once, so kept out of L1, and with a 256-byte L2 prefetch (the
+// block's other warps read the rest of those bytes next). Measured on the H200 with weights cold
+// in L2: 8192x28672 at one token 66.9 -> 62.0 us, at 16 tokens 83.6 -> 67.8 (benches/NOTES.md v10).
+template <bool ALIGNED>
+__device__ __forceinline__ int4 load_weights(const signed char* p, int k, int K) {
+  if (!ALIGNED) return load16<false>(p, k, K);
+  int4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p + k));
+  return v;
+}
+
+// One lane's operands of a chunk of 64 * SPAN columns: per 16-row tile its two weight rows
+// (g, g + 8), 16 * SPAN contiguous bytes each; per 8-token tile its token's 16 * SPAN columns.
+template <int ROW_TILES, int TOKEN_TILES, int SPAN>
 struct Chunk {
-  int4 w[ROW_TILES][2];
-  int4 x[TOKEN_TILES][2];
+  int4 w[ROW_TILES][2][SPAN];
+  int4 x[TOKEN_TILES][2 * SPAN];
 };
 }  // namespace
 
-template <typename T, int ROW_TILES, int TOKEN_TILES, bool ALIGNED>
+template <typename T, int ROW_TILES, int TOKEN_TILES, int WARP_ROWS, int SPAN, bool ALIGNED>
 __global__ void __launch_bounds__(THREADS) weight_only_linear(
     const T* __restrict__ X, int ldx, const signed char* __restrict__ CB, int ldw,
     const float* __restrict__ SCB, const void* __restrict__ bias, int bias_kind, int M, int N,
     int K, T* __restrict__ out, int ldo) {
-  constexpr int ROWS = 16 * ROW_TILES, TOKENS = 8 * TOKEN_TILES;
-  constexpr int LDP = ROWS + 1;  // partial sums in shared memory: [warp][token][row], padded
-  __shared__ float partial[WARPS][TOKENS][LDP];
+  static_assert(WARPS % WARP_ROWS == 0, "warps split into row groups x K groups");
+  constexpr int CHUNK = 64 * SPAN;  // columns a warp takes at a time: 16 * SPAN per lane
+  constexpr int WARP_K = WARPS / WARP_ROWS;  // warps sharing one group of rows, splitting K
+  constexpr int WARP_ROWS_N = 16 * ROW_TILES, ROWS = WARP_ROWS_N * WARP_ROWS, TOKENS = 8 * TOKEN_TILES;
+  constexpr int LDP = ROWS + 1;  // partial sums in shared memory: [K group][token][row], padded
+  __shared__ float partial[WARP_K][TOKENS][LDP];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-  const int m0 = blockIdx.x * TOKENS, n0 = blockIdx.y * ROWS;
+  const int rows_of_warp = (warp / WARP_K) * WARP_ROWS_N, k_group = warp % WARP_K;
+  const int m0 = blockIdx.x * TOKENS, n0 = blockIdx.y * ROWS + rows_of_warp;
 
   const signed char* w_rows[ROW_TILES][2];
   bool w_inside[ROW_TILES][2];
@@ -104,17 +122,21 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     x_inside[tt] = m < M;
     x_rows[tt] = X + (long long)min(m, M - 1) * ldx;
   }
-  auto load = [&](Chunk<ROW_TILES, TOKEN_TILES>& c, int chunk) {
-    const int k = chunk * CHUNK + 16 * q;
+  using Operands = Chunk<ROW_TILES, TOKEN_TILES, SPAN>;
+  auto load = [&](Operands& c, int chunk) {
 #pragma unroll
-    for (int rt = 0; rt < ROW_TILES; ++rt)
+    for (int sp = 0; sp < SPAN; ++sp) {
+      const int k = chunk * CHUNK + 16 * (SPAN * q + sp);
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-        c.w[rt][h] = w_inside[rt][h] && k < K ? load16<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
+      for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
-    for (int tt = 0; tt < TOKEN_TILES; ++tt) {
-      c.x[tt][0] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k, K) : make_int4(0, 0, 0, 0);
-      c.x[tt][1] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k + 8, K) : make_int4(0, 0, 0, 0);
+        for (int h = 0; h < 2; ++h)
+          c.w[rt][h][sp] = w_inside[rt][h] && k < K ? load_weights<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
+#pragma unroll
+      for (int tt = 0; tt < TOKEN_TILES; ++tt) {
+        c.x[tt][2 * sp] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k, K) : make_int4(0, 0, 0, 0);
+        c.x[tt][2 * sp + 1] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k + 8, K) : make_int4(0, 0, 0, 0);
+      }
     }
   };
 
@@ -125,31 +147,40 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     for (int tt = 0; tt < TOKEN_TILES; ++tt)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[rt][tt][r] = 0.0f;
-
-  const int chunks = (K + CHUNK - 1) / CHUNK;
-  Chunk<ROW_TILES, TOKEN_TILES> current, next;
-  if (warp < chunks) load(current, warp);
-  for (int chunk = warp; chunk < chunks; chunk += WARPS) {
-    if (chunk + WARPS < chunks) load(next, chunk + WARPS);
+  auto multiply = [&](const Operands& c) {
 #pragma unroll
-    for (int s = 0; s < 4; ++s) {
+    for (int s = 0; s < 4 * SPAN; ++s) {
       int b[TOKEN_TILES][2];
 #pragma unroll
       for (int tt = 0; tt < TOKEN_TILES; ++tt) {
-        const int* x = reinterpret_cast<const int*>(&current.x[tt][0]);  // 8 words, both halves
+        const int* x = reinterpret_cast<const int*>(&c.x[tt][0]);  // 8 * SPAN words
         b[tt][0] = x[2 * s];
         b[tt][1] = x[2 * s + 1];
       }
 #pragma unroll
       for (int rt = 0; rt < ROW_TILES; ++rt) {
         int a[4];
-        to_pairs(reinterpret_cast<const unsigned*>(&current.w[rt][0])[s], a[0], a[2], T{});
-        to_pairs(reinterpret_cast<const unsigned*>(&current.w[rt][1])[s], a[1], a[3], T{});
+        to_pairs(reinterpret_cast<const unsigned*>(&c.w[rt][0])[s], a[0], a[2], T{});
+        to_pairs(reinterpret_cast<const unsigned*>(&c.w[rt][1])[s], a[1], a[3], T{});
 #pragma unroll
         for (int tt = 0; tt < TOKEN_TILES; ++tt) mma_f16(acc[rt][tt], a, b[tt], T{});
       }
     }
-    current = next;
+  };
+
+  // Two chunks in registers: the next one loads while this one is multiplied.
+  const int chunks = (K + CHUNK - 1) / CHUNK;
+  Operands ring[2];
+  if (k_group < chunks) load(ring[0], k_group);
+  for (int first = k_group; first < chunks; first += 2 * WARP_K) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int chunk = first + i * WARP_K;
+      if (chunk < chunks) {
+        if (chunk + WARP_K < chunks) load(ring[1 - i], chunk + WARP_K);
+        multiply(ring[i]);
+      }
+    }
   }
 
   // c0, c1: weight row g, tokens 2q, 2q + 1; c2, c3: weight row g + 8.
@@ -159,28 +190,33 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     for (int tt = 0; tt < TOKEN_TILES; ++tt)
 #pragma unroll
       for (int r = 0; r < 4; ++r)
-        partial[warp][tt * 8 + 2 * q + (r & 1)][rt * 16 + g + (r >> 1) * 8] = acc[rt][tt][r];
+        partial[k_group][tt * 8 + 2 * q + (r & 1)][rows_of_warp + rt * 16 + g + (r >> 1) * 8] = acc[rt][tt][r];
   __syncthreads();
+  const int block_n0 = blockIdx.y * ROWS;
   for (int i = threadIdx.x; i < TOKENS * ROWS; i += THREADS) {
     const int token = i / ROWS, row = i % ROWS;
-    const int m = m0 + token, n = n0 + row;
+    const int m = m0 + token, n = block_n0 + row;
     if (m >= M || n >= N) continue;
     float sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < WARPS; ++w) sum += partial[w][token][row];
+    for (int w = 0; w < WARP_K; ++w) sum += partial[w][token][row];
     out[(long long)m * ldo + n] = from_float<T>(sum * (SCB[n] / 127.0f) + load_bias(bias, bias_kind, n));
   }
 }
 
-#define INSTANTIATE(T, RT, TT, ALIGNED)                                                        \
-  template __global__ void weight_only_linear<T, RT, TT, ALIGNED>(                             \
+#define INSTANTIATE(T, RT, TT, WR, SPAN, ALIGNED)                                                 \
+  template __global__ void weight_only_linear<T, RT, TT, WR, SPAN, ALIGNED>(                         \
       const T*, int, const signed char*, int, const float*, const void*, int, int, int, int, T*, \
       int);
-// The tiles benches/kernel_choice.py --weight-only found worth having (more token tiles or rows
-// per warp cost registers, hence occupancy, and measured slower at every shape).
+// The tiles benches/kernel_choice.py --weight-only found worth having (four token tiles, deeper
+// register pipelines and two-chunk spans with two token tiles cost registers, hence occupancy,
+// and measured slower at every shape).
 #define INSTANTIATE_TILES(T, ALIGNED)                                                          \
-  INSTANTIATE(T, 1, 1, ALIGNED) INSTANTIATE(T, 2, 1, ALIGNED) INSTANTIATE(T, 4, 1, ALIGNED)     \
-  INSTANTIATE(T, 1, 2, ALIGNED) INSTANTIATE(T, 2, 2, ALIGNED)
+  INSTANTIATE(T, 1, 1, 1, 1, ALIGNED) INSTANTIATE(T, 2, 1, 1, 1, ALIGNED)                       \
+  INSTANTIATE(T, 4, 1, 1, 1, ALIGNED) INSTANTIATE(T, 1, 1, 1, 2, ALIGNED)                       \
+  INSTANTIATE(T, 2, 1, 1, 2, ALIGNED) INSTANTIATE(T, 1, 1, 2, 2, ALIGNED)                       \
+  INSTANTIATE(T, 1, 2, 1, 1, ALIGNED) INSTANTIATE(T, 2, 2, 1, 1, ALIGNED)                       \
+  INSTANTIATE(T, 2, 2, 2, 1, ALIGNED) INSTANTIATE(T, 2, 2, 4, 1, ALIGNED)
 INSTANTIATE_TILES(__half, true)
 INSTANTIATE_TILES(__half, false)
 INSTANTIATE_TILES(__nv_bfloat16, true)

@@ -338,9 +338,11 @@ def test_every_kernel_plan_matches_cpu():
 # ---- weight-only arithmetic (weight_only_linear.cu) ----
 
 # (m, k, n): one token and several token tiles, K aligned (vector loads) and not (element loads,
-# a partial last chunk), N not a multiple of the row tiles, fewer chunks than warps.
+# a partial last chunk), N not a multiple of the row tiles, fewer chunks than warps, aligned K
+# ending 16 columns into a 128-column chunk.
 WEIGHT_ONLY_SHAPES = [(1, 4096, 300), (3, 1000, 129), (8, 64, 17), (9, 4095, 64),
-                      (17, 256, 1000), (40, 100, 33), (70, 8, 5), (2, 11008, 70)]  # fmt: skip
+                      (17, 256, 1000), (40, 100, 33), (70, 8, 5), (2, 11008, 70),
+                      (5, 1040, 260), (12, 2064, 200)]  # fmt: skip
 
 
 def _weight_only_case(seed, m, k, n, dtype, bias_dtype):

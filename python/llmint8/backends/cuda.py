@@ -441,36 +441,42 @@ def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
     )
 
 
-_weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, int]] = {}
+_weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, int, int, int]] = {}
 
 
-def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") -> tuple[int, int]:
-    """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) for an [m, k] x [n, k]^T call: one token
-    tile up to 8 rows, else two (16 rows per block; more blocks along M beyond), then the row
-    tiles of least estimated cost: the weight bytes plus the activation re-reads (each block
-    reads its tokens' rows once: M / (8 * ROW_TILES) times the weight bytes, from L2 at a
-    quarter of the cost; negligible for one token tile), over the fill of the GPU's resident
-    block slots (blocks / slots over its ceiling: a last wave that is nearly empty costs as much
-    as a full one). Checked against every tile by benches/kernel_choice.py --weight-only."""
+def weight_only_tiles(
+    index: int, m: int, n: int, dtype_name: str = "__half"
+) -> tuple[int, int, int, int]:
+    """weight_only_linear.cu's tile (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN) for an
+    [m, k] x [n, k]^T call: one token tile up to 8 rows, else two (16 rows per block; more
+    blocks along M beyond), then the tile of least estimated cost: the weight bytes plus the
+    activation re-reads (each block reads its tokens' rows once: 2 * tokens / rows-per-block
+    times the weight bytes, from L2 at a quarter of the cost), over the fill of the GPU's
+    resident block slots (blocks / slots over its ceiling: a last wave that is nearly empty
+    costs as much as a full one). Checked against every tile by benches/kernel_choice.py
+    --weight-only (weights cold in L2)."""
     key = (index, m, n, dtype_name)
     found = _weight_only_tiles.get(key)
     if found is not None:
         return found
     token_tiles = 1 if m <= 8 else 2
     sms = sm_count(index)
-    best, best_cost = (1, token_tiles), math.inf
-    for row_tiles, tiles in WEIGHT_ONLY_TILES:
+    best, best_cost = WEIGHT_ONLY_TILES[0], math.inf
+    for tile in WEIGHT_ONLY_TILES:
+        row_tiles, tiles, warp_rows, _ = tile
         if tiles != token_tiles:
             continue
-        name = weight_only_name(dtype_name, row_tiles, token_tiles, True)
+        name = weight_only_name(dtype_name, tile, True)
         registers = kernel(index, "weight_only_linear.cu", name).attributes["num_regs"]
         per_thread = _ceil(registers, REGISTER_GRANULE) * REGISTER_GRANULE
         resident = max(1, min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread)))
-        waves = _ceil(n, 16 * row_tiles) * _ceil(m, 8 * token_tiles) / (resident * sms)
-        rereads = ACTIVATION_REREAD_COST * m / (8 * row_tiles) if token_tiles > 1 else 0.0
+        rows = 16 * row_tiles * warp_rows
+        waves = _ceil(n, rows) * _ceil(m, 8 * token_tiles) / (resident * sms)
+        tokens = min(m, 8 * token_tiles)  # a block's tokens: 2 bytes per weight byte's column
+        rereads = ACTIVATION_REREAD_COST * 2 * tokens / rows
         cost = (1 + rereads) * math.ceil(waves) / waves
         if cost < best_cost - 1e-9:
-            best, best_cost = (row_tiles, token_tiles), cost
+            best, best_cost = tile, cost
     _weight_only_tiles[key] = best
     return best
 
@@ -481,7 +487,7 @@ def weight_only_linear(
     SCB: Tensor,
     bias: Optional[Tensor],
     out: Optional[Tensor] = None,
-    tiles: Optional[tuple[int, int]] = None,
+    tiles: Optional[tuple[int, int, int, int]] = None,
 ) -> Tensor:
     """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision (see
     weight_only_linear.cu): one launch, no workspace, no host sync. fp32 activations (no
@@ -496,12 +502,13 @@ def weight_only_linear(
     if done:
         return out
     index = x.device.index
-    row_tiles, token_tiles = tiles or weight_only_tiles(index, m, n, C_TYPES[x.dtype])
+    tile = tiles or weight_only_tiles(index, m, n, C_TYPES[x.dtype])
+    row_tiles, token_tiles, warp_rows, _ = tile
     aligned = _aligned(k, CB, x)
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
-    name = weight_only_name(C_TYPES[x.dtype], row_tiles, token_tiles, aligned)
-    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles), 1)
+    name = weight_only_name(C_TYPES[x.dtype], tile, aligned)
+    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles * warp_rows), 1)
     kernel(index, "weight_only_linear.cu", name).launch(
         grid, 0, x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), scb.data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out.data_ptr(),

@@ -216,15 +216,22 @@ def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
     return f"int8_gemv<{dtype_name}, {rows}, {'true' if aligned else 'false'}, {mode}>"
 
 
-WEIGHT_ONLY_TILES = ((1, 1), (2, 1), (4, 1), (1, 2), (2, 2))
-"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES) instantiations: 16 weight rows and 8 tokens
-each."""
+WEIGHT_ONLY_TILES = (
+    (1, 1, 1, 1), (2, 1, 1, 1), (4, 1, 1, 1), (1, 1, 1, 2), (2, 1, 1, 2), (1, 1, 2, 2),
+    (1, 2, 1, 1), (2, 2, 1, 1), (2, 2, 2, 1), (2, 2, 4, 1),
+)  # fmt: skip
+"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN) instantiations: row and
+token tiles of 16 weight rows and 8 tokens per warp, warps in WARP_ROWS groups of rows (the rest
+split K), chunks of 64 * SPAN columns."""
 WEIGHT_ONLY_TYPES = ("__half", "__nv_bfloat16")
 
 
-def weight_only_name(dtype_name: str, row_tiles: int, token_tiles: int, aligned: bool) -> str:
+def weight_only_name(dtype_name: str, tile: tuple[int, int, int, int], aligned: bool) -> str:
+    row_tiles, token_tiles, warp_rows, span = tile
     flag = "true" if aligned else "false"
-    return f"weight_only_linear<{dtype_name}, {row_tiles}, {token_tiles}, {flag}>"
+    return (
+        f"weight_only_linear<{dtype_name}, {row_tiles}, {token_tiles}, {warp_rows}, {span}, {flag}>"
+    )
 
 
 def _gemm_names() -> list[str]:
@@ -255,9 +262,9 @@ EXPRESSIONS = {
     "int8_gemv.cu": _gemv_names(),
     "gather_outlier_columns.cu": [f"gather_outlier_columns<{t}>" for t in C_TYPES.values()],
     "weight_only_linear.cu": [
-        weight_only_name(t, rt, tt, a)
+        weight_only_name(t, tile, a)
         for t in WEIGHT_ONLY_TYPES
-        for rt, tt in WEIGHT_ONLY_TILES
+        for tile in WEIGHT_ONLY_TILES
         for a in (True, False)
     ],
 }
