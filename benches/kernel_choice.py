@@ -14,6 +14,7 @@ copy of the weights so that they come from memory, not L2, as in a model.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from functools import partial
@@ -79,7 +80,7 @@ COLD_BYTES = 160 << 20  # weight copies cycled per graph: more than the L2, as a
 def cycling(call, weights):
     """`call(x, weight)` over `weights` in turn, so that each call of a replayed graph reads a
     weight that is cold in L2, as a model's consecutive layers do."""
-    turn = iter(range(1 << 62))
+    turn = itertools.count()
     return lambda x: call(x, weights[next(turn) % len(weights)])
 
 

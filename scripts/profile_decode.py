@@ -48,17 +48,16 @@ def profile(size: str, variant: str, batch: int) -> None:
             one_step(i)
         torch.cuda.synchronize()
     wall = sum(bench.cuda_seconds(lambda i=i: one_step(16 + i % STEPS)) for i in range(STEPS))
-    per_kernel: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA:
-            entry = per_kernel[event.name]
-            entry[0] += event.device_time_total / STEPS
-            entry[1] += 1 / STEPS
-    # Idle time before each kernel (from the previous kernel's end), by kernel, per step.
     kernels = sorted(
         (e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA),
         key=lambda e: e.time_range.start,
     )  # fmt: skip
+    per_kernel: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for event in kernels:
+        entry = per_kernel[event.name]
+        entry[0] += event.device_time_total / STEPS
+        entry[1] += 1 / STEPS
+    # Idle time before each kernel (from the previous kernel's end), by transition, per step.
     gaps: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for before, after in zip(kernels, kernels[1:]):
         idle = after.time_range.start - before.time_range.end

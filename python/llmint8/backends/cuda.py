@@ -472,7 +472,7 @@ def weight_only_tiles(
         resident = max(1, min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread)))
         rows = 16 * row_tiles * warp_rows
         waves = _ceil(n, rows) * _ceil(m, 8 * token_tiles) / (resident * sms)
-        tokens = min(m, 8 * token_tiles)  # a block's tokens: 2 bytes per weight byte's column
+        tokens = min(m, 8 * token_tiles)  # each reads 2 bytes per column of K, a weight row 1
         rereads = ACTIVATION_REREAD_COST * 2 * tokens / rows
         cost = (1 + rereads) * math.ceil(waves) / waves
         if cost < best_cost - 1e-9:
