@@ -4,11 +4,12 @@ weights, ≈1B and ≈7B parameters), fp16 vs llmint8 (threshold 6) vs bitsandby
 the default `llmint8` takes weight-only int8 for few tokens): weight memory and peak memory,
 prefill tokens/s (batch 1, 2048 tokens) and decode ms/token at batch 1, 8 and 32: eager; with
 CUDA graphs through torch.compile (mode="reduce-overhead" over a static KV cache: `graphs`); and
-as one CUDA graph per step captured once and replayed (`graph replay`: the GPU's time without
-torch.compile's host work per call, the way serving engines run decode).
+the same compiled step (inductor's fused kernels, no CUDA graphs of its own) captured once as one
+CUDA graph and replayed (`graph replay`: the GPU's time without torch.compile's host work per
+call, i.e. its guards over every parameter, the way serving engines run decode).
 
     python benches/model.py [--sizes 1b 7b] [--profiles random realistic] [--split 2]
-                            [--variants llmint8 ...] [--out F]
+                            [--variants llmint8 ...] [--modes eager compiled replay] [--out F]
 
 Profiles (the activations' outliers decide how much of LLM.int8() runs in floating point):
 `random` is the model as initialised (its down_proj inputs hold thousands of columns above 6 at
@@ -134,24 +135,28 @@ def prefill_tokens_per_s(model) -> float:
 
 
 DECODE_MODES = ("eager", "compiled", "replay")
+MODES_RUN = set(DECODE_MODES)  # --modes
 
 
 def replayed_step(model, cache, token: torch.Tensor):
-    """The decode step captured once as one CUDA graph over static token and position tensors
-    and replayed per token, as serving engines run it: the step costs its GPU time plus one
-    replay's launch, none of torch.compile's per-call host work. Same signature as
-    `model.forward` for the decode loop."""
+    """The decode step compiled by torch.compile without CUDA graphs of its own (inductor's fused
+    kernels), captured once as one CUDA graph over static token and position tensors and replayed
+    per token, as serving engines run it: the step costs its GPU time plus one replay's launch,
+    none of torch.compile's per-call host work (guards, CUDA-graph tree bookkeeping). Same
+    signature as `model.forward` for the decode loop."""
     static_token = token.clone()
     static_position = torch.tensor([PROMPT], device="cuda")
+    compiled = torch.compile(model.forward, fullgraph=True)
 
     def forward():
-        return model(static_token, past_key_values=cache, cache_position=static_position,
-                     use_cache=True).logits  # fmt: skip
+        return compiled(static_token, past_key_values=cache, cache_position=static_position,
+                        use_cache=True).logits  # fmt: skip
 
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        forward()  # lazy initialisation outside the capture; its cache slot is rewritten
+        for _ in range(2):  # compilation and lazy initialisation outside the capture
+            forward()  # (the cache slot it writes is rewritten by the first replay)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -170,14 +175,14 @@ def replayed_step(model, cache, token: torch.Tensor):
 def decode_ms_per_token(model, batch: int, mode: str) -> float:
     """One of DECODE_MODES: `eager` (a dynamic cache), `compiled` (torch.compile
     mode="reduce-overhead" over a static cache: CUDA graphs, plus torch.compile's host work per
-    call) or `replay` (`replayed_step`)."""
+    call) or `replay` (`replayed_step`: the compiled kernels in one CUDA graph)."""
     ids = torch.randint(0, 32000, (batch, PROMPT), device="cuda")
     if mode == "eager":
         cache = transformers.DynamicCache()
         step = model.forward
     else:
         cache = transformers.StaticCache(config=model.config, max_batch_size=batch,
-                                         max_cache_len=PROMPT + DECODE_STEPS + WARMUP + 1,
+                                         max_cache_len=PROMPT + DECODE_STEPS + WARMUP + 8,
                                          device="cuda", dtype=torch.float16)  # fmt: skip
     position = torch.arange(PROMPT, device="cuda")
     out = model(ids, past_key_values=cache, cache_position=position, use_cache=True)
@@ -262,6 +267,9 @@ def measure(size: str, variant: str, profile: str = "random") -> list[str]:
     split = variant.startswith("llmint8 split")
     for mode in DECODE_MODES:
         for batch in BATCHES:
+            if mode not in MODES_RUN:
+                cells.append("—")  # left out (--modes)
+                continue
             if mode != "eager" and split:
                 cells.append("—")  # CUDA graphs of one device; the split runs eager
                 continue
@@ -289,8 +297,12 @@ def main(argv=None) -> int:
                         help="also the llmint8 model split across N GPUs (device_map)")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                         help="only these: fp16, llmint8, int8, split, bitsandbytes")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", default=None, choices=DECODE_MODES,
+                        help="only these decode modes (the others' cells read —)")  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
+    if args.modes:
+        MODES_RUN.intersection_update(args.modes)
     if args.split and args.split > torch.cuda.device_count():
         parser.error(f"--split {args.split}: only {torch.cuda.device_count()} GPUs are visible")
     variants = ["fp16", "llmint8", "llmint8 int8"]

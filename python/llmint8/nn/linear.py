@@ -130,8 +130,12 @@ class Linear8bitLt(nn.Linear):
                 CB, SCB = F.quantize_weight(weight)
             master = weight
         else:
-            weight.quantize_()
-            CB, SCB, master = weight.data, weight.SCB, None
+            SCB = weight.SCB
+            if SCB is None:  # not quantized yet: the first forward does it (once)
+                SCB = weight.quantize_().SCB
+            # `weight` itself, not `.data`: torch.compile then sees the parameter it already
+            # guards, not a second tensor.
+            CB, master = weight, None
         return F.int8_linear(
             x, CB, SCB, self.bias, self.threshold, self.outlier_cols, master, self.arithmetic
         )
