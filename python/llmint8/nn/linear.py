@@ -133,8 +133,8 @@ class Linear8bitLt(nn.Linear):
             SCB = weight.SCB
             if SCB is None:  # not quantized yet: the first forward does it (once)
                 SCB = weight.quantize_().SCB
-            # `weight` itself, not `.data`: torch.compile then sees the parameter it already
-            # guards, not a second tensor.
+            # Only the scales and the parameter itself are read (not its flags or `.data`):
+            # fewer attributes for torch.compile to guard on every call (benches/NOTES.md).
             CB, master = weight, None
         return F.int8_linear(
             x, CB, SCB, self.bias, self.threshold, self.outlier_cols, master, self.arithmetic
