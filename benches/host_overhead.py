@@ -15,7 +15,13 @@ import torch
 
 import llmint8
 from llmint8.backends import cuda as backend
-from llmint8.backends.cuda_kernels import compiled_kernels, cupy_module, current_stream, kernel
+from llmint8.backends.cuda_kernels import (
+    compiled_kernels,
+    cupy_module,
+    current_stream,
+    kernel,
+    quantize_name,
+)
 
 
 def host_us(fn, calls=2000) -> float:
@@ -36,7 +42,7 @@ def main():
     fp16 = torch.nn.Linear(4096, 4096, device="cuda", dtype=torch.float16)
     x = torch.randn(1, 4096, device="cuda", dtype=torch.float16)
     x64 = torch.randn(64, 4096, device="cuda", dtype=torch.float16)
-    quantize = kernel(0, "quantize_rows.cu", "quantize_rows<__half>")
+    quantize = kernel(0, "quantize_rows.cu", quantize_name("__half", True))
     scratch = torch.empty(1 << 20, dtype=torch.uint8, device="cuda")
     base = scratch.data_ptr()
     cupy = cupy_module()

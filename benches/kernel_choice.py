@@ -1,14 +1,15 @@
 """Which int8 kernel for which shape: the GPU time of one llmint8 forward (threshold 6, planted
 outliers, CUDA-graph replayed so that host overhead is out) under every plan the CUDA backend can
-run (GEMV; GEMM with row tiles 32, 64, 128, with and without split K), next to the plan
+run (GEMV; GEMM with row tiles 32, 64, 128, with and without split K; cuBLAS's int8 GEMM and the
+epilogue for M > 16), next to the plan
 `llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
 
 With --weight-only: for M up to 128, every tile (row tiles, token tiles, warp rows, span) of the
 weight-only kernel next to the tile `weight_only_tiles` picks, LLM.int8()'s picked plan and fp16
-nn.Linear (sets WEIGHT_ONLY_MAX_ROWS and the tile choice), each call of a graph reading another
-copy of the weights so that they come from memory, not L2, as in a model.
+nn.Linear (sets WEIGHT_ONLY_MAX_ROWS, WEIGHT_ONLY_ROW_LIMITS and the tile choice), each call of a
+graph reading another copy of the weights so that they come from memory, not L2, as in a model.
 
-    python benches/kernel_choice.py [--quick] [--weight-only [--rows M ...]] [--out choice.md]
+    python benches/kernel_choice.py [--quick] [--weight-only] [--rows M ...] [--out choice.md]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def candidates(index: int, m: int, n: int, k: int) -> dict[str, backend.Plan]:
             size = -(-k // splits // columns) * columns if splits > 1 else k
             name = "gemv" + (f"/k{splits}" if splits > 1 else "")
             plans[name] = backend.Plan("gemv", group, -(-k // size), size)
+    if m > 16 and k % 16 == 0 and n % 4 == 0 and backend.cublas.available():
+        plans["cublas"] = backend.Plan("cublas", 32 if m <= 32 else 64)
     k_tiles = -(-k // backend.K_TILE)
     for bm in (32, 64, 128):
         plans[f"gemm{bm}"] = backend.Plan("gemm", bm, 1, k_tiles)
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two shapes, four row counts")
     parser.add_argument("--weight-only", action="store_true", help="the weight-only kernel's tiles")
-    parser.add_argument("--rows", type=int, nargs="+", help="row counts M (--weight-only)")
+    parser.add_argument("--rows", type=int, nargs="+", help="row counts M")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
     if args.weight_only:
@@ -143,6 +146,7 @@ def main(argv=None) -> int:
                 f.write("\n".join(lines) + "\n")
         return 0
     grid, rows = (GRID[::3], [1, 8, 32, 128]) if args.quick else (GRID, ROWS)
+    rows = args.rows or rows
     index = torch.cuda.current_device()
     chosen_plan = backend.plan
     lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed), threshold 6", ""]
@@ -155,7 +159,8 @@ def main(argv=None) -> int:
         for m in rows:
             x = torch.randn(m, k, device="cuda", dtype=torch.float16)
             x[:, torch.randperm(k)[:6]] *= 20
-            picked = chosen_plan(index, m, n, k, cublas_ok=False)
+            cublas_ok = k % 16 == 0 and n % 4 == 0 and backend.cublas.available()
+            picked = chosen_plan(index, m, n, k, cublas_ok=cublas_ok)
             times = {}
             try:
                 for name, plan in candidates(index, m, n, k).items():

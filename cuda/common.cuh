@@ -20,6 +20,17 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 }
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 
+// Two adjacent outputs as one store (p aligned to the pair), each rounded as from_float does.
+__device__ __forceinline__ void store_pair(__half* p, float a, float b) {
+  *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+}
+__device__ __forceinline__ void store_pair(__nv_bfloat16* p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+}
+__device__ __forceinline__ void store_pair(float* p, float a, float b) {
+  *reinterpret_cast<float2*>(p) = make_float2(a, b);
+}
+
 // round(x * inverse) half to even, clamped to [-127, 127]; NaN -> 0 (the row's scale carries it).
 // `inverse` is fp32(fp32(1 / absmax) * 127), computed once per row (0 for an all-zero row), exactly
 // as the CPU backend and bitsandbytes compute it, so all produce the same int8 values bit for bit.

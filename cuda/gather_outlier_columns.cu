@@ -8,9 +8,11 @@
 //   wc[n, j] = w[n, c_j]                       for n < rows_w
 //   xc[m, j] = wc[n, j] = 0 for C <= j < round_up(C, OUTLIER_CHUNK) (whole chunks); *count = C.
 //
-// Launch: grid = ceil((rows_x + rows_w) / 8), block = 256 threads, a row per warp (rows
-// r < rows_x are x rows, the rest w rows r - rows_x). The block lists the outlier columns in
-// shared memory (LIST_CAPACITY at a time), then each warp copies them for its row,
+// Launch: grid = any number of blocks up to ceil((rows_x + rows_w) / 8) (a few per SM: listing the
+// columns costs each block a pass over the mask), block = 256 threads, a row per warp at a time
+// (rows r < rows_x are x rows, the rest w rows r - rows_x; warp w of block b takes rows
+// 8b + w, 8b + w + 8 * gridDim.x, ...). The block lists the outlier columns in shared memory
+// (LIST_CAPACITY at a time), then each warp copies them for its rows,
 // lane l taking list entries 4l .. 4l + 3, 4l + 128 .. (independent loads, many in flight; runs of
 // columns coalesce, and four aligned consecutive columns move as one vector). Element type T of x
 // and xc: __half, __nv_bfloat16 or float.
@@ -23,7 +25,9 @@ using namespace llmint8;
 
 namespace {
 constexpr int THREADS = 256, ROWS_PER_BLOCK = THREADS / 32;  // a row per warp
-constexpr int LIST_CAPACITY = 8192;  // outlier columns listed at a time (32 KB)
+constexpr int LIST_CAPACITY = 4096;  // outlier columns listed at a time (16 KB)
+constexpr int FEW_COLUMNS = 2 * OUTLIER_CHUNK;  // up to this many (padded): a thread per element
+constexpr int UNROLL = 4;  // elements per thread and step then
 
 // Four elements of E as one aligned word.
 template <int BYTES> struct Four;
@@ -76,27 +80,58 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   __shared__ __align__(16) int list[LIST_CAPACITY];
   __shared__ int scan_scratch[THREADS / 32 + 1];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + warp;
+  const long long first_row = (long long)blockIdx.x * ROWS_PER_BLOCK + warp;
+  const long long rows = (long long)rows_x + rows_w, row_step = (long long)gridDim.x * ROWS_PER_BLOCK;
   OutlierColumns<THREADS> outliers;
   outliers.count(mask, 0, (cols + 31) / 32, scan_scratch);
   const int total = outliers.total;
   if (blockIdx.x == 0 && threadIdx.x == 0) *count = total;
+  const int padded = (total + OUTLIER_CHUNK - 1) / OUTLIER_CHUNK * OUTLIER_CHUNK;
+  if (padded <= FEW_COLUMNS && (long long)rows_w * padded < (1ll << 31)) {
+    // Few columns (the usual case): a warp per weight row would leave most lanes idle and chain
+    // the rows' loads one after another; instead every thread takes elements (n, j) of wc, the
+    // zero padding included, UNROLL loads in flight. x rows go on a warp per row (they also
+    // zero the int8 activations). Measured on 8192x28672 at M = 128 with 6 columns: 15.5 us
+    // with a warp per row (benches/NOTES.md v11).
+    outliers.fill(mask, 0, LIST_CAPACITY, list);
+    for (long long row = first_row; row < rows_x; row += row_step) {
+      copy_columns(x + row * ldx, xc + row * ldc, q + row * ldq, list, total, lane);
+      for (int j = total + lane; j < padded; j += 32) xc[row * ldc + j] = from_float<T>(0.0f);
+    }
+    const int elements = rows_w * padded, step = gridDim.x * THREADS;
+    for (int base = blockIdx.x * THREADS + threadIdx.x; base < elements; base += UNROLL * step) {
+      signed char v[UNROLL];
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int e = base + u * step, n = e / padded, j = e - n * padded;
+        v[u] = e < elements && j < total ? w[(long long)n * ldw + list[j]] : 0;
+      }
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int e = base + u * step, n = e / padded, j = e - n * padded;
+        if (e < elements) wc[(long long)n * ldc + j] = v[u];
+      }
+    }
+    return;
+  }
   for (int window = 0; window < total; window += LIST_CAPACITY) {
     outliers.fill(mask, window, LIST_CAPACITY, list);
     const int n = min(LIST_CAPACITY, total - window);
-    if (row < rows_x)
-      copy_columns(x + row * ldx, xc + row * ldc + window, q + row * ldq, list, n, lane);
-    else if (row < rows_x + rows_w)
-      copy_columns(w + (row - rows_x) * ldw, wc + (row - rows_x) * ldc + window,
-                   static_cast<signed char*>(nullptr), list, n, lane);
+    for (long long row = first_row; row < rows; row += row_step) {
+      if (row < rows_x)
+        copy_columns(x + row * ldx, xc + row * ldc + window, q + row * ldq, list, n, lane);
+      else
+        copy_columns(w + (row - rows_x) * ldw, wc + (row - rows_x) * ldc + window,
+                     static_cast<signed char*>(nullptr), list, n, lane);
+    }
     __syncthreads();  // the list is read before the next window overwrites it
   }
   // Zeros up to the next multiple of OUTLIER_CHUNK columns: the GEMM multiplies whole chunks.
-  const int padded = (total + OUTLIER_CHUNK - 1) / OUTLIER_CHUNK * OUTLIER_CHUNK;
-  for (int j = total + lane; j < padded; j += 32) {
-    if (row < rows_x) xc[row * ldc + j] = from_float<T>(0.0f);
-    else if (row < rows_x + rows_w) wc[(row - rows_x) * ldc + j] = 0;
-  }
+  for (long long row = first_row; row < rows; row += row_step)
+    for (int j = total + lane; j < padded; j += 32) {
+      if (row < rows_x) xc[row * ldc + j] = from_float<T>(0.0f);
+      else wc[(row - rows_x) * ldc + j] = 0;
+    }
 }
 
 template __global__ void gather_outlier_columns<__half>(const unsigned int*, const __half*, int,

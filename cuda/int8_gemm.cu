@@ -14,12 +14,12 @@
 // while forming the fragments); fp32 X uses fp32 multiply-adds instead.
 // MODE 0 writes the raw acc (int32, no epilogue) to out_i32 instead. MODE 2 skips the int8 main
 // loop and reads acc from out_i32 (an int32 product computed elsewhere, e.g. by cuBLAS, of the same
-// A), then runs the same epilogue: grid and pointers as for MODE 1.
+// A), then runs the same epilogue: grid and pointers as for MODE 1, BM = 32 or 64, splits = 1.
 //
 // Launch: grid = (ceil(M / BM), ceil(N / 128), splits), block = 256 threads (8 warps; BM = 128:
 // 2 x 4 warps of 64 x 32; BM = 64 / 32: 1 x 8 warps of BM x 16), dynamic shared memory =
-// gemm_smem_bytes(BM) (3-stage cp.async pipeline of 128-byte K slices, rows padded to 144 bytes
-// so that ldmatrix is free of bank conflicts). M tiles vary fastest: blocks running together
+// Tile<BM>::SMEM_BYTES (3-stage cp.async pipeline of 128-byte K slices, rows padded to 144 bytes
+// so that ldmatrix is free of bank conflicts; MODE 2: Tile<BM>::STAGED_BYTES). M tiles vary fastest: blocks running together
 // share their weight tile through L2.
 // Split K (splits = gridDim.z > 1, few rows): block z sums K tiles [z * k_tiles_per_split, ...)
 // and (BM < 128) its share of the outlier chunks, stores both partial tiles to `partials` (int32 first, then
@@ -56,6 +56,11 @@ template <int BM> struct Tile {
   static constexpr int ACC = MT * NT * 4;  // accumulators per thread
   static constexpr int STAGE_BYTES = (BM + BN) * LDS;
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+  // MODE 2: the outlier chunks' stages, then the block's int32 product tile (int, row stride
+  // LDT) and later its output tile (T, row stride LDY) in the same place.
+  static constexpr int OUTLIER_BYTES = STAGES * (BM * (2 * OUTLIER_CHUNK + 16) + BN * (OUTLIER_CHUNK + 16));
+  static constexpr int LDT = BN + 4, LDY = BN + 8;
+  static constexpr int STAGED_BYTES = OUTLIER_BYTES + BM * LDY * 4;
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
@@ -97,6 +102,19 @@ __device__ __forceinline__ void for_each_acc(int warp_m, int warp_n, int lane, F
       for (int r = 0; r < 4; ++r)
         f(mt, nt, r, warp_m * C::WM + mt * 16 + g + (r >> 1) * 8,
           warp_n * C::WN + nt * 8 + 2 * q + (r & 1));
+}
+
+// Calls f(mt, nt, h) for each pair of a thread's accumulators: [mt][nt][2h] and [mt][nt][2h + 1]
+// are row g + 8h, columns 2q and 2q + 1 of the m16n8 tile (mt, nt).
+template <int BM, typename F>
+__device__ __forceinline__ void for_each_pair(F f) {
+  using C = Tile<BM>;
+#pragma unroll
+  for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < C::NT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) f(mt, nt, h);
 }
 
 // Loads rows [row0, row0 + ROWS) x columns [k0, k0 + BK) of a row-major int8 matrix into smem,
@@ -191,12 +209,16 @@ __device__ __forceinline__ void load_b_fragments_from_int8(int (&b)[Tile<BM>::NT
 // block tile over CHUNK-column chunks, in the C fragment layout (for_each_acc). fp16 / bf16:
 // tensor cores, pipelined like the main loop (chunk i + 2 loads by cp.async while chunk i
 // multiplies); fp32: multiply-adds. Uses the whole dynamic shared memory; call from every thread
-// after the main loop's last barrier.
+// after the main loop's last barrier. `parts`: PROLOGUE (start the first chunks' loads) and / or
+// MAIN_LOOP (the products), so that a caller can start the loads before other work.
+constexpr int PROLOGUE = 1, MAIN_LOOP = 2;  // outlier_product's parts
+
 template <typename T, int BM>
 __device__ __forceinline__ void outlier_product(float (&acc)[Tile<BM>::MT][Tile<BM>::NT][4],
                                                 signed char* smem, const T* Xc,
                                                 const signed char* Wc, int ldc, int M, int N,
-                                                int bm, int bn, int first, int last) {
+                                                int bm, int bn, int first, int last,
+                                                int parts = PROLOGUE | MAIN_LOOP) {
   using C = Tile<BM>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
@@ -219,11 +241,14 @@ __device__ __forceinline__ void outlier_product(float (&acc)[Tile<BM>::MT][Tile<
         cp_async16(stage_w(s) + r * LDW_S + part * 16, n < N ? Wc + offset : Wc, n < N ? 16 : 0);
       }
     };
+    if (parts & PROLOGUE) {
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < chunks) load_chunk(s, first + s);
-      cp_async_commit();
+      for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < chunks) load_chunk(s, first + s);
+        cp_async_commit();
+      }
     }
+    if (!(parts & MAIN_LOOP)) return;
     for (int i = 0; i < chunks; ++i) {
       cp_async_wait<STAGES - 2>();
       __syncthreads();
@@ -246,6 +271,7 @@ __device__ __forceinline__ void outlier_product(float (&acc)[Tile<BM>::MT][Tile<
     }
     cp_async_wait<0>();
   } else {
+    if (!(parts & MAIN_LOOP)) return;
     float* x_s = reinterpret_cast<float*>(smem);  // [BM][CHUNK]
     float* w_s = x_s + BM * CHUNK;                // [BN][CHUNK]
     for (int i = first; i < last; ++i) {
@@ -347,10 +373,20 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
 #pragma unroll
         for (int r = 0; r < 4; ++r) t[mt][nt][r] = 0.0f;
   };
+  // A thread's accumulators lie in 2 * MT rows and 2 * NT column pairs: row and column factors
+  // are loaded once each, not per accumulator (measured: per-accumulator loads made the
+  // epilogue alone take 29 us of 8192x28672 at M = 128, benches/NOTES.md v11).
+  const int g = lane >> 2, q = lane & 3;
+  auto row_of = [&](int mt, int h) { return bm + warp_m * C::WM + mt * 16 + g + 8 * h; };
+  auto column_of = [&](int nt) { return bn + warp_n * C::WN + nt * 8 + 2 * q; };  // even
   auto add_scaled = [&]() {
+    float row_scale[C::MT][2];
+#pragma unroll
+    for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) row_scale[mt][h] = absmax[min(row_of(mt, h), M - 1)] / 127.0f;
     for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-      const int m = min(bm + lm, M - 1);
-      v[mt][nt][r] += static_cast<float>(acc[mt][nt][r]) * (absmax[m] / 127.0f);
+      v[mt][nt][r] += static_cast<float>(acc[mt][nt][r]) * row_scale[mt][r >> 1];
     });
   };
 
@@ -433,15 +469,35 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
     }
   } else {
     if (MODE == 2) {
-      for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-        const int m = bm + lm, n = bn + ln;
-        acc[mt][nt][r] = (m < M && n < N) ? out_i32[(long long)m * ldo + n] : 0;
+      // The block's int32 tile comes in whole rows (16-byte cp.async, coalesced: read straight
+      // into the fragment layout, each warp load touched 8 rows, and the epilogue ran at a third
+      // of the bandwidth), while the first outlier chunks load too; then the fragments come from
+      // shared memory. Needs ldo a multiple of 4 and out_i32 16-byte aligned.
+      int* tile = reinterpret_cast<int*>(smem + C::OUTLIER_BYTES);
+      constexpr int PARTS = BN / 4;  // 16-byte parts of a tile row
+      for (int c = threadIdx.x; c < BM * PARTS; c += THREADS) {
+        const int r = c / PARTS, part = c % PARTS, m = bm + r, n = bn + 4 * part;
+        const bool inside = m < M && n < N;
+        cp_async16(tile + r * C::LDT + 4 * part, inside ? out_i32 + (long long)m * ldo + n : out_i32,
+                   inside ? 16 : 0);
+      }
+      cp_async_commit();
+      outlier_product<T, BM>(v, smem, Xc, Wc, ldc, M, N, bm, bn, 0, chunks, PROLOGUE);
+      if constexpr (sizeof(T) == 2) cp_async_wait<STAGES - 1>();  // the chunks may still load
+      else cp_async_wait<0>();
+      __syncthreads();
+      for_each_pair<BM>([&](int mt, int nt, int h) {
+        const int2 pair = *reinterpret_cast<const int2*>(
+            tile + (row_of(mt, h) - bm) * C::LDT + column_of(nt) - bn);
+        acc[mt][nt][2 * h] = pair.x;
+        acc[mt][nt][2 * h + 1] = pair.y;
       });
     }
     if (MODE != 0) {
       zero(v);
       add_scaled();
-      outlier_product<T, BM>(v, smem, Xc, Wc, ldc, M, N, bm, bn, 0, chunks);
+      outlier_product<T, BM>(v, smem, Xc, Wc, ldc, M, N, bm, bn, 0, chunks,
+                             MODE == 2 ? MAIN_LOOP : PROLOGUE | MAIN_LOOP);
     }
   }
 
@@ -453,11 +509,54 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
     return;
   }
 
-  for_each_acc<BM>(warp_m, warp_n, lane, [&](int mt, int nt, int r, int lm, int ln) {
-    const int m = bm + lm, n = bn + ln;
-    if (m < M && n < N) {
-      const float y = v[mt][nt][r] * (SCB[n] / 127.0f) + load_bias(bias, bias_kind, n);
-      out[(long long)m * ldo + n] = from_float<T>(y);
+  float column_scale[C::NT][2], column_bias[C::NT][2];
+#pragma unroll
+  for (int nt = 0; nt < C::NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int n = min(column_of(nt) + e, N - 1);
+      column_scale[nt][e] = SCB[n] / 127.0f;
+      column_bias[nt][e] = load_bias(bias, bias_kind, n);
+    }
+  if constexpr (MODE == 2) {
+    // Outputs through shared memory (the tile's place, read into registers before the outlier
+    // loop's barriers or the one here) and out in whole 16-byte row pieces where aligned.
+    __syncthreads();
+    T* staged = reinterpret_cast<T*>(smem + C::OUTLIER_BYTES);
+    for_each_pair<BM>([&](int mt, int nt, int h) {
+      store_pair(staged + (row_of(mt, h) - bm) * C::LDY + column_of(nt) - bn,
+                 v[mt][nt][2 * h] * column_scale[nt][0] + column_bias[nt][0],
+                 v[mt][nt][2 * h + 1] * column_scale[nt][1] + column_bias[nt][1]);
+    });
+    __syncthreads();
+    constexpr int E = 16 / sizeof(T), PARTS = BN / E;  // elements per 16 bytes, per row
+    const bool vectors = ldo % E == 0 && reinterpret_cast<size_t>(out) % 16 == 0;
+    for (int c = threadIdx.x; c < BM * PARTS; c += THREADS) {
+      const int r = c / PARTS, n = bn + (c % PARTS) * E, m = bm + r;
+      if (m >= M || n >= N) continue;
+      const T* from = staged + r * C::LDY + n - bn;
+      T* to = out + (long long)m * ldo + n;
+      if (vectors && n + E <= N) {
+        *reinterpret_cast<int4*>(to) = *reinterpret_cast<const int4*>(from);
+      } else {
+        for (int e = 0; e < E && n + e < N; ++e) to[e] = from[e];
+      }
+    }
+    return;
+  }
+  // Column pairs as one store where the output rows allow it (ldo even, out aligned to a pair).
+  const bool pairs = ldo % 2 == 0 && reinterpret_cast<size_t>(out) % (2 * sizeof(T)) == 0;
+  for_each_pair<BM>([&](int mt, int nt, int h) {
+    const int m = row_of(mt, h), n = column_of(nt);
+    if (m >= M) return;
+    const float y0 = v[mt][nt][2 * h] * column_scale[nt][0] + column_bias[nt][0];
+    const float y1 = v[mt][nt][2 * h + 1] * column_scale[nt][1] + column_bias[nt][1];
+    T* o = out + (long long)m * ldo + n;
+    if (pairs && n + 1 < N) {
+      store_pair(o, y0, y1);
+    } else {
+      if (n < N) o[0] = from_float<T>(y0);
+      if (n + 1 < N) o[1] = from_float<T>(y1);
     }
   });
 }
@@ -477,6 +576,9 @@ INSTANTIATE_TILES(float, true, 1)
 INSTANTIATE_TILES(float, false, 1)
 INSTANTIATE_TILES(__half, true, 0)
 INSTANTIATE_TILES(__half, false, 0)
-INSTANTIATE(__half, true, 2, 128)
-INSTANTIATE(__nv_bfloat16, true, 2, 128)
-INSTANTIATE(float, true, 2, 128)
+// MODE 2 with BM = 128 would hold the int32 product and the float outputs of 64 accumulators
+// each per thread at once and spill (304 bytes): BM = 32 and 64 only.
+#define INSTANTIATE_STAGED(T) INSTANTIATE(T, true, 2, 32) INSTANTIATE(T, true, 2, 64)
+INSTANTIATE_STAGED(__half)
+INSTANTIATE_STAGED(__nv_bfloat16)
+INSTANTIATE_STAGED(float)

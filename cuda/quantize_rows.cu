@@ -17,39 +17,110 @@
 // whole mask words), no shared memory beyond statics.
 // Pointers: x [rows, cols] row-major (T = __half, __nv_bfloat16 or float), q [rows, q_stride] int8,
 // absmax [rows] float32, mask [ceil(cols / 32)] uint32 (zeroed by the caller in mode 1).
+// VEC: x 16-byte aligned and cols, q_stride multiples of 16: each thread reads 16 bytes of x at a
+// time (V = 16 / sizeof(T) columns), keeps the first 4 * 256 * V columns in registers for the
+// second pass, and writes their V int8 codes as one store; otherwise element by element.
+// Measured on the H200 (benches/NOTES.md v11): 128 rows of 8192 fp16, 19.6 us element by element.
 #include "common.cuh"
 
 using namespace llmint8;
 
-template <typename T>
+namespace {
+// V consecutive elements of a row from column k (VEC: one 16-byte load, whole vectors inside the
+// row as cols is a multiple of V), zero past cols.
+template <typename T, int V, bool VEC>
+__device__ __forceinline__ void load_elements(const T* row, int k, int cols, float (&v)[V]) {
+  if (VEC && k >= cols) {
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = 0.0f;
+  } else if (VEC) {
+    const int4 raw = __ldg(reinterpret_cast<const int4*>(row + k));
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = to_float(e[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = k + i < cols ? to_float(row[k + i]) : 0.0f;
+  }
+}
+
+// The V codes as one store (VEC: 4 or 8 bytes, aligned) or byte by byte (k < cols only).
+template <int V, bool VEC>
+__device__ __forceinline__ void store_codes(signed char* row, int k, int cols, const signed char (&c)[V]) {
+  if (VEC && V == 8) {
+    *reinterpret_cast<uint2*>(row + k) = *reinterpret_cast<const uint2*>(c);
+  } else if (VEC && V == 4) {
+    *reinterpret_cast<unsigned*>(row + k) = *reinterpret_cast<const unsigned*>(c);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (k + i < cols) row[k + i] = c[i];
+  }
+}
+}  // namespace
+
+template <typename T, bool VEC>
 __global__ void __launch_bounds__(256) quantize_rows(
     const T* __restrict__ x, signed char* __restrict__ q, float* __restrict__ absmax,
     unsigned int* __restrict__ mask, long long rows, int cols, int q_stride, float threshold,
     int mode) {
+  constexpr int V = VEC ? 16 / sizeof(T) : 1;  // columns per thread and step
+  constexpr int GROUP = 32 / V;                // lanes sharing one 32-column mask word
+  constexpr int KEPT = VEC ? 4 : 0;            // steps whose 16 bytes stay in registers
   const long long row = blockIdx.x;
   if (row >= rows) return;
   const T* xr = x + row * (long long)cols;
   signed char* qr = q + row * (long long)q_stride;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int stride = blockDim.x * V;
+  // The V columns' bits of the (static) mask: k is a multiple of V, so they share one word.
+  auto static_bits = [&](int k) {
+    return mode == 2 && k < cols ? (mask[k >> 5] >> (k & 31)) & ((1u << V) - 1u) : 0u;
+  };
 
   float local_max = 0.0f;
   bool local_nan = false;
-  for (int k = threadIdx.x; k < cols; k += blockDim.x) {
-    const bool skip = mode == 2 && mask_bit(mask, k);
-    const float v = to_float(xr[k]);
-    const float a = fabsf(v);
-    const bool nan = v != v;
-    const bool outlier = mode == 1 && !nan && a >= threshold;
-    if (mode == 1) {
-      // The lanes of a warp read 32 consecutive columns, one mask word (k & 31 = lane): one
-      // atomicOr per word and warp, and none where the word already holds the bits (with many
-      // outliers, every row would otherwise hit the same few words).
-      const unsigned bits = __ballot_sync(__activemask(), outlier);
-      if (outlier && (threadIdx.x & 31) == __ffs(bits) - 1 && (__ldcg(&mask[k >> 5]) & bits) != bits)
-        atomicOr(&mask[k >> 5], bits);
+  // One step of the first pass over columns k .. k + V - 1 (values v).
+  auto scan = [&](const float (&v)[V], int k) {
+    const unsigned skip = static_bits(k);
+    unsigned outliers = 0;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const float a = fabsf(v[i]);
+      const bool nan = v[i] != v[i], inside = k + i < cols;
+      const bool outlier = mode == 1 && inside && !nan && a >= threshold;
+      if (outlier) outliers |= 1u << i;
+      if (!inside || outlier || ((skip >> i) & 1u)) continue;
+      if (nan) local_nan = true;
+      else local_max = fmaxf(local_max, a);
     }
-    if (skip || outlier) continue;
-    if (nan) local_nan = true;
-    else local_max = fmaxf(local_max, a);
+    if (mode == 1) {
+      // One atomicOr per mask word and warp (the GROUP lanes of a word OR their bits first), and
+      // none where the word already holds the bits (with many outliers, every row would
+      // otherwise hit the same few words).
+      unsigned word = outliers << (k & 31);
+#pragma unroll
+      for (int offset = 1; offset < GROUP; offset <<= 1) word |= __shfl_xor_sync(0xffffffffu, word, offset);
+      if (word != 0 && lane % GROUP == 0 && (__ldcg(&mask[k >> 5]) & word) != word)
+        atomicOr(&mask[k >> 5], word);
+    }
+  };
+  // Warp-uniform trip counts (each warp's first column decides), so the shuffles in `scan` see
+  // every lane; lanes past the row's end take no part (zeros, no bits). The first KEPT steps
+  // keep their values for the second pass (one read of x for rows of up to KEPT * stride).
+  float kept[KEPT > 0 ? KEPT : 1][V];
+#pragma unroll
+  for (int step = 0; step < KEPT; ++step) {
+    const int warp_k = warp * 32 * V + step * stride;
+    if (warp_k < cols) {
+      load_elements<T, V, VEC>(xr, warp_k + lane * V, cols, kept[step]);
+      scan(kept[step], warp_k + lane * V);
+    }
+  }
+  for (int warp_k = warp * 32 * V + KEPT * stride; warp_k < cols; warp_k += stride) {
+    float v[V];
+    load_elements<T, V, VEC>(xr, warp_k + lane * V, cols, v);
+    scan(v, warp_k + lane * V);
   }
   // Block reduction of (max, any NaN).
   __shared__ float warp_max[32];
@@ -58,7 +129,6 @@ __global__ void __launch_bounds__(256) quantize_rows(
     local_max = fmaxf(local_max, __shfl_xor_sync(0xffffffffu, local_max, offset));
     local_nan |= __shfl_xor_sync(0xffffffffu, (int)local_nan, offset);
   }
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (lane == 0) { warp_max[warp] = local_max; warp_nan[warp] = local_nan; }
   __syncthreads();
   __shared__ float row_absmax;
@@ -74,19 +144,36 @@ __global__ void __launch_bounds__(256) quantize_rows(
   // bitsandbytes' arithmetic (torch's `127.0 / row_stats`): the reciprocal, then times 127, each
   // correctly rounded; the CPU backend does the same, so both give the same codes bit for bit.
   const float inverse = a > 0.0f ? __fmul_rn(__frcp_rn(a), 127.0f) : 0.0f;
-  for (int k = threadIdx.x; k < cols; k += blockDim.x) {
-    float v = to_float(xr[k]);
-    signed char out = quantize_value(v, inverse);
-    if (mode == 1 && fabsf(v) >= threshold) out = 0;
-    if (mode == 2 && mask_bit(mask, k)) out = 0;
-    qr[k] = out;
+  auto emit = [&](const float (&v)[V], int k) {
+    const unsigned skip = static_bits(k);
+    signed char codes[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      codes[i] = quantize_value(v[i], inverse);
+      if (mode == 1 && fabsf(v[i]) >= threshold) codes[i] = 0;
+      if ((skip >> i) & 1u) codes[i] = 0;
+    }
+    store_codes<V, VEC>(qr, k, cols, codes);
+  };
+#pragma unroll
+  for (int step = 0; step < KEPT; ++step) {
+    const int k = threadIdx.x * V + step * stride;
+    if (k < cols) emit(kept[step], k);
+  }
+  for (int k = threadIdx.x * V + KEPT * stride; k < cols; k += stride) {
+    float v[V];
+    load_elements<T, V, VEC>(xr, k, cols, v);
+    emit(v, k);
   }
   for (int k = cols + threadIdx.x; k < q_stride; k += blockDim.x) qr[k] = 0;  // padding
 }
 
-template __global__ void quantize_rows<__half>(const __half*, signed char*, float*, unsigned int*,
-                                               long long, int, int, float, int);
-template __global__ void quantize_rows<__nv_bfloat16>(const __nv_bfloat16*, signed char*, float*,
-                                                      unsigned int*, long long, int, int, float, int);
-template __global__ void quantize_rows<float>(const float*, signed char*, float*, unsigned int*,
-                                              long long, int, int, float, int);
+#define INSTANTIATE(T, VEC)                                                                        \
+  template __global__ void quantize_rows<T, VEC>(const T*, signed char*, float*, unsigned int*,   \
+                                                 long long, int, int, float, int);
+INSTANTIATE(__half, true)
+INSTANTIATE(__half, false)
+INSTANTIATE(__nv_bfloat16, true)
+INSTANTIATE(__nv_bfloat16, false)
+INSTANTIATE(float, true)
+INSTANTIATE(float, false)

@@ -11,6 +11,7 @@ from ._core import FORMAT_VERSION
 from .calibration import OutlierCalibrator
 from .convert import replace_linear
 from .errors import (
+    CublasError,
     DeviceMismatchError,
     FormatError,
     MissingDependencyError,
@@ -46,6 +47,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "FORMAT_VERSION",
+    "CublasError",
     "DeviceMismatchError",
     "FormatError",
     "Int8Params",

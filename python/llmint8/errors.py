@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._core import FormatError, OutlierError, PackingError
 
 __all__ = [
+    "CublasError",
     "DeviceMismatchError",
     "FormatError",
     "MissingDependencyError",
@@ -38,3 +39,7 @@ class MissingDependencyError(ImportError):
 
 class DeviceMismatchError(ValueError):
     """Tensors that must be on one device (input, weight, statistics) are not."""
+
+
+class CublasError(RuntimeError):
+    """cuBLAS returned an error status for a product llmint8 handed it."""

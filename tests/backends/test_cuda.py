@@ -72,6 +72,28 @@ def test_quantize_matches_cpu_bit_for_bit(seed, m, k, dtype, threshold, static):
     assert torch.equal(got[2].cpu(), expected[2])
 
 
+@pytest.mark.parametrize("mode", ["plain", "detect", "static"])
+def test_quantize_vector_and_element_paths_agree(mode):
+    """quantize_rows.cu reads 16 bytes at a time where x is 16-byte aligned and K a multiple of
+    16, element by element elsewhere: a misaligned copy of the same rows gives the same codes."""
+    m, k = 37, 4096
+    x, _, _ = _inputs(3, m, k, 1, torch.float16, outliers=9)
+    threshold = 0.0 if mode == "plain" else 6.0
+    cols = torch.tensor([5, 700, 4095], device="cuda") if mode == "static" else None
+    aligned = x.cuda()
+    misaligned = torch.empty(m * k + 1, dtype=x.dtype, device="cuda")[1:].view(m, k)
+    misaligned.copy_(aligned)
+    assert aligned.data_ptr() % 16 == 0 and misaligned.data_ptr() % 16 != 0
+    vector = cuda_backend.quantize_rows(aligned, threshold, cols)
+    element = cuda_backend.quantize_rows(misaligned, threshold, cols)
+    expected = cpu_backend.quantize_rows(x, threshold, None if cols is None else cols.cpu())
+    for got in (vector, element):
+        for part, want in zip(got, expected):
+            assert torch.equal(part.cpu(), want)
+    if mode == "detect":
+        assert len(expected[2]) == 9
+
+
 @settings(max_examples=40)
 @given(seed=st.integers(0, 2**31), m=rows, k=features, n=features)
 def test_int32_accumulators_equal_cpu(seed, m, k, n):
@@ -121,14 +143,14 @@ def test_int8_linear_matches_cpu_and_reference(seed, m, k, n, dtype, threshold, 
 
 
 # Many outlier columns (m, k, n, planted columns) on every plan: GEMV (with and without split K),
-# the GEMM's row tiles with and without split K, cuBLAS (aligned, M >= 256) and the own GEMM
+# the GEMM's row tiles with and without split K, cuBLAS (aligned, M > 16) and the own GEMM
 # for unaligned K; more than 1024 columns (the GEMM lists them in windows of 1024), every column
-# an outlier, contiguous runs and scattered ones.
+# an outlier, contiguous runs and scattered ones; more rows than the gather's blocks take at once.
 MANY_COLUMNS = [(1, 4096, 300, 4096), (2, 512, 300, 200), (3, 2500, 130, 1500),
                 (4, 1024, 8192, 37), (16, 4096, 384, 64), (17, 4095, 130, 700),
                 (50, 1000, 4095, 333), (100, 2048, 1000, 2048), (129, 256, 8192, 100),
                 (200, 8192, 1100, 2100), (300, 3072, 520, 1100), (300, 3000, 520, 1100),
-                (300, 512, 384, 0)]  # fmt: skip
+                (300, 512, 384, 0), (300, 3000, 4100, 200), (40, 1024, 9000, 150)]  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -142,6 +164,7 @@ def test_many_outlier_columns_match_cpu_and_reference(dtype):
         bias = torch.randn(n, generator=generator).to(dtype)
         CB, SCB = F.quantize_weight(weight)
         cublas = k % 16 == 0 and n % 4 == 0 and m >= cuda_backend.CUBLAS_MIN_ROWS
+        cublas = cublas and cuda_backend.cublas.available()
         plan = cuda_backend.plan(0, m, n, k, cublas_ok=cublas)
         seen.add((plan.kernel, plan.splits > 1))
         expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
@@ -307,6 +330,47 @@ def test_cuda_graph_replay_matches_eager(m, columns, arithmetic):
         assert torch.equal(captured, layer(fresh))
 
 
+def test_cublas_product_is_captured_in_cuda_graphs(monkeypatch):
+    """cuBLAS's int8 GEMM runs on PyTorch's handle, so a captured forward keeps it (no fallback
+    to the own GEMM): the replayed graph computes fresh inputs as eager calls and the CPU do."""
+    from llmint8.backends import cublas
+
+    assert cublas.available()
+    captured_calls = []
+    gemm = cublas.int8_gemm
+
+    def spy(*args):
+        captured_calls.append(torch.cuda.is_current_stream_capturing())
+        gemm(*args)
+
+    monkeypatch.setattr(cublas, "int8_gemm", spy)
+    m, k, n = max(cuda_backend.CUBLAS_MIN_ROWS, 40), 1024, 768
+    x, weight, bias = _inputs(5, m, k, n, torch.float16, outliers=3)
+    CB, SCB = F.quantize_weight(weight)
+    CB, SCB, bias_cuda = CB.cuda(), SCB.cuda(), bias.cuda()
+    static = x.cuda()
+    with torch.no_grad():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            F.int8_linear(static, CB, SCB, bias_cuda, 6.0, arithmetic="int8")
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = F.int8_linear(static, CB, SCB, bias_cuda, 6.0, arithmetic="int8")
+        assert captured_calls == [False, True], captured_calls
+        fresh, _, _ = _inputs(6, m, k, n, torch.float16, outliers=7)
+        static.copy_(fresh.cuda())
+        graph.replay()
+        torch.cuda.synchronize()
+        eager = F.int8_linear(fresh.cuda(), CB, SCB, bias_cuda, 6.0, arithmetic="int8")
+        assert torch.equal(captured, eager)
+    expected = cpu_backend.int8_linear(fresh, CB.cpu(), SCB.cpu(), bias, 6.0, None)
+    magnitude = fresh.double().abs() @ weight.double().abs().t()
+    rounding = 2 * torch.finfo(torch.float16).eps * (expected.double().abs() + 1e-3 * magnitude)
+    assert_within_bound(captured.cpu(), expected, rounding + 1e-4 * magnitude, "graph vs cpu")
+
+
 def test_every_kernel_plan_matches_cpu():
     """GEMV, the GEMM with each row tile, with and without split K: int32 products bit-exact and
     outputs as the CPU's, whatever plan the GPU's SM count leads to for these shapes."""
@@ -391,14 +455,19 @@ def test_weight_only_at_any_shape_matches_reference_and_cpu(seed, m, k, n, dtype
     _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)}")
 
 
-@pytest.mark.parametrize("small", [True, False])
-def test_auto_takes_weight_only_for_few_fp16_rows_and_llm_int8_else(monkeypatch, small):
+@pytest.mark.parametrize("size", ["small", "medium", "large"])
+def test_auto_takes_weight_only_for_few_fp16_rows_and_llm_int8_else(monkeypatch, size):
     generator = torch.Generator().manual_seed(2)
     weight = torch.randn(300, 512, generator=generator)
     CB, SCB = (t.cuda() for t in F.quantize_weight(weight))
-    if not small:  # this weight counts as a large one
-        monkeypatch.setattr(cuda_backend, "WEIGHT_ONLY_SMALL_WEIGHT", 300 * 512 - 1)
-    limit = cuda_backend.WEIGHT_ONLY_MAX_ROWS_SMALL if small else cuda_backend.WEIGHT_ONLY_MAX_ROWS
+    elements = 300 * 512
+    # This weight counts as one of the first limit's size, of the second's, or as a large one.
+    limits = {"small": ((elements, 40), (elements, 24)),
+              "medium": ((elements - 1, 40), (elements, 24)),
+              "large": ((elements - 1, 40), (elements - 1, 24))}[size]  # fmt: skip
+    monkeypatch.setattr(cuda_backend, "WEIGHT_ONLY_ROW_LIMITS", limits)
+    limit = {"small": 40, "medium": 24, "large": cuda_backend.WEIGHT_ONLY_MAX_ROWS}[size]
+    assert cuda_backend.weight_only_row_limit(elements) == limit
     cases = [(1, torch.float16, True), (limit, torch.bfloat16, True),
              (limit + 1, torch.float16, False), (4, torch.float32, False)]  # fmt: skip
     for m, dtype, weight_only in cases:

@@ -2,11 +2,12 @@
 
 Kernel choice for the int8 product (`plan`): one or a few rows (M <= GEMV_MAX_ROWS), or GPUs
 without int8 ``mma.sync.m16n8k32`` (sm_75), go to the dp4a kernel that streams the weights once
-(``int8_gemv.cu``); up to CUBLAS_MIN_ROWS rows to the tensor-core GEMM with the fused epilogue
-(``int8_gemm.cu``), with a row tile of 32, 64 or 128 to waste as few tensor-core cycles on
-padding rows as possible, and with K split across blocks when the tiles alone would leave SMs
-idle; from there on (K a multiple of 16) cuBLAS's int8 GEMM (``cublasGemmEx``, wgmma on Hopper)
-computes the int32 product and the same epilogue kernel (MODE 2) turns it into the output.
+(``int8_gemv.cu``); from CUBLAS_MIN_ROWS rows on (K a multiple of 16, N of 4) cuBLAS's int8 GEMM
+(``cublasGemmEx``, wgmma on Hopper, on PyTorch's handle: `cublas`, capturable into CUDA graphs)
+computes the int32 product and the epilogue kernel (``int8_gemm.cu`` MODE 2) turns it into the
+output; other shapes go to the tensor-core GEMM with the fused epilogue (``int8_gemm.cu``), with
+a row tile of 32, 64 or 128 to waste as few tensor-core cycles on padding rows as possible, and
+with K split across blocks when the tiles alone would leave SMs idle.
 
 A forward makes two allocations (the output and one workspace for the int8 activations, row
 scales, outlier mask, split-K partials and gathered outlier columns), at most one memset and two
@@ -24,11 +25,10 @@ import math
 import threading
 from typing import NamedTuple, Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from . import workspaces_are_transient
+from . import cublas, workspaces_are_transient
 from .cpu import weight_only_linear as dense_weight_only_linear
 from .cuda_kernels import (
     C_TYPES,
@@ -44,6 +44,7 @@ from .cuda_kernels import (
     gemm_shared_memory,
     gemv_name,
     kernel,
+    quantize_name,
     sm_count,
     weight_only_name,
 )
@@ -52,26 +53,29 @@ GEMV_MAX_ROWS = 4
 GEMV_ROWS_PER_BLOCK = 16  # int8_gemv.cu: 8 warps x 2 weight rows
 GEMV_SPLIT_COLUMNS = 512  # int8_gemv.cu: a split's K range is a multiple of this
 GEMV_BLOCKS_PER_SM = 8  # GEMV blocks wanted per SM before K is split
-CUBLAS_MIN_ROWS = 256
+CUBLAS_MIN_ROWS = 17  # cuBLAS beats the own GEMM from here (benches/kernel-choice-h200.md)
 K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
 OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
-# "auto" arithmetic takes the weight-only kernel up to this many rows, and up to
-# WEIGHT_ONLY_MAX_ROWS_SMALL for weights of at most WEIGHT_ONLY_SMALL_WEIGHT elements, whose
-# activations cost less to re-read (benches/kernel_choice.py --weight-only).
+# Gather blocks per SM (all resident at once): each block lists the outlier columns from the mask
+# once and then copies rows until none are left (one block per 8 rows listed them 3600 times for
+# 8192x28672: 17.6 us of a 145 us forward at M = 128, benches/NOTES.md v11).
+GATHER_BLOCKS_PER_SM = 8
+# "auto" arithmetic takes the weight-only kernel up to WEIGHT_ONLY_MAX_ROWS rows, and for weights
+# of at most E elements up to the R rows of the first (E, R) in WEIGHT_ONLY_ROW_LIMITS: its cost
+# grows with the rows (each block's tokens re-read the weight from L2), LLM.int8()'s (cuBLAS and
+# the epilogue) barely does, and the crossing comes later for smaller weights
+# (benches/kernel_choice.py --weight-only, weights cold in L2).
 WEIGHT_ONLY_MAX_ROWS = 16
-WEIGHT_ONLY_MAX_ROWS_SMALL = 64
-WEIGHT_ONLY_SMALL_WEIGHT = 1 << 26
+WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 96), (1 << 26, 48))
 REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
 ACTIVATION_REREAD_COST = 0.25  # an L2 byte against a DRAM byte, fitted on the H200
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
 BIAS_KINDS = {torch.float16: 1, torch.bfloat16: 2, torch.float32: 3}  # common.cuh load_bias
-CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I, CUBLAS_OP_N, CUBLAS_OP_T = 3, 10, 72, 0, 1
-_ONE, _ZERO = np.array(1, np.int32), np.array(0, np.int32)  # host scalars for gemmEx
 _STATIC_MASK_ATTRIBUTE = "_llmint8_static_mask"
 
 
@@ -99,7 +103,7 @@ def plan(index: int, m: int, n: int, k: int, *, cublas_ok: bool, raw: bool = Fal
         size = _ceil(_ceil(k, splits), GEMV_SPLIT_COLUMNS) * GEMV_SPLIT_COLUMNS
         return Plan("gemv", group, _ceil(k, size), size)
     if cublas_ok and m >= CUBLAS_MIN_ROWS:
-        return Plan("cublas")
+        return Plan("cublas", 32 if m <= 32 else 64)  # the epilogue's row tile (MODE 2)
     bm = 32 if m <= 32 else 64 if m <= 64 else 128
     k_tiles = _ceil(k, K_TILE)
     tiles = _ceil(m, bm) * _ceil(n, GEMM_TILE_COLS)
@@ -220,7 +224,8 @@ def _launch_quantize(x: Tensor, q_ptr: int, absmax_ptr: int, mask_ptr: int, mode
     m, k = x.shape
     if m:
         index = x.device.index
-        kernel(index, "quantize_rows.cu", f"quantize_rows<{C_TYPES[x.dtype]}>").launch(
+        vec = k % 16 == 0 and x.data_ptr() % 16 == 0 and q_ptr % 16 == 0
+        kernel(index, "quantize_rows.cu", quantize_name(C_TYPES[x.dtype], vec)).launch(
             (m, 1, 1), 0, x.data_ptr(), q_ptr, absmax_ptr, mask_ptr, m, k, k, threshold, mode
         )
 
@@ -247,21 +252,6 @@ def quantize_rows(
     columns = (bits & 1).flatten()[:k].nonzero().flatten()
     q[:, columns] = 0
     return q, absmax, columns
-
-
-def _cublas_int8(index, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr) -> None:
-    """``c = a @ b.T`` in int32 by cuBLAS (row-major a [M, K], b [N, K], c [M, N])."""
-    cupy = cupy_module()
-    from cupy_backends.cuda.libs import cublas
-
-    with cupy.cuda.Device(index):
-        handle = cupy.cuda.device.get_cublas_handle()
-        cublas.setStream(handle, current_stream(index))
-        # Column-major view: C^T [N, M] = B [N, K] x A^T [K, M].
-        cublas.gemmEx(
-            handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, _ONE.ctypes.data, b_ptr, CUDA_R_8I, ldb,
-            a_ptr, CUDA_R_8I, lda, _ZERO.ctypes.data, c_ptr, CUDA_R_32I, n, CUBLAS_COMPUTE_32I, -1,
-        )  # fmt: skip
 
 
 class _Operands(NamedTuple):
@@ -306,12 +296,12 @@ def _run_product(index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, align
     bm, splits, out_i32, ldo = plan_.tile_rows, plan_.splits, ops.out_i32, ops.ldo
     if plan_.kernel == "cublas":
         out_i32 = ws_base + ws.product
-        _cublas_int8(index, m, n, k, ops.a, ops.lda, ops.b, ops.ldb, out_i32)
+        cublas.int8_gemm(m, n, k, ops.a, ops.lda, ops.b, ops.ldb, out_i32)
         mode, splits, ldo = 2, 1, n
     grid = (_ceil(m, bm), _ceil(n, GEMM_TILE_COLS), splits)
     kernel(index, "int8_gemm.cu", gemm_name(t, aligned, mode, bm)).launch(
-        grid, gemm_shared_memory(bm), ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales, ops.xc,
-        ops.wc, ops.ldc, ops.count, ops.out, out_i32, ldo, *split,
+        grid, gemm_shared_memory(bm, mode), ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales,
+        ops.xc, ops.wc, ops.ldc, ops.count, ops.out, out_i32, ldo, *split,
     )  # fmt: skip
 
 
@@ -323,8 +313,10 @@ def _launch_gather(x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Wor
     gather = kernel(
         x.device.index, "gather_outlier_columns.cu", f"gather_outlier_columns<{C_TYPES[x.dtype]}>"
     )
+    resident = GATHER_BLOCKS_PER_SM * sm_count(x.device.index)
+    blocks = min(_ceil(m + n, GATHER_ROWS_PER_BLOCK), resident)
     gather.launch(
-        (_ceil(m + n, GATHER_ROWS_PER_BLOCK), 1, 1), 0, mask, x.data_ptr(), x.stride(0), q, k,
+        (blocks, 1, 1), 0, mask, x.data_ptr(), x.stride(0), q, k,
         CB.data_ptr(), CB.stride(0), base + ws.xc, base + ws.wc, ws.ldc, base + ws.count, m, n, k,
     )  # fmt: skip
 
@@ -389,11 +381,7 @@ def int8_linear(
     index = x.device.index
     stream = current_stream(index)
     aligned = _aligned(k, CB)  # the workspace's int8 rows are 256-byte aligned with stride k
-    cublas_ok = (
-        aligned and n % 4 == 0 and m >= CUBLAS_MIN_ROWS
-        # CuPy refuses cuBLAS calls while a CUDA graph is captured: the own GEMM serves then.
-        and not torch.cuda.is_current_stream_capturing()
-    )  # fmt: skip
+    cublas_ok = aligned and n % 4 == 0 and m >= CUBLAS_MIN_ROWS and cublas.available()
     detect = outlier_cols is None and threshold > 0
     outliers = detect or outlier_cols is not None
     plan_, ws = _layout(
@@ -428,12 +416,18 @@ def int8_linear(
 # ---- weight-only arithmetic: fp16 / bf16 activations times the int8 weight, one launch ----
 
 
+def weight_only_row_limit(weight_elements: int) -> int:
+    """The most rows "auto" arithmetic multiplies weight-only for a weight of this size."""
+    limits = (rows for elements, rows in WEIGHT_ONLY_ROW_LIMITS if weight_elements <= elements)
+    return next(limits, WEIGHT_ONLY_MAX_ROWS)
+
+
 def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
     """Whether "auto" arithmetic takes the weight-only kernel for this call: fp16 / bf16
     activations, few rows (memory-bound: the weight streams once, no activation quantization),
     and tensor cores for fp16 / bf16 (sm_80+)."""
     n, k = CB.shape
-    rows = WEIGHT_ONLY_MAX_ROWS_SMALL if n * k <= WEIGHT_ONLY_SMALL_WEIGHT else WEIGHT_ONLY_MAX_ROWS
+    rows = weight_only_row_limit(n * k)
     return (
         x.dtype in (torch.float16, torch.bfloat16)
         and x.shape[0] <= rows

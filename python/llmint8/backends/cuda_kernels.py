@@ -200,16 +200,31 @@ def _type_group(expression: str) -> str:
 
 GEMV_ROW_GROUPS = (1, 4, 8, 16)  # int8_gemv.cu's MAXM instantiations
 GEMM_TILE_ROWS = (32, 64, 128)  # int8_gemm.cu's BM instantiations
+STAGED_TILE_ROWS = (32, 64)  # its BM for MODE 2 (the epilogue of a product made elsewhere)
 GEMM_TILE_COLS = 128
 
 
-def gemm_shared_memory(tile_rows: int) -> int:
-    """int8_gemm.cu's Tile<BM>::SMEM_BYTES: STAGES * (BM + BN) * LDS."""
+def gemm_shared_memory(tile_rows: int, mode: int) -> int:
+    """int8_gemm.cu's Tile<BM>::SMEM_BYTES, STAGES * (BM + BN) * LDS, or for MODE 2
+    Tile<BM>::STAGED_BYTES: the outlier chunks' stages and the output tile."""
+    if mode == 2:
+        outlier = 3 * (tile_rows * (2 * 64 + 16) + GEMM_TILE_COLS * (64 + 16))
+        return outlier + tile_rows * (GEMM_TILE_COLS + 8) * 4
     return 3 * (tile_rows + GEMM_TILE_COLS) * (128 + 16)
 
 
 def gemm_name(dtype_name: str, aligned: bool, mode: int, tile_rows: int) -> str:
     return f"int8_gemm<{dtype_name}, {'true' if aligned else 'false'}, {mode}, {tile_rows}>"
+
+
+def quantize_name(dtype_name: str, vec: bool) -> str:
+    return f"quantize_rows<{dtype_name}, {'true' if vec else 'false'}>"
+
+
+def _gemm_name_shared_memory(name: str) -> int:
+    """gemm_shared_memory of an ``int8_gemm<T, ALIGNED, MODE, BM>`` instantiation."""
+    mode, tile_rows = (int(part) for part in name.rstrip(">").split(",")[2:])
+    return gemm_shared_memory(tile_rows, mode)
 
 
 def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
@@ -242,7 +257,7 @@ def _gemm_names() -> list[str]:
         for bm in GEMM_TILE_ROWS
     ]
     raw = [gemm_name("__half", a, 0, bm) for a in (True, False) for bm in GEMM_TILE_ROWS]
-    staged = [gemm_name(t, True, 2, 128) for t in C_TYPES.values()]
+    staged = [gemm_name(t, True, 2, bm) for t in C_TYPES.values() for bm in STAGED_TILE_ROWS]
     return [*names, *raw, *staged]
 
 
@@ -257,7 +272,7 @@ def _gemv_names() -> list[str]:
 
 
 EXPRESSIONS = {
-    "quantize_rows.cu": [f"quantize_rows<{t}>" for t in C_TYPES.values()],
+    "quantize_rows.cu": [quantize_name(t, v) for t in C_TYPES.values() for v in (True, False)],
     "int8_gemm.cu": _gemm_names(),
     "int8_gemv.cu": _gemv_names(),
     "gather_outlier_columns.cu": [f"gather_outlier_columns<{t}>" for t in C_TYPES.values()],
@@ -282,5 +297,5 @@ LAYOUTS = {
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
 }
 SHARED_MEMORY = {
-    "int8_gemm.cu": lambda name: gemm_shared_memory(int(name.rstrip(">").rsplit(",", 1)[1])),
+    "int8_gemm.cu": _gemm_name_shared_memory,
 }
