@@ -30,15 +30,15 @@ _gemm_ex: Optional[ctypes._CFuncPtr] = None
 _missing: Optional[str] = None  # why cuBLAS cannot be called, once known
 
 
-def _loaded_cublas() -> str:
-    """The path of the libcublas that this process loaded (PyTorch's, once its handle exists)."""
+def loaded_cublas(maps: str) -> str:
+    """The path of the one libcublas (not cublasLt) mapped in `maps`, the text of a Linux
+    ``/proc/<pid>/maps``; `OSError` when there is none or more than one."""
     paths = set()
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1] if line.strip() else ""
-            name = path.rsplit("/", 1)[-1]
-            if name.startswith("libcublas.so"):
-                paths.add(path)
+    for line in maps.splitlines():
+        fields = line.split()
+        path = fields[-1] if len(fields) >= 6 else ""
+        if path.rsplit("/", 1)[-1].startswith("libcublas.so"):
+            paths.add(path)
     if len(paths) != 1:
         raise OSError(f"expected one loaded libcublas, found {sorted(paths) or 'none'}")
     return paths.pop()
@@ -52,14 +52,16 @@ def _function():
         if _gemm_ex is None and _missing is None:
             try:
                 torch.cuda.current_blas_handle()  # loads PyTorch's cuBLAS
-                gemm = ctypes.CDLL(_loaded_cublas()).cublasGemmEx
+                with open("/proc/self/maps") as maps:
+                    gemm = ctypes.CDLL(loaded_cublas(maps.read())).cublasGemmEx
                 c_int, c_void = ctypes.c_int, ctypes.c_void_p
                 gemm.argtypes = [c_void, c_int, c_int, c_int, c_int, c_int, c_void, c_void,
                                  c_int, c_int, c_void, c_int, c_int, c_void, c_void, c_int,
                                  c_int, c_int, c_int]  # fmt: skip
                 gemm.restype = c_int
                 _gemm_ex = gemm
-            except (OSError, AttributeError) as err:  # no /proc, no such library or symbol
+            except (OSError, AttributeError, RuntimeError) as err:
+                # no /proc, no such library or symbol, no CUDA context for PyTorch's handle
                 _missing = str(err)
     return _gemm_ex
 
