@@ -1,7 +1,7 @@
 """Which int8 kernel for which shape: the GPU time of one llmint8 forward (threshold 6, planted
 outliers, CUDA-graph replayed so that host overhead is out) under every plan the CUDA backend can
 run (GEMV; GEMM with row tiles 32, 64, 128, with and without split K; cuBLAS's int8 GEMM and the
-epilogue for M > 16), next to the plan
+epilogue from CUBLAS_MIN_ROWS rows), next to the plan
 `llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
 
 With --weight-only: for M up to 128, every tile (row tiles, token tiles, warp rows, span) of the
@@ -30,6 +30,11 @@ ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 CALLS_PER_GRAPH = 10
 
 
+def cublas_takes(n: int, k: int) -> bool:
+    """Whether the backend would hand this shape to cuBLAS (the inputs here are aligned)."""
+    return k % 16 == 0 and n % 4 == 0 and backend.cublas.available()
+
+
 def candidates(index: int, m: int, n: int, k: int) -> dict[str, backend.Plan]:
     plans = {}
     if m <= 16:
@@ -39,8 +44,8 @@ def candidates(index: int, m: int, n: int, k: int) -> dict[str, backend.Plan]:
             size = -(-k // splits // columns) * columns if splits > 1 else k
             name = "gemv" + (f"/k{splits}" if splits > 1 else "")
             plans[name] = backend.Plan("gemv", group, -(-k // size), size)
-    if m > 16 and k % 16 == 0 and n % 4 == 0 and backend.cublas.available():
-        plans["cublas"] = backend.Plan("cublas", 32 if m <= 32 else 64)
+    if m >= backend.CUBLAS_MIN_ROWS and cublas_takes(n, k):
+        plans["cublas"] = backend.plan(index, m, n, k, cublas_ok=True)
     k_tiles = -(-k // backend.K_TILE)
     for bm in (32, 64, 128):
         plans[f"gemm{bm}"] = backend.Plan("gemm", bm, 1, k_tiles)
@@ -159,8 +164,7 @@ def main(argv=None) -> int:
         for m in rows:
             x = torch.randn(m, k, device="cuda", dtype=torch.float16)
             x[:, torch.randperm(k)[:6]] *= 20
-            cublas_ok = k % 16 == 0 and n % 4 == 0 and backend.cublas.available()
-            picked = chosen_plan(index, m, n, k, cublas_ok=cublas_ok)
+            picked = chosen_plan(index, m, n, k, cublas_ok=cublas_takes(n, k))
             times = {}
             try:
                 for name, plan in candidates(index, m, n, k).items():

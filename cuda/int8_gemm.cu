@@ -19,8 +19,8 @@
 // Launch: grid = (ceil(M / BM), ceil(N / 128), splits), block = 256 threads (8 warps; BM = 128:
 // 2 x 4 warps of 64 x 32; BM = 64 / 32: 1 x 8 warps of BM x 16), dynamic shared memory =
 // Tile<BM>::SMEM_BYTES (3-stage cp.async pipeline of 128-byte K slices, rows padded to 144 bytes
-// so that ldmatrix is free of bank conflicts; MODE 2: Tile<BM>::STAGED_BYTES). M tiles vary fastest: blocks running together
-// share their weight tile through L2.
+// so that ldmatrix is free of bank conflicts; MODE 2: Tile<BM>::STAGED_BYTES). M tiles vary
+// fastest: blocks running together share their weight tile through L2.
 // Split K (splits = gridDim.z > 1, few rows): block z sums K tiles [z * k_tiles_per_split, ...)
 // and (BM < 128) its share of the outlier chunks, stores both partial tiles to `partials` (int32 first, then
 // fp32; fragment order, coalesced), and the last block of a tile to arrive (atomic counter in
