@@ -5,9 +5,11 @@ epilogue from CUBLAS_MIN_ROWS rows), next to the plan
 `llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
 
 With --weight-only: for M up to 128, every tile (row tiles, token tiles, warp rows, span) of the
-weight-only kernel next to the tile `weight_only_tiles` picks, LLM.int8()'s picked plan and fp16
-nn.Linear (sets WEIGHT_ONLY_MAX_ROWS, WEIGHT_ONLY_ROW_LIMITS and the tile choice), each call of a
-graph reading another copy of the weights so that they come from memory, not L2, as in a model.
+weight-only kernel for up to 16 rows, and from 17 rows every plan (token tile, split K) of the
+weight-only GEMM with the small kernel's tile beside it, next to the plan the backend picks,
+LLM.int8()'s picked plan and fp16 nn.Linear (sets WEIGHT_ONLY_MAX_ROWS, WEIGHT_ONLY_ROW_LIMITS
+and the plan choice), each call of a graph reading another copy of the weights so that they come
+from memory, not L2, as in a model.
 
     python benches/kernel_choice.py [--quick] [--weight-only] [--rows M ...] [--out choice.md]
 """
@@ -92,6 +94,19 @@ def cycling(call, weights):
     return lambda x: call(x, weights[next(turn) % len(weights)])
 
 
+def gemm_plans(index: int) -> list[tuple[tuple[int, int, int, int], int]]:
+    """weight_only_gemm.cu's (tile, splits) this GPU runs."""
+    clusters = torch.cuda.get_device_capability(index) >= backend.SPLIT_CAPABILITY
+    splits = backend.WEIGHT_ONLY_GEMM_SPLITS if clusters else (1,)
+    return [(tile, s) for tile in backend.WEIGHT_ONLY_GEMM_TILES for s in splits]
+
+
+def gemm_label(tile: tuple[int, int, int, int], splits: int) -> str:
+    """gemm<BM>x<BN>/k<splits>: a weight_only_gemm.cu plan."""
+    bm, bn = backend.weight_only_gemm_rows(tile)
+    return f"gemm{bm}x{bn}" + (f"/k{splits}" if splits > 1 else "")
+
+
 def weight_only_row(k: int, n: int, rows) -> list[str]:
     index = torch.cuda.current_device()
     linear = torch.nn.Linear(k, n).half().cuda()
@@ -110,10 +125,19 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
         x[:, torch.randperm(k)[:6]] *= 20
         fp16, int8 = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
         times = {}
-        for tiles in backend.WEIGHT_ONLY_TILES:
+        small = backend.weight_only_tiles(index, m, n)
+        # From 17 rows the 16-token kernel's picked tile against every weight_only_gemm.cu plan.
+        gemm = m > 16
+        for tiles in [small] if gemm else backend.WEIGHT_ONLY_TILES:
             run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, tiles=tiles)
             times["x".join(map(str, tiles))] = graph_time_us(cycling(run, CBs), x)
-        picked = "x".join(map(str, backend.weight_only_tiles(index, m, n)))
+        for tile, splits in gemm_plans(index) if gemm else []:
+            run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, gemm=(tile, splits))
+            times[gemm_label(tile, splits)] = graph_time_us(cycling(run, CBs), x)
+        if m >= backend.WEIGHT_ONLY_GEMM_MIN_ROWS:
+            picked = gemm_label(*backend.weight_only_gemm_plan(index, m, n, k))
+        else:
+            picked = "x".join(map(str, small))
         best = min(times, key=times.get)
         every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
         line = (f"| {k}×{n} | {m} | {fp16:.1f} | {int8:.1f} | {picked} | {times[picked]:.1f} "

@@ -70,6 +70,41 @@ __device__ __forceinline__ void mma_f16(float* c, const int* a, const int* b, __
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// 16 bytes from global to shared memory without a register round trip (sm_80+); bytes past
+// src_bytes (0 or 16) are zero-filled.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Four int8 weights (one 32-bit word, bytes b0..b3) as two packed pairs of T: lo = (b0, b1),
+// hi = (b2, b3), exactly. fp16: the byte plus 128 is the mantissa of 1024 + u, minus 1152.
+__device__ __forceinline__ void to_pairs(unsigned word, int& lo, int& hi, __half) {
+  const unsigned u = word ^ 0x80808080u;  // v + 128 as unsigned bytes
+  const __half2 offset = __halves2half2(__ushort_as_half(0x6480), __ushort_as_half(0x6480));
+  unsigned l = __byte_perm(u, 0x64646464u, 0x4140), h = __byte_perm(u, 0x64646464u, 0x4342);
+  const __half2 a = __hsub2(*reinterpret_cast<__half2*>(&l), offset);
+  const __half2 b = __hsub2(*reinterpret_cast<__half2*>(&h), offset);
+  lo = *reinterpret_cast<const int*>(&a);
+  hi = *reinterpret_cast<const int*>(&b);
+}
+// bf16 (7 mantissa bits cannot hold u): through fp32, 2^23 + u minus 2^23 + 128.
+__device__ __forceinline__ void to_pairs(unsigned word, int& lo, int& hi, __nv_bfloat16) {
+  const unsigned u = word ^ 0x80808080u;
+  const float offset = 8388736.0f;
+  const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440)) - offset;
+  const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7441)) - offset;
+  const float f2 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7442)) - offset;
+  const float f3 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7443)) - offset;
+  const __nv_bfloat162 a = __floats2bfloat162_rn(f0, f1), b = __floats2bfloat162_rn(f2, f3);
+  lo = *reinterpret_cast<const int*>(&a);
+  hi = *reinterpret_cast<const int*>(&b);
+}
+
 // 16 consecutive bytes of a row from column k < K: one vector load when ALIGNED (the row and k
 // 16-byte aligned, K a multiple of 16), else byte by byte, zero past K.
 template <bool ALIGNED>

@@ -439,10 +439,98 @@ def test_weight_only_kernel_matches_reference_and_cpu(dtype, tiles):
         _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)} tiles {tiles}")
 
 
+# (m, k, n) for weight_only_gemm.cu: one and several token tiles, rows not filling the tile,
+# K not a multiple of its 64-column tiles and shorter than one (splits left with no tile), N not
+# a multiple of the 128 weight rows nor even.
+WEIGHT_ONLY_GEMM_SHAPES = [
+    (17, 256, 1000), (33, 1008, 130), (64, 4096, 256), (100, 2064, 77), (128, 512, 129),
+    (200, 1024, 300), (40, 16, 5), (129, 3072, 64),
+]  # fmt: skip
+
+
+def _gemm_plans():
+    if cuda_backend is None:
+        return []
+    return [(tile, splits) for tile in cuda_backend.WEIGHT_ONLY_GEMM_TILES
+            for splits in cuda_backend.WEIGHT_ONLY_GEMM_SPLITS]  # fmt: skip
+
+
+def _skip_without_clusters(splits):
+    if splits > 1 and torch.cuda.get_device_capability() < cuda_backend.SPLIT_CAPABILITY:
+        pytest.skip("split K runs as thread-block clusters, sm_90 and later")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("gemm", _gemm_plans())
+def test_weight_only_gemm_matches_reference_and_cpu(dtype, gemm):
+    _skip_without_clusters(gemm[1])
+    for i, (m, k, n) in enumerate(WEIGHT_ONLY_GEMM_SHAPES):
+        bias_dtype = (None, dtype, torch.float32)[i % 3]
+        x, CB, SCB, bias = _weight_only_case(100 + i, m, k, n, dtype, bias_dtype)
+        out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
+        got = cuda_backend.weight_only_linear(
+            x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda(), out=out,
+            gemm=gemm,
+        ).cpu()  # fmt: skip
+        _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)} plan {gemm}")
+
+
+def test_weight_only_gemm_writes_a_strided_output_and_skips_unaligned_operands():
+    x, CB, SCB, bias = _weight_only_case(7, 48, 512, 100, torch.float16, torch.float16)
+    wide = torch.full((48, 103), POISON[torch.float16], dtype=torch.float16, device="cuda")
+    out = wide[:, 1:101]  # odd offset: outputs stored one by one, not as pairs
+    for gemm in _gemm_plans():
+        if gemm[1] == 1 or torch.cuda.get_device_capability() >= cuda_backend.SPLIT_CAPABILITY:
+            got = cuda_backend.weight_only_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(),
+                                                  out=out, gemm=gemm).cpu()  # fmt: skip
+            _check_weight_only(got, x, CB, SCB, bias, torch.float16, f"strided out, plan {gemm}")
+    assert wide[:, 0].isnan().all() and wide[:, 101:].isnan().all()
+    # K not a multiple of 16: the per-16-token kernel with element loads serves instead.
+    x, CB, SCB, bias = _weight_only_case(8, 40, 1000, 70, torch.bfloat16, None)
+    got = cuda_backend.weight_only_linear(x.cuda(), CB.cuda(), SCB.cuda(), None).cpu()
+    _check_weight_only(got, x, CB, SCB, bias, torch.bfloat16, "unaligned K")
+
+
+def test_weight_only_gemm_plan_splits_k_only_where_blocks_leave_sms_idle():
+    index = torch.cuda.current_device()
+    plan = cuda_backend.weight_only_gemm_plan
+    tiles = cuda_backend.WEIGHT_ONLY_GEMM_TILES
+    assert [plan(index, m, 4096, 4096)[0] for m in (17, 32, 33, 64, 65, 128, 129, 500)] == [
+        tiles[0], tiles[0], tiles[1], tiles[1], tiles[1], tiles[1], tiles[2], tiles[2]]  # fmt: skip
+    clusters = torch.cuda.get_device_capability() >= cuda_backend.SPLIT_CAPABILITY
+    # 64 blocks of 64 x 128 on a GPU of 100+ SMs: split where clusters exist.
+    assert (plan(index, 128, 4096, 4096)[1] > 1) == clusters
+    # Thousands of blocks, or too few K tiles to split: no split.
+    assert plan(index, 2048, 28672, 8192)[1] == 1
+    short = cuda_backend.WEIGHT_ONLY_GEMM_K_TILE * (2 * cuda_backend.MIN_K_TILES_PER_GEMM_SPLIT - 1)
+    assert plan(index, 128, 4096, short)[1] == 1
+
+
+@pytest.mark.parametrize("splits", [1, 4])
+def test_weight_only_gemm_replays_in_cuda_graphs(splits):
+    _skip_without_clusters(splits)
+    x, CB, SCB, bias = (t.cuda() for t in _weight_only_case(9, 96, 2048, 384, torch.float16,
+                                                            torch.float16))  # fmt: skip
+    gemm = (cuda_backend.WEIGHT_ONLY_GEMM_TILES[2], splits)
+    run = lambda: cuda_backend.weight_only_linear(x, CB, SCB, bias, gemm=gemm)  # noqa: E731
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    x.copy_(torch.randn_like(x) * 3)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(captured, run())
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**31),
-    m=st.integers(1, 80),
+    m=st.integers(1, 300),
     k=features,
     n=features,
     dtype=st.sampled_from([torch.float16, torch.bfloat16]),

@@ -30,6 +30,9 @@ def cuda_include_dir() -> Path:
         ("int8_gemv.cu", "compute_75"),
         ("int8_gemm.cu", "compute_80"),
         ("gather_outlier_columns.cu", "compute_75"),
+        ("weight_only_linear.cu", "compute_80"),
+        ("weight_only_gemm.cu", "compute_80"),  # split K compiled out (no clusters)
+        ("weight_only_gemm.cu", "compute_90"),
     ],
 )
 def test_every_kernel_instantiation_compiles(file, arch):

@@ -36,6 +36,9 @@ from .cuda_kernels import (
     GEMV_ROW_GROUPS,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
+    SPLIT_CAPABILITY,
+    WEIGHT_ONLY_GEMM_SPLITS,
+    WEIGHT_ONLY_GEMM_TILES,
     WEIGHT_ONLY_TILES,
     check_device,
     cupy_module,
@@ -46,6 +49,9 @@ from .cuda_kernels import (
     kernel,
     quantize_name,
     sm_count,
+    weight_only_gemm_name,
+    weight_only_gemm_rows,
+    weight_only_gemm_shared_memory,
     weight_only_name,
 )
 
@@ -70,6 +76,21 @@ GATHER_BLOCKS_PER_SM = 8
 # (benches/kernel_choice.py --weight-only, weights cold in L2).
 WEIGHT_ONLY_MAX_ROWS = 16
 WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 96), (1 << 26, 48))
+# From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
+# block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
+# re-reads the weight per 16 tokens. Below it the per-16-token kernel measured faster on most
+# shapes (benches/kernel_choice.py --weight-only, H200: its mma.sync product issues more
+# instructions per weight than the weight stream allows at few tokens).
+WEIGHT_ONLY_GEMM_MIN_ROWS = 65
+WEIGHT_ONLY_GEMM_K_TILE = 128  # its BK
+MIN_K_TILES_PER_GEMM_SPLIT = 4
+# weight_only_gemm.cu's token tile by rows: 32 tokens up to 32 rows, 64 up to 128 (two blocks of
+# 64 measured faster than one of 128: more blocks, fewer registers), 128 beyond.
+WEIGHT_ONLY_GEMM_TOKEN_TILES = ((32, WEIGHT_ONLY_GEMM_TILES[0]), (128, WEIGHT_ONLY_GEMM_TILES[1]))
+# The cost of splitting K in weight_only_gemm_plan, in units of one wave of unsplit blocks: the
+# cluster's exchange of partial tiles and a shorter pipeline per block (fitted on the H200,
+# where clusters of 4 measured slower than of 2 at most shapes).
+GEMM_SPLIT_COST = 0.2
 REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
 ACTIVATION_REREAD_COST = 0.25  # an L2 byte against a DRAM byte, fitted on the H200
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
@@ -435,6 +456,18 @@ def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
     )
 
 
+def _resident_blocks(index: int, name: str, file: str, shared_memory: int) -> int:
+    """Blocks of 256 threads of kernel `name` that fit on one SM at once (registers, shared
+    memory, threads)."""
+    registers = kernel(index, file, name).attributes["num_regs"]
+    per_thread = _ceil(registers, REGISTER_GRANULE) * REGISTER_GRANULE
+    resident = min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread))
+    if shared_memory:
+        per_sm = torch.cuda.get_device_properties(index).shared_memory_per_multiprocessor
+        resident = min(resident, per_sm // (shared_memory + 1024))  # 1 KB reserved per block
+    return max(1, resident)
+
+
 _weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, int, int, int]] = {}
 
 
@@ -461,9 +494,7 @@ def weight_only_tiles(
         if tiles != token_tiles:
             continue
         name = weight_only_name(dtype_name, tile, True)
-        registers = kernel(index, "weight_only_linear.cu", name).attributes["num_regs"]
-        per_thread = _ceil(registers, REGISTER_GRANULE) * REGISTER_GRANULE
-        resident = max(1, min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread)))
+        resident = _resident_blocks(index, name, "weight_only_linear.cu", 0)
         rows = 16 * row_tiles * warp_rows
         waves = _ceil(n, rows) * _ceil(m, 8 * token_tiles) / (resident * sms)
         tokens = min(m, 8 * token_tiles)  # each reads 2 bytes per column of K, a weight row 1
@@ -475,6 +506,48 @@ def weight_only_tiles(
     return best
 
 
+_weight_only_gemm_plans: dict[tuple, tuple[tuple[int, int, int, int], int]] = {}
+
+
+def weight_only_gemm_plan(
+    index: int, m: int, n: int, k: int, dtype_name: str = "__half"
+) -> tuple[tuple[int, int, int, int], int]:
+    """weight_only_gemm.cu's (tile, splits) for an [m, k] x [n, k]^T call: the token tile of
+    WEIGHT_ONLY_GEMM_TOKEN_TILES (more blocks along M where it holds fewer rows), and on sm_90 K
+    split across a cluster of 2 or 4 blocks where the blocks alone would leave SMs idle: the
+    split of least cost, counted as the waves of blocks over the GPU's resident slots (a last
+    wave that is nearly empty costs a whole one) divided among the splits, plus GEMM_SPLIT_COST
+    per split.
+    Checked against every plan by benches/kernel_choice.py --weight-only."""
+    key = (index, m, n, k, dtype_name)
+    found = _weight_only_gemm_plans.get(key)
+    if found is not None:
+        return found
+    tile = next(
+        (t for rows, t in WEIGHT_ONLY_GEMM_TOKEN_TILES if m <= rows), WEIGHT_ONLY_GEMM_TILES[-1]
+    )
+    bm, bn = weight_only_gemm_rows(tile)
+    blocks = _ceil(n, bn) * _ceil(m, bm)
+    best, best_cost = 1, math.inf
+    k_tiles = _ceil(k, WEIGHT_ONLY_GEMM_K_TILE)
+    for splits in WEIGHT_ONLY_GEMM_SPLITS:
+        if splits > 1 and (
+            check_device(index) < SPLIT_CAPABILITY or k_tiles < splits * MIN_K_TILES_PER_GEMM_SPLIT
+        ):
+            continue
+        name = weight_only_gemm_name(dtype_name, tile, splits)
+        slots = sm_count(index) * _resident_blocks(
+            index, name, "weight_only_gemm.cu", weight_only_gemm_shared_memory(tile)
+        )  # fmt: skip
+        if splits > 1 and blocks >= slots:
+            break  # every slot busy already
+        cost = math.ceil(blocks * splits / slots) / splits + GEMM_SPLIT_COST * (splits - 1)
+        if cost < best_cost - 1e-9:
+            best, best_cost = splits, cost
+    found = _weight_only_gemm_plans[key] = (tile, best)
+    return found
+
+
 def weight_only_linear(
     x: Tensor,
     CB: Tensor,
@@ -482,11 +555,14 @@ def weight_only_linear(
     bias: Optional[Tensor],
     out: Optional[Tensor] = None,
     tiles: Optional[tuple[int, int, int, int]] = None,
+    gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
 ) -> Tensor:
-    """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision (see
-    weight_only_linear.cu): one launch, no workspace, no host sync. fp32 activations (no
-    fp32 tensor-core product) multiply the dequantized weight with torch instead. `tiles`
-    overrides `weight_only_tiles` (benches/kernel_choice.py)."""
+    """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision: one
+    launch, no workspace, no host sync. Up to 16 rows (or with unaligned operands)
+    weight_only_linear.cu, from 17 rows weight_only_gemm.cu. fp32 activations (no fp32
+    tensor-core product) multiply the dequantized weight with torch instead. `tiles` (the
+    first kernel's tile, `weight_only_tiles`) and `gemm` (the second's tile and splits,
+    `weight_only_gemm_plan`) override the plan (benches/kernel_choice.py)."""
     if x.dtype == torch.float32:
         return dense_weight_only_linear(x, CB, SCB, bias, out=out)
     x, CB = x.contiguous(), CB.contiguous()
@@ -496,16 +572,25 @@ def weight_only_linear(
     if done:
         return out
     index = x.device.index
-    tile = tiles or weight_only_tiles(index, m, n, C_TYPES[x.dtype])
-    row_tiles, token_tiles, warp_rows, _ = tile
+    dtype_name = C_TYPES[x.dtype]
     aligned = _aligned(k, CB, x)
     bias = None if bias is None else bias.contiguous()
-    scb = SCB.contiguous()
-    name = weight_only_name(C_TYPES[x.dtype], tile, aligned)
-    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles * warp_rows), 1)
-    kernel(index, "weight_only_linear.cu", name).launch(
-        grid, 0, x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), scb.data_ptr(),
+    args = (
+        x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), SCB.contiguous().data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out.data_ptr(),
         out.stride(0),
     )  # fmt: skip
+    if tiles is None and aligned and (gemm is not None or m >= WEIGHT_ONLY_GEMM_MIN_ROWS):
+        tile, splits = gemm or weight_only_gemm_plan(index, m, n, k, dtype_name)
+        bm, bn = weight_only_gemm_rows(tile)
+        name = weight_only_gemm_name(dtype_name, tile, splits)
+        kernel(index, "weight_only_gemm.cu", name).launch(
+            (_ceil(n, bn), _ceil(m, bm), splits), weight_only_gemm_shared_memory(tile), *args
+        )  # fmt: skip
+        return out
+    tile = tiles or weight_only_tiles(index, m, n, dtype_name)
+    row_tiles, token_tiles, warp_rows, _ = tile
+    name = weight_only_name(dtype_name, tile, aligned)
+    grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles * warp_rows), 1)
+    kernel(index, "weight_only_linear.cu", name).launch(grid, 0, *args)
     return out

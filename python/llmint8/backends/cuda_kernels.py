@@ -249,6 +249,41 @@ def weight_only_name(dtype_name: str, tile: tuple[int, int, int, int], aligned: 
     )
 
 
+WEIGHT_ONLY_GEMM_TILES = ((2, 2, 1, 8), (4, 2, 1, 8), (4, 4, 2, 4))
+"""weight_only_gemm.cu's (MT, NT, WM, WN) instantiations: 32, 64 and 128 tokens by 128 weight
+rows per block, WM x WN warps of 16 * MT tokens by 8 * NT rows."""
+WEIGHT_ONLY_GEMM_SPLITS = (1, 2, 4)  # its SPLITS instantiations (more than 1: sm_90 clusters)
+SPLIT_CAPABILITY = (9, 0)  # thread-block clusters
+_GEMM_STAGES, _GEMM_TOKEN_ROW, _GEMM_WEIGHT_ROW = 2, 320, 160  # weight_only_gemm.cu's staging
+
+
+def weight_only_gemm_rows(tile: tuple[int, int, int, int]) -> tuple[int, int]:
+    """The (tokens, weight rows) of a weight_only_gemm.cu block (BM, BN)."""
+    mt, nt, wm, wn = tile
+    return 16 * mt * wm, 8 * nt * wn
+
+
+def weight_only_gemm_shared_memory(tile: tuple[int, int, int, int]) -> int:
+    """weight_only_gemm.cu's GemmTile::SMEM_BYTES."""
+    bm, bn = weight_only_gemm_rows(tile)
+    return _GEMM_STAGES * (bm * _GEMM_TOKEN_ROW + bn * _GEMM_WEIGHT_ROW)
+
+
+def weight_only_gemm_name(dtype_name: str, tile: tuple[int, int, int, int], splits: int) -> str:
+    """``weight_only_gemm<T, MT, NT, WM, WN>``, or with K split
+    ``weight_only_gemm_split<T, MT, NT, WM, WN, SPLITS>``."""
+    tile_args = ", ".join(map(str, tile))
+    if splits == 1:
+        return f"weight_only_gemm<{dtype_name}, {tile_args}>"
+    return f"weight_only_gemm_split<{dtype_name}, {tile_args}, {splits}>"
+
+
+def _weight_only_gemm_name_shared_memory(name: str) -> int:
+    """weight_only_gemm_shared_memory of a weight_only_gemm.cu instantiation."""
+    mt, nt, wm, wn = (int(part) for part in name.rstrip(">").split(",")[1:5])
+    return weight_only_gemm_shared_memory((mt, nt, wm, wn))
+
+
 def _gemm_names() -> list[str]:
     names = [
         gemm_name(t, a, 1, bm)
@@ -282,6 +317,12 @@ EXPRESSIONS = {
         for tile in WEIGHT_ONLY_TILES
         for a in (True, False)
     ],
+    "weight_only_gemm.cu": [
+        weight_only_gemm_name(t, tile, splits)
+        for t in WEIGHT_ONLY_TYPES
+        for tile in WEIGHT_ONLY_GEMM_TILES
+        for splits in WEIGHT_ONLY_GEMM_SPLITS
+    ],
 }
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 LAYOUTS = {
@@ -295,7 +336,9 @@ LAYOUTS = {
     # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols
     "gather_outlier_columns.cu": "PPiPiPiPPiPiii",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
+    "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": _gemm_name_shared_memory,
+    "weight_only_gemm.cu": _weight_only_gemm_name_shared_memory,
 }
