@@ -48,6 +48,7 @@ from .cuda_kernels import (
     gemv_name,
     kernel,
     quantize_name,
+    shared_memory_per_sm,
     sm_count,
     weight_only_gemm_name,
     weight_only_gemm_rows,
@@ -463,7 +464,7 @@ def _resident_blocks(index: int, name: str, file: str, shared_memory: int) -> in
     per_thread = _ceil(registers, REGISTER_GRANULE) * REGISTER_GRANULE
     resident = min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread))
     if shared_memory:
-        per_sm = torch.cuda.get_device_properties(index).shared_memory_per_multiprocessor
+        per_sm = shared_memory_per_sm(index)
         resident = min(resident, per_sm // (shared_memory + 1024))  # 1 KB reserved per block
     return max(1, resident)
 

@@ -32,6 +32,7 @@ _PARAM_BUFFER_POINTER, _PARAM_BUFFER_SIZE, _PARAM_END = 1, 2, 0
 _lock = threading.Lock()
 _capabilities: dict[int, tuple[int, int]] = {}
 _sm_counts: dict[int, int] = {}
+_shared_memory: dict[int, int] = {}
 # (device index, file, expression) -> Kernel; read without the lock (dict reads are atomic).
 _kernels: dict[tuple[int, str, str], Kernel] = {}
 _modules: dict[tuple[int, str, str], Any] = {}
@@ -69,6 +70,16 @@ def sm_count(index: int) -> int:
     if count is None:
         count = _sm_counts[index] = torch.cuda.get_device_properties(index).multi_processor_count
     return count
+
+
+def shared_memory_per_sm(index: int) -> int:
+    """Bytes of shared memory one SM of GPU `index` holds (CuPy's device properties: torch has
+    them only from 2.6 on)."""
+    size = _shared_memory.get(index)
+    if size is None:
+        properties = cupy_module().cuda.runtime.getDeviceProperties(index)
+        size = _shared_memory[index] = int(properties["sharedMemPerMultiprocessor"])
+    return size
 
 
 def current_stream(index: int) -> int:
