@@ -96,8 +96,7 @@ def cycling(call, weights):
 
 def gemm_plans(index: int) -> list[tuple[tuple[int, int, int, int], int]]:
     """weight_only_gemm.cu's (tile, splits) this GPU runs."""
-    clusters = torch.cuda.get_device_capability(index) >= backend.SPLIT_CAPABILITY
-    splits = backend.WEIGHT_ONLY_GEMM_SPLITS if clusters else (1,)
+    splits = backend.weight_only_gemm_splits(index)
     return [(tile, s) for tile in backend.WEIGHT_ONLY_GEMM_TILES for s in splits]
 
 

@@ -1,4 +1,4 @@
-// Weight-only int8 GEMM for more than 16 tokens (sm_80+; K a multiple of 16, X, CB and their row
+// Weight-only int8 GEMM for many tokens (sm_80+; K a multiple of 16, X, CB and their row
 // strides 16-byte aligned): the fp16 / bf16 activations times the int8 weight converted to the
 // same type in registers (exact: |CB| <= 127), on tensor cores, with every token of a block
 // multiplied by each weight tile it stages, so the weight streams from memory once per BM tokens

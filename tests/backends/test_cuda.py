@@ -440,8 +440,8 @@ def test_weight_only_kernel_matches_reference_and_cpu(dtype, tiles):
 
 
 # (m, k, n) for weight_only_gemm.cu: one and several token tiles, rows not filling the tile,
-# K not a multiple of its 64-column tiles and shorter than one (splits left with no tile), N not
-# a multiple of the 128 weight rows nor even.
+# K not a multiple of its 128-column tiles and shorter than one (splits left with no tile), N
+# not a multiple of the 128 weight rows nor even.
 WEIGHT_ONLY_GEMM_SHAPES = [
     (17, 256, 1000), (33, 1008, 130), (64, 4096, 256), (100, 2064, 77), (128, 512, 129),
     (200, 1024, 300), (40, 16, 5), (129, 3072, 64),
@@ -456,7 +456,7 @@ def _gemm_plans():
 
 
 def _skip_without_clusters(splits):
-    if splits > 1 and torch.cuda.get_device_capability() < cuda_backend.SPLIT_CAPABILITY:
+    if splits not in cuda_backend.weight_only_gemm_splits(torch.cuda.current_device()):
         pytest.skip("split K runs as thread-block clusters, sm_90 and later")
 
 
@@ -479,11 +479,11 @@ def test_weight_only_gemm_writes_a_strided_output_and_skips_unaligned_operands()
     x, CB, SCB, bias = _weight_only_case(7, 48, 512, 100, torch.float16, torch.float16)
     wide = torch.full((48, 103), POISON[torch.float16], dtype=torch.float16, device="cuda")
     out = wide[:, 1:101]  # odd offset: outputs stored one by one, not as pairs
-    for gemm in _gemm_plans():
-        if gemm[1] == 1 or torch.cuda.get_device_capability() >= cuda_backend.SPLIT_CAPABILITY:
-            got = cuda_backend.weight_only_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(),
-                                                  out=out, gemm=gemm).cpu()  # fmt: skip
-            _check_weight_only(got, x, CB, SCB, bias, torch.float16, f"strided out, plan {gemm}")
+    splits = cuda_backend.weight_only_gemm_splits(torch.cuda.current_device())
+    for gemm in (plan for plan in _gemm_plans() if plan[1] in splits):
+        got = cuda_backend.weight_only_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(),
+                                              out=out, gemm=gemm).cpu()  # fmt: skip
+        _check_weight_only(got, x, CB, SCB, bias, torch.float16, f"strided out, plan {gemm}")
     assert wide[:, 0].isnan().all() and wide[:, 101:].isnan().all()
     # K not a multiple of 16: the per-16-token kernel with element loads serves instead.
     x, CB, SCB, bias = _weight_only_case(8, 40, 1000, 70, torch.bfloat16, None)
@@ -497,7 +497,7 @@ def test_weight_only_gemm_plan_splits_k_only_where_blocks_leave_sms_idle():
     tiles = cuda_backend.WEIGHT_ONLY_GEMM_TILES
     assert [plan(index, m, 4096, 4096)[0] for m in (17, 32, 33, 64, 65, 128, 129, 500)] == [
         tiles[0], tiles[0], tiles[1], tiles[1], tiles[1], tiles[1], tiles[2], tiles[2]]  # fmt: skip
-    clusters = torch.cuda.get_device_capability() >= cuda_backend.SPLIT_CAPABILITY
+    clusters = len(cuda_backend.weight_only_gemm_splits(index)) > 1
     # 64 blocks of 64 x 128 on a GPU of 100+ SMs: split where clusters exist.
     assert (plan(index, 128, 4096, 4096)[1] > 1) == clusters
     # Thousands of blocks, or too few K tiles to split: no split.

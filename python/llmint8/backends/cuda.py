@@ -37,6 +37,7 @@ from .cuda_kernels import (
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
     SPLIT_CAPABILITY,
+    WEIGHT_ONLY_GEMM_K_TILE,
     WEIGHT_ONLY_GEMM_SPLITS,
     WEIGHT_ONLY_GEMM_TILES,
     WEIGHT_ONLY_TILES,
@@ -83,7 +84,6 @@ WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 96), (1 << 26, 48))
 # shapes (benches/kernel_choice.py --weight-only, H200: its mma.sync product issues more
 # instructions per weight than the weight stream allows at few tokens).
 WEIGHT_ONLY_GEMM_MIN_ROWS = 65
-WEIGHT_ONLY_GEMM_K_TILE = 128  # its BK
 MIN_K_TILES_PER_GEMM_SPLIT = 4
 # weight_only_gemm.cu's token tile by rows: 32 tokens up to 32 rows, 64 up to 128 (two blocks of
 # 64 measured faster than one of 128: more blocks, fewer registers), 128 beyond.
@@ -507,6 +507,12 @@ def weight_only_tiles(
     return best
 
 
+def weight_only_gemm_splits(index: int) -> tuple[int, ...]:
+    """The K splits of weight_only_gemm.cu GPU `index` runs: more than one needs clusters."""
+    clusters = check_device(index) >= SPLIT_CAPABILITY
+    return WEIGHT_ONLY_GEMM_SPLITS if clusters else (1,)
+
+
 _weight_only_gemm_plans: dict[tuple, tuple[tuple[int, int, int, int], int]] = {}
 
 
@@ -531,11 +537,9 @@ def weight_only_gemm_plan(
     blocks = _ceil(n, bn) * _ceil(m, bm)
     best, best_cost = 1, math.inf
     k_tiles = _ceil(k, WEIGHT_ONLY_GEMM_K_TILE)
-    for splits in WEIGHT_ONLY_GEMM_SPLITS:
-        if splits > 1 and (
-            check_device(index) < SPLIT_CAPABILITY or k_tiles < splits * MIN_K_TILES_PER_GEMM_SPLIT
-        ):
-            continue
+    for splits in weight_only_gemm_splits(index):
+        if k_tiles < splits * MIN_K_TILES_PER_GEMM_SPLIT:
+            break  # the splits ascend
         name = weight_only_gemm_name(dtype_name, tile, splits)
         slots = sm_count(index) * _resident_blocks(
             index, name, "weight_only_gemm.cu", weight_only_gemm_shared_memory(tile)
@@ -559,8 +563,8 @@ def weight_only_linear(
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
 ) -> Tensor:
     """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision: one
-    launch, no workspace, no host sync. Up to 16 rows (or with unaligned operands)
-    weight_only_linear.cu, from 17 rows weight_only_gemm.cu. fp32 activations (no fp32
+    launch, no workspace, no host sync. Below WEIGHT_ONLY_GEMM_MIN_ROWS rows (or with unaligned
+    operands) weight_only_linear.cu, from there weight_only_gemm.cu. fp32 activations (no fp32
     tensor-core product) multiply the dequantized weight with torch instead. `tiles` (the
     first kernel's tile, `weight_only_tiles`) and `gemm` (the second's tile and splits,
     `weight_only_gemm_plan`) override the plan (benches/kernel_choice.py)."""

@@ -265,7 +265,10 @@ WEIGHT_ONLY_GEMM_TILES = ((2, 2, 1, 8), (4, 2, 1, 8), (4, 4, 2, 4))
 rows per block, WM x WN warps of 16 * MT tokens by 8 * NT rows."""
 WEIGHT_ONLY_GEMM_SPLITS = (1, 2, 4)  # its SPLITS instantiations (more than 1: sm_90 clusters)
 SPLIT_CAPABILITY = (9, 0)  # thread-block clusters
-_GEMM_STAGES, _GEMM_TOKEN_ROW, _GEMM_WEIGHT_ROW = 2, 320, 160  # weight_only_gemm.cu's staging
+# weight_only_gemm.cu's staging: BK columns per stage, STAGES stages, rows padded by 32 elements
+# (token rows of fp16 / bf16, weight rows of int8 bytes).
+WEIGHT_ONLY_GEMM_K_TILE, _GEMM_STAGES = 128, 2
+_GEMM_TOKEN_ROW, _GEMM_WEIGHT_ROW = 2 * (WEIGHT_ONLY_GEMM_K_TILE + 32), WEIGHT_ONLY_GEMM_K_TILE + 32
 
 
 def weight_only_gemm_rows(tile: tuple[int, int, int, int]) -> tuple[int, int]:
