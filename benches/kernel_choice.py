@@ -106,6 +106,18 @@ def gemm_label(tile: tuple[int, int, int, int], splits: int) -> str:
     return f"gemm{bm}x{bn}" + (f"/k{splits}" if splits > 1 else "")
 
 
+def wgmma_plans(index: int) -> list[tuple[int, int]]:
+    """weight_only_wgmma.cu's (tokens, splits) this GPU runs (none off sm_90)."""
+    if not backend.uses_wgmma(index):
+        return []
+    return [(t, s) for t, _ in backend.WGMMA_TOKEN_TILES for s in backend.WGMMA_SPLITS]
+
+
+def wgmma_label(tokens: int, splits: int) -> str:
+    """wgmma<tokens>/k<splits>: a weight_only_wgmma.cu plan."""
+    return f"wgmma{tokens}" + (f"/k{splits}" if splits > 1 else "")
+
+
 def weight_only_row(k: int, n: int, rows) -> list[str]:
     index = torch.cuda.current_device()
     linear = torch.nn.Linear(k, n).half().cuda()
@@ -133,7 +145,12 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
         for tile, splits in gemm_plans(index) if gemm else []:
             run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, gemm=(tile, splits))
             times[gemm_label(tile, splits)] = graph_time_us(cycling(run, CBs), x)
-        if m >= backend.WEIGHT_ONLY_GEMM_MIN_ROWS:
+        for plan in wgmma_plans(index) if gemm else []:
+            run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, wgmma=plan)
+            times[wgmma_label(*plan)] = graph_time_us(cycling(run, CBs), x)
+        if backend.uses_wgmma(index) and m >= backend.WGMMA_MIN_ROWS:
+            picked = wgmma_label(*backend.weight_only_wgmma_plan(index, m, n, k))
+        elif m >= backend.WEIGHT_ONLY_GEMM_MIN_ROWS:
             picked = gemm_label(*backend.weight_only_gemm_plan(index, m, n, k))
         else:
             picked = "x".join(map(str, small))

@@ -185,4 +185,76 @@ struct OutlierColumns {
   }
 };
 
+// out[m, n .. n + COUNT) = sums * SCB / 127 + bias, for the columns inside N; pairs as one store
+// when `pairs` (out and ldo keep pairs 4-byte aligned; n is even).
+template <typename T, int COUNT>
+__device__ __forceinline__ void write_outputs(T* out, int ldo, int m, int n, int N, const float* sums,
+                                              const float* SCB, const void* bias, int bias_kind,
+                                              bool pairs) {
+  T* row = out + (long long)m * ldo;
+#pragma unroll
+  for (int j = 0; j < COUNT; j += 2) {
+    const int c = n + j;
+    if (c >= N) break;
+    const float v0 = sums[j] * (SCB[c] / 127.0f) + load_bias(bias, bias_kind, c);
+    if (c + 1 < N) {
+      const float v1 = sums[j + 1] * (SCB[c + 1] / 127.0f) + load_bias(bias, bias_kind, c + 1);
+      if (pairs) {
+        store_pair(row + c, v0, v1);
+      } else {
+        row[c] = from_float<T>(v0);
+        row[c + 1] = from_float<T>(v1);
+      }
+    } else {
+      row[c] = from_float<T>(v0);
+    }
+  }
+}
+
+#if __CUDA_ARCH__ >= 900
+// Thread-block clusters (sm_90): a barrier of all the cluster's threads that orders their shared
+// memory, and a load from the shared memory of the cluster's block `rank`.
+__device__ __forceinline__ void cluster_barrier() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ float4 load_from_block(const float* p, unsigned rank) {
+  unsigned local = static_cast<unsigned>(__cvta_generic_to_shared(p)), remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+  float4 v;
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(remote)
+               : "memory");
+  return v;
+}
+#define CLUSTER_ALONG_Z(n) __cluster_dims__(1, 1, n)
+
+// The end of a split K, by every thread (THREADS per block) of each of the SPLITS blocks of a
+// thread-block cluster along grid z, once each block's partial tile (ROWS x COLS fp32, rows `ld`
+// floats apart, at `partial` in its shared memory) is complete and visible (cluster_barrier):
+// block r adds rows [r, r + 1) * ROWS / SPLITS of all partials in rank order (deterministic) and
+// writes them, scaled and biased (write_outputs), to out[m0 + row, n0 + column]. With SPLITS = 1
+// the block writes its own tile.
+template <typename T, int SPLITS, int ROWS, int COLS, int THREADS>
+__device__ __forceinline__ void write_partial_sums(const float* partial, int ld, int m0, int n0,
+                                                   int M, int N, T* out, int ldo, const float* SCB,
+                                                   const void* bias, int bias_kind, bool pairs) {
+  constexpr int MINE = ROWS / SPLITS, QUADS = COLS / 4;
+  for (int i = threadIdx.x; i < MINE * QUADS; i += THREADS) {
+    const int row = blockIdx.z * MINE + i / QUADS, col = (i % QUADS) * 4;
+    if (m0 + row >= M) break;  // rows ascend with i
+    const float* p = partial + row * ld + col;
+    float4 sum = SPLITS == 1 ? *reinterpret_cast<const float4*>(p) : load_from_block(p, 0);
+#pragma unroll
+    for (int r = 1; r < SPLITS; ++r) {
+      const float4 v = load_from_block(p, r);
+      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+    }
+    const float sums[4] = {sum.x, sum.y, sum.z, sum.w};
+    write_outputs<T, 4>(out, ldo, m0 + row, n0 + col, N, sums, SCB, bias, bias_kind, pairs);
+  }
+}
+#else
+#define CLUSTER_ALONG_Z(n)
+#endif
 }  // namespace llmint8

@@ -448,47 +448,86 @@ WEIGHT_ONLY_GEMM_SHAPES = [
 ]  # fmt: skip
 
 
-def _gemm_plans():
+def _many_token_plans():
+    """(kernel, plan) of every instantiation of the two many-token weight-only kernels:
+    weight_only_gemm.cu's (tile, splits) and weight_only_wgmma.cu's (tokens, splits)."""
     if cuda_backend is None:
         return []
-    return [(tile, splits) for tile in cuda_backend.WEIGHT_ONLY_GEMM_TILES
+    gemm = [("gemm", (tile, splits)) for tile in cuda_backend.WEIGHT_ONLY_GEMM_TILES
             for splits in cuda_backend.WEIGHT_ONLY_GEMM_SPLITS]  # fmt: skip
+    wgmma = [("wgmma", (tokens, splits)) for tokens, _ in cuda_backend.WGMMA_TOKEN_TILES
+             for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
+    return gemm + wgmma
 
 
-def _skip_without_clusters(splits):
-    if splits not in cuda_backend.weight_only_gemm_splits(torch.cuda.current_device()):
-        pytest.skip("split K runs as thread-block clusters, sm_90 and later")
+def _this_gpu_runs(kernel, plan) -> bool:
+    index = torch.cuda.current_device()
+    if kernel == "wgmma":
+        return cuda_backend.uses_wgmma(index)
+    return plan[1] in cuda_backend.weight_only_gemm_splits(index)  # splits > 1: clusters (sm_90)
+
+
+def _skip_without_wgmma():
+    if not cuda_backend.uses_wgmma(torch.cuda.current_device()):
+        pytest.skip("weight_only_wgmma.cu runs on sm_90 (wgmma) with TMA tensor maps")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("gemm", _gemm_plans())
-def test_weight_only_gemm_matches_reference_and_cpu(dtype, gemm):
-    _skip_without_clusters(gemm[1])
+@pytest.mark.parametrize("kernel, plan", _many_token_plans())
+def test_many_token_weight_only_kernels_match_reference_and_cpu(dtype, kernel, plan):
+    if not _this_gpu_runs(kernel, plan):
+        pytest.skip(f"this GPU does not run {kernel} plan {plan} (sm_90: wgmma, clusters)")
     for i, (m, k, n) in enumerate(WEIGHT_ONLY_GEMM_SHAPES):
         bias_dtype = (None, dtype, torch.float32)[i % 3]
         x, CB, SCB, bias = _weight_only_case(100 + i, m, k, n, dtype, bias_dtype)
         out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
         got = cuda_backend.weight_only_linear(
             x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda(), out=out,
-            gemm=gemm,
+            **{kernel: plan},
         ).cpu()  # fmt: skip
-        _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)} plan {gemm}")
+        _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)} {kernel} plan {plan}")
 
 
-def test_weight_only_gemm_writes_a_strided_output_and_skips_unaligned_operands():
+@pytest.mark.parametrize("kernel", ["gemm", "wgmma"])
+def test_many_token_weight_only_kernels_write_a_strided_output(kernel):
+    plans = [p for name, p in _many_token_plans() if name == kernel and _this_gpu_runs(name, p)]
+    if not plans:
+        pytest.skip(f"this GPU runs no {kernel} plan")
     x, CB, SCB, bias = _weight_only_case(7, 48, 512, 100, torch.float16, torch.float16)
     wide = torch.full((48, 103), POISON[torch.float16], dtype=torch.float16, device="cuda")
     out = wide[:, 1:101]  # odd offset: outputs stored one by one, not as pairs
-    splits = cuda_backend.weight_only_gemm_splits(torch.cuda.current_device())
-    for gemm in (plan for plan in _gemm_plans() if plan[1] in splits):
+    for plan in plans:
         got = cuda_backend.weight_only_linear(x.cuda(), CB.cuda(), SCB.cuda(), bias.cuda(),
-                                              out=out, gemm=gemm).cpu()  # fmt: skip
-        _check_weight_only(got, x, CB, SCB, bias, torch.float16, f"strided out, plan {gemm}")
+                                              out=out, **{kernel: plan}).cpu()  # fmt: skip
+        _check_weight_only(got, x, CB, SCB, bias, torch.float16, f"strided out, {kernel} {plan}")
     assert wide[:, 0].isnan().all() and wide[:, 101:].isnan().all()
-    # K not a multiple of 16: the per-16-token kernel with element loads serves instead.
+
+
+def test_weight_only_kernels_by_rows_gpu_and_alignment():
+    index = torch.cuda.current_device()
+    # K not a multiple of 16: the per-16-token kernel with element loads serves at any rows.
     x, CB, SCB, bias = _weight_only_case(8, 40, 1000, 70, torch.bfloat16, None)
     got = cuda_backend.weight_only_linear(x.cuda(), CB.cuda(), SCB.cuda(), None).cpu()
     _check_weight_only(got, x, CB, SCB, bias, torch.bfloat16, "unaligned K")
+    with pytest.raises(ValueError, match="aligned"):
+        cuda_backend.weight_only_linear(x.cuda(), CB.cuda(), SCB.cuda(), None, wgmma=(64, 1))
+    # Aligned: on sm_90 from WGMMA_MIN_ROWS rows the default is weight_only_wgmma.cu's plan,
+    # elsewhere from WEIGHT_ONLY_GEMM_MIN_ROWS weight_only_gemm.cu's, bit for bit.
+    for m in (40, 70, 300):
+        x, CB, SCB, _ = (t if t is None else t.cuda() for t in
+                         _weight_only_case(12, m, 1024, 384, torch.bfloat16, None))  # fmt: skip
+        if cuda_backend.wgmma_serves(index, m, 384):
+            plan = {"wgmma": cuda_backend.weight_only_wgmma_plan(index, m, 384, 1024,
+                                                                 "__nv_bfloat16")}  # fmt: skip
+        elif m >= cuda_backend.WEIGHT_ONLY_GEMM_MIN_ROWS:
+            plan = {"gemm": cuda_backend.weight_only_gemm_plan(index, m, 384, 1024,
+                                                               "__nv_bfloat16")}  # fmt: skip
+        else:
+            plan = {"tiles": cuda_backend.weight_only_tiles(index, m, 384, "__nv_bfloat16")}
+        assert torch.equal(
+            cuda_backend.weight_only_linear(x, CB, SCB, None),
+            cuda_backend.weight_only_linear(x, CB, SCB, None, **plan),
+        ), (m, plan)
 
 
 def test_weight_only_gemm_plan_splits_k_only_where_blocks_leave_sms_idle():
@@ -506,13 +545,52 @@ def test_weight_only_gemm_plan_splits_k_only_where_blocks_leave_sms_idle():
     assert plan(index, 128, 4096, short)[1] == 1
 
 
-@pytest.mark.parametrize("splits", [1, 4])
-def test_weight_only_gemm_replays_in_cuda_graphs(splits):
-    _skip_without_clusters(splits)
+def test_weight_only_wgmma_plan_covers_the_sms_and_splits_k_only_where_that_pays():
+    _skip_without_wgmma()
+    index = torch.cuda.current_device()
+    plan = cuda_backend.weight_only_wgmma_plan
+    for m in (17, 32, 33, 64, 65, 128, 129, 500):
+        tokens = plan(index, m, 4096, 4096)[0]
+        assert tokens < 2 * m or tokens == 32, (m, tokens)  # no tile twice the rows
+    # 32 blocks of 128 weight rows: split K; thousands of blocks, or few K tiles: no split.
+    assert plan(index, 128, 4096, 4096)[1] > 1
+    assert plan(index, 2048, 28672, 8192)[1] == 1
+    short = cuda_backend.WGMMA_K_TILE * (2 * cuda_backend.MIN_K_TILES_PER_GEMM_SPLIT - 1)
+    assert plan(index, 128, 4096, short)[1] == 1
+    if cuda_backend.sm_count(index) == 132:  # the H100 / H200 the costs were fitted on
+        assert plan(index, 128, 4096, 4096) == (64, 2)
+        assert plan(index, 128, 28672, 8192) == (128, 1)
+        assert plan(index, 32, 28672, 8192) == (32, 1)
+        assert plan(index, 128, 11008, 4096) == (128, 1)
+        assert plan(index, 256, 28672, 8192) == (128, 1)
+    # The rows from which it serves: 33, or 17 for weights of 8192 rows and more.
+    assert not cuda_backend.wgmma_serves(index, 32, 4096)
+    assert cuda_backend.wgmma_serves(index, 33, 4096)
+    assert cuda_backend.wgmma_serves(index, 17, 8192)
+
+
+def test_tensor_maps_are_cached_by_their_arguments_and_refuse_unaligned_rows():
+    _skip_without_wgmma()
+    from llmint8.backends.tensor_maps import MAP_BYTES, tensor_map_2d
+
+    weight = torch.zeros(256, 1024, dtype=torch.int8, device="cuda")
+    first = tensor_map_2d(weight, 64, 128, 64)
+    assert len(first) == MAP_BYTES and first is tensor_map_2d(weight, 64, 128, 64)
+    assert tensor_map_2d(weight, 64, 64, 64) != first  # another box
+    assert tensor_map_2d(weight[:128], 64, 128, 64) != first  # another shape
+    unaligned = torch.zeros(64, 1000, dtype=torch.int8, device="cuda")[:, :996]
+    with pytest.raises(llmint8.UnsupportedDeviceError, match="cuTensorMapEncodeTiled refused"):
+        tensor_map_2d(unaligned, 64, 128, 64)
+
+
+@pytest.mark.parametrize("kernel, splits", [("gemm", 1), ("gemm", 4), ("wgmma", 1), ("wgmma", 4)])
+def test_many_token_weight_only_kernels_replay_in_cuda_graphs(kernel, splits):
+    plan = (cuda_backend.WEIGHT_ONLY_GEMM_TILES[2] if kernel == "gemm" else 128, splits)
+    if not _this_gpu_runs(kernel, plan):
+        pytest.skip(f"this GPU does not run {kernel} plan {plan}")
     x, CB, SCB, bias = (t.cuda() for t in _weight_only_case(9, 96, 2048, 384, torch.float16,
                                                             torch.float16))  # fmt: skip
-    gemm = (cuda_backend.WEIGHT_ONLY_GEMM_TILES[2], splits)
-    run = lambda: cuda_backend.weight_only_linear(x, CB, SCB, bias, gemm=gemm)  # noqa: E731
+    run = lambda: cuda_backend.weight_only_linear(x, CB, SCB, bias, **{kernel: plan})  # noqa: E731
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -553,9 +631,14 @@ def test_auto_takes_weight_only_for_few_fp16_rows_and_llm_int8_else(monkeypatch,
     limits = {"small": ((elements, 40), (elements, 24)),
               "medium": ((elements - 1, 40), (elements, 24)),
               "large": ((elements - 1, 40), (elements - 1, 24))}[size]  # fmt: skip
+    # The same limits for GPUs with and without weight_only_wgmma.cu (their own tables).
     monkeypatch.setattr(cuda_backend, "WEIGHT_ONLY_ROW_LIMITS", limits)
-    limit = {"small": 40, "medium": 24, "large": cuda_backend.WEIGHT_ONLY_MAX_ROWS}[size]
+    monkeypatch.setattr(cuda_backend, "WGMMA_WEIGHT_ONLY_ROW_LIMITS", limits)
+    monkeypatch.setattr(cuda_backend, "WGMMA_WEIGHT_ONLY_MAX_ROWS", 16)
+    monkeypatch.setattr(cuda_backend, "WEIGHT_ONLY_MAX_ROWS", 16)
+    limit = {"small": 40, "medium": 24, "large": 16}[size]
     assert cuda_backend.weight_only_row_limit(elements) == limit
+    assert cuda_backend.weight_only_row_limit(elements, wgmma=True) == limit
     cases = [(1, torch.float16, True), (limit, torch.bfloat16, True),
              (limit + 1, torch.float16, False), (4, torch.float32, False)]  # fmt: skip
     for m, dtype, weight_only in cases:
@@ -580,11 +663,14 @@ def test_weight_only_error_on_cuda_is_below_llm_int8s():
     assert errors["weight_only"] < 0.9 * errors["int8"], errors
 
 
-def test_weight_only_nan_rows_stay_in_their_row():
+@pytest.mark.parametrize("m", [6, 40, 100])  # each weight-only kernel's rows
+def test_weight_only_nan_rows_stay_in_their_row(m):
     CB, SCB = (t.cuda() for t in F.quantize_weight(torch.randn(40, 256)))
-    x = torch.randn(6, 256, device="cuda", dtype=torch.float16)
+    x = torch.randn(m, 256, device="cuda", dtype=torch.float16)
     clean = F.int8_linear(x, CB, SCB, arithmetic="weight_only")
     x[2, 7] = float("nan")
     y = F.int8_linear(x, CB, SCB, arithmetic="weight_only")
     assert torch.isnan(y[2]).all()
-    assert torch.equal(y[[0, 1, 3, 4, 5]], clean[[0, 1, 3, 4, 5]])
+    others = [i for i in range(m) if i != 2]
+    assert not torch.isnan(y[others]).any()
+    assert torch.equal(y[others], clean[others])

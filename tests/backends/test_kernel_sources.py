@@ -33,6 +33,8 @@ def cuda_include_dir() -> Path:
         ("weight_only_linear.cu", "compute_80"),
         ("weight_only_gemm.cu", "compute_80"),  # split K compiled out (no clusters)
         ("weight_only_gemm.cu", "compute_90"),
+        ("weight_only_wgmma.cu", "compute_80"),  # compiled out: a trap
+        ("weight_only_wgmma.cu", "sm_90a"),  # the target it runs on (through ptxas)
     ],
 )
 def test_every_kernel_instantiation_compiles(file, arch):
@@ -55,6 +57,43 @@ def test_every_kernel_instantiation_compiles(file, arch):
     for expression in kernels.EXPRESSIONS[file]:
         assert nvrtc.getLoweredName(program, expression)
     assert ".entry" in nvrtc.getPTX(program).decode(errors="replace")
+
+
+def test_arch_specific_binaries_compile_once_and_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path))
+    file = "weight_only_wgmma.cu"
+    names = kernels.EXPRESSIONS[file][:2]
+    binary, lowered = kernels.arch_specific_binary(file, names)
+    assert binary[:4] == b"\x7fELF" and set(lowered) == set(names)
+    cached = sorted(p.suffix for p in (tmp_path / "llmint8").iterdir())
+    assert cached == [".cubin", ".json"]
+    compile_program = nvrtc.compileProgram
+    monkeypatch.setattr(nvrtc, "compileProgram", lambda *a: pytest.fail("compiled again"))
+    assert kernels.arch_specific_binary(file, names) == (binary, lowered)
+    monkeypatch.setattr(nvrtc, "compileProgram", compile_program)
+    # Other names are another binary; a cache that cannot be written (a file where the
+    # directory would go) is skipped.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    monkeypatch.setenv("CUPY_CACHE_DIR", str(blocked))
+    other, _ = kernels.arch_specific_binary(file, names[:1])
+    assert other[:4] == b"\x7fELF" and other != binary
+    assert blocked.read_text() == ""
+
+
+def test_arch_specific_kernels_refuse_other_gpus(monkeypatch):
+    monkeypatch.setattr(kernels, "_capabilities", {0: (8, 0)})
+    with pytest.raises(llmint8.UnsupportedDeviceError, match=r"sm_90 only.*sm_80"):
+        kernels._compile_arch_specific(0, "weight_only_wgmma.cu", ["x"])
+
+
+def test_parameter_offsets_follow_native_alignment():
+    assert kernels.parameter_offsets("PiPiPPiiiiPi") == [0, 8, 16, 24, 32, 40, 48, 52, 56, 60,
+                                                         64, 72]  # fmt: skip
+    # Tensor maps first (64-byte aligned in the kernel), then the scalars packed after them.
+    assert kernels.parameter_offsets("128s128sPPiiiiPi") == [0, 128, 256, 264, 272, 276, 280,
+                                                             284, 288, 296]  # fmt: skip
+    assert kernels.parameter_offsets("iqi") == [0, 8, 16]
 
 
 def test_kernels_ship_with_the_package():

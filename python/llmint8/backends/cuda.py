@@ -28,7 +28,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from . import cublas, workspaces_are_transient
+from . import cublas, tensor_maps, workspaces_are_transient
 from .cpu import weight_only_linear as dense_weight_only_linear
 from .cuda_kernels import (
     C_TYPES,
@@ -41,6 +41,12 @@ from .cuda_kernels import (
     WEIGHT_ONLY_GEMM_SPLITS,
     WEIGHT_ONLY_GEMM_TILES,
     WEIGHT_ONLY_TILES,
+    WGMMA_CAPABILITY,
+    WGMMA_K_TILE,
+    WGMMA_SPLITS,
+    WGMMA_THREADS,
+    WGMMA_TOKEN_TILES,
+    WGMMA_WEIGHT_ROWS,
     check_device,
     cupy_module,
     current_stream,
@@ -55,7 +61,10 @@ from .cuda_kernels import (
     weight_only_gemm_rows,
     weight_only_gemm_shared_memory,
     weight_only_name,
+    weight_only_wgmma_name,
+    weight_only_wgmma_shared_memory,
 )
+from .tensor_maps import tensor_map_2d
 
 GEMV_MAX_ROWS = 4
 GEMV_ROWS_PER_BLOCK = 16  # int8_gemv.cu: 8 warps x 2 weight rows
@@ -78,6 +87,10 @@ GATHER_BLOCKS_PER_SM = 8
 # (benches/kernel_choice.py --weight-only, weights cold in L2).
 WEIGHT_ONLY_MAX_ROWS = 16
 WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 96), (1 << 26, 48))
+# The same on GPUs that run weight_only_wgmma.cu (sm_90), where the weight-only product stays
+# ahead of LLM.int8() for more rows (benches/weight-only-h200.md, v13).
+WGMMA_WEIGHT_ONLY_MAX_ROWS = 64
+WGMMA_WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 256), (1 << 26, 128))
 # From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
 # block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
 # re-reads the weight per 16 tokens. Below it the per-16-token kernel measured faster on most
@@ -92,6 +105,20 @@ WEIGHT_ONLY_GEMM_TOKEN_TILES = ((32, WEIGHT_ONLY_GEMM_TILES[0]), (128, WEIGHT_ON
 # cluster's exchange of partial tiles and a shorter pipeline per block (fitted on the H200,
 # where clusters of 4 measured slower than of 2 at most shapes).
 GEMM_SPLIT_COST = 0.2
+# On sm_90 the weight-only product from WGMMA_MIN_ROWS rows (aligned operands; from
+# WGMMA_MIN_ROWS_WIDE for weights of WGMMA_WIDE_ROWS rows or more, whose blocks fill the GPU) is
+# weight_only_wgmma.cu: wgmma with the converted weight as the register operand, K tiles streamed
+# through a ring of stages by TMA (benches/weight-only-h200.md, v13: at 32 rows the per-16-token
+# kernel stays ahead on 4096-row weights).
+WGMMA_MIN_ROWS, WGMMA_MIN_ROWS_WIDE, WGMMA_WIDE_ROWS = 33, 17, 8192
+# weight_only_wgmma_plan's costs, in units of one block's K tile (streaming its weight tile):
+# plus this much per token of the block (wgmma and conversion); per block (pipeline fill and
+# epilogue) and per block of a split K (the cluster's exchange of partial tiles); per launch with
+# K split. Clusters of 4 blocks of 193 KB of shared memory occupy only this share of the SMs at
+# once (whole clusters per GPC). Fitted on the H200 (benches/kernel_choice.py --weight-only).
+WGMMA_TOKEN_COST, WGMMA_BLOCK_COST, WGMMA_SPLIT_BLOCK_COST = 0.0074, 8.0, 6.0
+WGMMA_SPLIT_COSTS = {1: 0.0, 2: 2.0, 4: 4.0}
+WGMMA_CLUSTER_FILL = {1: 1.0, 2: 1.0, 4: 0.9}
 REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
 ACTIVATION_REREAD_COST = 0.25  # an L2 byte against a DRAM byte, fitted on the H200
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
@@ -438,10 +465,12 @@ def int8_linear(
 # ---- weight-only arithmetic: fp16 / bf16 activations times the int8 weight, one launch ----
 
 
-def weight_only_row_limit(weight_elements: int) -> int:
-    """The most rows "auto" arithmetic multiplies weight-only for a weight of this size."""
-    limits = (rows for elements, rows in WEIGHT_ONLY_ROW_LIMITS if weight_elements <= elements)
-    return next(limits, WEIGHT_ONLY_MAX_ROWS)
+def weight_only_row_limit(weight_elements: int, wgmma: bool = False) -> int:
+    """The most rows "auto" arithmetic multiplies weight-only for a weight of this size (on a
+    GPU that runs weight_only_wgmma.cu when `wgmma`)."""
+    table = WGMMA_WEIGHT_ONLY_ROW_LIMITS if wgmma else WEIGHT_ONLY_ROW_LIMITS
+    limits = (rows for elements, rows in table if weight_elements <= elements)
+    return next(limits, WGMMA_WEIGHT_ONLY_MAX_ROWS if wgmma else WEIGHT_ONLY_MAX_ROWS)
 
 
 def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
@@ -449,7 +478,7 @@ def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
     activations, few rows (memory-bound: the weight streams once, no activation quantization),
     and tensor cores for fp16 / bf16 (sm_80+)."""
     n, k = CB.shape
-    rows = weight_only_row_limit(n * k)
+    rows = weight_only_row_limit(n * k, x.is_cuda and uses_wgmma(x.device.index))
     return (
         x.dtype in (torch.float16, torch.bfloat16)
         and x.shape[0] <= rows
@@ -457,12 +486,14 @@ def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
     )
 
 
-def _resident_blocks(index: int, name: str, file: str, shared_memory: int) -> int:
-    """Blocks of 256 threads of kernel `name` that fit on one SM at once (registers, shared
-    memory, threads)."""
+def _resident_blocks(
+    index: int, name: str, file: str, shared_memory: int, threads: int = 256
+) -> int:
+    """Blocks of `threads` threads of kernel `name` that fit on one SM at once (registers,
+    shared memory, threads)."""
     registers = kernel(index, file, name).attributes["num_regs"]
     per_thread = _ceil(registers, REGISTER_GRANULE) * REGISTER_GRANULE
-    resident = min(THREADS_PER_SM // 256, REGISTERS_PER_SM // (256 * per_thread))
+    resident = min(THREADS_PER_SM // threads, REGISTERS_PER_SM // (threads * per_thread))
     if shared_memory:
         per_sm = shared_memory_per_sm(index)
         resident = min(resident, per_sm // (shared_memory + 1024))  # 1 KB reserved per block
@@ -534,23 +565,88 @@ def weight_only_gemm_plan(
         (t for rows, t in WEIGHT_ONLY_GEMM_TOKEN_TILES if m <= rows), WEIGHT_ONLY_GEMM_TILES[-1]
     )
     bm, bn = weight_only_gemm_rows(tile)
-    blocks = _ceil(n, bn) * _ceil(m, bm)
+
+    def slots(splits: int) -> int:
+        name = weight_only_gemm_name(dtype_name, tile, splits)
+        shared = weight_only_gemm_shared_memory(tile)
+        return sm_count(index) * _resident_blocks(index, name, "weight_only_gemm.cu", shared)
+
+    blocks, k_tiles = _ceil(n, bn) * _ceil(m, bm), _ceil(k, WEIGHT_ONLY_GEMM_K_TILE)
+    splits = _least_cost_splits(blocks, k_tiles, weight_only_gemm_splits(index), slots)
+    found = _weight_only_gemm_plans[key] = (tile, splits)
+    return found
+
+
+def _least_cost_splits(blocks: int, k_tiles: int, choices, slots) -> int:
+    """Of `choices` (ascending K splits), the one of least cost for `blocks` blocks over
+    `k_tiles` K tiles: the waves of blocks over the GPU's resident slots (`slots(splits)`; a
+    last wave that is nearly empty costs a whole one) divided among the splits, plus
+    GEMM_SPLIT_COST per split; each split keeps MIN_K_TILES_PER_GEMM_SPLIT K tiles at least,
+    and splitting stops once the blocks alone fill every slot."""
     best, best_cost = 1, math.inf
-    k_tiles = _ceil(k, WEIGHT_ONLY_GEMM_K_TILE)
-    for splits in weight_only_gemm_splits(index):
+    for splits in choices:
         if k_tiles < splits * MIN_K_TILES_PER_GEMM_SPLIT:
             break  # the splits ascend
-        name = weight_only_gemm_name(dtype_name, tile, splits)
-        slots = sm_count(index) * _resident_blocks(
-            index, name, "weight_only_gemm.cu", weight_only_gemm_shared_memory(tile)
-        )  # fmt: skip
-        if splits > 1 and blocks >= slots:
+        resident = slots(splits)
+        if splits > 1 and blocks >= resident:
             break  # every slot busy already
-        cost = math.ceil(blocks * splits / slots) / splits + GEMM_SPLIT_COST * (splits - 1)
+        cost = math.ceil(blocks * splits / resident) / splits + GEMM_SPLIT_COST * (splits - 1)
         if cost < best_cost - 1e-9:
             best, best_cost = splits, cost
-    found = _weight_only_gemm_plans[key] = (tile, best)
-    return found
+    return best
+
+
+def uses_wgmma(index: int) -> bool:
+    """Whether GPU `index` runs weight_only_wgmma.cu: sm_90 (H100, H200) and a driver that
+    encodes TMA tensor maps."""
+    return check_device(index) == WGMMA_CAPABILITY and tensor_maps.available()
+
+
+_weight_only_wgmma_plans: dict[tuple, tuple[int, int]] = {}
+
+
+def weight_only_wgmma_plan(
+    index: int, m: int, n: int, k: int, dtype_name: str = "__half"
+) -> tuple[int, int]:
+    """weight_only_wgmma.cu's (tokens, splits) for an [m, k] x [n, k]^T call: of the token tiles
+    (up to the first that holds the rows twice over) and K splits, the pair of least estimated
+    cost: the waves of blocks over the GPU's resident slots (one block per SM streams at a
+    ceiling of its own, so the blocks should cover the SMs; clusters of 4 fill fewer) times each
+    block's cost (its K tiles, each 1 + WGMMA_TOKEN_COST per token, WGMMA_BLOCK_COST, and
+    WGMMA_SPLIT_BLOCK_COST where K is split), plus WGMMA_SPLIT_COSTS. Checked against every plan
+    by benches/kernel_choice.py --weight-only."""
+    key = (index, m, n, k, dtype_name)
+    found = _weight_only_wgmma_plans.get(key)
+    if found is not None:
+        return found
+    best, best_cost = (WGMMA_TOKEN_TILES[-1][0], 1), math.inf
+    k_tiles, row_blocks = _ceil(k, WGMMA_K_TILE), _ceil(n, WGMMA_WEIGHT_ROWS)
+    for tokens, stages in WGMMA_TOKEN_TILES:
+        if tokens >= 2 * m:
+            break  # a smaller tile holds the rows already
+        for splits in WGMMA_SPLITS:
+            if splits > 1 and k_tiles < splits * MIN_K_TILES_PER_GEMM_SPLIT:
+                break
+            name = weight_only_wgmma_name(dtype_name, tokens, splits)
+            shared = weight_only_wgmma_shared_memory(tokens, stages)
+            file = "weight_only_wgmma.cu"
+            resident = _resident_blocks(index, name, file, shared, WGMMA_THREADS)
+            clusters = int(WGMMA_CLUSTER_FILL[splits] * sm_count(index) * resident) // splits
+            blocks = _ceil(m, tokens) * row_blocks * splits
+            per_block = _ceil(k_tiles, splits) * (1 + WGMMA_TOKEN_COST * tokens) + WGMMA_BLOCK_COST
+            per_block += WGMMA_SPLIT_BLOCK_COST if splits > 1 else 0.0
+            cost = _ceil(blocks, clusters * splits) * per_block + WGMMA_SPLIT_COSTS[splits]
+            if cost < best_cost - 1e-9:
+                best, best_cost = (tokens, splits), cost
+    _weight_only_wgmma_plans[key] = best
+    return best
+
+
+def wgmma_serves(index: int, m: int, n: int) -> bool:
+    """Whether the weight-only product of m rows by a weight of n rows runs
+    weight_only_wgmma.cu (aligned operands assumed)."""
+    rows = WGMMA_MIN_ROWS_WIDE if n >= WGMMA_WIDE_ROWS else WGMMA_MIN_ROWS
+    return m >= rows and uses_wgmma(index)
 
 
 def weight_only_linear(
@@ -561,13 +657,17 @@ def weight_only_linear(
     out: Optional[Tensor] = None,
     tiles: Optional[tuple[int, int, int, int]] = None,
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
+    wgmma: Optional[tuple[int, int]] = None,
 ) -> Tensor:
     """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision: one
     launch, no workspace, no host sync. Below WEIGHT_ONLY_GEMM_MIN_ROWS rows (or with unaligned
-    operands) weight_only_linear.cu, from there weight_only_gemm.cu. fp32 activations (no fp32
-    tensor-core product) multiply the dequantized weight with torch instead. `tiles` (the
-    first kernel's tile, `weight_only_tiles`) and `gemm` (the second's tile and splits,
-    `weight_only_gemm_plan`) override the plan (benches/kernel_choice.py)."""
+    operands) weight_only_linear.cu, from there weight_only_gemm.cu; on sm_90 from
+    WGMMA_MIN_ROWS rows (`wgmma_serves`) weight_only_wgmma.cu. fp32 activations (no fp32
+    tensor-core product) multiply the dequantized weight with torch instead. `tiles` (the first
+    kernel's tile, `weight_only_tiles`), `gemm` (the second's tile and splits,
+    `weight_only_gemm_plan`) and `wgmma` (the third's tokens and splits,
+    `weight_only_wgmma_plan`) override the plan
+    (benches/kernel_choice.py)."""
     if x.dtype == torch.float32:
         return dense_weight_only_linear(x, CB, SCB, bias, out=out)
     x, CB = x.contiguous(), CB.contiguous()
@@ -585,6 +685,18 @@ def weight_only_linear(
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out.data_ptr(),
         out.stride(0),
     )  # fmt: skip
+    automatic = tiles is None and gemm is None and aligned
+    if wgmma is not None or (automatic and wgmma_serves(index, m, n)):
+        if not aligned:
+            raise ValueError("weight_only_wgmma.cu needs 16-byte aligned operands")
+        tokens, splits = wgmma or weight_only_wgmma_plan(index, m, n, k, dtype_name)
+        name = weight_only_wgmma_name(dtype_name, tokens, splits)
+        shared = weight_only_wgmma_shared_memory(tokens, dict(WGMMA_TOKEN_TILES)[tokens])
+        grid = (_ceil(m, tokens), _ceil(n, WGMMA_WEIGHT_ROWS), splits)
+        x_map = tensor_map_2d(x, 64, tokens, 128)  # two boxes per K tile
+        w_map = tensor_map_2d(CB, WGMMA_K_TILE, WGMMA_WEIGHT_ROWS, 128)
+        kernel(index, "weight_only_wgmma.cu", name).launch(grid, shared, x_map, w_map, *args[4:])
+        return out
     if tiles is None and aligned and (gemm is not None or m >= WEIGHT_ONLY_GEMM_MIN_ROWS):
         tile, splits = gemm or weight_only_gemm_plan(index, m, n, k, dtype_name)
         bm, bn = weight_only_gemm_rows(tile)

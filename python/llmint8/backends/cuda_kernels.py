@@ -2,15 +2,23 @@
 ``cuda/``) through CuPy.
 
 NVRTC compiles each kernel file once per process, GPU architecture and element type (CuPy keeps
-the binaries in its on-disk cache across processes). A launch packs its arguments with `struct`
-into a per-thread parameter buffer and hands it to ``cuLaunchKernel`` (CuPy's driver binding)
-through ``CU_LAUNCH_PARAM_BUFFER_POINTER``: one driver call, no per-argument Python objects, on
-PyTorch's current stream.
+the binaries in its on-disk cache across processes). Files that use one architecture's own
+instructions (ARCH_SPECIFIC: sm_90a's wgmma) are compiled through NVRTC directly, since CuPy
+names a plain ``-arch`` itself, and their binaries are cached beside CuPy's.
+
+A launch packs its arguments with `struct` into a per-thread parameter buffer and hands it to
+``cuLaunchKernel`` (CuPy's driver binding) through ``CU_LAUNCH_PARAM_BUFFER_POINTER``: one driver
+call, no per-argument Python objects, on PyTorch's current stream.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
 import struct
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,11 +31,17 @@ from ..errors import UnsupportedDeviceError
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 MIN_CAPABILITY = (7, 5)
 MMA_CAPABILITY = (8, 0)  # int8 mma.sync m16n8k32
-THREADS = 256  # every kernel runs blocks of 256 threads
+THREADS = 256  # a kernel's block, unless FILE_THREADS names another
 C_TYPES = {torch.float16: "__half", torch.bfloat16: "__nv_bfloat16", torch.float32: "float"}
 
 # cuLaunchKernel's `extra` keys (cuda.h).
 _PARAM_BUFFER_POINTER, _PARAM_BUFFER_SIZE, _PARAM_END = 1, 2, 0
+# CUfunction_attribute codes (cuda.h), named as CuPy's RawKernel.attributes names them.
+_FUNCTION_ATTRIBUTES = {
+    "max_threads_per_block": 0, "shared_size_bytes": 1, "const_size_bytes": 2,
+    "local_size_bytes": 3, "num_regs": 4, "max_dynamic_shared_size_bytes": 8,
+}  # fmt: skip
+_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 
 _lock = threading.Lock()
 _capabilities: dict[int, tuple[int, int]] = {}
@@ -91,52 +105,79 @@ def current_stream(index: int) -> int:
 class Kernel:
     """One compiled kernel and the `struct` layout of its parameters (native alignment, the
     layout the CUDA ABI gives kernel parameters: pointers ``P``, int ``i``, long long ``q``,
-    float ``f``)."""
+    float ``f``, and ``128s`` for a 128-byte TMA tensor map, first in the list so that it lies
+    64-byte aligned)."""
 
-    def __init__(self, function: Any, index: int, layout: str) -> None:
+    def __init__(self, function: Any, index: int, layout: str, threads: int = THREADS) -> None:
         self.function = function  # keeps the module loaded
-        self.pointer = function.kernel.ptr  # the CUfunction (CuPy compiles lazily here)
+        # The CUfunction: a RawModule's function (CuPy compiles lazily here) or a loaded module's.
+        self.pointer = function.kernel.ptr if hasattr(function, "kernel") else function.ptr
         self.index = index
         self.layout = struct.Struct("@" + layout)
+        # Over-aligned parameters (tensor maps) go through cuLaunchKernel's kernelParams, one
+        # pointer per parameter: the driver misreads them from a packed parameter buffer.
+        self.offsets = parameter_offsets(layout) if "s" in layout else None
+        self.threads = threads
         self._local = threading.local()
 
     @property
     def attributes(self) -> dict:
         """The driver's attributes of the kernel (``num_regs``, ...), queried with its GPU's
         context current (a thread that has not used the GPU yet has none)."""
-        with cupy_module().cuda.Device(self.index):
-            return self.function.attributes
+        cupy = cupy_module()
+        with cupy.cuda.Device(self.index):
+            if hasattr(self.function, "attributes"):
+                return self.function.attributes
+            get = cupy.cuda.driver.funcGetAttribute
+            return {name: get(code, self.pointer) for name, code in _FUNCTION_ATTRIBUTES.items()}
 
-    def _buffers(self):
+    def _buffers(self) -> tuple[np.ndarray, int, int]:
+        """This thread's parameter buffer and cuLaunchKernel's (kernelParams, extra) for it."""
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
             params = np.zeros((self.layout.size + 7) // 8, dtype=np.uint64)
-            size = np.array([self.layout.size], dtype=np.uint64)
-            extra = np.array(
-                [_PARAM_BUFFER_POINTER, params.ctypes.data, _PARAM_BUFFER_SIZE, size.ctypes.data,
-                 _PARAM_END],
-                dtype=np.uint64,
-            )  # fmt: skip
-            buffers = self._local.buffers = (params, size, extra, extra.ctypes.data)
+            if self.offsets is not None:
+                pointers = np.array([params.ctypes.data + o for o in self.offsets], np.uint64)
+                keep, kernel_params, extra = pointers, pointers.ctypes.data, 0
+            else:
+                size = np.array([self.layout.size], dtype=np.uint64)
+                keep = np.array(
+                    [_PARAM_BUFFER_POINTER, params.ctypes.data, _PARAM_BUFFER_SIZE,
+                     size.ctypes.data, _PARAM_END],
+                    dtype=np.uint64,
+                )  # fmt: skip
+                keep = (keep, size)
+                kernel_params, extra = 0, keep[0].ctypes.data
+            self._local.keep = keep  # the arrays the pointers point into
+            buffers = self._local.buffers = (params, kernel_params, extra)
         return buffers
 
     def launch(self, grid: tuple[int, int, int], shared_mem: int, *args) -> None:
         """Launches on PyTorch's current stream of this kernel's GPU."""
-        params, _size, _extra, extra_pointer = self._buffers()
+        params, kernel_params, extra = self._buffers()
         self.layout.pack_into(params, 0, *args)
         cupy = cupy_module()
         stream = current_stream(self.index)
         if cupy.cuda.runtime.getDevice() == self.index:
             cupy.cuda.driver.launchKernel(
-                self.pointer, grid[0], grid[1], grid[2], THREADS, 1, 1, shared_mem, stream, 0,
-                extra_pointer,
+                self.pointer, grid[0], grid[1], grid[2], self.threads, 1, 1, shared_mem, stream,
+                kernel_params, extra,
             )  # fmt: skip
         else:
             with cupy.cuda.Device(self.index):
                 cupy.cuda.driver.launchKernel(
-                    self.pointer, grid[0], grid[1], grid[2], THREADS, 1, 1, shared_mem, stream, 0,
-                    extra_pointer,
+                    self.pointer, grid[0], grid[1], grid[2], self.threads, 1, 1, shared_mem,
+                    stream, kernel_params, extra,
                 )  # fmt: skip
+
+
+def parameter_offsets(layout: str) -> list[int]:
+    """The byte offset of each parameter of a `struct` layout (native alignment)."""
+    offsets, prefix = [], "@"
+    for count, code in re.findall(r"(\d*)([a-zA-Z?])", layout):
+        offsets.append(struct.calcsize(prefix + count + code) - struct.calcsize("@" + count + code))
+        prefix += count + code
+    return offsets
 
 
 def kernel(index: int, file: str, expression: str) -> Kernel:
@@ -164,20 +205,104 @@ def _group_lock(index: int, file: str, group: str) -> threading.Lock:
 def _compile_group(index: int, file: str, group: str) -> None:
     cupy = cupy_module()
     names = [e for e in EXPRESSIONS[file] if _type_group(e) == group]
+    threads = FILE_THREADS.get(file, THREADS)
     with cupy.cuda.Device(index):
-        module = cupy.RawModule(
-            code=(KERNEL_DIR / file).read_text(),
-            options=("--std=c++17", f"-I{KERNEL_DIR}"),
-            name_expressions=names,
-        )
+        if file in ARCH_SPECIFIC:
+            module, functions = _compile_arch_specific(index, file, names)
+        else:
+            module = cupy.RawModule(
+                code=(KERNEL_DIR / file).read_text(),
+                options=("--std=c++17", f"-I{KERNEL_DIR}"),
+                name_expressions=names,
+            )
+            functions = {name: module.get_function(name) for name in names}
         kernels = {}
-        for name in names:
-            function = module.get_function(name)
+        for name, function in functions.items():
             if SHARED_MEMORY.get(file):
-                function.max_dynamic_shared_size_bytes = SHARED_MEMORY[file](name)
-            kernels[(index, file, name)] = Kernel(function, index, LAYOUTS[file])
+                size = SHARED_MEMORY[file](name)
+                if hasattr(function, "max_dynamic_shared_size_bytes"):
+                    function.max_dynamic_shared_size_bytes = size
+                else:
+                    cupy.cuda.driver.funcSetAttribute(
+                        function.ptr, _MAX_DYNAMIC_SHARED_SIZE_BYTES, size
+                    )
+            kernels[(index, file, name)] = Kernel(function, index, LAYOUTS[file], threads)
     _modules[(index, file, group)] = module
     _kernels.update(kernels)
+
+
+def _compile_arch_specific(index: int, file: str, names: list[str]):
+    """`file`'s instantiations `names`, compiled for the architecture-specific target of
+    ARCH_SPECIFIC[file] (GPU `index` must be that architecture) and loaded: (module, {name:
+    function})."""
+    required = ARCH_SPECIFIC[file]
+    capability = check_device(index)
+    if capability != required:
+        raise UnsupportedDeviceError(
+            f"{file} runs on sm_{required[0]}{required[1]} only; GPU {index} is "
+            f"sm_{capability[0]}{capability[1]}"
+        )
+    binary, lowered = arch_specific_binary(file, names)
+    module = cupy_module().cuda.function.Module()
+    module.load(binary)
+    return module, {name: module.get_function(lowered[name]) for name in names}
+
+
+def arch_specific_binary(file: str, names: list[str]) -> tuple[bytes, dict[str, str]]:
+    """The cubin of `file`'s instantiations `names` for ARCH_SPECIFIC[file]'s
+    architecture-specific target (``sm_90a``) and their lowered names, through NVRTC (no GPU
+    needed). Cached on disk under CuPy's cache directory, keyed by the sources, the options,
+    NVRTC's version and the names; a cache that cannot be written is skipped."""
+    from cupy._core.core import assemble_cupy_compiler_options
+    from cupy_backends.cuda.libs import nvrtc
+
+    major, minor = ARCH_SPECIFIC[file]
+    source = (KERNEL_DIR / file).read_text()
+    headers = sorted((p.name, p.read_text()) for p in KERNEL_DIR.glob("*.cuh"))
+    arch = f"-arch=sm_{major}{minor}a"
+    options = (*assemble_cupy_compiler_options(("--std=c++17", f"-I{KERNEL_DIR}")), arch)
+    options = (*options, "--device-as-default-execution-space", "-ftz=true")
+    identity = repr((source, headers, options, nvrtc.getVersion(), names)).encode()
+    cache = Path(os.environ.get("CUPY_CACHE_DIR", Path.home() / ".cupy" / "kernel_cache"))
+    stem = cache / "llmint8" / hashlib.sha256(identity).hexdigest()
+    try:
+        return stem.with_suffix(".cubin").read_bytes(), json.loads(
+            stem.with_suffix(".json").read_text()
+        )
+    except (OSError, ValueError):
+        pass
+    program = nvrtc.createProgram(source, file, [], [])
+    try:
+        for name in names:
+            nvrtc.addNameExpression(program, name)
+        try:
+            nvrtc.compileProgram(program, list(options))
+        except nvrtc.NVRTCError:
+            log = nvrtc.getProgramLog(program)
+            raise RuntimeError(f"NVRTC failed to compile {file} ({arch}):\n{log}") from None
+        binary = nvrtc.getCUBIN(program)
+        lowered = {name: nvrtc.getLoweredName(program, name) for name in names}
+    finally:
+        nvrtc.destroyProgram(program)
+    _write_atomically(stem.with_suffix(".cubin"), binary)
+    _write_atomically(stem.with_suffix(".json"), json.dumps(lowered).encode())
+    return binary, lowered
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """`data` as `path`, complete or not at all (a cache that cannot be written is skipped)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, path)
+        except OSError:
+            os.unlink(temporary)
+            raise
+    except OSError:
+        pass
 
 
 def precompile(index: int = 0) -> int:
@@ -187,9 +312,11 @@ def precompile(index: int = 0) -> int:
     either way. Returns the number of kernels ready."""
     from concurrent.futures import ThreadPoolExecutor
 
-    check_device(index)
+    capability = check_device(index)
     firsts = {}
     for file, names in EXPRESSIONS.items():
+        if ARCH_SPECIFIC.get(file, capability) != capability:
+            continue  # another architecture's kernels
         for name in names:
             firsts.setdefault((file, _type_group(name)), name)
     with ThreadPoolExecutor(max_workers=len(firsts)) as pool:
@@ -298,6 +425,39 @@ def _weight_only_gemm_name_shared_memory(name: str) -> int:
     return weight_only_gemm_shared_memory((mt, nt, wm, wn))
 
 
+WGMMA_CAPABILITY = (9, 0)  # weight_only_wgmma.cu: wgmma, compiled for sm_90a
+WGMMA_TOKEN_TILES = ((32, 8), (64, 6), (128, 4))
+"""weight_only_wgmma.cu's (NTOK, STAGES) instantiations: tokens per block (by 128 weight rows)
+and the depth of its ring of K tiles."""
+WGMMA_SPLITS = (1, 2, 4)  # its SPLITS instantiations (a cluster of blocks along K)
+WGMMA_K_TILE, WGMMA_WEIGHT_ROWS, WGMMA_THREADS = 128, 128, 384
+
+
+def weight_only_wgmma_shared_memory(tokens: int, stages: int) -> int:
+    """weight_only_wgmma.cu's WgmmaTile<NTOK, STAGES>::SMEM_BYTES: stages of X and weight tiles,
+    each rounded up to 1024 bytes, and 1024 bytes to align the ring."""
+    stage = _ceil((tokens * 2 + WGMMA_WEIGHT_ROWS) * WGMMA_K_TILE, 1024) * 1024
+    return stages * stage + 1024
+
+
+def weight_only_wgmma_name(dtype_name: str, tokens: int, splits: int) -> str:
+    """``weight_only_wgmma<T, NTOK, STAGES>``, or with K split
+    ``weight_only_wgmma_split<T, NTOK, STAGES, SPLITS>``."""
+    stages = dict(WGMMA_TOKEN_TILES)[tokens]
+    if splits == 1:
+        return f"weight_only_wgmma<{dtype_name}, {tokens}, {stages}>"
+    return f"weight_only_wgmma_split<{dtype_name}, {tokens}, {stages}, {splits}>"
+
+
+def _weight_only_wgmma_name_shared_memory(name: str) -> int:
+    tokens, stages = (int(part) for part in name.rstrip(">").split(",")[1:3])
+    return weight_only_wgmma_shared_memory(tokens, stages)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _gemm_names() -> list[str]:
     names = [
         gemm_name(t, a, 1, bm)
@@ -337,7 +497,16 @@ EXPRESSIONS = {
         for tile in WEIGHT_ONLY_GEMM_TILES
         for splits in WEIGHT_ONLY_GEMM_SPLITS
     ],
+    "weight_only_wgmma.cu": [
+        weight_only_wgmma_name(t, tokens, splits)
+        for t in WEIGHT_ONLY_TYPES
+        for tokens, _ in WGMMA_TOKEN_TILES
+        for splits in WGMMA_SPLITS
+    ],
 }
+# Files compiled for one architecture's specific target alone, and the blocks not of THREADS.
+ARCH_SPECIFIC = {"weight_only_wgmma.cu": WGMMA_CAPABILITY}
+FILE_THREADS = {"weight_only_wgmma.cu": WGMMA_THREADS}
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 LAYOUTS = {
     "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
@@ -351,8 +520,11 @@ LAYOUTS = {
     "gather_outlier_columns.cu": "PPiPiPiPPiPiii",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
+    # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
+    "weight_only_wgmma.cu": "128s128sPPiiiiPi",
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": _gemm_name_shared_memory,
     "weight_only_gemm.cu": _weight_only_gemm_name_shared_memory,
+    "weight_only_wgmma.cu": _weight_only_wgmma_name_shared_memory,
 }

@@ -1,0 +1,309 @@
+// Weight-only int8 GEMM on Hopper's warpgroup tensor cores (sm_90a: wgmma; compiled for that
+// target alone, see cuda_kernels.ARCH_SPECIFIC). Same math and operands as weight_only_gemm.cu,
+// the mma.sync kernel that serves every other GPU:
+//   out[m,n] = (sum_k X[m,k] * CB[n,k]) * (SCB[n] / 127) + bias[n]   (fp32 accumulation)
+// for X [M, K] fp16 / bf16, CB [N, K] int8, SCB [N] f32; K a multiple of 16, X, CB and their row
+// strides 16-byte aligned.
+//
+// The weight is wgmma's A operand, taken from registers: each consumer warpgroup converts the 64
+// weight rows it owns to fp16 / bf16 (exact: |CB| <= 127) and multiplies them with all NTOK tokens
+// of the block at once (m64 nNTOK k16), X being the B operand, read by the tensor cores straight
+// from a 128-byte-swizzled shared tile. The accumulators are the transposed output tile: weight
+// rows by tokens.
+//
+// Warp specialization: warpgroup 0 produces, warpgroups 1 and 2 consume (BN = 128 weight rows).
+// One producer thread streams K tiles of BK = 128 columns into a ring of STAGES stages through the
+// tensor memory accelerator (TMA: one box of X and one of the weight per stage, described by
+// tensor maps the host encodes, cuda.py), each stage completing on its `full` mbarrier as bytes
+// arrive; a consumer waits on `full`, converts its weight fragment, issues eight wgmmas, and hands
+// the stage back on its `empty` mbarrier once the wgmmas of the stage after it have been issued
+// (one group of wgmmas in flight while the next fragment converts: two register sets, the loop
+// unrolled by two so that both stay registers). Per-thread cp.async measured slower (about
+// 20 GB/s per SM at most in flight), and so did one bulk copy per weight row (benches/NOTES.md).
+//
+// Split K (SPLITS > 1): the SPLITS blocks of an output tile form a thread-block cluster along grid
+// z; each multiplies a contiguous range of K tiles, leaves its partial tile in its shared memory,
+// and block r adds tokens [r, r + 1) * NTOK / SPLITS of all partials through distributed shared
+// memory in rank order (deterministic), then writes them: one launch, no workspace.
+//
+// Launch: grid = (ceil(M / NTOK), ceil(N / 128), SPLITS) (the blocks of one weight tile adjacent,
+// so that the second and later token tiles find it in L2), block = 384 threads, dynamic shared
+// memory WgmmaTile<NTOK, STAGES>::SMEM_BYTES. Parameters: the tensor maps of X (fp16 / bf16,
+// box 64 x NTOK, 128-byte swizzle) and CB (int8, box 128 x 128, 128-byte swizzle), then
+// SCB [N] f32, bias [N] or null in the dtype bias_kind names (common.cuh), M, N, K, out [M, ldo].
+#include "common.cuh"
+
+using namespace llmint8;
+
+namespace {
+constexpr int BK = 128;                   // K columns per stage: two 128-byte rows of X
+constexpr int CONSUMERS = 2;              // warpgroups that multiply
+constexpr int THREADS = 128 * (1 + CONSUMERS);
+constexpr int BN = 64 * CONSUMERS;        // weight rows per block
+constexpr int W_BYTES = BN * BK;          // a stage's weight tile (rows of 128 bytes, swizzled)
+constexpr int STEPS = BK / 16;            // wgmma k16 steps per stage
+
+// A TMA tensor map (CUtensorMap, encoded on the host by cuTensorMapEncodeTiled), passed by value.
+struct alignas(64) TensorMap {
+  unsigned long long words[16];
+};
+
+template <int NTOK, int STAGES> struct WgmmaTile {
+  static constexpr int X_HALF = NTOK * 128;      // 64 columns of X: a multiple of 1024 (the swizzle's period)
+  static constexpr int X_BYTES = 2 * X_HALF;
+  static constexpr int STAGE_BYTES = (X_BYTES + W_BYTES + 1023) / 1024 * 1024;
+  static constexpr int LDP = BN + 4;             // partial tile row, floats
+  static constexpr int RING_BYTES = STAGES * STAGE_BYTES;
+  static_assert(NTOK * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
+  static constexpr int SMEM_BYTES = RING_BYTES + 1024;  // + alignment of the ring to 1024 bytes
+  static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
+  static_assert(NTOK % 16 == 0 && NTOK <= 256, "wgmma n");
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ unsigned smem_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// ---- mbarriers ----
+__device__ __forceinline__ void barrier_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void barrier_arrive(unsigned bar) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void barrier_wait(unsigned bar, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// Arrives on `bar` and makes its current phase also wait for `bytes` of copies.
+__device__ __forceinline__ void arrive_expecting(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+// The box of `map` at (column, row) into shared memory at `dst` by the tensor memory accelerator,
+// completing as transactions on `bar` (elements outside the tensor are filled with zeros).
+__device__ __forceinline__ void copy_box(unsigned dst, const TensorMap& map, int column, int row, unsigned bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+      ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(&map)), "r"(column), "r"(row), "r"(bar)
+      : "memory");
+}
+
+// ---- wgmma ----
+// Shared-memory descriptor of a K-major tile with 128-byte swizzle: rows of 128 bytes, groups of 8
+// rows 1024 bytes apart.
+__device__ __forceinline__ unsigned long long descriptor(unsigned address) {
+  return static_cast<unsigned long long>((address & 0x3FFFF) >> 4) | (1ull << 16) |
+         (static_cast<unsigned long long>(1024 >> 4) << 32) | (1ull << 62);
+}
+// Keeps the compiler from moving accesses of the accumulators across the wgmma pipeline.
+template <int N> __device__ __forceinline__ void fence_operands(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+#define WGMMA_D8(i) "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), \
+                    "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define WGMMA_ARGS_A "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+
+// d (64 weight rows x N tokens, fp32) += a (64 x 16, registers) * B (16 x N, shared memory).
+template <int N, typename T> struct Wgmma;
+#define WGMMA_F16_BF16(T, TYPE)                                                                      \
+  template <> struct Wgmma<32, T> {                                                                  \
+    static __device__ __forceinline__ void run(float (&d)[16], const int (&a)[4], unsigned long long desc) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" \
+                   "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE                       \
+                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15},"                       \
+                   " {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"                                           \
+                   : WGMMA_D8(0), WGMMA_D8(8)                                                        \
+                   : WGMMA_ARGS_A);                                                                  \
+    }                                                                                                \
+  };                                                                                                 \
+  template <> struct Wgmma<64, T> {                                                                  \
+    static __device__ __forceinline__ void run(float (&d)[32], const int (&a)[4], unsigned long long desc) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+                   "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                       \
+                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                         \
+                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31},"               \
+                   " {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"                                           \
+                   : WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24)                            \
+                   : WGMMA_ARGS_A);                                                                  \
+    }                                                                                                \
+  };                                                                                                 \
+  template <> struct Wgmma<128, T> {                                                                 \
+    static __device__ __forceinline__ void run(float (&d)[64], const int (&a)[4], unsigned long long desc) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+                   "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE                      \
+                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                         \
+                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"                 \
+                   "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                 \
+                   "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63},"               \
+                   " {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"                                           \
+                   : WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24),                           \
+                     WGMMA_D8(32), WGMMA_D8(40), WGMMA_D8(48), WGMMA_D8(56)                          \
+                   : WGMMA_ARGS_A);                                                                  \
+    }                                                                                                \
+  };
+WGMMA_F16_BF16(__half, "f16")
+WGMMA_F16_BF16(__nv_bfloat16, "bf16")
+
+// ---- staging ----
+// A stage is two boxes of X (64 columns each by NTOK token rows, fp16 / bf16, 128-byte swizzle:
+// 16-byte piece c of row r at r * 128 + ((c ^ (r % 8)) * 16), the layout the wgmma descriptor
+// names) and one of the weight (BK = 128 columns by BN rows, int8, 128-byte swizzle as well, so
+// that the 8 rows a warp's lanes read at once lie on distinct banks). Rows of 128 bytes: boxes of
+// 64-byte weight rows streamed at about half the rate (benches/NOTES.md).
+__device__ __forceinline__ int weight_piece(int row, int piece) { return row * 128 + ((piece ^ (row & 7)) << 4); }
+
+// The A fragments of one stage for the lane (g, q) of a consumer warp whose rows start at `row`:
+// a[s] = rows row + g, row + g + 8, columns 16 s + (2q, 2q + 1) and 16 s + (2q + 8, 2q + 9).
+template <typename T>
+__device__ __forceinline__ void load_weights(int (&a)[STEPS][4], const unsigned char* ws, int row, int g, int q) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = row + g + 8 * h;
+#pragma unroll
+    for (int s = 0; s < STEPS; ++s) {
+      const unsigned char* piece = ws + weight_piece(r, s) + 2 * q;
+      const unsigned word = *reinterpret_cast<const unsigned short*>(piece) |
+                            (static_cast<unsigned>(*reinterpret_cast<const unsigned short*>(piece + 8)) << 16);
+      to_pairs(word, a[s][h], a[s][2 + h], T{});
+    }
+  }
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}  // namespace
+
+template <typename T, int NTOK, int STAGES, int SPLITS>
+__device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorMap& w_map,
+                                           const float* __restrict__ SCB,
+                                           const void* __restrict__ bias, int bias_kind, int M, int N,
+                                           int K, T* __restrict__ out, int ldo) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = WgmmaTile<NTOK, STAGES>;
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
+  const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
+  unsigned char* ring = smem_raw + (base - raw);
+  const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * BN;
+  const int k_tiles = (K + BK - 1) / BK, per_split = (k_tiles + SPLITS - 1) / SPLITS;
+  const int first = blockIdx.z * per_split, count = max(0, min(k_tiles, first + per_split) - first);
+  const int group = threadIdx.x / 128;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      barrier_init(smem_address(&full[s]), 1);           // the producer, expecting the copies
+      barrier_init(smem_address(&empty[s]), 4 * CONSUMERS);  // one lane of each consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  float d[NTOK / 2];
+  if (group == 0) {
+    if (threadIdx.x == 0) {
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&x_map)) : "memory");
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&w_map)) : "memory");
+      for (int i = 0; i < count; ++i) {
+        const int slot = i % STAGES, k0 = (first + i) * BK;
+        const unsigned stage = base + slot * C::STAGE_BYTES, bar = smem_address(&full[slot]);
+        if (i >= STAGES) barrier_wait(smem_address(&empty[slot]), (i / STAGES - 1) & 1);
+        arrive_expecting(bar, C::X_BYTES + W_BYTES);
+        copy_box(stage, x_map, k0, m0, bar);
+        copy_box(stage + C::X_HALF, x_map, k0 + 64, m0, bar);
+        copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
+      }
+    }
+  } else {
+    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const int row = 64 * (group - 1) + 16 * warp;
+#pragma unroll
+    for (int i = 0; i < NTOK / 2; ++i) d[i] = 0.0f;
+    int a0[STEPS][4], a1[STEPS][4];
+    // Stage i: wait for its copies, convert the weights, issue its wgmmas, then (its group in
+    // flight) wait for stage i - 1's and return that stage to the producer.
+    auto step = [&](int i, int(&a)[STEPS][4]) {
+      const int slot = i % STAGES;
+      barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+      const unsigned char* stage = ring + slot * C::STAGE_BYTES;
+      load_weights<T>(a, stage + C::X_BYTES, row, g, q);
+      fence_operands(d);
+      wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < STEPS; ++s)
+        Wgmma<NTOK, T>::run(d, a[s], descriptor(base + slot * C::STAGE_BYTES + (s / 4) * C::X_HALF + 32 * (s % 4)));
+      wgmma_commit();
+      wgmma_wait<1>();
+      fence_operands(d);
+      if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+    };
+    int i = 0;
+    for (; i + 1 < count; i += 2) {
+      step(i, a0);
+      step(i + 1, a1);
+    }
+    if (i < count) step(i, a0);
+    wgmma_wait<0>();
+    fence_operands(d);
+  }
+  __syncthreads();  // every stage has been consumed: the ring holds the partial tile now
+
+  // partial[token][row], fp32. d[4j + r]: row + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
+  float* partial = reinterpret_cast<float*>(ring);
+  if (group > 0) {
+    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const int row = 64 * (group - 1) + 16 * warp + g;
+#pragma unroll
+    for (int j = 0; j < NTOK / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) partial[(8 * j + 2 * q + (r & 1)) * C::LDP + row + 8 * (r >> 1)] = d[4 * j + r];
+  }
+  const bool pairs = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 3) == 0;
+  if constexpr (SPLITS > 1) cluster_barrier();  // every block's partial tile is complete and visible
+  else __syncthreads();
+  write_partial_sums<T, SPLITS, NTOK, BN, THREADS>(partial, C::LDP, m0, n0, M, N, out, ldo, SCB, bias,
+                                                   bias_kind, pairs);
+  if constexpr (SPLITS > 1) cluster_barrier();  // no block leaves while another reads its memory
+#else
+  __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
+#endif
+}
+
+#define WGMMA_PARAMS                                                                        \
+  const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,         \
+      const float *__restrict__ SCB, const void *__restrict__ bias, int bias_kind, int M,   \
+      int N, int K, T *__restrict__ out, int ldo
+#define WGMMA_ARGS x_map, w_map, SCB, bias, bias_kind, M, N, K, out, ldo
+
+template <typename T, int NTOK, int STAGES>
+__global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma(WGMMA_PARAMS) {
+  wgmma_gemm<T, NTOK, STAGES, 1>(WGMMA_ARGS);
+}
+template <typename T, int NTOK, int STAGES, int SPLITS>
+__global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) weight_only_wgmma_split(WGMMA_PARAMS) {
+  wgmma_gemm<T, NTOK, STAGES, SPLITS>(WGMMA_ARGS);
+}
+
+#define SIGNATURE(T) (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const void*, int, int, int, int, T*, int)
+#define INSTANTIATE(T, NTOK, STAGES)                                                \
+  template __global__ void weight_only_wgmma<T, NTOK, STAGES> SIGNATURE(T);        \
+  template __global__ void weight_only_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T); \
+  template __global__ void weight_only_wgmma_split<T, NTOK, STAGES, 4> SIGNATURE(T);
+// Token tiles of 32, 64 and 128 by 128 weight rows; stages so that about 40 KB of weights are in
+// flight per block.
+#define INSTANTIATE_TILES(T) INSTANTIATE(T, 32, 8) INSTANTIATE(T, 64, 6) INSTANTIATE(T, 128, 4)
+INSTANTIATE_TILES(__half)
+INSTANTIATE_TILES(__nv_bfloat16)

@@ -1,0 +1,95 @@
+"""TMA tensor maps (``CUtensorMap``) of 2-D tensors, for kernels that load tiles through Hopper's
+tensor memory accelerator (weight_only_wgmma.cu).
+
+A tensor map describes a tensor in global memory (address, sizes, row stride) and the box one
+copy moves into shared memory (its size and swizzle). The CUDA driver encodes it on the host
+(``cuTensorMapEncodeTiled``, called through ctypes: neither PyTorch nor CuPy binds it), and the
+kernel receives its 128 bytes by value as a parameter, so CUDA graphs capture it with the launch.
+An encoding is a pure function of its arguments, so it is cached by them: a weight's is encoded
+once, an activation's again only where it lies at a new address or has a new shape.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import UnsupportedDeviceError
+
+MAP_BYTES = 128
+# CUtensorMapDataType, CUtensorMapSwizzle and CUtensorMapL2promotion values (cuda.h).
+_DATA_TYPES = {torch.int8: 0, torch.float16: 6, torch.bfloat16: 9}  # UINT8 (bit patterns), ...
+_SWIZZLES = {0: 0, 32: 1, 64: 2, 128: 3}
+_L2_PROMOTION_256B = 3
+_MAX_CACHED = 4096
+
+_lock = threading.Lock()
+_encode: Optional[ctypes._CFuncPtr] = None
+_cache: dict[tuple, bytes] = {}
+
+
+def _encoder() -> ctypes._CFuncPtr:
+    global _encode
+    if _encode is None:
+        with _lock:
+            if _encode is None:
+                try:
+                    function = ctypes.CDLL("libcuda.so.1").cuTensorMapEncodeTiled
+                except (OSError, AttributeError) as err:
+                    raise UnsupportedDeviceError(
+                        f"the CUDA driver has no cuTensorMapEncodeTiled (CUDA 12+ drivers): {err}"
+                    ) from None
+                u32, u64, pointer = ctypes.c_uint32, ctypes.c_uint64, ctypes.POINTER
+                function.argtypes = [
+                    ctypes.c_void_p, ctypes.c_int, u32, ctypes.c_void_p, pointer(u64),
+                    pointer(u64), pointer(u32), pointer(u32), ctypes.c_int, ctypes.c_int,
+                    ctypes.c_int, ctypes.c_int,
+                ]  # fmt: skip
+                function.restype = ctypes.c_int
+                _encode = function
+    return _encode
+
+
+def available() -> bool:
+    """Whether the driver can encode tensor maps."""
+    try:
+        _encoder()
+    except UnsupportedDeviceError:
+        return False
+    return True
+
+
+def tensor_map_2d(t: Tensor, box_cols: int, box_rows: int, swizzle: int) -> bytes:
+    """The tensor map of the 2-D tensor `t` (int8, fp16 or bf16; rows contiguous, its address
+    and row stride 16-byte aligned) for boxes of `box_cols` x `box_rows` elements laid out in
+    shared memory with a `swizzle`-byte swizzle (0, 32, 64 or 128); elements a box reaches
+    outside `t` are read as zeros. 128 bytes, as the kernel parameter takes them."""
+    rows, cols = t.shape
+    stride = t.stride(0) * t.element_size()
+    key = (t.data_ptr(), t.dtype, rows, cols, stride, box_cols, box_rows, swizzle)
+    found = _cache.get(key)
+    if found is not None:
+        return found
+    encode = _encoder()
+    encoded = (ctypes.c_uint64 * (MAP_BYTES // 8))()
+    status = encode(
+        ctypes.addressof(encoded), _DATA_TYPES[t.dtype], 2, t.data_ptr(),
+        (ctypes.c_uint64 * 2)(cols, rows), (ctypes.c_uint64 * 1)(stride),
+        (ctypes.c_uint32 * 2)(box_cols, box_rows), (ctypes.c_uint32 * 2)(1, 1), 0,
+        _SWIZZLES[swizzle], _L2_PROMOTION_256B, 0,
+    )  # fmt: skip
+    if status != 0:
+        raise UnsupportedDeviceError(
+            f"cuTensorMapEncodeTiled refused a {t.dtype} tensor of {rows}x{cols} (row stride "
+            f"{stride} bytes, address {t.data_ptr():#x}) with {box_cols}x{box_rows} boxes: "
+            f"CUresult {status}"
+        )
+    data = bytes(encoded)
+    if len(_cache) >= _MAX_CACHED:
+        _cache.clear()
+    _cache[key] = data
+    return data
