@@ -6,10 +6,10 @@ epilogue from CUBLAS_MIN_ROWS rows), next to the plan
 
 With --weight-only: for M up to 128, every tile (row tiles, token tiles, warp rows, span) of the
 weight-only kernel for up to 16 rows, and from 17 rows every plan (token tile, split K) of the
-weight-only GEMM with the small kernel's tile beside it, next to the plan the backend picks,
-LLM.int8()'s picked plan and fp16 nn.Linear (sets WEIGHT_ONLY_MAX_ROWS, WEIGHT_ONLY_ROW_LIMITS
-and the plan choice), each call of a graph reading another copy of the weights so that they come
-from memory, not L2, as in a model.
+weight-only GEMM (mma.sync, `gemm...`) and on sm_90 of the wgmma kernel (`wgmma...`) with the
+small kernel's tile beside it, next to the plan the backend picks, LLM.int8()'s picked plan and
+fp16 nn.Linear (sets the WEIGHT_ONLY_* and WGMMA_* row limits and the plans' costs), each call of
+a graph reading another copy of the weights so that they come from memory, not L2, as in a model.
 
     python benches/kernel_choice.py [--quick] [--weight-only] [--rows M ...] [--out choice.md]
 """
@@ -148,7 +148,7 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
         for plan in wgmma_plans(index) if gemm else []:
             run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, wgmma=plan)
             times[wgmma_label(*plan)] = graph_time_us(cycling(run, CBs), x)
-        if backend.uses_wgmma(index) and m >= backend.WGMMA_MIN_ROWS:
+        if backend.wgmma_serves(index, m, n):
             picked = wgmma_label(*backend.weight_only_wgmma_plan(index, m, n, k))
         elif m >= backend.WEIGHT_ONLY_GEMM_MIN_ROWS:
             picked = gemm_label(*backend.weight_only_gemm_plan(index, m, n, k))
