@@ -13,13 +13,13 @@
 //
 // Warp specialization: warpgroup 0 produces, warpgroups 1 and 2 consume (BN = 128 weight rows).
 // One producer thread streams K tiles of BK = 128 columns into a ring of STAGES stages through the
-// tensor memory accelerator (TMA: one box of X and one of the weight per stage, described by
-// tensor maps the host encodes, cuda.py), each stage completing on its `full` mbarrier as bytes
-// arrive; a consumer waits on `full`, converts its weight fragment, issues eight wgmmas, and hands
-// the stage back on its `empty` mbarrier once the wgmmas of the stage after it have been issued
-// (one group of wgmmas in flight while the next fragment converts: two register sets, the loop
-// unrolled by two so that both stay registers). Per-thread cp.async measured slower (about
-// 20 GB/s per SM at most in flight), and so did one bulk copy per weight row (benches/NOTES.md).
+// tensor memory accelerator (TMA: two boxes of X of 64 columns and one of the weight per stage,
+// described by tensor maps the host encodes, tensor_maps.py), each stage completing on its `full`
+// mbarrier as bytes arrive; a consumer waits on `full`, converts its weight fragment, issues eight
+// wgmmas, and hands the stage back on its `empty` mbarrier once the wgmmas of the stage after it
+// have been issued (one group of wgmmas in flight while the next fragment converts: two register
+// sets, the loop unrolled by two so that both stay registers). Copies by the producer's threads
+// (cp.async) measured slower, one bulk copy per weight row slower still (benches/NOTES.md v13).
 //
 // Split K (SPLITS > 1): the SPLITS blocks of an output tile form a thread-block cluster along grid
 // z; each multiplies a contiguous range of K tiles, leaves its partial tile in its shared memory,
