@@ -1,6 +1,7 @@
 """Host time of one Linear8bitLt forward on CUDA (the eager path from forward() to the launches),
 what its steps cost one by one, where it goes (cProfile), and the compiled kernels' register and
-local-memory use.
+local-memory use. Forwards that need no gradient run a launch prepared once per input shape
+where the product is one kernel (weight-only); `general path` is the same product without it.
 
     python benches/host_overhead.py
 """
@@ -39,9 +40,12 @@ def host_us(fn, calls=2000) -> float:
 def main():
     layer = llmint8.nn.Linear8bitLt(4096, 4096, has_fp16_weights=False, threshold=6.0).cuda()
     layer0 = llmint8.nn.Linear8bitLt(4096, 4096, has_fp16_weights=False, threshold=0.0).cuda()
+    exact = llmint8.nn.Linear8bitLt(
+        4096, 4096, has_fp16_weights=False, threshold=6.0, arithmetic="int8"
+    ).cuda()
     fp16 = torch.nn.Linear(4096, 4096, device="cuda", dtype=torch.float16)
     x = torch.randn(1, 4096, device="cuda", dtype=torch.float16)
-    x64 = torch.randn(64, 4096, device="cuda", dtype=torch.float16)
+    rows = {m: torch.randn(m, 4096, device="cuda", dtype=torch.float16) for m in (16, 64, 512)}
     quantize = kernel(0, "quantize_rows.cu", quantize_name("__half", True))
     scratch = torch.empty(1 << 20, dtype=torch.uint8, device="cuda")
     base = scratch.data_ptr()
@@ -50,11 +54,26 @@ def main():
         steps = {
             "forward M=1 t=6": lambda: layer(x),
             "forward M=1 t=0": lambda: layer0(x),
-            "forward M=64 t=6": lambda: layer(x64),
+            # weight-only (auto): the per-16-token kernel, then (sm_90) the wgmma GEMM
+            "forward M=16 t=6": lambda: layer(rows[16]),
+            "forward M=64 t=6": lambda: layer(rows[64]),
+            # LLM.int8() forced: quantize, own GEMM or cuBLAS, epilogue
+            "forward M=1 t=6 int8": lambda: exact(x),
+            "forward M=64 t=6 int8": lambda: exact(rows[64]),
+            "forward M=512 t=6": lambda: layer(rows[512]),
+            # the same weight-only products through the general path (no prepared launch)
+            "general path M=1 t=6": lambda: llmint8.functional.int8_linear(
+                x, layer.weight, layer.weight.SCB, layer.bias, 6.0
+            ),
+            "general path M=64 t=6": lambda: llmint8.functional.int8_linear(
+                rows[64], layer.weight, layer.weight.SCB, layer.bias, 6.0
+            ),
             "backend int8_linear M=1 t=6": lambda: backend.int8_linear(
                 x, layer.weight.data, layer.weight.SCB, layer.bias, 6.0, None
             ),
             "fp16 nn.Linear M=1": lambda: fp16(x),
+            "fp16 nn.Linear M=64": lambda: fp16(rows[64]),
+            "fp16 nn.Linear M=512": lambda: fp16(rows[512]),
             "torch.empty": lambda: torch.empty(4096, dtype=torch.uint8, device="cuda"),
             "memsetAsync": lambda: cupy.cuda.runtime.memsetAsync(base, 0, 512, current_stream(0)),
             "quantize launch": lambda: quantize.launch(
@@ -63,12 +82,14 @@ def main():
         }
         for name, fn in steps.items():
             print(f"host time per call: {name:32s} {host_us(fn):6.1f} µs", flush=True)
-        profile = cProfile.Profile()
-        profile.enable()
-        for _ in range(200):
-            layer(x)
-        profile.disable()
-    pstats.Stats(profile).sort_stats("tottime").print_stats(14)
+        for rows_in in (x, rows[64]):
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(200):
+                layer(rows_in)
+            profile.disable()
+            print(f"cProfile, 200 forwards of M={rows_in.shape[0]}:")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(14)
     with torch.no_grad():  # compile the GEMM variants too, for the resource report below
         for rows in (24, 48, 100, 512):
             layer(torch.randn(rows, 4096, device="cuda", dtype=torch.float16))

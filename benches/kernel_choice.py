@@ -110,11 +110,14 @@ def wgmma_plans(index: int) -> list[tuple[int, int]]:
     """weight_only_wgmma.cu's (tokens, splits) this GPU runs (none off sm_90)."""
     if not backend.uses_wgmma(index):
         return []
-    return [(t, s) for t, _ in backend.WGMMA_TOKEN_TILES for s in backend.WGMMA_SPLITS]
+    splits = (*backend.WGMMA_SPLITS, backend.WGMMA_STREAM_K)
+    return [(t, s) for t, _ in backend.WGMMA_TOKEN_TILES for s in splits]
 
 
 def wgmma_label(tokens: int, splits: int) -> str:
-    """wgmma<tokens>/k<splits>: a weight_only_wgmma.cu plan."""
+    """wgmma<tokens>/k<splits> (wgmma<tokens>/sk: stream-K): a weight_only_wgmma.cu plan."""
+    if splits == backend.WGMMA_STREAM_K:
+        return f"wgmma{tokens}/sk"
     return f"wgmma{tokens}" + (f"/k{splits}" if splits > 1 else "")
 
 

@@ -282,6 +282,157 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
 #endif
 }
 
+// Stream-K (one block per SM, a persistent grid): the output tiles' K tiles, tile by tile, form one
+// sequence of units that the grid's blocks divide evenly (block b: units [b U / G, (b + 1) U / G)),
+// so every SM streams the same share of the weight whatever the tile count (a grid of whole tiles
+// leaves the last wave part-empty: 224 tiles of 8192x28672 take 2 waves of 132). The producer
+// streams the block's units without a break at tile boundaries. A tile whose units lie in one block
+// is written from the accumulators; one shared by S blocks (at most the first and the last tile of
+// each block) has each block store its partial tile in `partials` (two slots per block: its first
+// and its last tile), count itself in counters[tile], and the last to arrive adds the S partials in
+// K order (deterministic), writes the tile and sets the counter back to zero for the next launch.
+// partials: 2 G slots of CONSUMERS * 128 threads * NTOK / 2 floats; counters: one int per tile,
+// zero before the launch.
+template <typename T, int NTOK, int STAGES>
+__device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const TensorMap& w_map,
+                                              const float* __restrict__ SCB,
+                                              const void* __restrict__ bias, int bias_kind, int M,
+                                              int N, int K, T* __restrict__ out, int ldo,
+                                              float* __restrict__ partials, int* __restrict__ counters) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = WgmmaTile<NTOK, STAGES>;
+  constexpr int CONSUMER_THREADS = 128 * CONSUMERS, SLOT = CONSUMER_THREADS * (NTOK / 2);
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
+  __shared__ int last_arrival;
+  const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
+  unsigned char* ring = smem_raw + (base - raw);
+  const int k_tiles = (K + BK - 1) / BK, m_tiles = (M + NTOK - 1) / NTOK;
+  const long long units = static_cast<long long>(m_tiles) * ((N + BN - 1) / BN) * k_tiles;
+  const long long blocks = gridDim.x, b = blockIdx.x;
+  const long long begin = b * units / blocks, end = (b + 1) * units / blocks;
+  const int group = threadIdx.x / 128;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      barrier_init(smem_address(&full[s]), 1);
+      barrier_init(smem_address(&empty[s]), 4 * CONSUMERS);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (group == 0) {
+    // Registers move to the consumers: 128 x 40 + 256 x 232 fit the SM's 64 Ki.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (threadIdx.x == 0) {
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&x_map)) : "memory");
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&w_map)) : "memory");
+      // The unit's tile and K tile stepped along (no division per unit on the issuing thread).
+      int tile = static_cast<int>(begin / k_tiles), kt = static_cast<int>(begin % k_tiles);
+      int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * BN;
+      for (int i = 0; i < end - begin; ++i) {
+        if (kt == k_tiles) {
+          kt = 0;
+          ++tile;
+          m0 = (tile % m_tiles) * NTOK;
+          n0 = (tile / m_tiles) * BN;
+        }
+        const int k0 = kt++ * BK;
+        const int slot = i % STAGES;
+        const unsigned stage = base + slot * C::STAGE_BYTES, bar = smem_address(&full[slot]);
+        if (i >= STAGES) barrier_wait(smem_address(&empty[slot]), (i / STAGES - 1) & 1);
+        arrive_expecting(bar, C::X_BYTES + W_BYTES);
+        copy_box(stage, x_map, k0, m0, bar);
+        copy_box(stage + C::X_HALF, x_map, k0 + 64, m0, bar);
+        copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
+      }
+    }
+    return;  // the consumers' named barriers count their own 256 threads only
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int ctid = threadIdx.x - 128;
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int row = 64 * (group - 1) + 16 * warp;
+  float d[NTOK / 2];
+  int a0[STEPS][4], a1[STEPS][4];
+  auto step = [&](int i, int(&a)[STEPS][4]) {
+    const int slot = i % STAGES;
+    barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+    const unsigned char* stage = ring + slot * C::STAGE_BYTES;
+    load_weights<T>(a, stage + C::X_BYTES, row, g, q);
+    fence_operands(d);
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < STEPS; ++s)
+      Wgmma<NTOK, T>::run(d, a[s], descriptor(base + slot * C::STAGE_BYTES + (s / 4) * C::X_HALF + 32 * (s % 4)));
+    wgmma_commit();
+    wgmma_wait<1>();
+    fence_operands(d);
+    if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+  };
+  int i = 0;
+  for (long long u = begin; u < end;) {
+    const int tile = static_cast<int>(u / k_tiles);
+    const long long tile_begin = static_cast<long long>(tile) * k_tiles, tile_end = tile_begin + k_tiles;
+    const long long segment_end = min(end, tile_end);
+    const bool first_of_block = u == begin;
+#pragma unroll
+    for (int j = 0; j < NTOK / 2; ++j) d[j] = 0.0f;
+    for (; u < segment_end; ++u, ++i) {
+      if (i & 1) step(i, a1);
+      else step(i, a0);
+    }
+    wgmma_wait<0>();
+    fence_operands(d);
+    // The blocks sharing the tile: the first holds tile_begin, the last tile_end - 1.
+    const long long first = ((tile_begin + 1) * blocks + units - 1) / units - 1;
+    const long long last = (tile_end * blocks + units - 1) / units - 1;
+    if (last > first) {
+      float* mine = partials + (2 * b + (first_of_block ? 0 : 1)) * SLOT + ctid;
+#pragma unroll
+      for (int j = 0; j < NTOK / 2; ++j) __stcg(mine + j * CONSUMER_THREADS, d[j]);
+      __threadfence();
+      asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMER_THREADS) : "memory");
+      if (ctid == 0) last_arrival = atomicAdd(counters + tile, 1) == last - first;
+      asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMER_THREADS) : "memory");
+      if (!last_arrival) continue;
+      __threadfence();
+      // The partials (this block's read back too) added in K order, whichever block arrived
+      // last: deterministic. Block c's partial of this tile is in its first slot when the tile
+      // begins inside or at the start of c's range, else in its last.
+      for (long long c = first; c <= last; ++c) {
+        const long long c_begin = c * units / blocks;
+        const float* part = partials + (2 * c + (c_begin >= tile_begin ? 0 : 1)) * SLOT + ctid;
+#pragma unroll
+        for (int j = 0; j < NTOK / 2; ++j) {
+          const float v = __ldcg(part + j * CONSUMER_THREADS);
+          d[j] = c == first ? v : d[j] + v;
+        }
+      }
+      if (ctid == 0) counters[tile] = 0;
+    }
+    // d[4j + r]: weight row row + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
+    const int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * BN;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + row + g + 8 * h;
+      if (n >= N) continue;
+      const float scale = SCB[n] / 127.0f, shift = load_bias(bias, bias_kind, n);
+#pragma unroll
+      for (int j = 0; j < NTOK / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int m = m0 + 8 * j + 2 * q + r;
+          if (m < M) out[static_cast<long long>(m) * ldo + n] = from_float<T>(d[4 * j + 2 * h + r] * scale + shift);
+        }
+    }
+  }
+#else
+  __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
+#endif
+}
+
 #define WGMMA_PARAMS                                                                        \
   const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,         \
       const float *__restrict__ SCB, const void *__restrict__ bias, int bias_kind, int M,   \
@@ -297,11 +448,20 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) weight_onl
   wgmma_gemm<T, NTOK, STAGES, SPLITS>(WGMMA_ARGS);
 }
 
+template <typename T, int NTOK, int STAGES>
+__global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma_streamk(WGMMA_PARAMS, float* __restrict__ partials,
+                                                                      int* __restrict__ counters) {
+  wgmma_streamk<T, NTOK, STAGES>(WGMMA_ARGS, partials, counters);
+}
+
 #define SIGNATURE(T) (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const void*, int, int, int, int, T*, int)
 #define INSTANTIATE(T, NTOK, STAGES)                                                \
   template __global__ void weight_only_wgmma<T, NTOK, STAGES> SIGNATURE(T);        \
   template __global__ void weight_only_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T); \
-  template __global__ void weight_only_wgmma_split<T, NTOK, STAGES, 4> SIGNATURE(T);
+  template __global__ void weight_only_wgmma_split<T, NTOK, STAGES, 4> SIGNATURE(T); \
+  template __global__ void weight_only_wgmma_streamk<T, NTOK, STAGES>(                  \
+      const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, \
+      const void*, int, int, int, int, T*, int, float*, int*);
 // Token tiles of 32, 64 and 128 by 128 weight rows; stages so that about 40 KB of weights are in
 // flight per block.
 #define INSTANTIATE_TILES(T) INSTANTIATE(T, 32, 8) INSTANTIATE(T, 64, 6) INSTANTIATE(T, 128, 4)

@@ -26,7 +26,7 @@ input's dtype). Weights of any floating dtype are quantized without a round trip
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -259,3 +259,28 @@ def int8_linear(
         y = linear(x.reshape(-1, x.shape[-1]), CB, SCB, bias, threshold, cols, arithmetic)
         return y.reshape(*x.shape[:-1], CB.shape[0])
     return _Int8Linear.apply(x, CB, SCB, bias, threshold, cols, master_weight, arithmetic)
+
+
+def prepared_linear(
+    x: Tensor,
+    CB: Tensor,
+    SCB: Tensor,
+    bias: Optional[Tensor] = None,
+    threshold: float = 0.0,
+    outlier_cols: Optional[Tensor] = None,
+    arithmetic: str = "auto",
+) -> Optional[Callable[[Tensor], Optional[Tensor]]]:
+    """`int8_linear` with these operands, prepared for inputs of ``x``'s shape, dtype and device:
+    a callable taking such an input (contiguous, no gradient needed) and returning what
+    `int8_linear` returns, at the host cost of one kernel launch, or None when it cannot serve
+    that call (a launch prepared with one CUDA stream's workspace, called on another): run
+    `int8_linear` then. None where the backend has no such call for ``x`` (the CUDA backend
+    prepares the one-launch weight-only product; LLM.int8() runs several launches). The callable
+    reads ``CB``, ``SCB`` and ``bias`` where they lie now: prepare again when any of them is
+    replaced."""
+    _check_linear(x, CB, SCB, bias)
+    threshold = checked_threshold(threshold)
+    arithmetic = checked_arithmetic(arithmetic)
+    cols = _check_outlier_cols(outlier_cols, CB.shape[1])
+    prepare = getattr(backend_for(x.device), "prepare_linear", None)
+    return None if prepare is None else prepare(x, CB, SCB, bias, threshold, cols, arithmetic)

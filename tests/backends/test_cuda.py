@@ -456,7 +456,7 @@ def _many_token_plans():
     gemm = [("gemm", (tile, splits)) for tile in cuda_backend.WEIGHT_ONLY_GEMM_TILES
             for splits in cuda_backend.WEIGHT_ONLY_GEMM_SPLITS]  # fmt: skip
     wgmma = [("wgmma", (tokens, splits)) for tokens, _ in cuda_backend.WGMMA_TOKEN_TILES
-             for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
+             for splits in (*cuda_backend.WGMMA_SPLITS, cuda_backend.WGMMA_STREAM_K)]  # fmt: skip
     return gemm + wgmma
 
 
@@ -548,7 +548,10 @@ def test_weight_only_gemm_plan_splits_k_only_where_blocks_leave_sms_idle():
 def test_weight_only_wgmma_plan_covers_the_sms_and_splits_k_only_where_that_pays():
     _skip_without_wgmma()
     index = torch.cuda.current_device()
-    plan = cuda_backend.weight_only_wgmma_plan
+
+    def plan(index, m, n, k):  # the plans of whole tiles (stream-K: the next test)
+        return cuda_backend.weight_only_wgmma_plan(index, m, n, k, stream_k=False)
+
     for m in (17, 32, 33, 64, 65, 128, 129, 500):
         tokens = plan(index, m, 4096, 4096)[0]
         assert tokens < 2 * m or tokens == 32, (m, tokens)  # no tile twice the rows
@@ -569,6 +572,22 @@ def test_weight_only_wgmma_plan_covers_the_sms_and_splits_k_only_where_that_pays
     assert cuda_backend.wgmma_serves(index, 17, 8192)
 
 
+def test_weight_only_wgmma_plan_takes_stream_k_where_whole_tiles_leave_sms_idle():
+    _skip_without_wgmma()
+    index = torch.cuda.current_device()
+    plan = cuda_backend.weight_only_wgmma_plan
+    sk = cuda_backend.WGMMA_STREAM_K
+    # Enough tiles to fill every SM evenly and short K: clusters (no workspace, no fixing up).
+    assert plan(index, 128, 4096, 4096)[1] != sk
+    assert plan(index, 64, 4096, 4096, stream_k=False)[1] != sk
+    if cuda_backend.sm_count(index) == 132:  # the H100 / H200 the costs were fitted on
+        # 224 tiles of 8192x28672 fill 1.7 waves of 132 SMs: stream-K divides them evenly.
+        assert plan(index, 32, 28672, 8192) == (32, sk)
+        assert plan(index, 128, 28672, 8192) == (128, sk)
+        assert plan(index, 64, 4096, 11008) == (64, sk)
+        assert plan(index, 128, 4096, 4096) == (64, 2)
+
+
 def test_tensor_maps_are_cached_by_their_arguments_and_refuse_unaligned_rows():
     _skip_without_wgmma()
     from llmint8.backends.tensor_maps import MAP_BYTES, tensor_map_2d
@@ -583,7 +602,9 @@ def test_tensor_maps_are_cached_by_their_arguments_and_refuse_unaligned_rows():
         tensor_map_2d(unaligned, 64, 128, 64)
 
 
-@pytest.mark.parametrize("kernel, splits", [("gemm", 1), ("gemm", 4), ("wgmma", 1), ("wgmma", 4)])
+@pytest.mark.parametrize(
+    "kernel, splits", [("gemm", 1), ("gemm", 4), ("wgmma", 1), ("wgmma", 4), ("wgmma", 0)]
+)
 def test_many_token_weight_only_kernels_replay_in_cuda_graphs(kernel, splits):
     plan = (cuda_backend.WEIGHT_ONLY_GEMM_TILES[2] if kernel == "gemm" else 128, splits)
     if not _this_gpu_runs(kernel, plan):
@@ -603,6 +624,56 @@ def test_many_token_weight_only_kernels_replay_in_cuda_graphs(kernel, splits):
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(captured, run())
+
+
+# Stream-K: tiles whose K tiles lie in one block, in two, and in dozens (3 tiles of 64 K tiles
+# over 132 blocks); fewer units than SMs (a block per unit); a block's range inside one tile.
+STREAM_K_SHAPES = [(40, 256, 4096), (17, 8192, 300), (100, 4096, 1000), (200, 1024, 8192),
+                   (33, 8192, 4096), (5, 128, 130)]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("tokens", [32, 64, 128])
+def test_stream_k_sums_tiles_split_between_blocks_in_k_order(dtype, tokens):
+    """Every tile split between blocks is added in K order whichever block finishes last: the
+    same bits on every call, within the float64 bound, and the tile counters back at zero."""
+    _skip_without_wgmma()
+    for i, (m, k, n) in enumerate(STREAM_K_SHAPES):
+        x, CB, SCB, bias = (t.cuda() for t in _weight_only_case(40 + i, m, k, n, dtype, dtype))
+        calls = [cuda_backend.weight_only_linear(x, CB, SCB, bias, wgmma=(tokens, 0))
+                 for _ in range(4)]  # fmt: skip
+        first = calls[0]
+        assert all(torch.equal(y, first) for y in calls), (m, k, n)
+        _check_weight_only(first.cpu(), x.cpu(), CB.cpu(), SCB.cpu(), bias.cpu(), dtype,
+                           f"stream-K {tokens} {(m, k, n)}")  # fmt: skip
+    for workspace in cuda_backend._streamk_workspaces.values():
+        counters = workspace[: 4 * cuda_backend.STREAMK_MAX_TILES].view(torch.int32)
+        assert not counters.any()
+
+
+def test_stream_k_keeps_a_workspace_per_stream_and_none_in_transient_calls():
+    _skip_without_wgmma()
+    from llmint8.backends import transient_workspaces
+
+    x, CB, SCB, bias = (t.cuda() for t in _weight_only_case(7, 64, 2048, 512, torch.float16,
+                                                            torch.float16))  # fmt: skip
+    expected = cuda_backend.weight_only_linear(x, CB, SCB, bias, wgmma=(64, 0))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        on_side = cuda_backend.weight_only_linear(x, CB, SCB, bias, wgmma=(64, 0))
+    torch.cuda.current_stream().wait_stream(side)
+    assert torch.equal(on_side, expected)
+    streams = {stream for _, stream in cuda_backend._streamk_workspaces}
+    assert side.cuda_stream in streams and torch.cuda.current_stream().cuda_stream in streams
+    kept = len(cuda_backend._streamk_workspaces)
+    other = torch.cuda.Stream()
+    with torch.cuda.stream(other), transient_workspaces():
+        fallback = cuda_backend.weight_only_linear(x, CB, SCB, bias, wgmma=(64, 0))
+    torch.cuda.synchronize()
+    assert len(cuda_backend._streamk_workspaces) == kept  # the cluster plan ran instead
+    _check_weight_only(fallback.cpu(), x.cpu(), CB.cpu(), SCB.cpu(), bias.cpu(), torch.float16,
+                       "transient")  # fmt: skip
 
 
 @settings(max_examples=40, deadline=None)
@@ -674,3 +745,55 @@ def test_weight_only_nan_rows_stay_in_their_row(m):
     others = [i for i in range(m) if i != 2]
     assert not torch.isnan(y[others]).any()
     assert torch.equal(y[others], clean[others])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_prepared_forwards_equal_the_general_path(dtype, with_bias):
+    """Eager forwards that need no gradient run a launch prepared once per input shape
+    (F.prepared_linear): bit for bit the general path's output, for each weight-only kernel and
+    for inputs at new addresses on every call (the TMA kernel's tensor map moved to each), and no
+    prepared call where LLM.int8() runs."""
+    torch.manual_seed(5)
+    linear = nn.Linear(512, 320, bias=with_bias).to(dtype)
+    layer = llmint8.nn.Linear8bitLt(512, 320, bias=with_bias, has_fp16_weights=False,
+                                    threshold=6.0)  # fmt: skip
+    layer.load_state_dict(linear.state_dict())
+    layer = layer.cuda()
+    weight = layer.weight
+    seen = set()
+    for shape in [(1, 512), (16, 512), (2, 20, 512), (100, 512), (200, 512), (300, 512)]:
+        inputs = [torch.randn(shape, device="cuda", dtype=dtype) * 2 for _ in range(3)]
+        with torch.no_grad():
+            outputs = [layer(x) for x in inputs]
+        for x, y in zip(inputs, outputs):
+            general = F.int8_linear(x, weight, weight.SCB, layer.bias, 6.0)
+            assert torch.equal(y, general), shape
+        x2d = inputs[0].reshape(-1, 512)
+        _, prepared = layer._prepared_forwards[(inputs[0].shape, dtype, x2d.get_device(), "auto")]
+        assert (prepared is not None) == cuda_backend.prefers_weight_only(x2d, weight), shape
+        if prepared is not None:
+            seen.add(cuda_backend._weight_only_launch(x2d, weight, weight.SCB, None, 0, 320)[0])
+    assert len(seen) >= 2  # the per-16-token kernel and a many-token one
+
+
+def test_prepared_forward_replays_in_cuda_graphs_and_follows_reloaded_weights():
+    torch.manual_seed(6)
+    layer = llmint8.nn.Linear8bitLt(512, 384, has_fp16_weights=False, threshold=6.0).cuda()
+    x = torch.randn(100, 512, device="cuda", dtype=torch.float16)
+    weight = layer.weight
+    with torch.no_grad():
+        layer(x)  # prepares (and compiles) before the capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = layer(x)
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, F.int8_linear(x, weight, weight.SCB, layer.bias, 6.0))
+        other = llmint8.nn.Linear8bitLt(512, 384, has_fp16_weights=False, threshold=6.0).cuda()
+        layer.load_state_dict(other.state_dict())
+        reloaded = layer(x)
+        weight = layer.weight
+        assert torch.equal(reloaded, F.int8_linear(x, weight, weight.SCB, layer.bias, 6.0))
+        assert torch.equal(reloaded, other(x)) and not torch.equal(reloaded, captured)

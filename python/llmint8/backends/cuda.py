@@ -44,9 +44,11 @@ from .cuda_kernels import (
     WGMMA_CAPABILITY,
     WGMMA_K_TILE,
     WGMMA_SPLITS,
+    WGMMA_STREAM_K,
     WGMMA_THREADS,
     WGMMA_TOKEN_TILES,
     WGMMA_WEIGHT_ROWS,
+    Kernel,
     check_device,
     cupy_module,
     current_stream,
@@ -64,6 +66,7 @@ from .cuda_kernels import (
     weight_only_wgmma_name,
     weight_only_wgmma_shared_memory,
 )
+from .prepared import PreparedLaunch
 from .tensor_maps import tensor_map_2d
 
 GEMV_MAX_ROWS = 4
@@ -119,6 +122,9 @@ WGMMA_MIN_ROWS, WGMMA_MIN_ROWS_WIDE, WGMMA_WIDE_ROWS = 33, 17, 8192
 WGMMA_TOKEN_COST, WGMMA_BLOCK_COST, WGMMA_SPLIT_BLOCK_COST = 0.0074, 8.0, 6.0
 WGMMA_SPLIT_COSTS = {1: 0.0, 2: 2.0, 4: 4.0}
 WGMMA_CLUSTER_FILL = {1: 1.0, 2: 1.0, 4: 0.9}
+# Stream-K (one block per SM, each SM the same share of the K tiles): its partial tiles' exchange
+# through memory and its outputs written from registers, in the same units.
+WGMMA_STREAM_K_COST = 20.0
 REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
 ACTIVATION_REREAD_COST = 0.25  # an L2 byte against a DRAM byte, fitted on the H200
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
@@ -606,16 +612,18 @@ _weight_only_wgmma_plans: dict[tuple, tuple[int, int]] = {}
 
 
 def weight_only_wgmma_plan(
-    index: int, m: int, n: int, k: int, dtype_name: str = "__half"
+    index: int, m: int, n: int, k: int, dtype_name: str = "__half", stream_k: bool = True
 ) -> tuple[int, int]:
     """weight_only_wgmma.cu's (tokens, splits) for an [m, k] x [n, k]^T call: of the token tiles
     (up to the first that holds the rows twice over) and K splits, the pair of least estimated
     cost: the waves of blocks over the GPU's resident slots (one block per SM streams at a
     ceiling of its own, so the blocks should cover the SMs; clusters of 4 fill fewer) times each
     block's cost (its K tiles, each 1 + WGMMA_TOKEN_COST per token, WGMMA_BLOCK_COST, and
-    WGMMA_SPLIT_BLOCK_COST where K is split), plus WGMMA_SPLIT_COSTS. Checked against every plan
-    by benches/kernel_choice.py --weight-only."""
-    key = (index, m, n, k, dtype_name)
+    WGMMA_SPLIT_BLOCK_COST where K is split), plus WGMMA_SPLIT_COSTS; with `stream_k` also the
+    stream-K kernel (`WGMMA_STREAM_K`: each SM's share of the K tiles, WGMMA_BLOCK_COST and
+    WGMMA_STREAM_K_COST). Checked against every plan by benches/kernel_choice.py
+    --weight-only."""
+    key = (index, m, n, k, dtype_name, stream_k)
     found = _weight_only_wgmma_plans.get(key)
     if found is not None:
         return found
@@ -638,6 +646,14 @@ def weight_only_wgmma_plan(
             cost = _ceil(blocks, clusters * splits) * per_block + WGMMA_SPLIT_COSTS[splits]
             if cost < best_cost - 1e-9:
                 best, best_cost = (tokens, splits), cost
+        tiles = _ceil(m, tokens) * row_blocks
+        if stream_k and tiles <= STREAMK_MAX_TILES:
+            units = tiles * k_tiles
+            per_sm = _ceil(units, min(sm_count(index), units))
+            cost = per_sm * (1 + WGMMA_TOKEN_COST * tokens) + WGMMA_BLOCK_COST
+            cost += WGMMA_STREAM_K_COST
+            if cost < best_cost - 1e-9:
+                best, best_cost = (tokens, WGMMA_STREAM_K), cost
     _weight_only_wgmma_plans[key] = best
     return best
 
@@ -666,48 +682,163 @@ def weight_only_linear(
     tensor-core product) multiply the dequantized weight with torch instead. `tiles` (the first
     kernel's tile, `weight_only_tiles`), `gemm` (the second's tile and splits,
     `weight_only_gemm_plan`) and `wgmma` (the third's tokens and splits,
-    `weight_only_wgmma_plan`) override the plan
-    (benches/kernel_choice.py)."""
+    `weight_only_wgmma_plan`) override the plan (benches/kernel_choice.py)."""
     if x.dtype == torch.float32:
         return dense_weight_only_linear(x, CB, SCB, bias, out=out)
     x, CB = x.contiguous(), CB.contiguous()
-    m, k = x.shape
-    n = CB.shape[0]
-    out, done = _output(x, n, bias, out)
+    out, done = _output(x, CB.shape[0], bias, out)
     if done:
         return out
+    ldo = out.stride(0)
+    launch = _weight_only_launch(x, CB, SCB, bias, out.data_ptr(), ldo, tiles, gemm, wgmma)
+    launch.kernel.launch(launch.grid, launch.shared_mem, *launch.args)
+    return out
+
+
+class _Launch(NamedTuple):
+    """One launch of a weight-only kernel, with the index of the parameter that holds the
+    input (its address, or with `input_is_map` its tensor map) and of the output's address, and
+    the stream whose workspace it uses (None: no workspace)."""
+
+    kernel: Kernel
+    grid: tuple[int, int, int]
+    shared_mem: int
+    args: tuple
+    input_param: int
+    output_param: int
+    input_is_map: bool
+    stream: Optional[int] = None
+
+
+# weight_only_wgmma_streamk's workspace, one per GPU and stream (launches on one stream run one
+# after the other): a counter per output tile, which every launch leaves at zero, then two partial
+# tiles per block (one block per SM) of the largest token tile. Kept for the process's life: CUDA
+# graphs captured with it read it at every replay.
+STREAMK_MAX_TILES = 1 << 16
+STREAMK_CONSUMER_THREADS = 256  # weight_only_wgmma.cu: two consumer warpgroups
+_streamk_workspaces: dict[tuple[int, int], Tensor] = {}
+
+
+def _streamk_workspace(device: torch.device, stream: int) -> Optional[Tensor]:
+    """The stream-K workspace of `device` for `stream`, allocated zeroed on first use (during a
+    CUDA-graph capture the zeroing is captured too); None inside `transient_workspaces()`."""
+    key = (device.index, stream)
+    found = _streamk_workspaces.get(key)
+    if found is None:
+        if workspaces_are_transient():
+            return None
+        largest = max(tokens for tokens, _ in WGMMA_TOKEN_TILES)
+        partials = 2 * sm_count(device.index) * STREAMK_CONSUMER_THREADS * (largest // 2)
+        found = torch.zeros(4 * (STREAMK_MAX_TILES + partials), dtype=torch.uint8, device=device)
+        _streamk_workspaces[key] = found
+    return found
+
+
+def _weight_only_launch(
+    x: Tensor,
+    CB: Tensor,
+    SCB: Tensor,
+    bias: Optional[Tensor],
+    out_ptr: int,
+    ldo: int,
+    tiles: Optional[tuple[int, int, int, int]] = None,
+    gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
+    wgmma: Optional[tuple[int, int]] = None,
+) -> _Launch:
+    """The launch of `weight_only_linear` for x [m, k] and CB [n, k], both contiguous, writing
+    rows of `ldo` elements at `out_ptr`."""
+    m, k = x.shape
+    n = CB.shape[0]
     index = x.device.index
     dtype_name = C_TYPES[x.dtype]
     aligned = _aligned(k, CB, x)
     bias = None if bias is None else bias.contiguous()
     args = (
         x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), SCB.contiguous().data_ptr(),
-        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out.data_ptr(),
-        out.stride(0),
+        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out_ptr, ldo,
     )  # fmt: skip
     automatic = tiles is None and gemm is None and aligned
     if wgmma is not None or (automatic and wgmma_serves(index, m, n)):
         if not aligned:
             raise ValueError("weight_only_wgmma.cu needs 16-byte aligned operands")
         tokens, splits = wgmma or weight_only_wgmma_plan(index, m, n, k, dtype_name)
+        tiles = _ceil(m, tokens) * _ceil(n, WGMMA_WEIGHT_ROWS)
+        workspace, stream = None, None
+        if splits == WGMMA_STREAM_K:
+            if tiles > STREAMK_MAX_TILES:
+                raise ValueError(f"stream-K takes up to {STREAMK_MAX_TILES} tiles, not {tiles}")
+            stream = current_stream(index)
+            workspace = _streamk_workspace(x.device, stream)
+            if workspace is None:  # no workspace may be kept: the best plan with clusters
+                tokens, splits = weight_only_wgmma_plan(index, m, n, k, dtype_name, False)
         name = weight_only_wgmma_name(dtype_name, tokens, splits)
         shared = weight_only_wgmma_shared_memory(tokens, dict(WGMMA_TOKEN_TILES)[tokens])
-        grid = (_ceil(m, tokens), _ceil(n, WGMMA_WEIGHT_ROWS), splits)
         x_map = tensor_map_2d(x, 64, tokens, 128)  # two boxes per K tile
         w_map = tensor_map_2d(CB, WGMMA_K_TILE, WGMMA_WEIGHT_ROWS, 128)
-        kernel(index, "weight_only_wgmma.cu", name).launch(grid, shared, x_map, w_map, *args[4:])
-        return out
+        wgmma_kernel = kernel(index, "weight_only_wgmma.cu", name)
+        wgmma_args = (x_map, w_map, *args[4:])
+        if workspace is None:
+            grid = (_ceil(m, tokens), _ceil(n, WGMMA_WEIGHT_ROWS), splits)
+            return _Launch(wgmma_kernel, grid, shared, wgmma_args, 0, 8, True)
+        units = tiles * _ceil(k, WGMMA_K_TILE)
+        grid = (min(sm_count(index), units), 1, 1)
+        counters = workspace.data_ptr()
+        wgmma_args = (*wgmma_args, counters + 4 * STREAMK_MAX_TILES, counters)
+        return _Launch(wgmma_kernel, grid, shared, wgmma_args, 0, 8, True, stream)
     if tiles is None and aligned and (gemm is not None or m >= WEIGHT_ONLY_GEMM_MIN_ROWS):
         tile, splits = gemm or weight_only_gemm_plan(index, m, n, k, dtype_name)
         bm, bn = weight_only_gemm_rows(tile)
         name = weight_only_gemm_name(dtype_name, tile, splits)
-        kernel(index, "weight_only_gemm.cu", name).launch(
-            (_ceil(n, bn), _ceil(m, bm), splits), weight_only_gemm_shared_memory(tile), *args
+        return _Launch(
+            kernel(index, "weight_only_gemm.cu", name), (_ceil(n, bn), _ceil(m, bm), splits),
+            weight_only_gemm_shared_memory(tile), args, 0, 10, False,
         )  # fmt: skip
-        return out
     tile = tiles or weight_only_tiles(index, m, n, dtype_name)
     row_tiles, token_tiles, warp_rows, _ = tile
     name = weight_only_name(dtype_name, tile, aligned)
     grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles * warp_rows), 1)
-    kernel(index, "weight_only_linear.cu", name).launch(grid, 0, *args)
-    return out
+    return _Launch(kernel(index, "weight_only_linear.cu", name), grid, 0, args, 0, 10, False)
+
+
+class PreparedLinear:
+    """The forward of one layer for inputs of one shape, dtype and device, its launch prepared
+    once (`prepared.PreparedLaunch`): per call an output allocation and one launch. Inputs must
+    be contiguous (`prepare_linear`'s caller checks). Returns None (nothing launched) on another
+    stream than the one whose workspace the launch was prepared with: the caller runs the
+    general path then."""
+
+    def __init__(self, launch: PreparedLaunch, out_shape: tuple[int, ...], x: Tensor) -> None:
+        self.launch = launch
+        self.out_shape, self.dtype, self.device = out_shape, x.dtype, x.device
+
+    def __call__(self, x: Tensor) -> Optional[Tensor]:
+        out = torch.empty(self.out_shape, dtype=self.dtype, device=self.device)
+        return out if self.launch(x.data_ptr(), out.data_ptr()) else None
+
+
+def prepare_linear(
+    x: Tensor,
+    CB: Tensor,
+    SCB: Tensor,
+    bias: Optional[Tensor],
+    threshold: float,
+    outlier_cols: Optional[Tensor],
+    arithmetic: str,
+) -> Optional[PreparedLinear]:
+    """A `PreparedLinear` for inputs shaped as `x` (contiguous, [..., K]) where the forward is one
+    launch (the weight-only product, forced or picked by "auto"); None where it is not (LLM.int8(),
+    fp32 or empty inputs, operands that are not contiguous: their addresses are kept)."""
+    k = x.shape[-1]
+    m = x.numel() // k if k else 0
+    n = CB.shape[0]
+    x2d = x.reshape(m, k)
+    weight_only = arithmetic == "weight_only" or (
+        arithmetic == "auto" and prefers_weight_only(x2d, CB)
+    )
+    usable = x.dtype in (torch.float16, torch.bfloat16) and x.is_contiguous()
+    contiguous = CB.is_contiguous() and SCB.is_contiguous()
+    contiguous = contiguous and (bias is None or bias.is_contiguous())
+    if not (weight_only and usable and contiguous and m and n and k):
+        return None
+    launch = _weight_only_launch(x2d, CB, SCB, bias, 0, n)
+    return PreparedLinear(PreparedLaunch(*launch), (*x.shape[:-1], n), x)

@@ -226,7 +226,8 @@ def _compile_group(index: int, file: str, group: str) -> None:
                     cupy.cuda.driver.funcSetAttribute(
                         function.ptr, _MAX_DYNAMIC_SHARED_SIZE_BYTES, size
                     )
-            kernels[(index, file, name)] = Kernel(function, index, LAYOUTS[file], threads)
+            layout = KERNEL_LAYOUTS.get(name.split("<")[0], LAYOUTS[file])
+            kernels[(index, file, name)] = Kernel(function, index, layout, threads)
     _modules[(index, file, group)] = module
     _kernels.update(kernels)
 
@@ -430,6 +431,9 @@ WGMMA_TOKEN_TILES = ((32, 8), (64, 6), (128, 4))
 """weight_only_wgmma.cu's (NTOK, STAGES) instantiations: tokens per block (by 128 weight rows)
 and the depth of its ring of K tiles."""
 WGMMA_SPLITS = (1, 2, 4)  # its SPLITS instantiations (a cluster of blocks along K)
+# A plan's splits value naming its stream-K kernel (weight_only_wgmma_streamk: one block per SM,
+# the tiles' K tiles divided evenly between them).
+WGMMA_STREAM_K = 0
 WGMMA_K_TILE, WGMMA_WEIGHT_ROWS, WGMMA_THREADS = 128, 128, 384
 
 
@@ -441,9 +445,12 @@ def weight_only_wgmma_shared_memory(tokens: int, stages: int) -> int:
 
 
 def weight_only_wgmma_name(dtype_name: str, tokens: int, splits: int) -> str:
-    """``weight_only_wgmma<T, NTOK, STAGES>``, or with K split
-    ``weight_only_wgmma_split<T, NTOK, STAGES, SPLITS>``."""
+    """``weight_only_wgmma<T, NTOK, STAGES>``, with K split
+    ``weight_only_wgmma_split<T, NTOK, STAGES, SPLITS>``, stream-K (`WGMMA_STREAM_K`)
+    ``weight_only_wgmma_streamk<T, NTOK, STAGES>``."""
     stages = dict(WGMMA_TOKEN_TILES)[tokens]
+    if splits == WGMMA_STREAM_K:
+        return f"weight_only_wgmma_streamk<{dtype_name}, {tokens}, {stages}>"
     if splits == 1:
         return f"weight_only_wgmma<{dtype_name}, {tokens}, {stages}>"
     return f"weight_only_wgmma_split<{dtype_name}, {tokens}, {stages}, {splits}>"
@@ -501,7 +508,7 @@ EXPRESSIONS = {
         weight_only_wgmma_name(t, tokens, splits)
         for t in WEIGHT_ONLY_TYPES
         for tokens, _ in WGMMA_TOKEN_TILES
-        for splits in WGMMA_SPLITS
+        for splits in (*WGMMA_SPLITS, WGMMA_STREAM_K)
     ],
 }
 # Files compiled for one architecture's specific target alone, and the blocks not of THREADS.
@@ -522,6 +529,11 @@ LAYOUTS = {
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
+}
+# Kernels whose parameters differ from their file's: by the kernel's name.
+KERNEL_LAYOUTS = {
+    # ... out ldo, then the stream-K workspace: partial tiles, tile counters
+    "weight_only_wgmma_streamk": LAYOUTS["weight_only_wgmma.cu"] + "PP",
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": _gemm_name_shared_memory,

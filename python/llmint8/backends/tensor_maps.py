@@ -6,7 +6,9 @@ copy moves into shared memory (its size and swizzle). The CUDA driver encodes it
 (``cuTensorMapEncodeTiled``, called through ctypes: neither PyTorch nor CuPy binds it), and the
 kernel receives its 128 bytes by value as a parameter, so CUDA graphs capture it with the launch.
 An encoding is a pure function of its arguments, so it is cached by them: a weight's is encoded
-once, an activation's again only where it lies at a new address or has a new shape.
+once, an activation's again only where it lies at a new address or has a new shape. A launch
+prepared once per shape (`prepared.py`) instead keeps one encoding and moves it to each call's
+input with `replace_address` (``cuTensorMapReplaceAddress``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ _MAX_CACHED = 4096
 
 _lock = threading.Lock()
 _encode: Optional[ctypes._CFuncPtr] = None
+_replace: Optional[ctypes._CFuncPtr] = None
 _cache: dict[tuple, bytes] = {}
 
 
@@ -54,10 +57,39 @@ def _encoder() -> ctypes._CFuncPtr:
     return _encode
 
 
+def _replacer() -> ctypes._CFuncPtr:
+    global _replace
+    if _replace is None:
+        with _lock:
+            if _replace is None:
+                try:
+                    function = ctypes.CDLL("libcuda.so.1").cuTensorMapReplaceAddress
+                except (OSError, AttributeError) as err:
+                    raise UnsupportedDeviceError(
+                        "the CUDA driver has no cuTensorMapReplaceAddress (CUDA 12+ drivers): "
+                        f"{err}"
+                    ) from None
+                function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+                function.restype = ctypes.c_int
+                _replace = function
+    return _replace
+
+
+def replace_address(tensor_map: int, address: int) -> None:
+    """Points the encoded tensor map at host address `tensor_map` (64-byte aligned) to a tensor
+    of the same shape, strides and type at device address `address` (16-byte aligned)."""
+    status = _replacer()(tensor_map, address)
+    if status != 0:
+        raise UnsupportedDeviceError(
+            f"cuTensorMapReplaceAddress refused address {address:#x}: CUresult {status}"
+        )
+
+
 def available() -> bool:
-    """Whether the driver can encode tensor maps."""
+    """Whether the driver can encode tensor maps and move them to another address."""
     try:
         _encoder()
+        _replacer()
     except UnsupportedDeviceError:
         return False
     return True

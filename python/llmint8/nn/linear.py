@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,19 @@ OUTLIER_COLS_KEY = "outlier_cols"
 OUTLIER_COUNTS_KEY = "outlier_counts"
 OUTLIER_BATCHES_KEY = "outlier_batches"
 ROW_MAJOR = 0  # the only weight_format: bitsandbytes' 1-3 were tiled layouts it has retired
+PREPARED_SHAPES = 64  # prepared forwards a layer keeps (input shapes, dtypes, devices) at most
+
+
+class _PreparedForwards(dict):
+    """A layer's forwards prepared by `functional.prepared_linear`, by input (shape, dtype,
+    device index, arithmetic): (the addresses of the weight, scales and bias they read, the call or
+    None). Copies and pickles of the layer start empty (they prepare their own)."""
+
+    def __deepcopy__(self, memo: dict) -> _PreparedForwards:
+        return _PreparedForwards()
+
+    def __reduce__(self):
+        return (_PreparedForwards, ())
 
 
 class Linear8bitLt(nn.Linear):
@@ -120,6 +133,12 @@ class Linear8bitLt(nn.Linear):
         return torch.device("cpu") if device.type == "meta" else device
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.has_fp16_weights and not torch.compiler.is_compiling():
+            prepared = self._prepared_forward(x)
+            if prepared is not None:  # eager inference: one launch, arguments packed once
+                y = prepared(x)
+                if y is not None:
+                    return y
         weight = self.weight
         if weight.device.type == "meta":
             raise RuntimeError(
@@ -140,7 +159,40 @@ class Linear8bitLt(nn.Linear):
             x, CB, SCB, self.bias, self.threshold, self.outlier_cols, master, self.arithmetic
         )
 
+    def _prepared_forward(self, x: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
+        """The forward prepared for x's shape, dtype and device (`F.prepared_linear`), where one
+        applies: no gradient needed, the weight quantized, x contiguous. Prepared again when the
+        weight, its scales or the bias lie at new addresses (replaced, moved or reloaded)."""
+        parameters = self._parameters  # one lookup for both (Module.__getattr__ is slower)
+        bias = parameters.get("bias")
+        if torch.is_grad_enabled() and (
+            x.requires_grad or (bias is not None and bias.requires_grad)
+        ):
+            return None
+        weight = parameters.get("weight")
+        scb = getattr(weight, "SCB", None)
+        if scb is None:
+            return None
+        forwards = self.__dict__.get("_prepared_forwards")
+        if forwards is None:
+            forwards = self._prepared_forwards = _PreparedForwards()
+        key = (x.shape, x.dtype, x.get_device(), self.arithmetic)
+        state = (weight.data_ptr(), scb.data_ptr(), 0 if bias is None else bias.data_ptr())
+        found = forwards.get(key)
+        if found is None or found[0] != state:
+            if not x.is_contiguous() or weight.device != x.device:
+                return None
+            if len(forwards) >= PREPARED_SHAPES:
+                forwards.clear()
+            call = F.prepared_linear(
+                x, weight, scb, bias, self.threshold, self.outlier_cols, self.arithmetic
+            )
+            found = forwards[key] = (state, call)
+        call = found[1]
+        return call if call is not None and x.is_contiguous() else None
+
     def _apply(self, fn, recurse=True):
+        self.__dict__.pop("_prepared_forwards", None)
         super()._apply(fn, recurse)
         # Statistics follow the weight's device, never its dtype (scales stay fp32 under .half()).
         device = self._stats_device()
