@@ -184,6 +184,29 @@ __device__ __forceinline__ void load_weights(int (&a)[STEPS][4], const unsigned 
     }
   }
 }
+
+// Consumer stage i (lane `lane` of a warp whose weight rows start at `row`): wait for the stage's
+// copies, convert its weights into `a`, issue its wgmmas on `d`, then (this group in flight) wait
+// for stage i - 1's group and hand that stage back to the producer.
+template <typename T, int NTOK, int STAGES>
+__device__ __forceinline__ void consume_stage(int i, int (&a)[STEPS][4], float (&d)[NTOK / 2],
+                                              unsigned long long* full, unsigned long long* empty,
+                                              const unsigned char* ring, unsigned base, int row,
+                                              int lane) {
+  using C = WgmmaTile<NTOK, STAGES>;
+  const int slot = i % STAGES;
+  barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+  load_weights<T>(a, ring + slot * C::STAGE_BYTES + C::X_BYTES, row, lane / 4, lane % 4);
+  fence_operands(d);
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < STEPS; ++s)
+    Wgmma<NTOK, T>::run(d, a[s], descriptor(base + slot * C::STAGE_BYTES + (s / 4) * C::X_HALF + 32 * (s % 4)));
+  wgmma_commit();
+  wgmma_wait<1>();
+  fence_operands(d);
+  if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }  // namespace
 
@@ -228,34 +251,17 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
       }
     }
   } else {
-    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
     const int row = 64 * (group - 1) + 16 * warp;
 #pragma unroll
     for (int i = 0; i < NTOK / 2; ++i) d[i] = 0.0f;
     int a0[STEPS][4], a1[STEPS][4];
-    // Stage i: wait for its copies, convert the weights, issue its wgmmas, then (its group in
-    // flight) wait for stage i - 1's and return that stage to the producer.
-    auto step = [&](int i, int(&a)[STEPS][4]) {
-      const int slot = i % STAGES;
-      barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
-      const unsigned char* stage = ring + slot * C::STAGE_BYTES;
-      load_weights<T>(a, stage + C::X_BYTES, row, g, q);
-      fence_operands(d);
-      wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < STEPS; ++s)
-        Wgmma<NTOK, T>::run(d, a[s], descriptor(base + slot * C::STAGE_BYTES + (s / 4) * C::X_HALF + 32 * (s % 4)));
-      wgmma_commit();
-      wgmma_wait<1>();
-      fence_operands(d);
-      if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
-    };
     int i = 0;
     for (; i + 1 < count; i += 2) {
-      step(i, a0);
-      step(i + 1, a1);
+      consume_stage<T, NTOK, STAGES>(i, a0, d, full, empty, ring, base, row, lane);
+      consume_stage<T, NTOK, STAGES>(i + 1, a1, d, full, empty, ring, base, row, lane);
     }
-    if (i < count) step(i, a0);
+    if (i < count) consume_stage<T, NTOK, STAGES>(i, a0, d, full, empty, ring, base, row, lane);
     wgmma_wait<0>();
     fence_operands(d);
   }
@@ -356,21 +362,6 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
   const int row = 64 * (group - 1) + 16 * warp;
   float d[NTOK / 2];
   int a0[STEPS][4], a1[STEPS][4];
-  auto step = [&](int i, int(&a)[STEPS][4]) {
-    const int slot = i % STAGES;
-    barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
-    const unsigned char* stage = ring + slot * C::STAGE_BYTES;
-    load_weights<T>(a, stage + C::X_BYTES, row, g, q);
-    fence_operands(d);
-    wgmma_fence();
-#pragma unroll
-    for (int s = 0; s < STEPS; ++s)
-      Wgmma<NTOK, T>::run(d, a[s], descriptor(base + slot * C::STAGE_BYTES + (s / 4) * C::X_HALF + 32 * (s % 4)));
-    wgmma_commit();
-    wgmma_wait<1>();
-    fence_operands(d);
-    if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
-  };
   int i = 0;
   for (long long u = begin; u < end;) {
     const int tile = static_cast<int>(u / k_tiles);
@@ -379,9 +370,9 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
     const bool first_of_block = u == begin;
 #pragma unroll
     for (int j = 0; j < NTOK / 2; ++j) d[j] = 0.0f;
-    for (; u < segment_end; ++u, ++i) {
-      if (i & 1) step(i, a1);
-      else step(i, a0);
+    for (; u < segment_end; ++u, ++i) {  // the two register sets alternate across segments too
+      if (i & 1) consume_stage<T, NTOK, STAGES>(i, a1, d, full, empty, ring, base, row, lane);
+      else consume_stage<T, NTOK, STAGES>(i, a0, d, full, empty, ring, base, row, lane);
     }
     wgmma_wait<0>();
     fence_operands(d);

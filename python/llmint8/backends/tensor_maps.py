@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -30,49 +29,42 @@ _L2_PROMOTION_256B = 3
 _MAX_CACHED = 4096
 
 _lock = threading.Lock()
-_encode: Optional[ctypes._CFuncPtr] = None
-_replace: Optional[ctypes._CFuncPtr] = None
+_functions: dict[str, ctypes._CFuncPtr] = {}
 _cache: dict[tuple, bytes] = {}
 
 
-def _encoder() -> ctypes._CFuncPtr:
-    global _encode
-    if _encode is None:
+def _driver_function(name: str, argtypes: list) -> ctypes._CFuncPtr:
+    """The CUDA driver's function `name` (returning a CUresult), loaded once."""
+    found = _functions.get(name)
+    if found is None:
         with _lock:
-            if _encode is None:
-                try:
-                    function = ctypes.CDLL("libcuda.so.1").cuTensorMapEncodeTiled
-                except (OSError, AttributeError) as err:
-                    raise UnsupportedDeviceError(
-                        f"the CUDA driver has no cuTensorMapEncodeTiled (CUDA 12+ drivers): {err}"
-                    ) from None
-                u32, u64, pointer = ctypes.c_uint32, ctypes.c_uint64, ctypes.POINTER
-                function.argtypes = [
-                    ctypes.c_void_p, ctypes.c_int, u32, ctypes.c_void_p, pointer(u64),
-                    pointer(u64), pointer(u32), pointer(u32), ctypes.c_int, ctypes.c_int,
-                    ctypes.c_int, ctypes.c_int,
-                ]  # fmt: skip
-                function.restype = ctypes.c_int
-                _encode = function
-    return _encode
+            try:
+                found = getattr(ctypes.CDLL("libcuda.so.1"), name)
+            except (OSError, AttributeError) as err:
+                raise UnsupportedDeviceError(
+                    f"the CUDA driver has no {name} (CUDA 12+ drivers): {err}"
+                ) from None
+            found.argtypes, found.restype = argtypes, ctypes.c_int
+            _functions[name] = found
+    return found
+
+
+def _encoder() -> ctypes._CFuncPtr:
+    found = _functions.get("cuTensorMapEncodeTiled")
+    if found is not None:
+        return found
+    u32, u64, pointer = ctypes.c_uint32, ctypes.c_uint64, ctypes.POINTER
+    return _driver_function("cuTensorMapEncodeTiled", [
+        ctypes.c_void_p, ctypes.c_int, u32, ctypes.c_void_p, pointer(u64), pointer(u64),
+        pointer(u32), pointer(u32), ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+    ])  # fmt: skip
 
 
 def _replacer() -> ctypes._CFuncPtr:
-    global _replace
-    if _replace is None:
-        with _lock:
-            if _replace is None:
-                try:
-                    function = ctypes.CDLL("libcuda.so.1").cuTensorMapReplaceAddress
-                except (OSError, AttributeError) as err:
-                    raise UnsupportedDeviceError(
-                        "the CUDA driver has no cuTensorMapReplaceAddress (CUDA 12+ drivers): "
-                        f"{err}"
-                    ) from None
-                function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-                function.restype = ctypes.c_int
-                _replace = function
-    return _replace
+    found = _functions.get("cuTensorMapReplaceAddress")
+    if found is not None:
+        return found
+    return _driver_function("cuTensorMapReplaceAddress", [ctypes.c_void_p, ctypes.c_void_p])
 
 
 def replace_address(tensor_map: int, address: int) -> None:
