@@ -42,6 +42,7 @@ __all__ = [
     "dequantize_rowwise",
     "int8_linear",
     "int8_matmul",
+    "prepared_linear",
     "quantize_rowwise",
     "quantize_weight",
 ]
