@@ -774,6 +774,12 @@ def test_prepared_forwards_equal_the_general_path(dtype, with_bias):
         assert (prepared is not None) == cuda_backend.prefers_weight_only(x2d, weight), shape
         if prepared is not None:
             seen.add(cuda_backend._weight_only_launch(x2d, weight, weight.SCB, None, 0, 320)[0])
+        # The same shape 2 bytes off a 16-byte boundary: the unaligned kernel, not a fault.
+        storage = torch.randn(inputs[0].numel() + 1, device="cuda", dtype=dtype)
+        shifted = storage[1:].view(shape)
+        with torch.no_grad():
+            y = layer(shifted)
+        assert torch.equal(y, F.int8_linear(shifted, weight, weight.SCB, layer.bias, 6.0)), shape
     assert len(seen) >= 2  # the per-16-token kernel and a many-token one
 
 

@@ -803,17 +803,23 @@ def _weight_only_launch(
 class PreparedLinear:
     """The forward of one layer for inputs of one shape, dtype and device, its launch prepared
     once (`prepared.PreparedLaunch`): per call an output allocation and one launch. Inputs must
-    be contiguous (`prepare_linear`'s caller checks). Returns None (nothing launched) on another
-    stream than the one whose workspace the launch was prepared with: the caller runs the
-    general path then."""
+    be contiguous (`prepare_linear`'s caller checks). Returns None (nothing launched) for an input
+    that is not 16-byte aligned where the launch was prepared for aligned ones (vector loads, TMA),
+    and on another stream than the one whose workspace the launch was prepared with: the caller
+    runs the general path then."""
 
-    def __init__(self, launch: PreparedLaunch, out_shape: tuple[int, ...], x: Tensor) -> None:
-        self.launch = launch
+    def __init__(
+        self, launch: PreparedLaunch, out_shape: tuple[int, ...], x: Tensor, aligned: bool
+    ) -> None:
+        self.launch, self.aligned = launch, aligned
         self.out_shape, self.dtype, self.device = out_shape, x.dtype, x.device
 
     def __call__(self, x: Tensor) -> Optional[Tensor]:
+        address = x.data_ptr()
+        if self.aligned and address % 16:
+            return None
         out = torch.empty(self.out_shape, dtype=self.dtype, device=self.device)
-        return out if self.launch(x.data_ptr(), out.data_ptr()) else None
+        return out if self.launch(address, out.data_ptr()) else None
 
 
 def prepare_linear(
@@ -841,4 +847,4 @@ def prepare_linear(
     if not (weight_only and usable and contiguous and m and n and k):
         return None
     launch = _weight_only_launch(x2d, CB, SCB, bias, 0, n)
-    return PreparedLinear(PreparedLaunch(*launch), (*x.shape[:-1], n), x)
+    return PreparedLinear(PreparedLaunch(*launch), (*x.shape[:-1], n), x, _aligned(k, CB, x2d))
