@@ -685,7 +685,9 @@ def weight_only_linear(
     `weight_only_wgmma_plan`) override the plan (benches/kernel_choice.py)."""
     if x.dtype == torch.float32:
         return dense_weight_only_linear(x, CB, SCB, bias, out=out)
-    x, CB = x.contiguous(), CB.contiguous()
+    # Contiguous operands held here until the launch (the launch reads their addresses).
+    x, CB, SCB = x.contiguous(), CB.contiguous(), SCB.contiguous()
+    bias = None if bias is None else bias.contiguous()
     out, done = _output(x, CB.shape[0], bias, out)
     if done:
         return out
@@ -745,16 +747,16 @@ def _weight_only_launch(
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
 ) -> _Launch:
-    """The launch of `weight_only_linear` for x [m, k] and CB [n, k], both contiguous, writing
-    rows of `ldo` elements at `out_ptr`."""
+    """The launch of `weight_only_linear` for x [m, k], CB [n, k], SCB and bias, all contiguous
+    (the caller keeps them alive until the launch), writing rows of `ldo` elements at
+    `out_ptr`."""
     m, k = x.shape
     n = CB.shape[0]
     index = x.device.index
     dtype_name = C_TYPES[x.dtype]
     aligned = _aligned(k, CB, x)
-    bias = None if bias is None else bias.contiguous()
     args = (
-        x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), SCB.contiguous().data_ptr(),
+        x.data_ptr(), x.stride(0), CB.data_ptr(), CB.stride(0), SCB.data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out_ptr, ldo,
     )  # fmt: skip
     automatic = tiles is None and gemm is None and aligned
