@@ -764,11 +764,13 @@ def _weight_only_launch(
         if not aligned:
             raise ValueError("weight_only_wgmma.cu needs 16-byte aligned operands")
         tokens, splits = wgmma or weight_only_wgmma_plan(index, m, n, k, dtype_name)
-        tiles = _ceil(m, tokens) * _ceil(n, WGMMA_WEIGHT_ROWS)
+        output_tiles = _ceil(m, tokens) * _ceil(n, WGMMA_WEIGHT_ROWS)
         workspace, stream = None, None
         if splits == WGMMA_STREAM_K:
-            if tiles > STREAMK_MAX_TILES:
-                raise ValueError(f"stream-K takes up to {STREAMK_MAX_TILES} tiles, not {tiles}")
+            if output_tiles > STREAMK_MAX_TILES:
+                raise ValueError(
+                    f"stream-K takes up to {STREAMK_MAX_TILES} tiles, not {output_tiles}"
+                )
             stream = current_stream(index)
             workspace = _streamk_workspace(x.device, stream)
             if workspace is None:  # no workspace may be kept: the best plan with clusters
@@ -782,7 +784,7 @@ def _weight_only_launch(
         if workspace is None:
             grid = (_ceil(m, tokens), _ceil(n, WGMMA_WEIGHT_ROWS), splits)
             return _Launch(wgmma_kernel, grid, shared, wgmma_args, 0, 8, True)
-        units = tiles * _ceil(k, WGMMA_K_TILE)
+        units = output_tiles * _ceil(k, WGMMA_K_TILE)
         grid = (min(sm_count(index), units), 1, 1)
         counters = workspace.data_ptr()
         wgmma_args = (*wgmma_args, counters + 4 * STREAMK_MAX_TILES, counters)

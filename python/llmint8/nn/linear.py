@@ -159,7 +159,7 @@ class Linear8bitLt(nn.Linear):
             x, CB, SCB, self.bias, self.threshold, self.outlier_cols, master, self.arithmetic
         )
 
-    def _prepared_forward(self, x: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
+    def _prepared_forward(self, x: Tensor) -> Optional[Callable[[Tensor], Optional[Tensor]]]:
         """The forward prepared for x's shape, dtype and device (`F.prepared_linear`), where one
         applies: no gradient needed, the weight quantized, x contiguous. Prepared again when the
         weight, its scales or the bias lie at new addresses (replaced, moved or reloaded)."""
