@@ -11,7 +11,12 @@ small kernel's tile beside it, next to the plan the backend picks, LLM.int8()'s 
 fp16 nn.Linear (sets the WEIGHT_ONLY_* and WGMMA_* row limits and the plans' costs), each call of
 a graph reading another copy of the weights so that they come from memory, not L2, as in a model.
 
-    python benches/kernel_choice.py [--quick] [--weight-only] [--rows M ...] [--out choice.md]
+With --int8: LLM.int8()'s product under each of its plans (cuBLAS and the epilogue, the mma.sync
+GEMM, and on sm_90 every int8_wgmma.cu plan), weights cold in L2, beside fp16 (sets
+INT8_WGMMA_MIN_ROWS and int8_wgmma_plan's costs).
+
+    python benches/kernel_choice.py [--quick] [--weight-only | --int8] [--rows M ...]
+        [--out choice.md]
 """
 
 from __future__ import annotations
@@ -121,8 +126,9 @@ def wgmma_label(tokens: int, splits: int) -> str:
     return f"wgmma{tokens}" + (f"/k{splits}" if splits > 1 else "")
 
 
-def weight_only_row(k: int, n: int, rows) -> list[str]:
-    index = torch.cuda.current_device()
+def cold_layer(k: int, n: int):
+    """A random K×N layer's int8 scales and bias, copies of its int8 weight (more bytes than the
+    L2 holds), and fp16 `nn.Linear` and LLM.int8() calls that cycle through their copies."""
     linear = torch.nn.Linear(k, n).half().cuda()
     layer = llmint8.nn.Linear8bitLt.from_linear(linear, 6.0, arithmetic="int8").cuda()
     CB, SCB, bias = layer.weight.CB, layer.weight.SCB, layer.bias
@@ -133,6 +139,12 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
     int8_call = cycling(
         lambda x, cb: llmint8.functional.int8_linear(x, cb, SCB, bias, 6.0, arithmetic="int8"), CBs
     )  # fmt: skip
+    return SCB, bias, CBs, fp16_call, int8_call
+
+
+def weight_only_row(k: int, n: int, rows) -> list[str]:
+    index = torch.cuda.current_device()
+    SCB, bias, CBs, fp16_call, int8_call = cold_layer(k, n)
     lines = []
     for m in rows:
         x = torch.randn(m, k, device="cuda", dtype=torch.float16)
@@ -166,6 +178,59 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
     return lines
 
 
+def int8_row(k: int, n: int, rows) -> list[str]:
+    """LLM.int8() (threshold 6, 6 planted outlier columns) under its cuBLAS, mma.sync GEMM and
+    (sm_90) int8_wgmma.cu plans, weights cold in L2, beside fp16 and the plan the backend picks."""
+    index = torch.cuda.current_device()
+    *_, fp16_call, int8_call = cold_layer(k, n)
+    wgmma = backend.uses_wgmma(index)
+    chosen_plan = backend.plan
+    lines = []
+    for m in rows:
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        x[:, torch.randperm(k)[:6]] *= 20
+        plans = {"cublas": backend.Plan("cublas", 32 if m <= 32 else 64)}
+        plans |= {f"gemm{bm}": backend.Plan("gemm", bm, 1, 0) for bm in (64, 128)}
+        for tokens, _ in backend.INT8_WGMMA_TOKEN_TILES if wgmma else []:
+            for splits in backend.WGMMA_SPLITS:
+                label = f"wgmma{tokens}" + (f"/k{splits}" if splits > 1 else "")
+                plans[label] = backend.Plan("wgmma", tokens, splits)
+        picked = chosen_plan(index, m, n, k, cublas_ok=cublas_takes(n, k), wgmma_ok=wgmma)
+        times = {}
+        try:
+            for name, plan in plans.items():
+                if plan.kernel == "gemm":
+                    k_tiles = -(-k // backend.K_TILE)
+                    plan = plan._replace(split_size=k_tiles)
+                backend.plan = lambda *a, _p=plan, **kw: _p
+                backend._layouts.clear()
+                times[name] = graph_time_us(int8_call, x)
+        finally:
+            backend.plan = chosen_plan
+            backend._layouts.clear()
+        fp16, picked_us = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
+        label = picked.kernel + (str(picked.tile_rows) if picked.kernel != "cublas" else "")
+        label += f"/k{picked.splits}" if picked.splits > 1 else ""
+        best = min(times, key=times.get)
+        every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
+        line = (f"| {k}×{n} | {m} | {fp16:.1f} | {label} | {picked_us:.1f} | {best} "
+                f"| {times[best]:.1f} | {every} |")  # fmt: skip
+        print(line, flush=True)
+        lines.append(line)
+    return lines
+
+
+def int8_table(grid, rows) -> list[str]:
+    lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed, weights cold in "
+             "L2), LLM.int8() at threshold 6, 6 planted outlier columns", ""]  # fmt: skip
+    lines += ["| K×N | M | fp16 | picked | picked µs | best | best µs | all |", "|---" * 8 + "|"]
+    print("\n".join(lines), flush=True)
+    for k, n in grid:
+        lines += int8_row(k, n, rows)
+        torch.cuda.empty_cache()
+    return lines
+
+
 def weight_only_table(grid, rows) -> list[str]:
     lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed, weights cold in "
              "L2), fp16", ""]  # fmt: skip
@@ -182,6 +247,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two shapes, four row counts")
     parser.add_argument("--weight-only", action="store_true", help="the weight-only kernel's tiles")
+    parser.add_argument("--int8", action="store_true", help="LLM.int8()'s plans, weights cold")
     parser.add_argument("--rows", type=int, nargs="+", help="row counts M")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
@@ -189,6 +255,13 @@ def main(argv=None) -> int:
         grid = GRID[::3] if args.quick else GRID
         rows = args.rows or ([1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
         lines = weight_only_table(grid, rows)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        return 0
+    if args.int8:
+        grid = GRID[::3] if args.quick else GRID
+        lines = int8_table(grid, args.rows or ([8, 32, 128, 512] if args.quick else ROWS[2:]))
         if args.out:
             with open(args.out, "w") as f:
                 f.write("\n".join(lines) + "\n")
@@ -207,7 +280,9 @@ def main(argv=None) -> int:
         for m in rows:
             x = torch.randn(m, k, device="cuda", dtype=torch.float16)
             x[:, torch.randperm(k)[:6]] *= 20
-            picked = chosen_plan(index, m, n, k, cublas_ok=cublas_takes(n, k))
+            picked = chosen_plan(
+                index, m, n, k, cublas_ok=cublas_takes(n, k), wgmma_ok=backend.uses_wgmma(index)
+            )  # fmt: skip
             times = {}
             try:
                 for name, plan in candidates(index, m, n, k).items():

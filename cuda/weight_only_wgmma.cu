@@ -32,6 +32,7 @@
 // box 64 x NTOK, 128-byte swizzle) and CB (int8, box 128 x 128, 128-byte swizzle), then
 // SCB [N] f32, bias [N] or null in the dtype bias_kind names (common.cuh), M, N, K, out [M, ldo].
 #include "common.cuh"
+#include "hopper.cuh"
 
 using namespace llmint8;
 
@@ -42,11 +43,6 @@ constexpr int THREADS = 128 * (1 + CONSUMERS);
 constexpr int BN = 64 * CONSUMERS;        // weight rows per block
 constexpr int W_BYTES = BN * BK;          // a stage's weight tile (rows of 128 bytes, swizzled)
 constexpr int STEPS = BK / 16;            // wgmma k16 steps per stage
-
-// A TMA tensor map (CUtensorMap, encoded on the host by cuTensorMapEncodeTiled), passed by value.
-struct alignas(64) TensorMap {
-  unsigned long long words[16];
-};
 
 template <int NTOK, int STAGES> struct WgmmaTile {
   static constexpr int X_HALF = NTOK * 128;      // 64 columns of X: a multiple of 1024 (the swizzle's period)
@@ -61,105 +57,6 @@ template <int NTOK, int STAGES> struct WgmmaTile {
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ unsigned smem_address(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// ---- mbarriers ----
-__device__ __forceinline__ void barrier_init(unsigned bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void barrier_arrive(unsigned bar) {
-  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void barrier_wait(unsigned bar, unsigned parity) {
-  unsigned done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-// Arrives on `bar` and makes its current phase also wait for `bytes` of copies.
-__device__ __forceinline__ void arrive_expecting(unsigned bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
-               : "memory");
-}
-// The box of `map` at (column, row) into shared memory at `dst` by the tensor memory accelerator,
-// completing as transactions on `bar` (elements outside the tensor are filled with zeros).
-__device__ __forceinline__ void copy_box(unsigned dst, const TensorMap& map, int column, int row, unsigned bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
-      ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(&map)), "r"(column), "r"(row), "r"(bar)
-      : "memory");
-}
-
-// ---- wgmma ----
-// Shared-memory descriptor of a K-major tile with 128-byte swizzle: rows of 128 bytes, groups of 8
-// rows 1024 bytes apart.
-__device__ __forceinline__ unsigned long long descriptor(unsigned address) {
-  return static_cast<unsigned long long>((address & 0x3FFFF) >> 4) | (1ull << 16) |
-         (static_cast<unsigned long long>(1024 >> 4) << 32) | (1ull << 62);
-}
-// Keeps the compiler from moving accesses of the accumulators across the wgmma pipeline.
-template <int N> __device__ __forceinline__ void fence_operands(float (&d)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-
-#define WGMMA_D8(i) "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), \
-                    "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
-#define WGMMA_ARGS_A "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
-
-// d (64 weight rows x N tokens, fp32) += a (64 x 16, registers) * B (16 x N, shared memory).
-template <int N, typename T> struct Wgmma;
-#define WGMMA_F16_BF16(T, TYPE)                                                                      \
-  template <> struct Wgmma<32, T> {                                                                  \
-    static __device__ __forceinline__ void run(float (&d)[16], const int (&a)[4], unsigned long long desc) { \
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" \
-                   "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE                       \
-                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15},"                       \
-                   " {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"                                           \
-                   : WGMMA_D8(0), WGMMA_D8(8)                                                        \
-                   : WGMMA_ARGS_A);                                                                  \
-    }                                                                                                \
-  };                                                                                                 \
-  template <> struct Wgmma<64, T> {                                                                  \
-    static __device__ __forceinline__ void run(float (&d)[32], const int (&a)[4], unsigned long long desc) { \
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
-                   "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                       \
-                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                         \
-                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31},"               \
-                   " {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"                                           \
-                   : WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24)                            \
-                   : WGMMA_ARGS_A);                                                                  \
-    }                                                                                                \
-  };                                                                                                 \
-  template <> struct Wgmma<128, T> {                                                                 \
-    static __device__ __forceinline__ void run(float (&d)[64], const int (&a)[4], unsigned long long desc) { \
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
-                   "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE                      \
-                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                         \
-                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"                 \
-                   "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                 \
-                   "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63},"               \
-                   " {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"                                           \
-                   : WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24),                           \
-                     WGMMA_D8(32), WGMMA_D8(40), WGMMA_D8(48), WGMMA_D8(56)                          \
-                   : WGMMA_ARGS_A);                                                                  \
-    }                                                                                                \
-  };
-WGMMA_F16_BF16(__half, "f16")
-WGMMA_F16_BF16(__nv_bfloat16, "bf16")
-
 // ---- staging ----
 // A stage is two boxes of X (64 columns each by NTOK token rows, fp16 / bf16, 128-byte swizzle:
 // 16-byte piece c of row r at r * 128 + ((c ^ (r % 8)) * 16), the layout the wgmma descriptor
@@ -183,6 +80,20 @@ __device__ __forceinline__ void load_weights(int (&a)[STEPS][4], const unsigned 
       to_pairs(word, a[s][h], a[s][2 + h], T{});
     }
   }
+}
+
+// Producer stage i: K columns [k0, k0 + BK) of X's token rows from m0 and of the weight's rows
+// from n0 into slot i % STAGES of the ring at shared address `base`.
+template <int NTOK, int STAGES>
+__device__ __forceinline__ void produce_stage(int i, unsigned long long* full, unsigned long long* empty,
+                                              unsigned base, const TensorMap& x_map,
+                                              const TensorMap& w_map, int k0, int m0, int n0) {
+  using C = WgmmaTile<NTOK, STAGES>;
+  const unsigned bar = claim_stage<STAGES>(i, full, empty, C::X_BYTES + W_BYTES);
+  const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
+  copy_box(stage, x_map, k0, m0, bar);
+  copy_box(stage + C::X_HALF, x_map, k0 + 64, m0, bar);
+  copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
 }
 
 // Consumer stage i (lane `lane` of a warp whose weight rows start at `row`): wait for the stage's
@@ -222,32 +133,20 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
   const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * BN;
-  const int k_tiles = (K + BK - 1) / BK, per_split = (k_tiles + SPLITS - 1) / SPLITS;
-  const int first = blockIdx.z * per_split, count = max(0, min(k_tiles, first + per_split) - first);
+  const KRange range = split_k<BK, SPLITS>(K, blockIdx.z);
+  const int first = range.first, count = range.count;
   const int group = threadIdx.x / 128;
 
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      barrier_init(smem_address(&full[s]), 1);           // the producer, expecting the copies
-      barrier_init(smem_address(&empty[s]), 4 * CONSUMERS);  // one lane of each consumer warp
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
+  if (threadIdx.x == 0) init_ring<STAGES>(full, empty, 4 * CONSUMERS);
   __syncthreads();
 
   float d[NTOK / 2];
   if (group == 0) {
     if (threadIdx.x == 0) {
-      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&x_map)) : "memory");
-      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&w_map)) : "memory");
+      prefetch_map(x_map);
+      prefetch_map(w_map);
       for (int i = 0; i < count; ++i) {
-        const int slot = i % STAGES, k0 = (first + i) * BK;
-        const unsigned stage = base + slot * C::STAGE_BYTES, bar = smem_address(&full[slot]);
-        if (i >= STAGES) barrier_wait(smem_address(&empty[slot]), (i / STAGES - 1) & 1);
-        arrive_expecting(bar, C::X_BYTES + W_BYTES);
-        copy_box(stage, x_map, k0, m0, bar);
-        copy_box(stage + C::X_HALF, x_map, k0 + 64, m0, bar);
-        copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
+        produce_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
       }
     }
   } else {
@@ -265,24 +164,7 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
     wgmma_wait<0>();
     fence_operands(d);
   }
-  __syncthreads();  // every stage has been consumed: the ring holds the partial tile now
-
-  // partial[token][row], fp32. d[4j + r]: row + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
-  float* partial = reinterpret_cast<float*>(ring);
-  if (group > 0) {
-    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-    const int row = 64 * (group - 1) + 16 * warp + g;
-#pragma unroll
-    for (int j = 0; j < NTOK / 8; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) partial[(8 * j + 2 * q + (r & 1)) * C::LDP + row + 8 * (r >> 1)] = d[4 * j + r];
-  }
-  const bool pairs = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 3) == 0;
-  if constexpr (SPLITS > 1) cluster_barrier();  // every block's partial tile is complete and visible
-  else __syncthreads();
-  write_partial_sums<T, SPLITS, NTOK, BN, THREADS>(partial, C::LDP, m0, n0, M, N, out, ldo, SCB, bias,
-                                                   bias_kind, pairs);
-  if constexpr (SPLITS > 1) cluster_barrier();  // no block leaves while another reads its memory
+  write_tile<T, NTOK, BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
 #else
   __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
 #endif
@@ -319,21 +201,15 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
   const long long begin = b * units / blocks, end = (b + 1) * units / blocks;
   const int group = threadIdx.x / 128;
 
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      barrier_init(smem_address(&full[s]), 1);
-      barrier_init(smem_address(&empty[s]), 4 * CONSUMERS);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
+  if (threadIdx.x == 0) init_ring<STAGES>(full, empty, 4 * CONSUMERS);
   __syncthreads();
 
   if (group == 0) {
     // Registers move to the consumers: 128 x 40 + 256 x 232 fit the SM's 64 Ki.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (threadIdx.x == 0) {
-      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&x_map)) : "memory");
-      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&w_map)) : "memory");
+      prefetch_map(x_map);
+      prefetch_map(w_map);
       // The unit's tile and K tile stepped along (no division per unit on the issuing thread).
       int tile = static_cast<int>(begin / k_tiles), kt = static_cast<int>(begin % k_tiles);
       int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * BN;
@@ -344,14 +220,7 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
           m0 = (tile % m_tiles) * NTOK;
           n0 = (tile / m_tiles) * BN;
         }
-        const int k0 = kt++ * BK;
-        const int slot = i % STAGES;
-        const unsigned stage = base + slot * C::STAGE_BYTES, bar = smem_address(&full[slot]);
-        if (i >= STAGES) barrier_wait(smem_address(&empty[slot]), (i / STAGES - 1) & 1);
-        arrive_expecting(bar, C::X_BYTES + W_BYTES);
-        copy_box(stage, x_map, k0, m0, bar);
-        copy_box(stage + C::X_HALF, x_map, k0 + 64, m0, bar);
-        copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
+        produce_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, kt++ * BK, m0, n0);
       }
     }
     return;  // the consumers' named barriers count their own 256 threads only
@@ -384,9 +253,9 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
 #pragma unroll
       for (int j = 0; j < NTOK / 2; ++j) __stcg(mine + j * CONSUMER_THREADS, d[j]);
       __threadfence();
-      asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMER_THREADS) : "memory");
+      named_barrier<1, CONSUMER_THREADS>();
       if (ctid == 0) last_arrival = atomicAdd(counters + tile, 1) == last - first;
-      asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMER_THREADS) : "memory");
+      named_barrier<1, CONSUMER_THREADS>();
       if (!last_arrival) continue;
       __threadfence();
       // The partials (this block's read back too) added in K order, whichever block arrived

@@ -165,7 +165,8 @@ def test_many_outlier_columns_match_cpu_and_reference(dtype):
         CB, SCB = F.quantize_weight(weight)
         cublas = k % 16 == 0 and n % 4 == 0 and m >= cuda_backend.CUBLAS_MIN_ROWS
         cublas = cublas and cuda_backend.cublas.available()
-        plan = cuda_backend.plan(0, m, n, k, cublas_ok=cublas)
+        wgmma = _int8_wgmma_takes(m, k, dtype)
+        plan = cuda_backend.plan(0, m, n, k, cublas_ok=cublas, wgmma_ok=wgmma)
         seen.add((plan.kernel, plan.splits > 1))
         expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
         out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
@@ -178,14 +179,18 @@ def test_many_outlier_columns_match_cpu_and_reference(dtype):
         magnitude = x.double().abs() @ weight.double().abs().t()
         rounding = 2 * torch.finfo(dtype).eps * (expected.double().abs() + 1e-3 * magnitude)
         assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{what} vs cpu")
-    for wanted in [
-        ("gemv", False),
-        ("gemv", True),
-        ("gemm", False),
-        ("gemm", True),
-        ("cublas", False),
-    ]:
+    # On sm_90 fp16 / bf16 products of aligned operands run int8_wgmma.cu where others run cuBLAS.
+    wgmma = _int8_wgmma_takes(64, 64, dtype)
+    product = [("wgmma", False), ("wgmma", True)] if wgmma else [("cublas", False)]
+    for wanted in [("gemv", False), ("gemv", True), ("gemm", False), ("gemm", True), *product]:
         assert wanted in seen, f"no shape exercised {wanted}: {sorted(seen)}"
+
+
+def _int8_wgmma_takes(m, k, dtype):
+    """Whether int8_linear runs int8_wgmma.cu for m rows of K = k (aligned tensors)."""
+    index = torch.cuda.current_device()
+    aligned = k % 16 == 0 and dtype != torch.float32 and m > cuda_backend.GEMV_MAX_ROWS
+    return aligned and cuda_backend.uses_wgmma(index)
 
 
 @settings(max_examples=30, deadline=None)
@@ -336,6 +341,7 @@ def test_cublas_product_is_captured_in_cuda_graphs(monkeypatch):
     from llmint8.backends import cublas
 
     assert cublas.available()
+    monkeypatch.setattr(cuda_backend, "uses_wgmma", lambda index: False)  # cuBLAS on sm_90 too
     captured_calls = []
     gemm = cublas.int8_gemm
 
@@ -570,6 +576,111 @@ def test_weight_only_wgmma_plan_covers_the_sms_and_splits_k_only_where_that_pays
     assert not cuda_backend.wgmma_serves(index, 32, 4096)
     assert cuda_backend.wgmma_serves(index, 33, 4096)
     assert cuda_backend.wgmma_serves(index, 17, 8192)
+
+
+# ---- LLM.int8() on wgmma (int8_wgmma.cu) ----
+
+# (m, k, n): one token, ragged token tiles, K not a multiple of the 128-column K tile (16 and 48
+# columns into the last), N not a multiple of the 128 weight rows, K split across clusters where
+# the plan allows it (8+ K tiles), a weight smaller than one tile.
+INT8_WGMMA_SHAPES = [(5, 4096, 300), (17, 1040, 129), (33, 2048, 1000), (64, 4096, 256),
+                     (100, 1072, 77), (128, 512, 384), (129, 3072, 64), (300, 1024, 200),
+                     (40, 16, 5)]  # fmt: skip
+
+
+def _int8_wgmma_plans():
+    if cuda_backend is None:
+        return []
+    return [(tokens, splits) for tokens, _ in cuda_backend.INT8_WGMMA_TOKEN_TILES
+            for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
+
+
+def _forced_plan(monkeypatch, kernel, tile_rows=0, splits=1):
+    """int8_linear's plan forced for every shape (GEMV rows excepted; the mma.sync GEMM's K
+    tiles in `splits` splits)."""
+    general = cuda_backend.plan
+
+    def plan(index, m, n, k, **kw):
+        if m <= cuda_backend.GEMV_MAX_ROWS:
+            return general(index, m, n, k, **kw)
+        size = -(-k // cuda_backend.K_TILE // splits) if kernel == "gemm" else 0
+        return cuda_backend.Plan(kernel, tile_rows, splits, size)
+
+    monkeypatch.setattr(cuda_backend, "plan", plan)
+    cuda_backend._layouts.clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("tokens, splits", _int8_wgmma_plans())
+def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(monkeypatch, dtype, tokens, splits):
+    """Every int8_wgmma.cu instantiation within the CPU's rounding and the float64 reference's
+    bound, with 0, 3, 70 (two chunks) and every column an outlier; deterministic; without outlier
+    columns and K unsplit bit-equal to the mma.sync GEMM (the same int32 sums and fp32
+    epilogue)."""
+    _skip_without_wgmma()
+    generator = torch.Generator().manual_seed(tokens * 10 + splits)
+    try:
+        for m, k, n in INT8_WGMMA_SHAPES:
+            for columns, bias_dtype in ((0, None), (3, dtype), (70, torch.float32), (k, dtype)):
+                x, columns = planted_outliers(m, k, min(columns, k), generator)
+                x = x.to(dtype)
+                weight = torch.randn(n, k, generator=generator).to(dtype)
+                bias = None if bias_dtype is None else torch.randn(n, generator=generator)
+                bias = None if bias is None else bias.to(bias_dtype)
+                CB, SCB = F.quantize_weight(weight)
+                args = (x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda())
+                what = f"{(m, k, n)} {len(columns)} outlier columns, plan {(tokens, splits)}"
+                _forced_plan(monkeypatch, "wgmma", tokens, splits)
+                out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
+                got = cuda_backend.int8_linear(*args, 6.0, None, out=out)
+                again = cuda_backend.int8_linear(*args, 6.0, None)
+                assert torch.equal(got, again), f"{what}: not deterministic"
+                got = got.cpu()
+                assert not got.isnan().any(), f"{what}: unwritten (poisoned) outputs remain"
+                if not len(columns) and splits == 1:  # split K adds fp32 partial tiles
+                    _forced_plan(monkeypatch, "gemm", 32, 1)
+                    mma = cuda_backend.int8_linear(*args, 6.0, None).cpu()
+                    assert torch.equal(got, mma), f"{what}: differs from int8_gemm.cu"
+                expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
+                bound = int8_linear_bound(x, weight, 6.0, dtype, bias)
+                assert_within_bound(got, reference_linear(x, weight, bias), bound, what)
+                magnitude = x.double().abs() @ weight.double().abs().t()
+                eps = torch.finfo(dtype).eps
+                rounding = 2 * eps * (expected.double().abs() + 1e-3 * magnitude)
+                assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{what} vs cpu")
+    finally:
+        cuda_backend._layouts.clear()
+
+
+def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pays():
+    _skip_without_wgmma()
+    index = torch.cuda.current_device()
+    plan = cuda_backend.int8_wgmma_plan
+    for m in (5, 17, 32, 33, 64, 65, 128, 129, 500):
+        tokens = plan(index, m, 4096, 4096)[0]
+        assert tokens < 2 * m or tokens == 32, (m, tokens)
+    assert plan(index, 16, 4096, 4096)[1] > 1  # 32 blocks: split K
+    assert plan(index, 4096, 28672, 8192)[1] == 1  # thousands of blocks
+    short = cuda_backend.WGMMA_K_TILE * (2 * cuda_backend.MIN_K_TILES_PER_GEMM_SPLIT - 1)
+    assert plan(index, 128, 4096, short)[1] == 1
+    # int8_linear's plan on sm_90: the wgmma kernel for fp16 / bf16 from INT8_WGMMA_MIN_ROWS.
+    rows = cuda_backend.INT8_WGMMA_MIN_ROWS
+    general = cuda_backend.plan(index, rows, 4096, 4096, cublas_ok=True, wgmma_ok=True)
+    assert general.kernel == "wgmma"
+    assert cuda_backend.plan(index, rows, 4096, 4096, cublas_ok=True).kernel != "wgmma"
+    # Beyond INT8_WGMMA_MAX_ROWS only while the 128-token tiles fit one wave; cuBLAS beyond.
+    many = cuda_backend.INT8_WGMMA_MAX_ROWS + 1
+    assert (
+        cuda_backend.plan(index, many, 1024, 4096, cublas_ok=True, wgmma_ok=True).kernel == "wgmma"
+    )
+    assert (
+        cuda_backend.plan(index, 2048, 28672, 8192, cublas_ok=True, wgmma_ok=True).kernel
+        == "cublas"
+    )
+    assert (
+        cuda_backend.plan(index, 2048, 28672, 8192, cublas_ok=False, wgmma_ok=True).kernel
+        == "wgmma"
+    )
 
 
 def test_weight_only_wgmma_plan_takes_stream_k_where_whole_tiles_leave_sms_idle():

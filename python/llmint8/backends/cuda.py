@@ -7,7 +7,9 @@ without int8 ``mma.sync.m16n8k32`` (sm_75), go to the dp4a kernel that streams t
 computes the int32 product and the epilogue kernel (``int8_gemm.cu`` MODE 2) turns it into the
 output; other shapes go to the tensor-core GEMM with the fused epilogue (``int8_gemm.cu``), with
 a row tile of 32, 64 or 128 to waste as few tensor-core cycles on padding rows as possible, and
-with K split across blocks when the tiles alone would leave SMs idle.
+with K split across blocks when the tiles alone would leave SMs idle. On sm_90 (H100, H200) fp16
+and bf16 calls of aligned operands from INT8_WGMMA_MIN_ROWS rows go to ``int8_wgmma.cu`` instead:
+wgmma int8 fed by TMA with the epilogue and the outlier product fused (`int8_wgmma_plan`).
 
 A forward makes two allocations (the output and one workspace for the int8 activations, row
 scales, outlier mask, split-K partials and gathered outlier columns), at most one memset and two
@@ -34,6 +36,7 @@ from .cuda_kernels import (
     C_TYPES,
     GEMM_TILE_COLS,
     GEMV_ROW_GROUPS,
+    INT8_WGMMA_TOKEN_TILES,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
     SPLIT_CAPABILITY,
@@ -55,6 +58,8 @@ from .cuda_kernels import (
     gemm_name,
     gemm_shared_memory,
     gemv_name,
+    int8_wgmma_name,
+    int8_wgmma_shared_memory,
     kernel,
     quantize_name,
     shared_memory_per_sm,
@@ -67,13 +72,23 @@ from .cuda_kernels import (
     weight_only_wgmma_shared_memory,
 )
 from .prepared import PreparedLaunch
-from .tensor_maps import tensor_map_2d
+from .tensor_maps import tensor_map_2d, tensor_map_at
 
 GEMV_MAX_ROWS = 4
 GEMV_ROWS_PER_BLOCK = 16  # int8_gemv.cu: 8 warps x 2 weight rows
 GEMV_SPLIT_COLUMNS = 512  # int8_gemv.cu: a split's K range is a multiple of this
 GEMV_BLOCKS_PER_SM = 8  # GEMV blocks wanted per SM before K is split
 CUBLAS_MIN_ROWS = 17  # cuBLAS beats the own GEMM from here (benches/kernel-choice-h200.md)
+# On sm_90 LLM.int8()'s product from INT8_WGMMA_MIN_ROWS rows (fp16 / bf16, aligned operands)
+# is int8_wgmma.cu: wgmma int8 with the epilogue fused, one launch where cuBLAS takes two; beyond
+# INT8_WGMMA_MAX_ROWS rows only while its 128-token tiles fit one wave (one per SM): cuBLAS's
+# main loop is faster once tiles come in waves (benches/int8-h200.md: 2048 rows 884 against
+# 1134 us on 8192x28672).
+INT8_WGMMA_MIN_ROWS, INT8_WGMMA_MAX_ROWS = 5, 128
+# int8_wgmma_plan's cost per token of a block's K tile, in units of streaming that K tile of its
+# weight (int8 tensor cores at twice the weight-only kernel's rate, no conversion; fitted on the
+# H200 with WGMMA_BLOCK_COST: within 1% of the best plan on 30 of 32 rows of that table, 5% on all).
+INT8_WGMMA_TOKEN_COST = 0.001
 K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
@@ -137,8 +152,8 @@ _STATIC_MASK_ATTRIBUTE = "_llmint8_static_mask"
 class Plan(NamedTuple):
     """How the int8 product of one call runs."""
 
-    kernel: str  # "gemv", "gemm" or "cublas"
-    tile_rows: int = 128  # GEMM row tile (BM) or GEMV row group (MAXM)
+    kernel: str  # "gemv", "gemm", "cublas" or "wgmma" (int8_wgmma.cu)
+    tile_rows: int = 128  # GEMM row tile (BM), GEMV row group (MAXM) or wgmma token tile
     splits: int = 1  # blocks along K
     split_size: int = 0  # K tiles (GEMM) or columns (GEMV) per split
 
@@ -147,9 +162,13 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def plan(index: int, m: int, n: int, k: int, *, cublas_ok: bool, raw: bool = False) -> Plan:
+def plan(
+    index: int, m: int, n: int, k: int, *, cublas_ok: bool, raw: bool = False,
+    wgmma_ok: bool = False,
+) -> Plan:  # fmt: skip
     """The kernel for an [m, k] x [n, k]^T product on GPU `index` (see the module docstring;
-    benches/kernel_choice.py measures the alternatives). `raw`: int32 output, no epilogue."""
+    benches/kernel_choice.py measures the alternatives). `raw`: int32 output, no epilogue.
+    `wgmma_ok`: the call may run int8_wgmma.cu (sm_90, fp16 / bf16, aligned operands)."""
     sms = sm_count(index)
     if m <= GEMV_MAX_ROWS or check_device(index) < MMA_CAPABILITY:
         group = 16 if raw else next((r for r in GEMV_ROW_GROUPS if r >= m), GEMV_ROW_GROUPS[-1])
@@ -157,6 +176,11 @@ def plan(index: int, m: int, n: int, k: int, *, cublas_ok: bool, raw: bool = Fal
         splits = max(1, min(MAX_SPLITS, GEMV_BLOCKS_PER_SM * sms // blocks))
         size = _ceil(_ceil(k, splits), GEMV_SPLIT_COLUMNS) * GEMV_SPLIT_COLUMNS
         return Plan("gemv", group, _ceil(k, size), size)
+    one_wave = _ceil(m, INT8_WGMMA_TOKEN_TILES[-1][0]) * _ceil(n, WGMMA_WEIGHT_ROWS) <= sms
+    few_rows = m <= INT8_WGMMA_MAX_ROWS or one_wave or not cublas_ok
+    if wgmma_ok and not raw and m >= INT8_WGMMA_MIN_ROWS and few_rows:
+        tokens, splits = int8_wgmma_plan(index, m, n, k)
+        return Plan("wgmma", tokens, splits)
     if cublas_ok and m >= CUBLAS_MIN_ROWS:
         return Plan("cublas", 32 if m <= 32 else 64)  # the epilogue's row tile (MODE 2)
     bm = 32 if m <= 32 else 64 if m <= 64 else 128
@@ -219,13 +243,13 @@ _layouts: dict[tuple, tuple[Plan, _Workspace]] = {}
 _local = threading.local()
 
 
-def _layout(index, m, n, k, cublas_ok, detect, outliers, raw, itemsize=2):
+def _layout(index, m, n, k, cublas_ok, detect, outliers, raw, itemsize=2, wgmma_ok=False):
     """The plan and workspace layout of a call shape (computed once per shape). `outliers`: the
     call has an outlier mask (detected or static)."""
-    key = (index, m, n, k, cublas_ok, detect, outliers, raw, itemsize)
+    key = (index, m, n, k, cublas_ok, detect, outliers, raw, itemsize, wgmma_ok)
     found = _layouts.get(key)
     if found is None:
-        plan_ = plan(index, m, n, k, cublas_ok=cublas_ok, raw=raw)
+        plan_ = plan(index, m, n, k, cublas_ok=cublas_ok, raw=raw, wgmma_ok=wgmma_ok)
         gather = outliers and plan_.kernel != "gemv"
         workspace = _Workspace.of(m, n, k, plan_, detect, gather, itemsize)
         found = _layouts[key] = (plan_, workspace)
@@ -348,6 +372,18 @@ def _run_product(index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, align
             ops.out, ops.out_i32, ops.ldo, *split,
         )  # fmt: skip
         return
+    if plan_.kernel == "wgmma":
+        tokens = plan_.tile_rows
+        x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
+        rows = WGMMA_WEIGHT_ROWS
+        w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
+        shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
+        grid = (_ceil(m, tokens), _ceil(n, WGMMA_WEIGHT_ROWS), plan_.splits)
+        kernel(index, "int8_wgmma.cu", int8_wgmma_name(t, tokens, plan_.splits)).launch(
+            grid, shared, x_map, w_map, *scales, ops.xc, ops.wc, ops.ldc, ops.count, m, n, k,
+            ops.out, ops.ldo,
+        )  # fmt: skip
+        return
     bm, splits, out_i32, ldo = plan_.tile_rows, plan_.splits, ops.out_i32, ops.ldo
     if plan_.kernel == "cublas":
         out_i32 = ws_base + ws.product
@@ -437,10 +473,11 @@ def int8_linear(
     stream = current_stream(index)
     aligned = _aligned(k, CB)  # the workspace's int8 rows are 256-byte aligned with stride k
     cublas_ok = aligned and n % 4 == 0 and m >= CUBLAS_MIN_ROWS and cublas.available()
+    wgmma_ok = aligned and x.dtype != torch.float32 and m > GEMV_MAX_ROWS and uses_wgmma(index)
     detect = outlier_cols is None and threshold > 0
     outliers = detect or outlier_cols is not None
     plan_, ws = _layout(
-        index, m, n, k, cublas_ok, detect, outliers, False, x.element_size()
+        index, m, n, k, cublas_ok, detect, outliers, False, x.element_size(), wgmma_ok
     )  # fmt: skip
     scratch = _scratch(ws.size, x.device, stream)
     base = scratch.data_ptr()
@@ -632,18 +669,12 @@ def weight_only_wgmma_plan(
     for tokens, stages in WGMMA_TOKEN_TILES:
         if tokens >= 2 * m:
             break  # a smaller tile holds the rows already
-        for splits in WGMMA_SPLITS:
-            if splits > 1 and k_tiles < splits * MIN_K_TILES_PER_GEMM_SPLIT:
-                break
-            name = weight_only_wgmma_name(dtype_name, tokens, splits)
-            shared = weight_only_wgmma_shared_memory(tokens, stages)
-            file = "weight_only_wgmma.cu"
-            resident = _resident_blocks(index, name, file, shared, WGMMA_THREADS)
-            clusters = int(WGMMA_CLUSTER_FILL[splits] * sm_count(index) * resident) // splits
-            blocks = _ceil(m, tokens) * row_blocks * splits
-            per_block = _ceil(k_tiles, splits) * (1 + WGMMA_TOKEN_COST * tokens) + WGMMA_BLOCK_COST
-            per_block += WGMMA_SPLIT_BLOCK_COST if splits > 1 else 0.0
-            cost = _ceil(blocks, clusters * splits) * per_block + WGMMA_SPLIT_COSTS[splits]
+        plans = _cluster_plan_costs(
+            index, m, n, k, tokens, WGMMA_TOKEN_COST, "weight_only_wgmma.cu",
+            lambda splits, t=tokens: weight_only_wgmma_name(dtype_name, t, splits),
+            weight_only_wgmma_shared_memory(tokens, stages),
+        )  # fmt: skip
+        for cost, splits in plans:
             if cost < best_cost - 1e-9:
                 best, best_cost = (tokens, splits), cost
         tiles = _ceil(m, tokens) * row_blocks
@@ -655,6 +686,59 @@ def weight_only_wgmma_plan(
             if cost < best_cost - 1e-9:
                 best, best_cost = (tokens, WGMMA_STREAM_K), cost
     _weight_only_wgmma_plans[key] = best
+    return best
+
+
+def _cluster_plan_costs(
+    index: int, m: int, n: int, k: int, tokens: int, token_cost: float, file: str, name_of,
+    shared: int,
+) -> list[tuple[float, int]]:  # fmt: skip
+    """(cost, splits) of a wgmma kernel's plans with `tokens` tokens per block and K split across
+    clusters of WGMMA_SPLITS blocks (`name_of(splits)`: the instantiation in `file`, `shared`
+    bytes of shared memory): the waves of blocks over the GPU's resident slots (one block per SM
+    streams at a ceiling of its own, so the blocks should cover the SMs; clusters of 4 fill
+    fewer) times each block's cost (its K tiles, each 1 + `token_cost` per token,
+    WGMMA_BLOCK_COST, and WGMMA_SPLIT_BLOCK_COST where K is split), plus WGMMA_SPLIT_COSTS."""
+    k_tiles, row_blocks = _ceil(k, WGMMA_K_TILE), _ceil(n, WGMMA_WEIGHT_ROWS)
+    costs = []
+    for splits in WGMMA_SPLITS:
+        if splits > 1 and k_tiles < splits * MIN_K_TILES_PER_GEMM_SPLIT:
+            break
+        resident = _resident_blocks(index, name_of(splits), file, shared, WGMMA_THREADS)
+        clusters = int(WGMMA_CLUSTER_FILL[splits] * sm_count(index) * resident) // splits
+        blocks = _ceil(m, tokens) * row_blocks * splits
+        per_block = _ceil(k_tiles, splits) * (1 + token_cost * tokens) + WGMMA_BLOCK_COST
+        per_block += WGMMA_SPLIT_BLOCK_COST if splits > 1 else 0.0
+        waves = _ceil(blocks, clusters * splits)
+        costs.append((waves * per_block + WGMMA_SPLIT_COSTS[splits], splits))
+    return costs
+
+
+_int8_wgmma_plans: dict[tuple, tuple[int, int]] = {}
+
+
+def int8_wgmma_plan(index: int, m: int, n: int, k: int) -> tuple[int, int]:
+    """int8_wgmma.cu's (tokens, splits) for an [m, k] x [n, k]^T call: of the token tiles (up to
+    the first that holds the rows twice over) and K splits, the pair of least estimated cost
+    (`_cluster_plan_costs`, INT8_WGMMA_TOKEN_COST per token). Checked against every plan by
+    benches/kernel_choice.py --int8."""
+    key = (index, m, n, k)
+    found = _int8_wgmma_plans.get(key)
+    if found is not None:
+        return found
+    best, best_cost = (INT8_WGMMA_TOKEN_TILES[-1][0], 1), math.inf
+    for tokens, stages in INT8_WGMMA_TOKEN_TILES:
+        if tokens >= 2 * m and best_cost < math.inf:
+            break  # a smaller tile holds the rows already
+        plans = _cluster_plan_costs(
+            index, m, n, k, tokens, INT8_WGMMA_TOKEN_COST, "int8_wgmma.cu",
+            lambda splits, t=tokens: int8_wgmma_name("__half", t, splits),
+            int8_wgmma_shared_memory(tokens, stages),
+        )  # fmt: skip
+        for cost, splits in plans:
+            if cost < best_cost - 1e-9:
+                best, best_cost = (tokens, splits), cost
+    _int8_wgmma_plans[key] = best
     return best
 
 

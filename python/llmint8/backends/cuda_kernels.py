@@ -461,6 +461,30 @@ def _weight_only_wgmma_name_shared_memory(name: str) -> int:
     return weight_only_wgmma_shared_memory(tokens, stages)
 
 
+INT8_WGMMA_TOKEN_TILES = ((32, 10), (64, 8), (128, 6))
+"""int8_wgmma.cu's (NTOK, STAGES) instantiations (its SPLITS: WGMMA_SPLITS; no stream-K)."""
+
+
+def int8_wgmma_shared_memory(tokens: int, stages: int) -> int:
+    """int8_wgmma.cu's Int8Tile<NTOK, STAGES>::SMEM_BYTES: stages of int8 X and weight tiles
+    (128 bytes of K per row) and 1024 bytes to align the ring."""
+    return stages * (tokens + WGMMA_WEIGHT_ROWS) * WGMMA_K_TILE + 1024
+
+
+def int8_wgmma_name(dtype_name: str, tokens: int, splits: int) -> str:
+    """``int8_wgmma<T, NTOK, STAGES>``, with K split ``int8_wgmma_split<T, NTOK, STAGES,
+    SPLITS>``."""
+    stages = dict(INT8_WGMMA_TOKEN_TILES)[tokens]
+    if splits == 1:
+        return f"int8_wgmma<{dtype_name}, {tokens}, {stages}>"
+    return f"int8_wgmma_split<{dtype_name}, {tokens}, {stages}, {splits}>"
+
+
+def _int8_wgmma_name_shared_memory(name: str) -> int:
+    tokens, stages = (int(part) for part in name.rstrip(">").split(",")[1:3])
+    return int8_wgmma_shared_memory(tokens, stages)
+
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -510,10 +534,16 @@ EXPRESSIONS = {
         for tokens, _ in WGMMA_TOKEN_TILES
         for splits in (*WGMMA_SPLITS, WGMMA_STREAM_K)
     ],
+    "int8_wgmma.cu": [
+        int8_wgmma_name(t, tokens, splits)
+        for t in WEIGHT_ONLY_TYPES
+        for tokens, _ in INT8_WGMMA_TOKEN_TILES
+        for splits in WGMMA_SPLITS
+    ],
 }
 # Files compiled for one architecture's specific target alone, and the blocks not of THREADS.
-ARCH_SPECIFIC = {"weight_only_wgmma.cu": WGMMA_CAPABILITY}
-FILE_THREADS = {"weight_only_wgmma.cu": WGMMA_THREADS}
+ARCH_SPECIFIC = {"weight_only_wgmma.cu": WGMMA_CAPABILITY, "int8_wgmma.cu": WGMMA_CAPABILITY}
+FILE_THREADS = {"weight_only_wgmma.cu": WGMMA_THREADS, "int8_wgmma.cu": WGMMA_THREADS}
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 LAYOUTS = {
     "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
@@ -529,6 +559,8 @@ LAYOUTS = {
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
+    # x_map w_map absmax SCB bias bias_kind Xc Wc ldc outlier_count M N K out ldo
+    "int8_wgmma.cu": "128s128sPPPiPPiPiiiPi",
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
 KERNEL_LAYOUTS = {
@@ -539,4 +571,5 @@ SHARED_MEMORY = {
     "int8_gemm.cu": _gemm_name_shared_memory,
     "weight_only_gemm.cu": _weight_only_gemm_name_shared_memory,
     "weight_only_wgmma.cu": _weight_only_wgmma_name_shared_memory,
+    "int8_wgmma.cu": _int8_wgmma_name_shared_memory,
 }

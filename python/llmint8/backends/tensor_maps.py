@@ -1,5 +1,5 @@
 """TMA tensor maps (``CUtensorMap``) of 2-D tensors, for kernels that load tiles through Hopper's
-tensor memory accelerator (weight_only_wgmma.cu).
+tensor memory accelerator (weight_only_wgmma.cu, int8_wgmma.cu).
 
 A tensor map describes a tensor in global memory (address, sizes, row stride) and the box one
 copy moves into shared memory (its size and swizzle). The CUDA driver encodes it on the host
@@ -94,22 +94,37 @@ def tensor_map_2d(t: Tensor, box_cols: int, box_rows: int, swizzle: int) -> byte
     outside `t` are read as zeros. 128 bytes, as the kernel parameter takes them."""
     rows, cols = t.shape
     stride = t.stride(0) * t.element_size()
-    key = (t.data_ptr(), t.dtype, rows, cols, stride, box_cols, box_rows, swizzle)
+    return tensor_map_at(t.data_ptr(), t.dtype, rows, cols, stride, box_cols, box_rows, swizzle)
+
+
+def tensor_map_at(
+    address: int,
+    dtype: torch.dtype,
+    rows: int,
+    cols: int,
+    stride: int,
+    box_cols: int,
+    box_rows: int,
+    swizzle: int,
+) -> bytes:
+    """`tensor_map_2d` of a `rows` x `cols` matrix of `dtype` at device address `address`, rows
+    `stride` bytes apart (memory that is no tensor of its own: a workspace's region)."""
+    key = (address, dtype, rows, cols, stride, box_cols, box_rows, swizzle)
     found = _cache.get(key)
     if found is not None:
         return found
     encode = _encoder()
     encoded = (ctypes.c_uint64 * (MAP_BYTES // 8))()
     status = encode(
-        ctypes.addressof(encoded), _DATA_TYPES[t.dtype], 2, t.data_ptr(),
+        ctypes.addressof(encoded), _DATA_TYPES[dtype], 2, address,
         (ctypes.c_uint64 * 2)(cols, rows), (ctypes.c_uint64 * 1)(stride),
         (ctypes.c_uint32 * 2)(box_cols, box_rows), (ctypes.c_uint32 * 2)(1, 1), 0,
         _SWIZZLES[swizzle], _L2_PROMOTION_256B, 0,
     )  # fmt: skip
     if status != 0:
         raise UnsupportedDeviceError(
-            f"cuTensorMapEncodeTiled refused a {t.dtype} tensor of {rows}x{cols} (row stride "
-            f"{stride} bytes, address {t.data_ptr():#x}) with {box_cols}x{box_rows} boxes: "
+            f"cuTensorMapEncodeTiled refused a {dtype} tensor of {rows}x{cols} (row stride "
+            f"{stride} bytes, address {address:#x}) with {box_cols}x{box_rows} boxes: "
             f"CUresult {status}"
         )
     data = bytes(encoded)

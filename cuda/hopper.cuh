@@ -1,0 +1,195 @@
+// Hopper (sm_90a) building blocks of the warp-specialized kernels (weight_only_wgmma.cu,
+// int8_wgmma.cu): TMA tensor maps and bulk tensor copies, mbarriers, the ring of stages a
+// producer thread fills and consumer warpgroups drain, and wgmma's descriptors and fences.
+#pragma once
+#include "common.cuh"
+
+namespace llmint8 {
+
+// A TMA tensor map (CUtensorMap, encoded on the host by cuTensorMapEncodeTiled), passed by value.
+struct alignas(64) TensorMap {
+  unsigned long long words[16];
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ unsigned smem_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// ---- mbarriers ----
+__device__ __forceinline__ void barrier_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void barrier_arrive(unsigned bar) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void barrier_wait(unsigned bar, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// Arrives on `bar` and makes its current phase also wait for `bytes` of copies.
+__device__ __forceinline__ void arrive_expecting(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+// The box of `map` at (column, row) into shared memory at `dst` by the tensor memory accelerator,
+// completing as transactions on `bar` (elements outside the tensor are filled with zeros).
+__device__ __forceinline__ void copy_box(unsigned dst, const TensorMap& map, int column, int row, unsigned bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+      ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(&map)), "r"(column), "r"(row), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void prefetch_map(const TensorMap& map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&map)) : "memory");
+}
+
+// ---- the ring of stages ----
+// Every stage has a `full` barrier (the producer's arrival plus the bytes of its copies) and an
+// `empty` one (`consumers` arrivals: one lane of each consumer warp). Called by thread 0, followed
+// by a barrier of the block.
+template <int STAGES>
+__device__ __forceinline__ void init_ring(unsigned long long* full, unsigned long long* empty, int consumers) {
+  for (int s = 0; s < STAGES; ++s) {
+    barrier_init(smem_address(&full[s]), 1);
+    barrier_init(smem_address(&empty[s]), consumers);
+  }
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+// The producer's step i: waits until the consumers have handed slot i % STAGES back (from the
+// second round on) and makes the slot's `full` barrier expect `bytes`; returns that barrier (the
+// caller then issues the slot's copies on it).
+template <int STAGES>
+__device__ __forceinline__ unsigned claim_stage(int i, unsigned long long* full, unsigned long long* empty,
+                                                unsigned bytes) {
+  const int slot = i % STAGES;
+  if (i >= STAGES) barrier_wait(smem_address(&empty[slot]), (i / STAGES - 1) & 1);
+  const unsigned bar = smem_address(&full[slot]);
+  arrive_expecting(bar, bytes);
+  return bar;
+}
+
+// ---- wgmma ----
+// Shared-memory descriptor of a K-major tile with 128-byte swizzle: rows of 128 bytes, groups of 8
+// rows 1024 bytes apart.
+__device__ __forceinline__ unsigned long long descriptor(unsigned address) {
+  return static_cast<unsigned long long>((address & 0x3FFFF) >> 4) | (1ull << 16) |
+         (static_cast<unsigned long long>(1024 >> 4) << 32) | (1ull << 62);
+}
+// Keeps the compiler from moving accesses of the accumulators across the wgmma pipeline.
+template <int N> __device__ __forceinline__ void fence_operands(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void fence_operands(int (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Shared memory written by threads becomes visible to wgmma (the async proxy) after this.
+__device__ __forceinline__ void fence_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+// A barrier of the `threads` threads (whole warps) that use barrier `id` (1-15: 0 is __syncthreads).
+template <int ID, int THREADS> __device__ __forceinline__ void named_barrier() {
+  asm volatile("bar.sync %0, %1;\n" ::"n"(ID), "n"(THREADS) : "memory");
+}
+#define WGMMA_D8(i) "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), \
+                    "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define WGMMA_ARGS_A "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+
+// d (64 weight rows x N tokens, fp32) += a (64 x 16, registers) * B (16 x N, shared memory).
+template <int N, typename T> struct Wgmma;
+#define WGMMA_F16_BF16(T, TYPE)                                                                      \
+  template <> struct Wgmma<32, T> {                                                                  \
+    static __device__ __forceinline__ void run(float (&d)[16], const int (&a)[4], unsigned long long desc) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" \
+                   "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE                       \
+                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15},"                       \
+                   " {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"                                           \
+                   : WGMMA_D8(0), WGMMA_D8(8)                                                        \
+                   : WGMMA_ARGS_A);                                                                  \
+    }                                                                                                \
+  };                                                                                                 \
+  template <> struct Wgmma<64, T> {                                                                  \
+    static __device__ __forceinline__ void run(float (&d)[32], const int (&a)[4], unsigned long long desc) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+                   "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                       \
+                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                         \
+                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31},"               \
+                   " {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"                                           \
+                   : WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24)                            \
+                   : WGMMA_ARGS_A);                                                                  \
+    }                                                                                                \
+  };                                                                                                 \
+  template <> struct Wgmma<128, T> {                                                                 \
+    static __device__ __forceinline__ void run(float (&d)[64], const int (&a)[4], unsigned long long desc) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+                   "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE                      \
+                   " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                         \
+                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"                 \
+                   "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                 \
+                   "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63},"               \
+                   " {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"                                           \
+                   : WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24),                           \
+                     WGMMA_D8(32), WGMMA_D8(40), WGMMA_D8(48), WGMMA_D8(56)                          \
+                   : WGMMA_ARGS_A);                                                                  \
+    }                                                                                                \
+  };
+WGMMA_F16_BF16(__half, "f16")
+WGMMA_F16_BF16(__nv_bfloat16, "bf16")
+#undef WGMMA_F16_BF16
+
+// ---- the end of a block ----
+// The K range of split `split` of SPLITS: K tiles [first, first + count) of ceil(K / BK).
+struct KRange {
+  int first, count;
+};
+template <int BK, int SPLITS> __device__ __forceinline__ KRange split_k(int K, int split) {
+  const int k_tiles = (K + BK - 1) / BK, per_split = (k_tiles + SPLITS - 1) / SPLITS;
+  const int first = split * per_split;
+  return {first, max(0, min(k_tiles, first + per_split) - first)};
+}
+
+// After the K loop, by all THREADS threads of a block (warpgroup 0 the producer, warpgroups 1..
+// the consumers of 64 weight rows each, d their m64nNTOK accumulators, fp32): the block's tile
+// through shared memory (`ring`, no longer read: partial[token][row], rows LDP floats apart), its
+// K split's partials added across the cluster along z (SPLITS > 1, rank order) and written,
+// scaled and biased (write_partial_sums).
+template <typename T, int NTOK, int BN, int LDP, int SPLITS, int THREADS>
+__device__ __forceinline__ void write_tile(const float (&d)[NTOK / 2], unsigned char* ring, int m0, int n0,
+                                           int M, int N, T* out, int ldo, const float* SCB, const void* bias,
+                                           int bias_kind) {
+  __syncthreads();  // every stage has been consumed: the ring holds the partial tile now
+  float* partial = reinterpret_cast<float*>(ring);
+  const int group = threadIdx.x / 128;
+  if (group > 0) {
+    // d[4j + r]: weight row (row + 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
+    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const int row = 64 * (group - 1) + 16 * warp + g;
+#pragma unroll
+    for (int j = 0; j < NTOK / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) partial[(8 * j + 2 * q + (r & 1)) * LDP + row + 8 * (r >> 1)] = d[4 * j + r];
+  }
+  const bool pairs = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 3) == 0;
+  if constexpr (SPLITS > 1) cluster_barrier();  // every block's partial tile is complete and visible
+  else __syncthreads();
+  write_partial_sums<T, SPLITS, NTOK, BN, THREADS>(partial, LDP, m0, n0, M, N, out, ldo, SCB, bias, bias_kind,
+                                                   pairs);
+  if constexpr (SPLITS > 1) cluster_barrier();  // no block leaves while another reads its memory
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}  // namespace llmint8

@@ -1,0 +1,255 @@
+// LLM.int8() on Hopper's warpgroup tensor cores (sm_90a: wgmma; compiled for that target alone,
+// see cuda_kernels.ARCH_SPECIFIC): int8_gemm.cu's product and epilogue in one launch, with
+// wgmma s8 x s8 -> s32 fed by TMA in place of mma.sync (or of cuBLAS and a separate epilogue):
+//   acc[m,n]  = sum_k Xq[m,k] * CB[n,k]                                  (exact int32)
+//   o[m,n]    = sum_j Xc[m,j] * Wc[n,j]                                  (fp32 accumulation)
+//   out[m,n]  = (acc[m,n] * (absmax[m] / 127) + o[m,n]) * (SCB[n] / 127) + bias[n]
+// for Xq [M, K] the int8 rows of the activations (outlier columns zero) with their absmax [M],
+// CB [N, K] int8 with SCB [N] f32, and the outlier columns gathered into Xc [M, C] (fp16 / bf16)
+// and Wc [N, C] (int8) by gather_outlier_columns.cu; C = *outlier_count (none when null).
+//
+// Layout as weight_only_wgmma.cu: the weight is wgmma's A operand (64 rows per consumer
+// warpgroup), the block's NTOK tokens its N, and the accumulators the transposed output tile. Both
+// int8 operands come from shared memory (128-byte swizzled rows of 128 K columns: one box each per
+// stage, BK = 128 bytes), four k32 wgmmas per stage. Warpgroup 0 produces (one thread issues the
+// TMA copies into a ring of STAGES stages), warpgroups 1 and 2 consume; a stage goes back to the
+// producer once the wgmmas of the next have been issued.
+//
+// After the K loop each consumer scales its int32 accumulators by its tokens' absmax / 127 into
+// fp32 ones, and where there are outlier columns (block z = 0 of a split K) adds their product:
+// chunks of 64 columns, Xc's staged swizzled in shared memory by the consumers as wgmma's B, Wc's
+// converted from int8 into A fragments in registers (exact), fp16 / bf16 wgmma accumulating onto
+// the scaled sums. Without outlier columns and K unsplit the output equals int8_gemm.cu's bit
+// for bit (the same fp32 operations); with them, or K split (fp32 partial tiles added), the fp32
+// sums are added in another order.
+//
+// Split K (SPLITS > 1) as weight_only_wgmma.cu: the SPLITS blocks of an output tile form a
+// thread-block cluster along grid z, each multiplies a contiguous range of K tiles and block r
+// adds tokens [r, r + 1) * NTOK / SPLITS of all partial tiles through distributed shared memory
+// in rank order (deterministic).
+//
+// Launch: grid = (ceil(M / NTOK), ceil(N / 128), SPLITS), block = 384 threads, dynamic shared
+// memory Int8Tile<NTOK, STAGES>::SMEM_BYTES. Parameters: the tensor maps of Xq and CB (int8, boxes
+// of 128 columns by NTOK and by 128 rows, 128-byte swizzle), absmax [M] f32, SCB [N] f32, bias [N]
+// or null in the dtype bias_kind names (common.cuh), Xc [M, ldc] T and Wc [N, ldc] int8 (16-byte
+// aligned, ldc a multiple of 64, rows padded with zeros to whole chunks), outlier_count [1] int32
+// or null, M, N, K, out [M, ldo] T. K a multiple of 16; Xq, CB and their row strides 16-byte
+// aligned.
+#include "common.cuh"
+#include "hopper.cuh"
+
+using namespace llmint8;
+
+namespace {
+constexpr int BK = 128;                   // K columns (bytes) per stage
+constexpr int CONSUMERS = 2;              // warpgroups that multiply
+constexpr int THREADS = 128 * (1 + CONSUMERS);
+constexpr int CONSUMER_THREADS = 128 * CONSUMERS;
+constexpr int BN = 64 * CONSUMERS;        // weight rows per block
+constexpr int W_BYTES = BN * BK;          // a stage's weight tile
+constexpr int STEPS = BK / 32;            // wgmma k32 steps per stage
+constexpr int CHUNK = OUTLIER_CHUNK;      // outlier columns per step of the outlier product
+
+template <int NTOK, int STAGES> struct Int8Tile {
+  static constexpr int X_BYTES = NTOK * BK;  // a multiple of 1024 (the swizzle's period)
+  static constexpr int STAGE_BYTES = X_BYTES + W_BYTES;
+  static constexpr int LDP = BN + 4;         // partial tile row, floats
+  static constexpr int RING_BYTES = STAGES * STAGE_BYTES;
+  static_assert(NTOK * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
+  static_assert(NTOK * 2 * CHUNK <= RING_BYTES, "an outlier chunk of Xc fits in the ring");
+  static constexpr int SMEM_BYTES = RING_BYTES + 1024;  // + alignment of the ring to 1024 bytes
+  static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
+  static_assert(NTOK % 16 == 0 && NTOK <= 128, "wgmma n");
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define S8_D8(i) "+r"(d[i + 0]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), \
+                 "+r"(d[i + 4]), "+r"(d[i + 5]), "+r"(d[i + 6]), "+r"(d[i + 7])
+#define S8_ARGS "l"(a), "l"(b), "r"(1)
+
+// d (64 weight rows x N tokens, int32) += A (64 x 32, shared memory) * B (32 x N, shared memory).
+template <int N> struct WgmmaS8;
+template <> struct WgmmaS8<32> {
+  static __device__ __forceinline__ void run(int (&d)[16], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k32.s32.s8.s8"
+                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p;\n}\n"
+                 : S8_D8(0), S8_D8(8)
+                 : S8_ARGS);
+  }
+};
+template <> struct WgmmaS8<64> {
+  static __device__ __forceinline__ void run(int (&d)[32], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8"
+                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p;\n}\n"
+                 : S8_D8(0), S8_D8(8), S8_D8(16), S8_D8(24)
+                 : S8_ARGS);
+  }
+};
+template <> struct WgmmaS8<128> {
+  static __device__ __forceinline__ void run(int (&d)[64], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8"
+                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+                 "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+                 "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p;\n}\n"
+                 : S8_D8(0), S8_D8(8), S8_D8(16), S8_D8(24),
+                   S8_D8(32), S8_D8(40), S8_D8(48), S8_D8(56)
+                 : S8_ARGS);
+  }
+};
+#undef S8_D8
+#undef S8_ARGS
+
+// The outlier product of one consumer thread (warp `warp` of its warpgroup, whose weight rows
+// start at `rows` in the tile), added onto d: `chunks` chunks of Xc's rows [m0, m0 + NTOK) staged
+// one at a time in shared memory at `stage` (address `base`), by all CONSUMER_THREADS threads.
+template <typename T, int NTOK>
+__device__ __forceinline__ void add_outlier_product(float (&d)[NTOK / 2], unsigned char* stage, unsigned base,
+                                                    const T* __restrict__ Xc,
+                                                    const signed char* __restrict__ Wc, int ldc,
+                                                    int chunks, int M, int N, int m0, int n0, int rows,
+                                                    int warp, int lane) {
+  const int ctid = threadIdx.x - 128, g = lane / 4, q = lane % 4;
+  for (int chunk = 0; chunk < chunks; ++chunk) {
+    const int c0 = chunk * CHUNK;
+    named_barrier<1, CONSUMER_THREADS>();  // the ring (or the last chunk) is no longer read
+    // Xc[m0 + r, c0 + 8 p .. + 8) as 16-byte piece p of row r, 128-byte swizzle (zeros past M).
+    for (int i = ctid; i < NTOK * 8; i += CONSUMER_THREADS) {
+      const int r = i / 8, p = i % 8;
+      int4 v = make_int4(0, 0, 0, 0);
+      if (m0 + r < M) v = __ldg(reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + c0) + p);
+      *reinterpret_cast<int4*>(stage + r * 128 + ((p ^ (r & 7)) << 4)) = v;
+    }
+    // A fragments: Wc rows n (lane rows g, g + 8), columns c0 + 16 s + (2q, 2q + 1, 2q + 8, 2q + 9).
+    int a[CHUNK / 16][4];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + rows + 16 * warp + g + 8 * h;
+      const unsigned short* w = reinterpret_cast<const unsigned short*>(Wc + static_cast<long long>(n) * ldc + c0);
+#pragma unroll
+      for (int s = 0; s < CHUNK / 16; ++s) {
+        const unsigned word = n < N ? w[8 * s + q] | (static_cast<unsigned>(w[8 * s + q + 4]) << 16) : 0u;
+        to_pairs(word, a[s][h], a[s][2 + h], T{});
+      }
+    }
+    fence_async_shared();
+    named_barrier<1, CONSUMER_THREADS>();  // the chunk is staged
+    fence_operands(d);
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < CHUNK / 16; ++s) Wgmma<NTOK, T>::run(d, a[s], descriptor(base + 32 * s));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(d);
+  }
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}  // namespace
+
+template <typename T, int NTOK, int STAGES, int SPLITS>
+__device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const TensorMap& w_map,
+                                                const float* __restrict__ absmax, const float* __restrict__ SCB,
+                                                const void* __restrict__ bias, int bias_kind,
+                                                const T* __restrict__ Xc, const signed char* __restrict__ Wc,
+                                                int ldc, const int* __restrict__ outlier_count, int M, int N,
+                                                int K, T* __restrict__ out, int ldo) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = Int8Tile<NTOK, STAGES>;
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
+  const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
+  unsigned char* ring = smem_raw + (base - raw);
+  const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * BN;
+  const KRange range = split_k<BK, SPLITS>(K, blockIdx.z);
+  const int first = range.first, count = range.count;
+  const int group = threadIdx.x / 128;
+
+  if (threadIdx.x == 0) init_ring<STAGES>(full, empty, 4 * CONSUMERS);
+  __syncthreads();
+
+  float d[NTOK / 2];
+  if (group == 0) {
+    if (threadIdx.x == 0) {
+      prefetch_map(x_map);
+      prefetch_map(w_map);
+      for (int i = 0; i < count; ++i) {
+        const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
+        const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
+        const int k0 = (first + i) * BK;
+        copy_box(stage, x_map, k0, m0, bar);
+        copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
+      }
+    }
+  } else {
+    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, q = lane % 4;
+    const int rows = 64 * (group - 1);  // the warpgroup's weight rows in the tile
+    int acc[NTOK / 2];
+#pragma unroll
+    for (int j = 0; j < NTOK / 2; ++j) acc[j] = 0;
+    for (int i = 0; i < count; ++i) {
+      const int slot = i % STAGES;
+      barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+      const unsigned stage = base + slot * C::STAGE_BYTES;
+      fence_operands(acc);
+      wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < STEPS; ++s)
+        WgmmaS8<NTOK>::run(acc, descriptor(stage + C::X_BYTES + rows * BK + 32 * s), descriptor(stage + 32 * s));
+      wgmma_commit();
+      wgmma_wait<1>();
+      fence_operands(acc);
+      if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+    }
+    wgmma_wait<0>();
+    fence_operands(acc);
+    // acc[4j + r]: weight row rows + 16 warp + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
+#pragma unroll
+    for (int j = 0; j < NTOK / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float scale = absmax[min(m0 + 8 * j + 2 * q + e, M - 1)] / 127.0f;
+        d[4 * j + e] = static_cast<float>(acc[4 * j + e]) * scale;
+        d[4 * j + 2 + e] = static_cast<float>(acc[4 * j + 2 + e]) * scale;
+      }
+    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+    if (outliers > 0)
+      add_outlier_product<T, NTOK>(d, ring, base, Xc, Wc, ldc, (outliers + CHUNK - 1) / CHUNK, M, N, m0,
+                                   n0, rows, warp, lane);
+  }
+  write_tile<T, NTOK, BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
+#else
+  __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
+#endif
+}
+
+#define INT8_WGMMA_PARAMS                                                                          \
+  const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,                \
+      const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
+      int bias_kind, const T *__restrict__ Xc, const signed char *__restrict__ Wc, int ldc,           \
+      const int *__restrict__ outlier_count, int M, int N, int K, T *__restrict__ out, int ldo
+#define INT8_WGMMA_ARGS x_map, w_map, absmax, SCB, bias, bias_kind, Xc, Wc, ldc, outlier_count, M, N, K, out, ldo
+
+template <typename T, int NTOK, int STAGES>
+__global__ void __launch_bounds__(THREADS, 1) int8_wgmma(INT8_WGMMA_PARAMS) {
+  int8_wgmma_gemm<T, NTOK, STAGES, 1>(INT8_WGMMA_ARGS);
+}
+template <typename T, int NTOK, int STAGES, int SPLITS>
+__global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) int8_wgmma_split(INT8_WGMMA_PARAMS) {
+  int8_wgmma_gemm<T, NTOK, STAGES, SPLITS>(INT8_WGMMA_ARGS);
+}
+
+#define SIGNATURE(T)                                                                              \
+  (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const float*, \
+   const void*, int, const T*, const signed char*, int, const int*, int, int, int, T*, int)
+#define INSTANTIATE(T, NTOK, STAGES)                                            \
+  template __global__ void int8_wgmma<T, NTOK, STAGES> SIGNATURE(T);            \
+  template __global__ void int8_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T);   \
+  template __global__ void int8_wgmma_split<T, NTOK, STAGES, 4> SIGNATURE(T);
+// Token tiles of 32, 64 and 128 by 128 weight rows; stages so that about 160-200 KB are in flight.
+#define INSTANTIATE_TILES(T) INSTANTIATE(T, 32, 10) INSTANTIATE(T, 64, 8) INSTANTIATE(T, 128, 6)
+INSTANTIATE_TILES(__half)
+INSTANTIATE_TILES(__nv_bfloat16)
