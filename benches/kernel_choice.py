@@ -116,13 +116,17 @@ def wgmma_plans(index: int) -> list[tuple[int, int]]:
     if not backend.uses_wgmma(index):
         return []
     splits = (*backend.WGMMA_SPLITS, backend.WGMMA_STREAM_K)
-    return [(t, s) for t, _ in backend.WGMMA_TOKEN_TILES for s in splits]
+    wide = [(t, backend.WGMMA_STREAM_K_WIDE) for t, _ in backend.WGMMA_WIDE_TOKEN_TILES]
+    return [(t, s) for t, _ in backend.WGMMA_TOKEN_TILES for s in splits] + wide
 
 
 def wgmma_label(tokens: int, splits: int) -> str:
-    """wgmma<tokens>/k<splits> (wgmma<tokens>/sk: stream-K): a weight_only_wgmma.cu plan."""
+    """wgmma<tokens>/k<splits> (wgmma<tokens>/sk: stream-K, /skw: over 256-row tiles): a
+    weight_only_wgmma.cu plan."""
     if splits == backend.WGMMA_STREAM_K:
         return f"wgmma{tokens}/sk"
+    if splits == backend.WGMMA_STREAM_K_WIDE:
+        return f"wgmma{tokens}/skw"
     return f"wgmma{tokens}" + (f"/k{splits}" if splits > 1 else "")
 
 
@@ -169,13 +173,18 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
             picked = gemm_label(*backend.weight_only_gemm_plan(index, m, n, k))
         else:
             picked = "x".join(map(str, small))
-        best = min(times, key=times.get)
-        every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
-        line = (f"| {k}×{n} | {m} | {fp16:.1f} | {int8:.1f} | {picked} | {times[picked]:.1f} "
-                f"| {best} | {times[best]:.1f} | {every} |")  # fmt: skip
-        print(line, flush=True)
-        lines.append(line)
+        cells = [f"{fp16:.1f}", f"{int8:.1f}", picked, f"{times[picked]:.1f}"]
+        lines.append(table_line(k, n, m, cells, times))
     return lines
+
+
+def table_line(k: int, n: int, m: int, cells: list[str], times: dict[str, float]) -> str:
+    """A table row (printed as it comes): the shape, `cells`, the best plan and every plan."""
+    best = min(times, key=times.get)
+    every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
+    line = " | ".join([f"| {k}×{n}", str(m), *cells, best, f"{times[best]:.1f}", every]) + " |"
+    print(line, flush=True)
+    return line
 
 
 def int8_row(k: int, n: int, rows) -> list[str]:
@@ -211,12 +220,7 @@ def int8_row(k: int, n: int, rows) -> list[str]:
         fp16, picked_us = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
         label = picked.kernel + (str(picked.tile_rows) if picked.kernel != "cublas" else "")
         label += f"/k{picked.splits}" if picked.splits > 1 else ""
-        best = min(times, key=times.get)
-        every = " ".join(f"{name} {t:.1f}" for name, t in sorted(times.items()))
-        line = (f"| {k}×{n} | {m} | {fp16:.1f} | {label} | {picked_us:.1f} | {best} "
-                f"| {times[best]:.1f} | {every} |")  # fmt: skip
-        print(line, flush=True)
-        lines.append(line)
+        lines.append(table_line(k, n, m, [f"{fp16:.1f}", label, f"{picked_us:.1f}"], times))
     return lines
 
 

@@ -26,6 +26,11 @@
 // and block r adds tokens [r, r + 1) * NTOK / SPLITS of all partials through distributed shared
 // memory in rank order (deterministic), then writes them: one launch, no workspace.
 //
+// Stream-K (weight_only_wgmma_streamk, below): one block per SM, the tiles' K tiles divided evenly;
+// over wide tiles (weight_only_wgmma_streamk_wide, HALVES = 2) each consumer warpgroup owns two
+// blocks of 64 weight rows (256 per block, the weight's boxes 256 rows tall), so that each K tile
+// of X is read from L2 once per 256 weight rows.
+//
 // Launch: grid = (ceil(M / NTOK), ceil(N / 128), SPLITS) (the blocks of one weight tile adjacent,
 // so that the second and later token tiles find it in L2), block = 384 threads, dynamic shared
 // memory WgmmaTile<NTOK, STAGES>::SMEM_BYTES. Parameters: the tensor maps of X (fp16 / bf16,
@@ -40,11 +45,13 @@ namespace {
 constexpr int BK = 128;                   // K columns per stage: two 128-byte rows of X
 constexpr int CONSUMERS = 2;              // warpgroups that multiply
 constexpr int THREADS = 128 * (1 + CONSUMERS);
-constexpr int BN = 64 * CONSUMERS;        // weight rows per block
-constexpr int W_BYTES = BN * BK;          // a stage's weight tile (rows of 128 bytes, swizzled)
 constexpr int STEPS = BK / 16;            // wgmma k16 steps per stage
 
-template <int NTOK, int STAGES> struct WgmmaTile {
+// HALVES: blocks of 64 weight rows per consumer warpgroup (2: "wide" tiles of 256 weight rows,
+// each K tile of X read once per 256 weight rows instead of 128).
+template <int NTOK, int STAGES, int HALVES = 1> struct WgmmaTile {
+  static constexpr int BN = 64 * CONSUMERS * HALVES;  // weight rows per block
+  static constexpr int W_BYTES = BN * BK;        // a stage's weight tile (rows of 128 bytes, swizzled)
   static constexpr int X_HALF = NTOK * 128;      // 64 columns of X: a multiple of 1024 (the swizzle's period)
   static constexpr int X_BYTES = 2 * X_HALF;
   static constexpr int STAGE_BYTES = (X_BYTES + W_BYTES + 1023) / 1024 * 1024;
@@ -84,12 +91,12 @@ __device__ __forceinline__ void load_weights(int (&a)[STEPS][4], const unsigned 
 
 // Producer stage i: K columns [k0, k0 + BK) of X's token rows from m0 and of the weight's rows
 // from n0 into slot i % STAGES of the ring at shared address `base`.
-template <int NTOK, int STAGES>
+template <int NTOK, int STAGES, int HALVES = 1>
 __device__ __forceinline__ void produce_stage(int i, unsigned long long* full, unsigned long long* empty,
                                               unsigned base, const TensorMap& x_map,
                                               const TensorMap& w_map, int k0, int m0, int n0) {
-  using C = WgmmaTile<NTOK, STAGES>;
-  const unsigned bar = claim_stage<STAGES>(i, full, empty, C::X_BYTES + W_BYTES);
+  using C = WgmmaTile<NTOK, STAGES, HALVES>;
+  const unsigned bar = claim_stage<STAGES>(i, full, empty, C::X_BYTES + C::W_BYTES);
   const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
   copy_box(stage, x_map, k0, m0, bar);
   copy_box(stage + C::X_HALF, x_map, k0 + 64, m0, bar);
@@ -118,6 +125,33 @@ __device__ __forceinline__ void consume_stage(int i, int (&a)[STEPS][4], float (
   fence_operands(d);
   if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
 }
+
+// consume_stage for wide tiles (HALVES = 2): the warpgroup's two blocks of 64 weight rows (`row`
+// and row + 64) one after the other, each with its own register set and accumulators, so that one
+// half's conversion overlaps the other's wgmmas; stage i - 1 goes back once the first half's
+// group of stage i has been issued (the second half of stage i - 1 is then complete).
+template <typename T, int NTOK, int STAGES>
+__device__ __forceinline__ void consume_wide_stage(int i, int (&a)[2][STEPS][4], float (&d)[2][NTOK / 2],
+                                                   unsigned long long* full, unsigned long long* empty,
+                                                   const unsigned char* ring, unsigned base, int row,
+                                                   int lane) {
+  using C = WgmmaTile<NTOK, STAGES, 2>;
+  const int slot = i % STAGES;
+  barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+  const unsigned x = base + slot * C::STAGE_BYTES;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    load_weights<T>(a[h], ring + slot * C::STAGE_BYTES + C::X_BYTES, row + 64 * h, lane / 4, lane % 4);
+    fence_operands(d[h]);
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < STEPS; ++s) Wgmma<NTOK, T>::run(d[h], a[h][s], descriptor(x + (s / 4) * C::X_HALF + 32 * (s % 4)));
+    wgmma_commit();
+    wgmma_wait<1>();
+    fence_operands(d[1 - h]);
+    if (h == 0 && i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+  }
+}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }  // namespace
 
@@ -132,7 +166,7 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
   __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
-  const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * BN;
+  const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * C::BN;
   const KRange range = split_k<BK, SPLITS>(K, blockIdx.z);
   const int first = range.first, count = range.count;
   const int group = threadIdx.x / 128;
@@ -164,7 +198,7 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
     wgmma_wait<0>();
     fence_operands(d);
   }
-  write_tile<T, NTOK, BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
+  write_tile<T, NTOK, C::BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
 #else
   __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
 #endif
@@ -181,22 +215,23 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
 // K order (deterministic), writes the tile and sets the counter back to zero for the next launch.
 // partials: 2 G slots of CONSUMERS * 128 threads * NTOK / 2 floats; counters: one int per tile,
 // zero before the launch.
-template <typename T, int NTOK, int STAGES>
+template <typename T, int NTOK, int STAGES, int HALVES>
 __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const TensorMap& w_map,
                                               const float* __restrict__ SCB,
                                               const void* __restrict__ bias, int bias_kind, int M,
                                               int N, int K, T* __restrict__ out, int ldo,
                                               float* __restrict__ partials, int* __restrict__ counters) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = WgmmaTile<NTOK, STAGES>;
-  constexpr int CONSUMER_THREADS = 128 * CONSUMERS, SLOT = CONSUMER_THREADS * (NTOK / 2);
+  using C = WgmmaTile<NTOK, STAGES, HALVES>;
+  constexpr int CONSUMER_THREADS = 128 * CONSUMERS, ACC = HALVES * (NTOK / 2);
+  constexpr int SLOT = CONSUMER_THREADS * ACC;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
   __shared__ int last_arrival;
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
   const int k_tiles = (K + BK - 1) / BK, m_tiles = (M + NTOK - 1) / NTOK;
-  const long long units = static_cast<long long>(m_tiles) * ((N + BN - 1) / BN) * k_tiles;
+  const long long units = static_cast<long long>(m_tiles) * ((N + C::BN - 1) / C::BN) * k_tiles;
   const long long blocks = gridDim.x, b = blockIdx.x;
   const long long begin = b * units / blocks, end = (b + 1) * units / blocks;
   const int group = threadIdx.x / 128;
@@ -212,15 +247,15 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
       prefetch_map(w_map);
       // The unit's tile and K tile stepped along (no division per unit on the issuing thread).
       int tile = static_cast<int>(begin / k_tiles), kt = static_cast<int>(begin % k_tiles);
-      int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * BN;
+      int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * C::BN;
       for (int i = 0; i < end - begin; ++i) {
         if (kt == k_tiles) {
           kt = 0;
           ++tile;
           m0 = (tile % m_tiles) * NTOK;
-          n0 = (tile / m_tiles) * BN;
+          n0 = (tile / m_tiles) * C::BN;
         }
-        produce_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, kt++ * BK, m0, n0);
+        produce_stage<NTOK, STAGES, HALVES>(i, full, empty, base, x_map, w_map, kt++ * BK, m0, n0);
       }
     }
     return;  // the consumers' named barriers count their own 256 threads only
@@ -228,9 +263,9 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   const int ctid = threadIdx.x - 128;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-  const int row = 64 * (group - 1) + 16 * warp;
-  float d[NTOK / 2];
-  int a0[STEPS][4], a1[STEPS][4];
+  const int row = 64 * HALVES * (group - 1) + 16 * warp;  // the warp's first weight row in the tile
+  float d[HALVES][NTOK / 2];
+  int a[2][STEPS][4];
   int i = 0;
   for (long long u = begin; u < end;) {
     const int tile = static_cast<int>(u / k_tiles);
@@ -238,20 +273,26 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
     const long long segment_end = min(end, tile_end);
     const bool first_of_block = u == begin;
 #pragma unroll
-    for (int j = 0; j < NTOK / 2; ++j) d[j] = 0.0f;
+    for (int h = 0; h < HALVES; ++h)
+#pragma unroll
+      for (int j = 0; j < NTOK / 2; ++j) d[h][j] = 0.0f;
     for (; u < segment_end; ++u, ++i) {  // the two register sets alternate across segments too
-      if (i & 1) consume_stage<T, NTOK, STAGES>(i, a1, d, full, empty, ring, base, row, lane);
-      else consume_stage<T, NTOK, STAGES>(i, a0, d, full, empty, ring, base, row, lane);
+      if constexpr (HALVES == 2) consume_wide_stage<T, NTOK, STAGES>(i, a, d, full, empty, ring, base, row, lane);
+      else if (i & 1) consume_stage<T, NTOK, STAGES>(i, a[1], d[0], full, empty, ring, base, row, lane);
+      else consume_stage<T, NTOK, STAGES>(i, a[0], d[0], full, empty, ring, base, row, lane);
     }
     wgmma_wait<0>();
-    fence_operands(d);
+#pragma unroll
+    for (int h = 0; h < HALVES; ++h) fence_operands(d[h]);
     // The blocks sharing the tile: the first holds tile_begin, the last tile_end - 1.
     const long long first = ((tile_begin + 1) * blocks + units - 1) / units - 1;
     const long long last = (tile_end * blocks + units - 1) / units - 1;
     if (last > first) {
       float* mine = partials + (2 * b + (first_of_block ? 0 : 1)) * SLOT + ctid;
 #pragma unroll
-      for (int j = 0; j < NTOK / 2; ++j) __stcg(mine + j * CONSUMER_THREADS, d[j]);
+      for (int h = 0; h < HALVES; ++h)
+#pragma unroll
+        for (int j = 0; j < NTOK / 2; ++j) __stcg(mine + (h * (NTOK / 2) + j) * CONSUMER_THREADS, d[h][j]);
       __threadfence();
       named_barrier<1, CONSUMER_THREADS>();
       if (ctid == 0) last_arrival = atomicAdd(counters + tile, 1) == last - first;
@@ -265,28 +306,33 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
         const long long c_begin = c * units / blocks;
         const float* part = partials + (2 * c + (c_begin >= tile_begin ? 0 : 1)) * SLOT + ctid;
 #pragma unroll
-        for (int j = 0; j < NTOK / 2; ++j) {
-          const float v = __ldcg(part + j * CONSUMER_THREADS);
-          d[j] = c == first ? v : d[j] + v;
-        }
+        for (int h = 0; h < HALVES; ++h)
+#pragma unroll
+          for (int j = 0; j < NTOK / 2; ++j) {
+            const float v = __ldcg(part + (h * (NTOK / 2) + j) * CONSUMER_THREADS);
+            d[h][j] = c == first ? v : d[h][j] + v;
+          }
       }
       if (ctid == 0) counters[tile] = 0;
     }
-    // d[4j + r]: weight row row + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
-    const int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * BN;
+    // d[hh][4j + r]: weight row row + 64 hh + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
+    const int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * C::BN;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n0 + row + g + 8 * h;
-      if (n >= N) continue;
-      const float scale = SCB[n] / 127.0f, shift = load_bias(bias, bias_kind, n);
+    for (int hh = 0; hh < HALVES; ++hh)
 #pragma unroll
-      for (int j = 0; j < NTOK / 8; ++j)
+      for (int h = 0; h < 2; ++h) {
+        const int n = n0 + row + 64 * hh + g + 8 * h;
+        if (n >= N) continue;
+        const float scale = SCB[n] / 127.0f, shift = load_bias(bias, bias_kind, n);
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int m = m0 + 8 * j + 2 * q + r;
-          if (m < M) out[static_cast<long long>(m) * ldo + n] = from_float<T>(d[4 * j + 2 * h + r] * scale + shift);
-        }
-    }
+        for (int j = 0; j < NTOK / 8; ++j)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const int m = m0 + 8 * j + 2 * q + r;
+            if (m < M)
+              out[static_cast<long long>(m) * ldo + n] = from_float<T>(d[hh][4 * j + 2 * h + r] * scale + shift);
+          }
+      }
   }
 #else
   __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
@@ -311,7 +357,13 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) weight_onl
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma_streamk(WGMMA_PARAMS, float* __restrict__ partials,
                                                                       int* __restrict__ counters) {
-  wgmma_streamk<T, NTOK, STAGES>(WGMMA_ARGS, partials, counters);
+  wgmma_streamk<T, NTOK, STAGES, 1>(WGMMA_ARGS, partials, counters);
+}
+// Stream-K over wide tiles (256 weight rows: the weight's tensor map has boxes of 256 rows).
+template <typename T, int NTOK, int STAGES>
+__global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma_streamk_wide(WGMMA_PARAMS, float* __restrict__ partials,
+                                                                           int* __restrict__ counters) {
+  wgmma_streamk<T, NTOK, STAGES, 2>(WGMMA_ARGS, partials, counters);
 }
 
 #define SIGNATURE(T) (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const void*, int, int, int, int, T*, int)
@@ -322,8 +374,13 @@ __global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma_streamk(WGMMA_PA
   template __global__ void weight_only_wgmma_streamk<T, NTOK, STAGES>(                  \
       const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, \
       const void*, int, int, int, int, T*, int, float*, int*);
+#define INSTANTIATE_WIDE(T, NTOK, STAGES)                                                  \
+  template __global__ void weight_only_wgmma_streamk_wide<T, NTOK, STAGES>(                     \
+      const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, \
+      const void*, int, int, int, int, T*, int, float*, int*);
 // Token tiles of 32, 64 and 128 by 128 weight rows; stages so that about 40 KB of weights are in
-// flight per block.
-#define INSTANTIATE_TILES(T) INSTANTIATE(T, 32, 8) INSTANTIATE(T, 64, 6) INSTANTIATE(T, 128, 4)
+// flight per block. Wide tiles (stream-K only): 32 and 64 tokens by 256 weight rows.
+#define INSTANTIATE_TILES(T) \
+  INSTANTIATE(T, 32, 8) INSTANTIATE(T, 64, 6) INSTANTIATE(T, 128, 4) INSTANTIATE_WIDE(T, 32, 5) INSTANTIATE_WIDE(T, 64, 4)
 INSTANTIATE_TILES(__half)
 INSTANTIATE_TILES(__nv_bfloat16)

@@ -463,7 +463,9 @@ def _many_token_plans():
             for splits in cuda_backend.WEIGHT_ONLY_GEMM_SPLITS]  # fmt: skip
     wgmma = [("wgmma", (tokens, splits)) for tokens, _ in cuda_backend.WGMMA_TOKEN_TILES
              for splits in (*cuda_backend.WGMMA_SPLITS, cuda_backend.WGMMA_STREAM_K)]  # fmt: skip
-    return gemm + wgmma
+    wide = [("wgmma", (tokens, cuda_backend.WGMMA_STREAM_K_WIDE))
+            for tokens, _ in cuda_backend.WGMMA_WIDE_TOKEN_TILES]  # fmt: skip
+    return gemm + wgmma + wide
 
 
 def _this_gpu_runs(kernel, plan) -> bool:
@@ -687,13 +689,15 @@ def test_weight_only_wgmma_plan_takes_stream_k_where_whole_tiles_leave_sms_idle(
     _skip_without_wgmma()
     index = torch.cuda.current_device()
     plan = cuda_backend.weight_only_wgmma_plan
-    sk = cuda_backend.WGMMA_STREAM_K
+    sk, wide = cuda_backend.WGMMA_STREAM_K, cuda_backend.WGMMA_STREAM_K_WIDE
     # Enough tiles to fill every SM evenly and short K: clusters (no workspace, no fixing up).
-    assert plan(index, 128, 4096, 4096)[1] != sk
-    assert plan(index, 64, 4096, 4096, stream_k=False)[1] != sk
+    assert plan(index, 128, 4096, 4096)[1] not in (sk, wide)
+    assert plan(index, 64, 4096, 4096, stream_k=False)[1] not in (sk, wide)
     if cuda_backend.sm_count(index) == 132:  # the H100 / H200 the costs were fitted on
-        # 224 tiles of 8192x28672 fill 1.7 waves of 132 SMs: stream-K divides them evenly.
-        assert plan(index, 32, 28672, 8192) == (32, sk)
+        # 224 tiles of 8192x28672 fill 1.7 waves of 132 SMs: stream-K divides them evenly, over
+        # tiles of 256 weight rows up to 64 tokens (the activations read half as often).
+        assert plan(index, 32, 28672, 8192) == (32, wide)
+        assert plan(index, 48, 28672, 8192) == (64, wide)
         assert plan(index, 128, 28672, 8192) == (128, sk)
         assert plan(index, 64, 4096, 11008) == (64, sk)
         assert plan(index, 128, 4096, 4096) == (64, 2)
@@ -714,10 +718,12 @@ def test_tensor_maps_are_cached_by_their_arguments_and_refuse_unaligned_rows():
 
 
 @pytest.mark.parametrize(
-    "kernel, splits", [("gemm", 1), ("gemm", 4), ("wgmma", 1), ("wgmma", 4), ("wgmma", 0)]
+    "kernel, splits",
+    [("gemm", 1), ("gemm", 4), ("wgmma", 1), ("wgmma", 4), ("wgmma", 0), ("wgmma", -1)],
 )
 def test_many_token_weight_only_kernels_replay_in_cuda_graphs(kernel, splits):
-    plan = (cuda_backend.WEIGHT_ONLY_GEMM_TILES[2] if kernel == "gemm" else 128, splits)
+    tokens = 64 if splits == -1 else 128  # -1: stream-K over wide tiles (64 tokens at most)
+    plan = (cuda_backend.WEIGHT_ONLY_GEMM_TILES[2] if kernel == "gemm" else tokens, splits)
     if not _this_gpu_runs(kernel, plan):
         pytest.skip(f"this GPU does not run {kernel} plan {plan}")
     x, CB, SCB, bias = (t.cuda() for t in _weight_only_case(9, 96, 2048, 384, torch.float16,
@@ -744,14 +750,15 @@ STREAM_K_SHAPES = [(40, 256, 4096), (17, 8192, 300), (100, 4096, 1000), (200, 10
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("tokens", [32, 64, 128])
-def test_stream_k_sums_tiles_split_between_blocks_in_k_order(dtype, tokens):
+@pytest.mark.parametrize("tokens, kind", [(32, 0), (64, 0), (128, 0), (32, -1), (64, -1)])
+def test_stream_k_sums_tiles_split_between_blocks_in_k_order(dtype, tokens, kind):
     """Every tile split between blocks is added in K order whichever block finishes last: the
-    same bits on every call, within the float64 bound, and the tile counters back at zero."""
+    same bits on every call, within the float64 bound, and the tile counters back at zero; for
+    tiles of 128 weight rows (kind 0) and of 256 (-1: WGMMA_STREAM_K_WIDE)."""
     _skip_without_wgmma()
     for i, (m, k, n) in enumerate(STREAM_K_SHAPES):
         x, CB, SCB, bias = (t.cuda() for t in _weight_only_case(40 + i, m, k, n, dtype, dtype))
-        calls = [cuda_backend.weight_only_linear(x, CB, SCB, bias, wgmma=(tokens, 0))
+        calls = [cuda_backend.weight_only_linear(x, CB, SCB, bias, wgmma=(tokens, kind))
                  for _ in range(4)]  # fmt: skip
         first = calls[0]
         assert all(torch.equal(y, first) for y in calls), (m, k, n)

@@ -48,9 +48,12 @@ from .cuda_kernels import (
     WGMMA_K_TILE,
     WGMMA_SPLITS,
     WGMMA_STREAM_K,
+    WGMMA_STREAM_K_WIDE,
     WGMMA_THREADS,
     WGMMA_TOKEN_TILES,
     WGMMA_WEIGHT_ROWS,
+    WGMMA_WIDE_TILE_ROWS,
+    WGMMA_WIDE_TOKEN_TILES,
     Kernel,
     check_device,
     cupy_module,
@@ -70,6 +73,7 @@ from .cuda_kernels import (
     weight_only_name,
     weight_only_wgmma_name,
     weight_only_wgmma_shared_memory,
+    weight_only_wgmma_tile,
 )
 from .prepared import PreparedLaunch
 from .tensor_maps import tensor_map_2d, tensor_map_at
@@ -140,6 +144,10 @@ WGMMA_CLUSTER_FILL = {1: 1.0, 2: 1.0, 4: 0.9}
 # Stream-K (one block per SM, each SM the same share of the K tiles): its partial tiles' exchange
 # through memory and its outputs written from registers, in the same units.
 WGMMA_STREAM_K_COST = 20.0
+# Stream-K over wide tiles (256 weight rows, two K tiles of 128 rows each per unit): per token of
+# a unit, against WGMMA_TOKEN_COST per token of a 128-row K tile (the activations' K tile is read
+# once for both halves).
+WGMMA_WIDE_TOKEN_COST, WGMMA_WIDE_COST = 0.0074, 8.0
 REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
 ACTIVATION_REREAD_COST = 0.25  # an L2 byte against a DRAM byte, fitted on the H200
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
@@ -679,14 +687,27 @@ def weight_only_wgmma_plan(
                 best, best_cost = (tokens, splits), cost
         tiles = _ceil(m, tokens) * row_blocks
         if stream_k and tiles <= STREAMK_MAX_TILES:
-            units = tiles * k_tiles
-            per_sm = _ceil(units, min(sm_count(index), units))
-            cost = per_sm * (1 + WGMMA_TOKEN_COST * tokens) + WGMMA_BLOCK_COST
-            cost += WGMMA_STREAM_K_COST
+            cost = _stream_k_cost(index, tiles * k_tiles, 1 + WGMMA_TOKEN_COST * tokens)
             if cost < best_cost - 1e-9:
                 best, best_cost = (tokens, WGMMA_STREAM_K), cost
+    for tokens, _ in WGMMA_WIDE_TOKEN_TILES if stream_k else ():
+        if tokens >= 2 * m:
+            break
+        tiles = _ceil(m, tokens) * _ceil(n, WGMMA_WIDE_TILE_ROWS)
+        if tiles <= STREAMK_MAX_TILES:
+            cost = _stream_k_cost(index, tiles * k_tiles, 2 + WGMMA_WIDE_TOKEN_COST * tokens)
+            cost += WGMMA_WIDE_COST
+            if cost < best_cost - 1e-9:
+                best, best_cost = (tokens, WGMMA_STREAM_K_WIDE), cost
     _weight_only_wgmma_plans[key] = best
     return best
+
+
+def _stream_k_cost(index: int, units: int, unit_cost: float) -> float:
+    """A stream-K plan's cost: each SM's share of the units, WGMMA_BLOCK_COST and
+    WGMMA_STREAM_K_COST."""
+    per_sm = _ceil(units, min(sm_count(index), units))
+    return per_sm * unit_cost + WGMMA_BLOCK_COST + WGMMA_STREAM_K_COST
 
 
 def _cluster_plan_costs(
@@ -813,7 +834,9 @@ def _streamk_workspace(device: torch.device, stream: int) -> Optional[Tensor]:
     if found is None:
         if workspaces_are_transient():
             return None
-        largest = max(tokens for tokens, _ in WGMMA_TOKEN_TILES)
+        narrow = max(tokens for tokens, _ in WGMMA_TOKEN_TILES)
+        wide = max(tokens for tokens, _ in WGMMA_WIDE_TOKEN_TILES) * WGMMA_WIDE_TILE_ROWS
+        largest = max(narrow, wide // WGMMA_WEIGHT_ROWS)  # accumulators per thread, times 2
         partials = 2 * sm_count(device.index) * STREAMK_CONSUMER_THREADS * (largest // 2)
         found = torch.zeros(4 * (STREAMK_MAX_TILES + partials), dtype=torch.uint8, device=device)
         _streamk_workspaces[key] = found
@@ -848,9 +871,10 @@ def _weight_only_launch(
         if not aligned:
             raise ValueError("weight_only_wgmma.cu needs 16-byte aligned operands")
         tokens, splits = wgmma or weight_only_wgmma_plan(index, m, n, k, dtype_name)
-        output_tiles = _ceil(m, tokens) * _ceil(n, WGMMA_WEIGHT_ROWS)
+        stages, rows = weight_only_wgmma_tile(tokens, splits)
+        output_tiles = _ceil(m, tokens) * _ceil(n, rows)
         workspace, stream = None, None
-        if splits == WGMMA_STREAM_K:
+        if splits in (WGMMA_STREAM_K, WGMMA_STREAM_K_WIDE):
             if output_tiles > STREAMK_MAX_TILES:
                 raise ValueError(
                     f"stream-K takes up to {STREAMK_MAX_TILES} tiles, not {output_tiles}"
@@ -859,10 +883,11 @@ def _weight_only_launch(
             workspace = _streamk_workspace(x.device, stream)
             if workspace is None:  # no workspace may be kept: the best plan with clusters
                 tokens, splits = weight_only_wgmma_plan(index, m, n, k, dtype_name, False)
+                stages, rows = weight_only_wgmma_tile(tokens, splits)
         name = weight_only_wgmma_name(dtype_name, tokens, splits)
-        shared = weight_only_wgmma_shared_memory(tokens, dict(WGMMA_TOKEN_TILES)[tokens])
+        shared = weight_only_wgmma_shared_memory(tokens, stages, rows)
         x_map = tensor_map_2d(x, 64, tokens, 128)  # two boxes per K tile
-        w_map = tensor_map_2d(CB, WGMMA_K_TILE, WGMMA_WEIGHT_ROWS, 128)
+        w_map = tensor_map_2d(CB, WGMMA_K_TILE, rows, 128)
         wgmma_kernel = kernel(index, "weight_only_wgmma.cu", name)
         wgmma_args = (x_map, w_map, *args[4:])
         if workspace is None:

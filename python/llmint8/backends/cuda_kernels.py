@@ -434,21 +434,36 @@ WGMMA_SPLITS = (1, 2, 4)  # its SPLITS instantiations (a cluster of blocks along
 # A plan's splits value naming its stream-K kernel (weight_only_wgmma_streamk: one block per SM,
 # the tiles' K tiles divided evenly between them).
 WGMMA_STREAM_K = 0
-WGMMA_K_TILE, WGMMA_WEIGHT_ROWS, WGMMA_THREADS = 128, 128, 384
+# ... and its stream-K kernel over wide tiles of WGMMA_WIDE_TILE_ROWS weight rows
+# (weight_only_wgmma_streamk_wide: each K tile of the activations read once per 256 weight rows),
+# for the token tiles and stages of WGMMA_WIDE_TOKEN_TILES.
+WGMMA_STREAM_K_WIDE = -1
+WGMMA_WIDE_TOKEN_TILES = ((32, 5), (64, 4))
+WGMMA_K_TILE, WGMMA_WEIGHT_ROWS, WGMMA_WIDE_TILE_ROWS, WGMMA_THREADS = 128, 128, 256, 384
 
 
-def weight_only_wgmma_shared_memory(tokens: int, stages: int) -> int:
-    """weight_only_wgmma.cu's WgmmaTile<NTOK, STAGES>::SMEM_BYTES: stages of X and weight tiles,
-    each rounded up to 1024 bytes, and 1024 bytes to align the ring."""
-    stage = _ceil((tokens * 2 + WGMMA_WEIGHT_ROWS) * WGMMA_K_TILE, 1024) * 1024
+def weight_only_wgmma_shared_memory(tokens: int, stages: int, rows: int = WGMMA_WEIGHT_ROWS) -> int:
+    """weight_only_wgmma.cu's WgmmaTile<NTOK, STAGES, rows / 128>::SMEM_BYTES: stages of X and
+    weight tiles, each rounded up to 1024 bytes, and 1024 bytes to align the ring."""
+    stage = _ceil((tokens * 2 + rows) * WGMMA_K_TILE, 1024) * 1024
     return stages * stage + 1024
+
+
+def weight_only_wgmma_tile(tokens: int, splits: int) -> tuple[int, int]:
+    """(stages, weight rows) of weight_only_wgmma.cu's plan (tokens, splits)."""
+    if splits == WGMMA_STREAM_K_WIDE:
+        return dict(WGMMA_WIDE_TOKEN_TILES)[tokens], WGMMA_WIDE_TILE_ROWS
+    return dict(WGMMA_TOKEN_TILES)[tokens], WGMMA_WEIGHT_ROWS
 
 
 def weight_only_wgmma_name(dtype_name: str, tokens: int, splits: int) -> str:
     """``weight_only_wgmma<T, NTOK, STAGES>``, with K split
     ``weight_only_wgmma_split<T, NTOK, STAGES, SPLITS>``, stream-K (`WGMMA_STREAM_K`)
-    ``weight_only_wgmma_streamk<T, NTOK, STAGES>``."""
-    stages = dict(WGMMA_TOKEN_TILES)[tokens]
+    ``weight_only_wgmma_streamk<T, NTOK, STAGES>``, over wide tiles (`WGMMA_STREAM_K_WIDE`)
+    ``weight_only_wgmma_streamk_wide<T, NTOK, STAGES>``."""
+    stages, _ = weight_only_wgmma_tile(tokens, splits)
+    if splits == WGMMA_STREAM_K_WIDE:
+        return f"weight_only_wgmma_streamk_wide<{dtype_name}, {tokens}, {stages}>"
     if splits == WGMMA_STREAM_K:
         return f"weight_only_wgmma_streamk<{dtype_name}, {tokens}, {stages}>"
     if splits == 1:
@@ -458,7 +473,8 @@ def weight_only_wgmma_name(dtype_name: str, tokens: int, splits: int) -> str:
 
 def _weight_only_wgmma_name_shared_memory(name: str) -> int:
     tokens, stages = (int(part) for part in name.rstrip(">").split(",")[1:3])
-    return weight_only_wgmma_shared_memory(tokens, stages)
+    rows = WGMMA_WIDE_TILE_ROWS if "_wide<" in name else WGMMA_WEIGHT_ROWS
+    return weight_only_wgmma_shared_memory(tokens, stages, rows)
 
 
 INT8_WGMMA_TOKEN_TILES = ((32, 10), (64, 8), (128, 6))
@@ -533,6 +549,11 @@ EXPRESSIONS = {
         for t in WEIGHT_ONLY_TYPES
         for tokens, _ in WGMMA_TOKEN_TILES
         for splits in (*WGMMA_SPLITS, WGMMA_STREAM_K)
+    ]
+    + [
+        weight_only_wgmma_name(t, tokens, WGMMA_STREAM_K_WIDE)
+        for t in WEIGHT_ONLY_TYPES
+        for tokens, _ in WGMMA_WIDE_TOKEN_TILES
     ],
     "int8_wgmma.cu": [
         int8_wgmma_name(t, tokens, splits)
@@ -566,6 +587,7 @@ LAYOUTS = {
 KERNEL_LAYOUTS = {
     # ... out ldo, then the stream-K workspace: partial tiles, tile counters
     "weight_only_wgmma_streamk": LAYOUTS["weight_only_wgmma.cu"] + "PP",
+    "weight_only_wgmma_streamk_wide": LAYOUTS["weight_only_wgmma.cu"] + "PP",
 }
 SHARED_MEMORY = {
     "int8_gemm.cu": _gemm_name_shared_memory,
