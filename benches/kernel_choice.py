@@ -202,8 +202,7 @@ def int8_row(k: int, n: int, rows) -> list[str]:
         plans |= {f"gemm{bm}": backend.Plan("gemm", bm, 1, 0) for bm in (64, 128)}
         for tokens, _ in backend.INT8_WGMMA_TOKEN_TILES if wgmma else []:
             for splits in backend.WGMMA_SPLITS:
-                label = f"wgmma{tokens}" + (f"/k{splits}" if splits > 1 else "")
-                plans[label] = backend.Plan("wgmma", tokens, splits)
+                plans[wgmma_label(tokens, splits)] = backend.Plan("wgmma", tokens, splits)
         picked = chosen_plan(index, m, n, k, cublas_ok=cublas_takes(n, k), wgmma_ok=wgmma)
         times = {}
         try:
@@ -218,8 +217,11 @@ def int8_row(k: int, n: int, rows) -> list[str]:
             backend.plan = chosen_plan
             backend._layouts.clear()
         fp16, picked_us = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
-        label = picked.kernel + (str(picked.tile_rows) if picked.kernel != "cublas" else "")
-        label += f"/k{picked.splits}" if picked.splits > 1 else ""
+        if picked.kernel == "wgmma":
+            label = wgmma_label(picked.tile_rows, picked.splits)
+        else:
+            label = picked.kernel + (str(picked.tile_rows) if picked.kernel != "cublas" else "")
+            label += f"/k{picked.splits}" if picked.splits > 1 else ""
         lines.append(table_line(k, n, m, [f"{fp16:.1f}", label, f"{picked_us:.1f}"], times))
     return lines
 

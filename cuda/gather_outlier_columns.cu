@@ -18,7 +18,9 @@
 // and xc: __half, __nv_bfloat16 or float.
 // Pointers: mask [ceil(cols / 32)] uint32, x [rows_x, ldx] T, q [rows_x, ldq] int8,
 // w [rows_w, ldw] int8, xc [rows_x, ldc] T, wc [rows_w, ldc] int8 (ldc a multiple of
-// OUTLIER_CHUNK, at least cols rounded up to one; xc and wc 16-byte aligned), count [1] int32.
+// OUTLIER_CHUNK, at least cols rounded up to one; xc and wc 16-byte aligned), count [1] int32,
+// columns [cols] int32 or null: where set, block 0 also writes the list c_0 .. c_{C-1} there (for
+// int8_wgmma.cu, which reads the weight's outlier columns in place: it passes rows_w = 0).
 #include "common.cuh"
 
 using namespace llmint8;
@@ -76,7 +78,7 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     const unsigned int* __restrict__ mask, const T* __restrict__ x, int ldx,
     signed char* __restrict__ q, int ldq, const signed char* __restrict__ w, int ldw,
     T* __restrict__ xc, signed char* __restrict__ wc, int ldc, int* __restrict__ count,
-    int rows_x, int rows_w, int cols) {
+    int rows_x, int rows_w, int cols, int* __restrict__ columns) {
   __shared__ __align__(16) int list[LIST_CAPACITY];
   __shared__ int scan_scratch[THREADS / 32 + 1];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -94,6 +96,8 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     // zero the int8 activations). Measured on 8192x28672 at M = 128 with 6 columns: 15.5 us
     // with a warp per row (benches/NOTES.md v11).
     outliers.fill(mask, 0, LIST_CAPACITY, list);
+    if (columns != nullptr && blockIdx.x == 0)
+      for (int j = threadIdx.x; j < total; j += THREADS) columns[j] = list[j];
     for (long long row = first_row; row < rows_x; row += row_step) {
       copy_columns(x + row * ldx, xc + row * ldc, q + row * ldq, list, total, lane);
       for (int j = total + lane; j < padded; j += 32) xc[row * ldc + j] = from_float<T>(0.0f);
@@ -117,6 +121,8 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   for (int window = 0; window < total; window += LIST_CAPACITY) {
     outliers.fill(mask, window, LIST_CAPACITY, list);
     const int n = min(LIST_CAPACITY, total - window);
+    if (columns != nullptr && blockIdx.x == 0)
+      for (int j = threadIdx.x; j < n; j += THREADS) columns[window + j] = list[j];
     for (long long row = first_row; row < rows; row += row_step) {
       if (row < rows_x)
         copy_columns(x + row * ldx, xc + row * ldc + window, q + row * ldq, list, n, lane);
@@ -137,11 +143,11 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
 template __global__ void gather_outlier_columns<__half>(const unsigned int*, const __half*, int,
                                                         signed char*, int, const signed char*, int,
                                                         __half*, signed char*, int, int*, int, int,
-                                                        int);
+                                                        int, int*);
 template __global__ void gather_outlier_columns<__nv_bfloat16>(
     const unsigned int*, const __nv_bfloat16*, int, signed char*, int, const signed char*, int,
-    __nv_bfloat16*, signed char*, int, int*, int, int, int);
+    __nv_bfloat16*, signed char*, int, int*, int, int, int, int*);
 template __global__ void gather_outlier_columns<float>(const unsigned int*, const float*, int,
                                                        signed char*, int, const signed char*, int,
                                                        float*, signed char*, int, int*, int, int,
-                                                       int);
+                                                       int, int*);

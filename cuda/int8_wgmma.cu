@@ -2,11 +2,13 @@
 // see cuda_kernels.ARCH_SPECIFIC): int8_gemm.cu's product and epilogue in one launch, with
 // wgmma s8 x s8 -> s32 fed by TMA in place of mma.sync (or of cuBLAS and a separate epilogue):
 //   acc[m,n]  = sum_k Xq[m,k] * CB[n,k]                                  (exact int32)
-//   o[m,n]    = sum_j Xc[m,j] * Wc[n,j]                                  (fp32 accumulation)
+//   o[m,n]    = sum_j Xc[m,j] * CB[n,c_j]                                (fp32 accumulation)
 //   out[m,n]  = (acc[m,n] * (absmax[m] / 127) + o[m,n]) * (SCB[n] / 127) + bias[n]
 // for Xq [M, K] the int8 rows of the activations (outlier columns zero) with their absmax [M],
-// CB [N, K] int8 with SCB [N] f32, and the outlier columns gathered into Xc [M, C] (fp16 / bf16)
-// and Wc [N, C] (int8) by gather_outlier_columns.cu; C = *outlier_count (none when null).
+// CB [N, K] int8 with SCB [N] f32, and the outlier columns c_0 < ... < c_{C-1} listed in `columns`
+// with the activations' values gathered into Xc [M, C] (fp16 / bf16) by
+// gather_outlier_columns.cu; C = *outlier_count (none when null). The weight's outlier columns are
+// read in place: no gathered copy of the weight.
 //
 // Layout as weight_only_wgmma.cu: the weight is wgmma's A operand (64 rows per consumer
 // warpgroup), the block's NTOK tokens its N, and the accumulators the transposed output tile. Both
@@ -17,24 +19,25 @@
 //
 // After the K loop each consumer scales its int32 accumulators by its tokens' absmax / 127 into
 // fp32 ones, and where there are outlier columns (block z = 0 of a split K) adds their product:
-// chunks of 64 columns, Xc's staged swizzled in shared memory by the consumers as wgmma's B, Wc's
-// converted from int8 into A fragments in registers (exact), fp16 / bf16 wgmma accumulating onto
-// the scaled sums. Without outlier columns and K unsplit the output equals int8_gemm.cu's bit
-// for bit (the same fp32 operations); with them, or K split (fp32 partial tiles added), the fp32
-// sums are added in another order.
+// chunks of 64 columns, Xc's staged swizzled in shared memory by the consumers as wgmma's B, the
+// weight's bytes at the listed columns converted into A fragments in registers (exact), fp16 /
+// bf16 wgmma accumulating onto the scaled sums. Without outlier columns and K unsplit the output
+// equals int8_gemm.cu's bit for bit (the same fp32 operations); with them, or K split (fp32
+// partial tiles added), the fp32 sums are added in another order.
 //
 // Split K (SPLITS > 1) as weight_only_wgmma.cu: the SPLITS blocks of an output tile form a
 // thread-block cluster along grid z, each multiplies a contiguous range of K tiles and block r
 // adds tokens [r, r + 1) * NTOK / SPLITS of all partial tiles through distributed shared memory
-// in rank order (deterministic).
+// in rank order (deterministic). (A stream-K variant, the weight-only kernel's scheme with int32
+// partials, measured slower on every shape: benches/NOTES.md v15.)
 //
 // Launch: grid = (ceil(M / NTOK), ceil(N / 128), SPLITS), block = 384 threads, dynamic shared
 // memory Int8Tile<NTOK, STAGES>::SMEM_BYTES. Parameters: the tensor maps of Xq and CB (int8, boxes
 // of 128 columns by NTOK and by 128 rows, 128-byte swizzle), absmax [M] f32, SCB [N] f32, bias [N]
-// or null in the dtype bias_kind names (common.cuh), Xc [M, ldc] T and Wc [N, ldc] int8 (16-byte
-// aligned, ldc a multiple of 64, rows padded with zeros to whole chunks), outlier_count [1] int32
-// or null, M, N, K, out [M, ldo] T. K a multiple of 16; Xq, CB and their row strides 16-byte
-// aligned.
+// or null in the dtype bias_kind names (common.cuh), Xc [M, ldc] T (16-byte aligned, ldc a
+// multiple of 64, rows padded with zeros to whole chunks), CB [N, ldw] int8 (as the tensor map's),
+// columns [C] int32, outlier_count [1] int32 or null, M, N, K, out [M, ldo] T. K a multiple of
+// 16; Xq, CB and their row strides 16-byte aligned.
 #include "common.cuh"
 #include "hopper.cuh"
 
@@ -105,15 +108,17 @@ template <> struct WgmmaS8<128> {
 #undef S8_ARGS
 
 // The outlier product of one consumer thread (warp `warp` of its warpgroup, whose weight rows
-// start at `rows` in the tile), added onto d: `chunks` chunks of Xc's rows [m0, m0 + NTOK) staged
-// one at a time in shared memory at `stage` (address `base`), by all CONSUMER_THREADS threads.
+// start at `rows` in the tile), added onto d: the `outliers` columns in chunks of CHUNK, Xc's
+// rows [m0, m0 + NTOK) staged one chunk at a time in shared memory at `stage` (address `base`) by
+// all CONSUMER_THREADS threads, the weight's read in place (W's bytes at `columns`).
 template <typename T, int NTOK>
 __device__ __forceinline__ void add_outlier_product(float (&d)[NTOK / 2], unsigned char* stage, unsigned base,
-                                                    const T* __restrict__ Xc,
-                                                    const signed char* __restrict__ Wc, int ldc,
-                                                    int chunks, int M, int N, int m0, int n0, int rows,
-                                                    int warp, int lane) {
+                                                    const T* __restrict__ Xc, int ldc,
+                                                    const signed char* __restrict__ W, int ldw,
+                                                    const int* __restrict__ columns, int outliers, int M,
+                                                    int N, int m0, int n0, int rows, int warp, int lane) {
   const int ctid = threadIdx.x - 128, g = lane / 4, q = lane % 4;
+  const int chunks = (outliers + CHUNK - 1) / CHUNK;
   for (int chunk = 0; chunk < chunks; ++chunk) {
     const int c0 = chunk * CHUNK;
     named_barrier<1, CONSUMER_THREADS>();  // the ring (or the last chunk) is no longer read
@@ -124,15 +129,25 @@ __device__ __forceinline__ void add_outlier_product(float (&d)[NTOK / 2], unsign
       if (m0 + r < M) v = __ldg(reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + c0) + p);
       *reinterpret_cast<int4*>(stage + r * 128 + ((p ^ (r & 7)) << 4)) = v;
     }
-    // A fragments: Wc rows n (lane rows g, g + 8), columns c0 + 16 s + (2q, 2q + 1, 2q + 8, 2q + 9).
+    // A fragments: weight rows n (lane rows g, g + 8) at outlier columns c0 + 16 s + (2q, 2q + 1,
+    // 2q + 8, 2q + 9) of the list (zero past it).
     int a[CHUNK / 16][4];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n0 + rows + 16 * warp + g + 8 * h;
-      const unsigned short* w = reinterpret_cast<const unsigned short*>(Wc + static_cast<long long>(n) * ldc + c0);
+    for (int s = 0; s < CHUNK / 16; ++s) {
+      int at[4];
 #pragma unroll
-      for (int s = 0; s < CHUNK / 16; ++s) {
-        const unsigned word = n < N ? w[8 * s + q] | (static_cast<unsigned>(w[8 * s + q + 4]) << 16) : 0u;
+      for (int e = 0; e < 4; ++e) {
+        const int j = c0 + 16 * s + 2 * q + (e & 1) + 8 * (e >> 1);
+        at[e] = j < outliers ? columns[j] : -1;
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int n = n0 + rows + 16 * warp + g + 8 * h;
+        const signed char* w = W + static_cast<long long>(min(n, N - 1)) * ldw;
+        unsigned word = 0;
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (at[e] >= 0 && n < N) word |= static_cast<unsigned>(static_cast<unsigned char>(w[at[e]])) << (8 * e);
         to_pairs(word, a[s][h], a[s][2 + h], T{});
       }
     }
@@ -147,6 +162,56 @@ __device__ __forceinline__ void add_outlier_product(float (&d)[NTOK / 2], unsign
     fence_operands(d);
   }
 }
+
+// Producer stage i: K columns [k0, k0 + BK) of Xq's token rows from m0 and of the weight's rows
+// from n0 into slot i % STAGES of the ring at shared address `base`.
+template <int NTOK, int STAGES>
+__device__ __forceinline__ void produce_int8_stage(int i, unsigned long long* full, unsigned long long* empty,
+                                                   unsigned base, const TensorMap& x_map,
+                                                   const TensorMap& w_map, int k0, int m0, int n0) {
+  using C = Int8Tile<NTOK, STAGES>;
+  const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
+  const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
+  copy_box(stage, x_map, k0, m0, bar);
+  copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
+}
+
+// Consumer stage i of the warpgroup whose weight rows start at `rows` in the tile: wait for the
+// stage's copies, issue its four k32 wgmmas on acc, then (this group in flight) wait for stage
+// i - 1's group and hand that stage back to the producer.
+template <int NTOK, int STAGES>
+__device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], unsigned long long* full,
+                                                   unsigned long long* empty, unsigned base, int rows,
+                                                   int lane) {
+  using C = Int8Tile<NTOK, STAGES>;
+  const int slot = i % STAGES;
+  barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+  const unsigned stage = base + slot * C::STAGE_BYTES;
+  fence_operands(acc);
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < STEPS; ++s)
+    WgmmaS8<NTOK>::run(acc, descriptor(stage + C::X_BYTES + rows * BK + 32 * s), descriptor(stage + 32 * s));
+  wgmma_commit();
+  wgmma_wait<1>();
+  fence_operands(acc);
+  if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+}
+
+// d = acc * (absmax[token] / 127) for lane q's tokens of the tile from m0 (acc[4j + r]: token
+// 8j + 2q + (r & 1)), the int32 sums first converted to fp32 as int8_gemm.cu does.
+template <int NTOK>
+__device__ __forceinline__ void scale_by_rows(const int (&acc)[NTOK / 2], float (&d)[NTOK / 2],
+                                              const float* __restrict__ absmax, int m0, int M, int q) {
+#pragma unroll
+  for (int j = 0; j < NTOK / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float scale = absmax[min(m0 + 8 * j + 2 * q + e, M - 1)] / 127.0f;
+      d[4 * j + e] = static_cast<float>(acc[4 * j + e]) * scale;
+      d[4 * j + 2 + e] = static_cast<float>(acc[4 * j + 2 + e]) * scale;
+    }
+}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }  // namespace
 
@@ -154,9 +219,10 @@ template <typename T, int NTOK, int STAGES, int SPLITS>
 __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const TensorMap& w_map,
                                                 const float* __restrict__ absmax, const float* __restrict__ SCB,
                                                 const void* __restrict__ bias, int bias_kind,
-                                                const T* __restrict__ Xc, const signed char* __restrict__ Wc,
-                                                int ldc, const int* __restrict__ outlier_count, int M, int N,
-                                                int K, T* __restrict__ out, int ldo) {
+                                                const T* __restrict__ Xc, int ldc, const signed char* __restrict__ W,
+                                                int ldw, const int* __restrict__ columns,
+                                                const int* __restrict__ outlier_count, int M, int N, int K,
+                                                T* __restrict__ out, int ldo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = Int8Tile<NTOK, STAGES>;
   extern __shared__ unsigned char smem_raw[];
@@ -176,13 +242,8 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     if (threadIdx.x == 0) {
       prefetch_map(x_map);
       prefetch_map(w_map);
-      for (int i = 0; i < count; ++i) {
-        const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
-        const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
-        const int k0 = (first + i) * BK;
-        copy_box(stage, x_map, k0, m0, bar);
-        copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
-      }
+      for (int i = 0; i < count; ++i)
+        produce_int8_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
     }
   } else {
     const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, q = lane % 4;
@@ -190,35 +251,14 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     int acc[NTOK / 2];
 #pragma unroll
     for (int j = 0; j < NTOK / 2; ++j) acc[j] = 0;
-    for (int i = 0; i < count; ++i) {
-      const int slot = i % STAGES;
-      barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
-      const unsigned stage = base + slot * C::STAGE_BYTES;
-      fence_operands(acc);
-      wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < STEPS; ++s)
-        WgmmaS8<NTOK>::run(acc, descriptor(stage + C::X_BYTES + rows * BK + 32 * s), descriptor(stage + 32 * s));
-      wgmma_commit();
-      wgmma_wait<1>();
-      fence_operands(acc);
-      if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
-    }
+    for (int i = 0; i < count; ++i) consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane);
     wgmma_wait<0>();
     fence_operands(acc);
-    // acc[4j + r]: weight row rows + 16 warp + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
-#pragma unroll
-    for (int j = 0; j < NTOK / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float scale = absmax[min(m0 + 8 * j + 2 * q + e, M - 1)] / 127.0f;
-        d[4 * j + e] = static_cast<float>(acc[4 * j + e]) * scale;
-        d[4 * j + 2 + e] = static_cast<float>(acc[4 * j + 2 + e]) * scale;
-      }
+    scale_by_rows<NTOK>(acc, d, absmax, m0, M, q);
     const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
     if (outliers > 0)
-      add_outlier_product<T, NTOK>(d, ring, base, Xc, Wc, ldc, (outliers + CHUNK - 1) / CHUNK, M, N, m0,
-                                   n0, rows, warp, lane);
+      add_outlier_product<T, NTOK>(d, ring, base, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, rows, warp,
+                                   lane);
   }
   write_tile<T, NTOK, BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
 #else
@@ -229,9 +269,11 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
 #define INT8_WGMMA_PARAMS                                                                          \
   const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,                \
       const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
-      int bias_kind, const T *__restrict__ Xc, const signed char *__restrict__ Wc, int ldc,           \
-      const int *__restrict__ outlier_count, int M, int N, int K, T *__restrict__ out, int ldo
-#define INT8_WGMMA_ARGS x_map, w_map, absmax, SCB, bias, bias_kind, Xc, Wc, ldc, outlier_count, M, N, K, out, ldo
+      int bias_kind, const T *__restrict__ Xc, int ldc, const signed char *__restrict__ W, int ldw,     \
+      const int *__restrict__ columns, const int *__restrict__ outlier_count, int M, int N, int K,       \
+      T *__restrict__ out, int ldo
+#define INT8_WGMMA_ARGS \
+  x_map, w_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo
 
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) int8_wgmma(INT8_WGMMA_PARAMS) {
@@ -244,7 +286,7 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) int8_wgmma
 
 #define SIGNATURE(T)                                                                              \
   (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const float*, \
-   const void*, int, const T*, const signed char*, int, const int*, int, int, int, T*, int)
+   const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int)
 #define INSTANTIATE(T, NTOK, STAGES)                                            \
   template __global__ void int8_wgmma<T, NTOK, STAGES> SIGNATURE(T);            \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T);   \

@@ -652,6 +652,8 @@ def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(monkeypatch, dtype, tokens,
                 assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{what} vs cpu")
     finally:
         cuda_backend._layouts.clear()
+    for workspace in cuda_backend._streamk_workspaces.values():
+        assert not workspace[: 4 * cuda_backend.STREAMK_MAX_TILES].view(torch.int32).any()
 
 
 def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pays():

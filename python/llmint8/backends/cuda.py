@@ -39,6 +39,7 @@ from .cuda_kernels import (
     INT8_WGMMA_TOKEN_TILES,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
+    OUTLIER_CHUNK,
     SPLIT_CAPABILITY,
     WEIGHT_ONLY_GEMM_K_TILE,
     WEIGHT_ONLY_GEMM_SPLITS,
@@ -96,7 +97,6 @@ INT8_WGMMA_TOKEN_COST = 0.001
 K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
 MAX_SPLITS = 16
-OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
 # Gather blocks per SM (all resident at once): each block lists the outlier columns from the mask
 # once and then copies rows until none are left (one block per 8 rows listed them 3600 times for
@@ -205,7 +205,8 @@ class _Workspace(NamedTuple):
     """Byte offsets inside the one scratch allocation of a call: the int8 activations, their row
     scales, a zero-initialised region (outlier mask words, split-K tile counters), the split-K
     partial sums, cuBLAS's int32 product, and for the GEMM plans with outlier columns their count
-    and the gathered columns of the activations (xc) and of the weight (wc), `ldc` apart."""
+    and the gathered columns of the activations (xc) and of the weight (wc), `ldc` apart; for
+    int8_wgmma.cu, which reads the weight's outlier columns in place, wc holds their list."""
 
     absmax: int
     mask: int  # start of the zeroed region
@@ -232,7 +233,7 @@ class _Workspace(NamedTuple):
             tiles = _ceil(m, plan_.tile_rows) * _ceil(n, GEMM_TILE_COLS)
             # int32 partial tiles, then float ones of the outlier product
             partial_bytes = 2 * 4 * plan_.splits * tiles * plan_.tile_rows * GEMM_TILE_COLS
-        elif plan_.splits > 1:  # GEMV: an (int, float) pair per weight row and input row
+        elif plan_.splits > 1 and plan_.kernel == "gemv":  # an (int, float) pair per row pair
             tiles = _ceil(m, plan_.tile_rows) * _ceil(n, GEMV_ROWS_PER_BLOCK)
             partial_bytes = 8 * plan_.splits * tiles * GEMV_ROWS_PER_BLOCK * plan_.tile_rows
         partials = _ceil(counters + 4 * tiles, 256) * 256
@@ -242,7 +243,7 @@ class _Workspace(NamedTuple):
         ldc = _ceil(k, OUTLIER_CHUNK) * OUTLIER_CHUNK if gather else 0
         xc = _ceil(count + 4, 256) * 256
         wc = _ceil(xc + itemsize * m * ldc, 256) * 256
-        size = wc + n * ldc
+        size = wc + (4 if plan_.kernel == "wgmma" else n) * ldc
         return _Workspace(absmax, mask, mask_bytes + 4 * tiles, counters, partials, product, count,
                           xc, wc, ldc, size)  # fmt: skip
 
@@ -381,16 +382,7 @@ def _run_product(index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, align
         )  # fmt: skip
         return
     if plan_.kernel == "wgmma":
-        tokens = plan_.tile_rows
-        x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
-        rows = WGMMA_WEIGHT_ROWS
-        w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
-        shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
-        grid = (_ceil(m, tokens), _ceil(n, WGMMA_WEIGHT_ROWS), plan_.splits)
-        kernel(index, "int8_wgmma.cu", int8_wgmma_name(t, tokens, plan_.splits)).launch(
-            grid, shared, x_map, w_map, *scales, ops.xc, ops.wc, ops.ldc, ops.count, m, n, k,
-            ops.out, ops.ldo,
-        )  # fmt: skip
+        _launch_int8_wgmma(index, m, n, k, ops, plan_.tile_rows, plan_.splits, t)
         return
     bm, splits, out_i32, ldo = plan_.tile_rows, plan_.splits, ops.out_i32, ops.ldo
     if plan_.kernel == "cublas":
@@ -404,11 +396,28 @@ def _run_product(index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, align
     )  # fmt: skip
 
 
-def _launch_gather(x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace) -> None:
+def _launch_int8_wgmma(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
+    """int8_wgmma.cu's plan (tokens, splits) for `ops` (MODE 1 operands; `ops.wc`: the list of
+    outlier columns)."""
+    x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
+    rows = WGMMA_WEIGHT_ROWS
+    w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
+    shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
+    kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits)).launch(
+        (_ceil(m, tokens), _ceil(n, rows), splits), shared, x_map, w_map, ops.absmax, ops.scb,
+        ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b, ops.ldb, ops.wc, ops.count, m, n, k,
+        ops.out, ops.ldo,
+    )  # fmt: skip
+
+
+def _launch_gather(
+    x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace, listed: bool = False
+) -> None:  # fmt: skip
     """gather_outlier_columns.cu: the outlier columns of x and CB into the workspace's xc and wc
-    (and their count), and zeroed in the int8 activations."""
+    (and their count), and zeroed in the int8 activations; with `listed` (int8_wgmma.cu) CB's are
+    left in place and wc receives the list of the columns instead."""
     m, k = x.shape
-    n = CB.shape[0]
+    n = 0 if listed else CB.shape[0]
     gather = kernel(
         x.device.index, "gather_outlier_columns.cu", f"gather_outlier_columns<{C_TYPES[x.dtype]}>"
     )
@@ -416,7 +425,8 @@ def _launch_gather(x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Wor
     blocks = min(_ceil(m + n, GATHER_ROWS_PER_BLOCK), resident)
     gather.launch(
         (blocks, 1, 1), 0, mask, x.data_ptr(), x.stride(0), q, k,
-        CB.data_ptr(), CB.stride(0), base + ws.xc, base + ws.wc, ws.ldc, base + ws.count, m, n, k,
+        CB.data_ptr(), CB.stride(0), base + ws.xc, 0 if listed else base + ws.wc, ws.ldc,
+        base + ws.count, m, n, k, base + ws.wc if listed else 0,
     )  # fmt: skip
 
 
@@ -499,7 +509,7 @@ def int8_linear(
     _launch_quantize(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
     gathered = ws.ldc > 0
     if gathered:
-        _launch_gather(x, CB, base + ws.q, mask, base, ws)
+        _launch_gather(x, CB, base + ws.q, mask, base, ws, plan_.kernel == "wgmma")
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
     ops = _Operands(

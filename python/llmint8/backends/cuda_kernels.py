@@ -478,7 +478,8 @@ def _weight_only_wgmma_name_shared_memory(name: str) -> int:
 
 
 INT8_WGMMA_TOKEN_TILES = ((32, 10), (64, 8), (128, 6))
-"""int8_wgmma.cu's (NTOK, STAGES) instantiations (its SPLITS: WGMMA_SPLITS; no stream-K)."""
+"""int8_wgmma.cu's (NTOK, STAGES) instantiations (its SPLITS: WGMMA_SPLITS)."""
+OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 
 
 def int8_wgmma_shared_memory(tokens: int, stages: int) -> int:
@@ -574,14 +575,14 @@ LAYOUTS = {
     # A B M N K lda ldb absmax SCB bias bias_kind Xc Wc ldc outlier_count out out_i32 ldo partials
     # tile_counters k_tiles_per_split
     "int8_gemm.cu": "PPiiiiiPPPiPPiPPPiPPi",
-    # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols
-    "gather_outlier_columns.cu": "PPiPiPiPPiPiii",
+    # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols columns
+    "gather_outlier_columns.cu": "PPiPiPiPPiPiiiP",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
-    # x_map w_map absmax SCB bias bias_kind Xc Wc ldc outlier_count M N K out ldo
-    "int8_wgmma.cu": "128s128sPPPiPPiPiiiPi",
+    # x_map w_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out ldo
+    "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPi",
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
 KERNEL_LAYOUTS = {
