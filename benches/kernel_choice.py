@@ -15,8 +15,11 @@ With --int8: LLM.int8()'s product under each of its plans (cuBLAS and the epilog
 GEMM, and on sm_90 every int8_wgmma.cu plan), weights cold in L2, beside fp16 (sets
 INT8_WGMMA_MIN_ROWS and int8_wgmma_plan's costs).
 
-    python benches/kernel_choice.py [--quick] [--weight-only | --int8] [--rows M ...]
-        [--out choice.md]
+With --dependent-launch: the default forward and LLM.int8() forced, weights cold in L2, in plain
+stream order and with programmatic dependent launch (sm_90), beside fp16.
+
+    python benches/kernel_choice.py [--quick] [--weight-only | --int8 | --dependent-launch]
+        [--rows M ...] [--out choice.md]
 """
 
 from __future__ import annotations
@@ -249,11 +252,49 @@ def weight_only_table(grid, rows) -> list[str]:
     return lines
 
 
+def dependent_launch_table(grid, rows) -> list[str]:
+    """The default forward ("auto") and LLM.int8() forced, weights cold in L2, launched in plain
+    stream order and as programmatic dependents (llmint8.backends.driver), beside fp16."""
+    from llmint8.backends import driver
+
+    lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed, {CALLS_PER_GRAPH} "
+             "forwards per graph, weights cold in L2), threshold 6, 6 planted outlier columns; "
+             "plain stream order -> programmatic dependent launch", ""]  # fmt: skip
+    header = "| K×N | M | fp16 | auto | auto dependent | int8 | int8 dependent |"
+    lines += [header, "|---" * 7 + "|"]
+    print("\n".join(lines), flush=True)
+    previous = driver.dependent_launch_enabled()
+    try:
+        for k, n in grid:
+            SCB, bias, CBs, fp16_call, _ = cold_layer(k, n)
+            for m in rows:
+                x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+                x[:, torch.randperm(k)[:6]] *= 20
+                cells = [f"{graph_time_us(fp16_call, x):.1f}"]
+                for arithmetic in ("auto", "int8"):
+                    call = partial(llmint8.functional.int8_linear, SCB=SCB, bias=bias,
+                                   threshold=6.0, arithmetic=arithmetic)  # fmt: skip
+                    for dependent in (False, True):
+                        driver.set_dependent_launch(dependent)
+                        cells.append(f"{graph_time_us(cycling(call, CBs), x):.1f}")
+                line = " | ".join([f"| {k}×{n}", str(m), *cells]) + " |"
+                print(line, flush=True)
+                lines.append(line)
+            torch.cuda.empty_cache()
+    finally:
+        driver.set_dependent_launch(previous)
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two shapes, four row counts")
     parser.add_argument("--weight-only", action="store_true", help="the weight-only kernel's tiles")
     parser.add_argument("--int8", action="store_true", help="LLM.int8()'s plans, weights cold")
+    parser.add_argument(
+        "--dependent-launch", action="store_true",
+        help="the default and LLM.int8() forwards in stream order and as dependent launches",
+    )  # fmt: skip
     parser.add_argument("--rows", type=int, nargs="+", help="row counts M")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
@@ -261,6 +302,13 @@ def main(argv=None) -> int:
         grid = GRID[::3] if args.quick else GRID
         rows = args.rows or ([1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
         lines = weight_only_table(grid, rows)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        return 0
+    if args.dependent_launch:
+        grid = GRID[::3] if args.quick else GRID
+        lines = dependent_launch_table(grid, args.rows or [1, 16, 48, 128])
         if args.out:
             with open(args.out, "w") as f:
                 f.write("\n".join(lines) + "\n")

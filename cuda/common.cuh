@@ -211,6 +211,26 @@ __device__ __forceinline__ void write_outputs(T* out, int ldo, int m, int n, int
   }
 }
 
+// Programmatic dependent launch (sm_90; the host launches every kernel with
+// cudaLaunchAttributeProgrammaticStreamSerialization there, cuda_kernels.Kernel): a kernel may start
+// while the kernel before it on the stream is still running. Each kernel calls
+// `allow_dependents()` first (the next kernel may be scheduled once every block of this one has
+// started) and `wait_for_prerequisites()` before it reads anything an earlier kernel writes or
+// writes anything at all: it returns once the kernel before has completed and its writes are
+// visible (that kernel waited for its own predecessor before it could complete). Between the two a
+// kernel only sets up its own shared memory (L2 prefetches of the weight's first tiles there
+// measured slower: benches/NOTES.md v16). Without the attribute (or before sm_90) both are no-ops.
+__device__ __forceinline__ void allow_dependents() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_prerequisites() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 #if __CUDA_ARCH__ >= 900
 // Thread-block clusters (sm_90): a barrier of all the cluster's threads that orders their shared
 // memory, and a load from the shared memory of the cluster's block `rank`.

@@ -79,6 +79,8 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     signed char* __restrict__ q, int ldq, const signed char* __restrict__ w, int ldw,
     T* __restrict__ xc, signed char* __restrict__ wc, int ldc, int* __restrict__ count,
     int rows_x, int rows_w, int cols, int* __restrict__ columns) {
+  allow_dependents();
+  wait_for_prerequisites();
   __shared__ __align__(16) int list[LIST_CAPACITY];
   __shared__ int scan_scratch[THREADS / 32 + 1];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

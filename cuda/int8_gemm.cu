@@ -298,6 +298,8 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) int8_gemm(
     int ldo, int* __restrict__ partials, unsigned int* __restrict__ tile_counters,
     int k_tiles_per_split) {
   using C = Tile<BM>;
+  allow_dependents();
+  wait_for_prerequisites();
   extern __shared__ __align__(16) signed char smem[];
   const int bm = blockIdx.x * BM, bn = blockIdx.y * BN;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

@@ -44,6 +44,8 @@ __global__ void __launch_bounds__(THREADS) int8_gemv(
     const unsigned int* __restrict__ mask, T* __restrict__ out, int* __restrict__ out_i32,
     int ldo, int* __restrict__ partials, unsigned int* __restrict__ tile_counters,
     int k_per_split) {
+  allow_dependents();
+  wait_for_prerequisites();
   constexpr int KC = k_chunk<MAXM>();
   const int k_begin = blockIdx.z * k_per_split, k_end = min(K, k_begin + k_per_split);
   __shared__ __align__(16) signed char a_s[MAXM][KC];

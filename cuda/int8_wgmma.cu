@@ -234,6 +234,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   const int first = range.first, count = range.count;
   const int group = threadIdx.x / 128;
 
+  allow_dependents();
   if (threadIdx.x == 0) init_ring<STAGES>(full, empty, 4 * CONSUMERS);
   __syncthreads();
 
@@ -242,10 +243,12 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     if (threadIdx.x == 0) {
       prefetch_map(x_map);
       prefetch_map(w_map);
+      wait_for_prerequisites();  // the quantized rows, their scales and outlier columns
       for (int i = 0; i < count; ++i)
         produce_int8_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
     }
   } else {
+    wait_for_prerequisites();
     const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, q = lane % 4;
     const int rows = 64 * (group - 1);  // the warpgroup's weight rows in the tile
     int acc[NTOK / 2];

@@ -64,6 +64,8 @@ __global__ void __launch_bounds__(256) quantize_rows(
     const T* __restrict__ x, signed char* __restrict__ q, float* __restrict__ absmax,
     unsigned int* __restrict__ mask, long long rows, int cols, int q_stride, float threshold,
     int mode) {
+  allow_dependents();
+  wait_for_prerequisites();
   constexpr int V = VEC ? 16 / sizeof(T) : 1;  // columns per thread and step
   constexpr int GROUP = 32 / V;                // lanes sharing one 32-column mask word
   constexpr int KEPT = VEC ? 4 : 0;            // steps whose 16 bytes stay in registers

@@ -216,11 +216,15 @@ __device__ __forceinline__ void gemm(const T* __restrict__ X, int ldx,
 // K in one block (any GPU from sm_80) ...
 template <typename T, int MT, int NT, int WM, int WN>
 __global__ void __launch_bounds__(THREADS) weight_only_gemm(GEMM_PARAMS) {
+  allow_dependents();
+  wait_for_prerequisites();
   gemm<T, MT, NT, WM, WN, 1>(GEMM_ARGS);
 }
 // ... or split across a cluster of SPLITS blocks (sm_90).
 template <typename T, int MT, int NT, int WM, int WN, int SPLITS>
 __global__ void __launch_bounds__(THREADS) CLUSTER_ALONG_Z(SPLITS) weight_only_gemm_split(GEMM_PARAMS) {
+  allow_dependents();
+  wait_for_prerequisites();
   gemm<T, MT, NT, WM, WN, SPLITS>(GEMM_ARGS);
 }
 

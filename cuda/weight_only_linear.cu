@@ -79,6 +79,8 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
   const int rows_of_warp = (warp / WARP_K) * WARP_ROWS_N, k_group = warp % WARP_K;
   const int m0 = blockIdx.x * TOKENS, n0 = blockIdx.y * ROWS + rows_of_warp;
+  allow_dependents();
+  wait_for_prerequisites();
 
   const signed char* w_rows[ROW_TILES][2];
   bool w_inside[ROW_TILES][2];

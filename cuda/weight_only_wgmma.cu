@@ -171,6 +171,7 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
   const int first = range.first, count = range.count;
   const int group = threadIdx.x / 128;
 
+  allow_dependents();
   if (threadIdx.x == 0) init_ring<STAGES>(full, empty, 4 * CONSUMERS);
   __syncthreads();
 
@@ -179,11 +180,13 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
     if (threadIdx.x == 0) {
       prefetch_map(x_map);
       prefetch_map(w_map);
+      wait_for_prerequisites();
       for (int i = 0; i < count; ++i) {
         produce_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
       }
     }
   } else {
+    wait_for_prerequisites();  // before the tile's outputs are written
     const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
     const int row = 64 * (group - 1) + 16 * warp;
 #pragma unroll
@@ -236,6 +239,7 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
   const long long begin = b * units / blocks, end = (b + 1) * units / blocks;
   const int group = threadIdx.x / 128;
 
+  allow_dependents();
   if (threadIdx.x == 0) init_ring<STAGES>(full, empty, 4 * CONSUMERS);
   __syncthreads();
 
@@ -248,6 +252,7 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
       // The unit's tile and K tile stepped along (no division per unit on the issuing thread).
       int tile = static_cast<int>(begin / k_tiles), kt = static_cast<int>(begin % k_tiles);
       int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * C::BN;
+      wait_for_prerequisites();
       for (int i = 0; i < end - begin; ++i) {
         if (kt == k_tiles) {
           kt = 0;
@@ -261,6 +266,7 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
     return;  // the consumers' named barriers count their own 256 threads only
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  wait_for_prerequisites();  // before the counters, partials and outputs are touched
   const int ctid = threadIdx.x - 128;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int row = 64 * HALVES * (group - 1) + 16 * warp;  // the warp's first weight row in the tile

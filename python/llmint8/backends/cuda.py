@@ -808,14 +808,15 @@ def weight_only_linear(
         return out
     ldo = out.stride(0)
     launch = _weight_only_launch(x, CB, SCB, bias, out.data_ptr(), ldo, tiles, gemm, wgmma)
-    launch.kernel.launch(launch.grid, launch.shared_mem, *launch.args)
+    launch.kernel.launch(launch.grid, launch.shared_mem, *launch.args, dependent=launch.dependent)
     return out
 
 
 class _Launch(NamedTuple):
     """One launch of a weight-only kernel, with the index of the parameter that holds the
-    input (its address, or with `input_is_map` its tensor map) and of the output's address, and
-    the stream whose workspace it uses (None: no workspace)."""
+    input (its address, or with `input_is_map` its tensor map) and of the output's address, the
+    stream whose workspace it uses (None: no workspace) and whether it launches as a
+    programmatic dependent (`Kernel.launch_packed`)."""
 
     kernel: Kernel
     grid: tuple[int, int, int]
@@ -825,6 +826,7 @@ class _Launch(NamedTuple):
     output_param: int
     input_is_map: bool
     stream: Optional[int] = None
+    dependent: bool = True
 
 
 # weight_only_wgmma_streamk's workspace, one per GPU and stream (launches on one stream run one
@@ -920,7 +922,15 @@ def _weight_only_launch(
     row_tiles, token_tiles, warp_rows, _ = tile
     name = weight_only_name(dtype_name, tile, aligned)
     grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles * warp_rows), 1)
-    return _Launch(kernel(index, "weight_only_linear.cu", name), grid, 0, args, 0, 10, False)
+    # As a dependent only where the blocks come in more than one wave: a dependent's blocks take
+    # the slots the kernel before leaves free as they come, and a grid of one part-filled wave of
+    # several blocks per SM then crowds some SMs (11008x4096 at one row: 15.5 -> 18.7 us, where
+    # 8192x28672 gains 1.2; benches/NOTES.md v16).
+    resident = _resident_blocks(index, name, "weight_only_linear.cu", 0) * sm_count(index)
+    dependent = grid[0] * grid[1] > resident
+    return _Launch(
+        kernel(index, "weight_only_linear.cu", name), grid, 0, args, 0, 10, False, None, dependent
+    )  # fmt: skip
 
 
 class PreparedLinear:

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .cuda_kernels import Kernel, cupy_module, current_stream, parameter_offsets
+from .cuda_kernels import Kernel, current_stream, parameter_offsets
 from .tensor_maps import replace_address
 
 _ADDRESS = struct.Struct("@Q")
@@ -27,7 +27,8 @@ class PreparedLaunch:
     """`kernel` on `grid` with `shared_mem` bytes and the arguments `args`, of which parameter
     `input_param` (a device address, or with `input_is_map` a tensor map) and `output_param`
     (a device address) are replaced on every call. With `stream`, the arguments hold that
-    stream's workspace: calls on another stream launch nothing and return False."""
+    stream's workspace: calls on another stream launch nothing and return False. `dependent`:
+    as `Kernel.launch_packed`."""
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class PreparedLaunch:
         output_param: int,
         input_is_map: bool = False,
         stream: Optional[int] = None,
+        dependent: bool = True,
     ) -> None:
         self.kernel = kernel  # keeps the module loaded
         self.grid, self.shared_mem, self.args = grid, shared_mem, args
@@ -47,9 +49,8 @@ class PreparedLaunch:
         self._output = self._offsets[output_param]
         self._input_is_map = input_is_map
         self._stream = stream
+        self._dependent = dependent
         self._local = threading.local()
-        self._cupy = cupy_module()
-        self._runtime, self._driver = self._cupy.cuda.runtime, self._cupy.cuda.driver
 
     def _buffer(self) -> tuple[np.ndarray, int, int]:
         """This thread's parameter buffer (64-byte aligned: tensor maps are moved in place),
@@ -77,14 +78,7 @@ class PreparedLaunch:
         else:
             _ADDRESS.pack_into(params, self._input, input_address)
         _ADDRESS.pack_into(params, self._output, output_address)
-        grid, runtime, driver = self.grid, self._runtime, self._driver
-        args = (
-            kernel.pointer, grid[0], grid[1], grid[2], kernel.threads, 1, 1, self.shared_mem,
-            stream, kernel_params, 0,
+        kernel.launch_packed(
+            self.grid, self.shared_mem, kernel_params, 0, stream, self._dependent
         )  # fmt: skip
-        if runtime.getDevice() == kernel.index:
-            driver.launchKernel(*args)
-        else:
-            with self._cupy.cuda.Device(kernel.index):
-                driver.launchKernel(*args)
         return True

@@ -14,12 +14,12 @@ input with `replace_address` (``cuTensorMapReplaceAddress``).
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import torch
 from torch import Tensor
 
 from ..errors import UnsupportedDeviceError
+from .driver import driver_function
 
 MAP_BYTES = 128
 # CUtensorMapDataType, CUtensorMapSwizzle and CUtensorMapL2promotion values (cuda.h).
@@ -28,43 +28,19 @@ _SWIZZLES = {0: 0, 32: 1, 64: 2, 128: 3}
 _L2_PROMOTION_256B = 3
 _MAX_CACHED = 4096
 
-_lock = threading.Lock()
-_functions: dict[str, ctypes._CFuncPtr] = {}
 _cache: dict[tuple, bytes] = {}
 
 
-def _driver_function(name: str, argtypes: list) -> ctypes._CFuncPtr:
-    """The CUDA driver's function `name` (returning a CUresult), loaded once."""
-    found = _functions.get(name)
-    if found is None:
-        with _lock:
-            try:
-                found = getattr(ctypes.CDLL("libcuda.so.1"), name)
-            except (OSError, AttributeError) as err:
-                raise UnsupportedDeviceError(
-                    f"the CUDA driver has no {name} (CUDA 12+ drivers): {err}"
-                ) from None
-            found.argtypes, found.restype = argtypes, ctypes.c_int
-            _functions[name] = found
-    return found
-
-
 def _encoder() -> ctypes._CFuncPtr:
-    found = _functions.get("cuTensorMapEncodeTiled")
-    if found is not None:
-        return found
     u32, u64, pointer = ctypes.c_uint32, ctypes.c_uint64, ctypes.POINTER
-    return _driver_function("cuTensorMapEncodeTiled", [
+    return driver_function("cuTensorMapEncodeTiled", [
         ctypes.c_void_p, ctypes.c_int, u32, ctypes.c_void_p, pointer(u64), pointer(u64),
         pointer(u32), pointer(u32), ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
     ])  # fmt: skip
 
 
 def _replacer() -> ctypes._CFuncPtr:
-    found = _functions.get("cuTensorMapReplaceAddress")
-    if found is not None:
-        return found
-    return _driver_function("cuTensorMapReplaceAddress", [ctypes.c_void_p, ctypes.c_void_p])
+    return driver_function("cuTensorMapReplaceAddress", [ctypes.c_void_p, ctypes.c_void_p])
 
 
 def replace_address(tensor_map: int, address: int) -> None:

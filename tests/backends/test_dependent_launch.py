@@ -1,0 +1,111 @@
+"""Programmatic dependent launch (sm_90+): every kernel may start before the kernel ahead of it on
+the stream has finished, so each must wait before it reads that kernel's output or writes its
+own. Launches captured in CUDA graphs take it (eager ones do not): chains of layers whose kernels
+follow one another directly give the same outputs, bit for bit, as plain stream order (run on the
+device)."""
+
+import pytest
+import torch
+from torch import nn
+
+import llmint8
+
+pytestmark = pytest.mark.gpu
+driver = pytest.importorskip("llmint8.backends.driver") if torch.cuda.is_available() else None
+
+requires_dependent_launch = pytest.mark.skipif(
+    not torch.cuda.is_available()
+    or torch.cuda.get_device_capability() < driver.DEPENDENT_LAUNCH_CAPABILITY,
+    reason="programmatic dependent launch needs sm_90",
+)
+
+
+@pytest.fixture
+def plain_stream_order():
+    """Runs the test's block with dependent launch off, then restores the setting."""
+
+    class Switch:
+        def __enter__(self):
+            self.previous = driver.set_dependent_launch(False)
+
+        def __exit__(self, *exc):
+            driver.set_dependent_launch(self.previous)
+
+    return Switch()
+
+
+def _chain(width: int, depth: int, arithmetic: str) -> nn.Sequential:
+    """`depth` int8 layers of width x width whose kernels follow one another directly."""
+    torch.manual_seed(depth)
+    layers = [
+        llmint8.nn.Linear8bitLt(width, width, has_fp16_weights=False, threshold=6.0,
+                                arithmetic=arithmetic)
+        for _ in range(depth)
+    ]  # fmt: skip
+    return nn.Sequential(*layers).cuda()
+
+
+def _input(m: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.randn(m, width, device="cuda", dtype=dtype) * 2
+    x[:, torch.randperm(width, device="cuda")[:5]] *= 20  # outlier columns for LLM.int8()
+    return x
+
+
+@requires_dependent_launch
+@pytest.mark.parametrize("arithmetic", ["auto", "int8", "weight_only"])
+@pytest.mark.parametrize("m", [1, 16, 48, 128, 300])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_chained_layers_equal_plain_stream_order_eager_and_replayed(
+    plain_stream_order, arithmetic, m, dtype
+):
+    chain = _chain(2048, 6, arithmetic).to(dtype)
+    x = _input(m, 2048, dtype)
+    with torch.no_grad():
+        with plain_stream_order:
+            expected = chain(x)
+        torch.cuda.synchronize()
+        assert torch.isfinite(expected).all()
+        assert torch.equal(chain(x), expected)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            chain(x)  # warm-up before capture
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = chain(x)
+        fresh = _input(m, 2048, dtype)
+        with plain_stream_order:
+            expected = chain(fresh)
+        x.copy_(fresh)
+        for _ in range(3):
+            graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, expected)
+
+
+@requires_dependent_launch
+@pytest.mark.parametrize("m", [1, 48, 128])
+def test_a_replayed_forward_right_after_a_weight_write_reads_the_new_weight(plain_stream_order, m):
+    """A graph that copies a weight and then runs the layer: the layer's kernel starts before
+    the copy has finished and must still read the copied weight."""
+    layer = _chain(4096, 1, "auto")[0].half()
+    others = [_chain(4096, depth, "auto")[depth - 1].half() for depth in (2, 3)]
+    source = (torch.empty_like(layer.weight.CB), torch.empty_like(layer.weight.SCB))
+    x = _input(m, 4096, torch.float16)
+    with torch.no_grad():
+        layer(x)  # kernels compiled before capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            layer.weight.CB.copy_(source[0])
+            layer.weight.SCB.copy_(source[1])
+            captured = layer(x)
+        for other in others:
+            with plain_stream_order:
+                expected = other(x)
+            source[0].copy_(other.weight.CB)
+            source[1].copy_(other.weight.SCB)
+            layer.bias.copy_(other.bias)
+            graph.replay()
+            torch.cuda.synchronize()
+            assert torch.equal(captured, expected)
