@@ -286,6 +286,13 @@ def dependent_launch_table(grid, rows) -> list[str]:
     return lines
 
 
+def write_table(lines: list[str], out) -> None:
+    """The table's lines into the file `out` (none: printed already)."""
+    if out:
+        with open(out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two shapes, four row counts")
@@ -298,27 +305,16 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", help="row counts M")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
-    if args.weight_only:
+    if args.weight_only or args.dependent_launch or args.int8:
         grid = GRID[::3] if args.quick else GRID
-        rows = args.rows or ([1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
-        lines = weight_only_table(grid, rows)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines) + "\n")
-        return 0
-    if args.dependent_launch:
-        grid = GRID[::3] if args.quick else GRID
-        lines = dependent_launch_table(grid, args.rows or [1, 16, 48, 128])
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines) + "\n")
-        return 0
-    if args.int8:
-        grid = GRID[::3] if args.quick else GRID
-        lines = int8_table(grid, args.rows or ([8, 32, 128, 512] if args.quick else ROWS[2:]))
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines) + "\n")
+        if args.weight_only:
+            rows = args.rows or ([1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
+            lines = weight_only_table(grid, rows)
+        elif args.dependent_launch:
+            lines = dependent_launch_table(grid, args.rows or [1, 16, 48, 128])
+        else:
+            lines = int8_table(grid, args.rows or ([8, 32, 128, 512] if args.quick else ROWS[2:]))
+        write_table(lines, args.out)
         return 0
     grid, rows = (GRID[::3], [1, 8, 32, 128]) if args.quick else (GRID, ROWS)
     rows = args.rows or rows
@@ -358,9 +354,7 @@ def main(argv=None) -> int:
                     f"| {every} |")  # fmt: skip
             print(line, flush=True)
             lines.append(line)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    write_table(lines, args.out)
     return 0
 
 
