@@ -161,7 +161,8 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
         small = backend.weight_only_tiles(index, m, n)
         # From 17 rows the 16-token kernel's picked tile against every weight_only_gemm.cu plan.
         gemm = m > 16
-        for tiles in [small] if gemm else backend.WEIGHT_ONLY_TILES:
+        every = [t for t in backend.WEIGHT_ONLY_TILES if backend.weight_only_tile_fits(index, t)]
+        for tiles in [small] if gemm else every:
             run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, tiles=tiles)
             times["x".join(map(str, tiles))] = graph_time_us(cycling(run, CBs), x)
         for tile, splits in gemm_plans(index) if gemm else []:

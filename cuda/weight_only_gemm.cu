@@ -47,12 +47,6 @@ template <int MT, int NT, int WM, int WN> struct GemmTile {
   static_assert(BM * BK / 8 % THREADS == 0 && BN * BK / 16 % THREADS == 0, "whole loads per thread");
 };
 
-// 16 bytes of the weight stream: with a 256-byte L2 prefetch (the next K tiles of the row).
-__device__ __forceinline__ void cp_async16_stream(void* smem, const void* gmem, int src_bytes) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
-}
-
 // K tile [k0, k0 + BK) of the block's token rows [m0, m0 + BM) and weight rows [n0, n0 + BN) into
 // a stage; what lies outside X or CB is zero-filled.
 template <typename T, int BM, int BN>

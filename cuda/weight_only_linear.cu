@@ -25,6 +25,13 @@
 // Pointers: X [M, ldx] T, CB [N, ldw] int8, SCB [N] f32, bias [N] or null in the dtype bias_kind
 // names (common.cuh), out [M, ldo] T. ALIGNED: K, ldx and ldw multiples of 16 and X, CB 16-byte
 // aligned (vector loads); otherwise elements are loaded one by one.
+//
+// STAGES = 0: each warp holds two chunks in registers (the next loads while this one multiplies).
+// STAGES >= 2 (ALIGNED only): each lane copies its chunks' 16-byte pieces into its own slots of a
+// STAGES-deep ring in dynamic shared memory (cp.async, STAGES - 1 chunks in flight per warp
+// without registers held for them) and reads them back just before multiplying them; no lane
+// reads another's slots, so no barrier is needed. Same arithmetic in the same order as STAGES = 0:
+// the outputs are the same bits. Dynamic shared memory: WARPS * STAGES * PIECES * 512 bytes.
 #include "common.cuh"
 
 using namespace llmint8;
@@ -65,7 +72,14 @@ struct Chunk {
 };
 }  // namespace
 
-template <typename T, int ROW_TILES, int TOKEN_TILES, int WARP_ROWS, int SPAN, bool ALIGNED>
+// 16 bytes of the activations into shared memory, kept in L1 too (the other blocks on this SM
+// read the same rows).
+__device__ __forceinline__ void cp_async16_cached(void* smem, const void* gmem, int src_bytes) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+
+template <typename T, int ROW_TILES, int TOKEN_TILES, int WARP_ROWS, int SPAN, bool ALIGNED, int STAGES>
 __global__ void __launch_bounds__(THREADS) weight_only_linear(
     const T* __restrict__ X, int ldx, const signed char* __restrict__ CB, int ldw,
     const float* __restrict__ SCB, const void* __restrict__ bias, int bias_kind, int M, int N,
@@ -146,18 +160,87 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     }
   };
 
-  // Two chunks in registers: the next one loads while this one is multiplied.
   const int chunks = (K + CHUNK - 1) / CHUNK;
-  Operands ring[2];
-  if (k_group < chunks) load(ring[0], k_group);
-  for (int first = k_group; first < chunks; first += 2 * WARP_K) {
+  if constexpr (STAGES == 0) {
+    // Two chunks in registers: the next one loads while this one is multiplied.
+    Operands ring[2];
+    if (k_group < chunks) load(ring[0], k_group);
+    for (int first = k_group; first < chunks; first += 2 * WARP_K) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int chunk = first + i * WARP_K;
-      if (chunk < chunks) {
-        if (chunk + WARP_K < chunks) load(ring[1 - i], chunk + WARP_K);
-        multiply(ring[i]);
+      for (int i = 0; i < 2; ++i) {
+        const int chunk = first + i * WARP_K;
+        if (chunk < chunks) {
+          if (chunk + WARP_K < chunks) load(ring[1 - i], chunk + WARP_K);
+          multiply(ring[i]);
+        }
       }
+    }
+  } else {
+    static_assert(ALIGNED && STAGES >= 2, "a shared-memory ring needs 16-byte pieces");
+    constexpr int W_PIECES = 2 * ROW_TILES * SPAN, PIECES = W_PIECES + 2 * TOKEN_TILES * SPAN;
+    extern __shared__ int4 ring[];  // [warp][stage][piece][lane]
+    int4* mine = ring + warp * STAGES * PIECES * 32 + lane;
+    // Rows outside the weight or X are zero in every stage, written once; the others' pieces are
+    // copied per chunk (columns past K zero-filled).
+#pragma unroll
+    for (int stage = 0; stage < STAGES; ++stage) {
+#pragma unroll
+      for (int p = 0; p < PIECES; ++p) {
+        const bool inside = p < W_PIECES ? w_inside[p / (2 * SPAN)][p / SPAN % 2]
+                                         : x_inside[(p - W_PIECES) / (2 * SPAN)];
+        if (!inside) mine[(stage * PIECES + p) * 32] = make_int4(0, 0, 0, 0);
+      }
+    }
+    auto issue = [&](int chunk, int stage) {
+      int4* slot = mine + stage * PIECES * 32;
+#pragma unroll
+      for (int sp = 0; sp < SPAN; ++sp) {
+        const int k = chunk * CHUNK + 16 * (SPAN * q + sp), bytes = k < K ? 16 : 0;
+#pragma unroll
+        for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            if (w_inside[rt][h])
+              cp_async16_stream(slot + ((rt * 2 + h) * SPAN + sp) * 32, bytes ? w_rows[rt][h] + k : CB, bytes);
+#pragma unroll
+        for (int tt = 0; tt < TOKEN_TILES; ++tt)
+          if (x_inside[tt])
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              cp_async16_cached(slot + (W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32, bytes ? x_rows[tt] + k + 8 * e : X, bytes);
+      }
+    };
+    auto read = [&](Operands& c, int stage) {
+      const int4* slot = mine + stage * PIECES * 32;
+#pragma unroll
+      for (int sp = 0; sp < SPAN; ++sp) {
+#pragma unroll
+        for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) c.w[rt][h][sp] = slot[((rt * 2 + h) * SPAN + sp) * 32];
+#pragma unroll
+        for (int tt = 0; tt < TOKEN_TILES; ++tt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) c.x[tt][2 * sp + e] = slot[(W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32];
+      }
+    };
+    const int count = k_group < chunks ? (chunks - k_group + WARP_K - 1) / WARP_K : 0;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < count) issue(k_group + s * WARP_K, s);
+      cp_async_commit();
+    }
+    int stage = 0, refill = STAGES - 1;
+    for (int i = 0; i < count; ++i) {
+      if (i + STAGES - 1 < count) issue(k_group + (i + STAGES - 1) * WARP_K, refill);
+      cp_async_commit();
+      cp_async_wait<STAGES - 1>();  // chunk i has landed (this lane's own copies)
+      asm volatile("" ::: "memory");  // and is read after the wait
+      Operands c;
+      read(c, stage);
+      multiply(c);
+      stage = stage + 1 == STAGES ? 0 : stage + 1;
+      refill = refill + 1 == STAGES ? 0 : refill + 1;
     }
   }
 
@@ -182,20 +265,25 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
   }
 }
 
-#define INSTANTIATE(T, RT, TT, WR, SPAN, ALIGNED)                                                 \
-  template __global__ void weight_only_linear<T, RT, TT, WR, SPAN, ALIGNED>(                         \
+#define INSTANTIATE(T, RT, TT, WR, SPAN, ALIGNED, STAGES)                                         \
+  template __global__ void weight_only_linear<T, RT, TT, WR, SPAN, ALIGNED, STAGES>(                 \
       const T*, int, const signed char*, int, const float*, const void*, int, int, int, int, T*, \
       int);
 // The tiles benches/kernel_choice.py --weight-only found worth having (four token tiles, deeper
 // register pipelines and two-chunk spans with two token tiles cost registers, hence occupancy,
-// and measured slower at every shape).
-#define INSTANTIATE_TILES(T, ALIGNED)                                                          \
-  INSTANTIATE(T, 1, 1, 1, 1, ALIGNED) INSTANTIATE(T, 2, 1, 1, 1, ALIGNED)                       \
-  INSTANTIATE(T, 4, 1, 1, 1, ALIGNED) INSTANTIATE(T, 1, 1, 1, 2, ALIGNED)                       \
-  INSTANTIATE(T, 2, 1, 1, 2, ALIGNED) INSTANTIATE(T, 1, 1, 2, 2, ALIGNED)                       \
-  INSTANTIATE(T, 1, 2, 1, 1, ALIGNED) INSTANTIATE(T, 2, 2, 1, 1, ALIGNED)                       \
-  INSTANTIATE(T, 2, 2, 2, 1, ALIGNED) INSTANTIATE(T, 2, 2, 4, 1, ALIGNED)
+// and measured slower at every shape) with the register pipeline, aligned or not; and the two
+// ring tiles the plan takes where their blocks fit one wave (a dozen others measured no better;
+// benches/NOTES.md v17).
+#define INSTANTIATE_TILES(T, ALIGNED)                                                            \
+  INSTANTIATE(T, 1, 1, 1, 1, ALIGNED, 0) INSTANTIATE(T, 2, 1, 1, 1, ALIGNED, 0)                   \
+  INSTANTIATE(T, 4, 1, 1, 1, ALIGNED, 0) INSTANTIATE(T, 1, 1, 1, 2, ALIGNED, 0)                   \
+  INSTANTIATE(T, 2, 1, 1, 2, ALIGNED, 0) INSTANTIATE(T, 1, 1, 2, 2, ALIGNED, 0)                   \
+  INSTANTIATE(T, 1, 2, 1, 1, ALIGNED, 0) INSTANTIATE(T, 2, 2, 1, 1, ALIGNED, 0)                   \
+  INSTANTIATE(T, 2, 2, 2, 1, ALIGNED, 0) INSTANTIATE(T, 2, 2, 4, 1, ALIGNED, 0)
+#define INSTANTIATE_STAGED(T) INSTANTIATE(T, 1, 1, 1, 1, true, 4) INSTANTIATE(T, 2, 2, 1, 1, true, 4)
 INSTANTIATE_TILES(__half, true)
 INSTANTIATE_TILES(__half, false)
 INSTANTIATE_TILES(__nv_bfloat16, true)
 INSTANTIATE_TILES(__nv_bfloat16, false)
+INSTANTIATE_STAGED(__half)
+INSTANTIATE_STAGED(__nv_bfloat16)

@@ -431,9 +431,15 @@ def _check_weight_only(got, x, CB, SCB, bias, dtype, what):
     assert_within_bound(got, expected, 2 * bound, f"{what} vs cpu")
 
 
+def _skip_unless_fits(tiles):
+    if not cuda_backend.weight_only_tile_fits(torch.cuda.current_device(), tiles):
+        pytest.skip(f"tile {tiles} needs more shared memory than this GPU gives a block")
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("tiles", cuda_backend.WEIGHT_ONLY_TILES if cuda_backend else [])
 def test_weight_only_kernel_matches_reference_and_cpu(dtype, tiles):
+    _skip_unless_fits(tiles)
     for i, (m, k, n) in enumerate(WEIGHT_ONLY_SHAPES):
         bias_dtype = (None, dtype, torch.float32)[i % 3]
         x, CB, SCB, bias = _weight_only_case(i, m, k, n, dtype, bias_dtype)
@@ -443,6 +449,26 @@ def test_weight_only_kernel_matches_reference_and_cpu(dtype, tiles):
             tiles=tiles,
         ).cpu()  # fmt: skip
         _check_weight_only(got, x, CB, SCB, bias, dtype, f"{(m, k, n)} tiles {tiles}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    "tiles", [t for t in cuda_backend.WEIGHT_ONLY_TILES if t[4]] if cuda_backend else []
+)
+def test_weight_only_shared_memory_ring_gives_the_register_pipelines_bits(dtype, tiles):
+    """A tile with its chunks staged in shared memory runs the same products in the same order
+    as the tile with two chunks in registers: the same bits, on every shape (aligned ones take
+    the ring; unaligned ones fall back to the registers)."""
+    _skip_unless_fits(tiles)
+    for i, (m, k, n) in enumerate(WEIGHT_ONLY_SHAPES):
+        bias_dtype = (None, dtype, torch.float32)[i % 3]
+        x, CB, SCB, bias = (
+            None if t is None else t.cuda()
+            for t in _weight_only_case(200 + i, m, k, n, dtype, bias_dtype)
+        )
+        ring = cuda_backend.weight_only_linear(x, CB, SCB, bias, tiles=tiles)
+        registers = cuda_backend.weight_only_linear(x, CB, SCB, bias, tiles=(*tiles[:4], 0))
+        assert torch.equal(ring, registers), f"{(m, k, n)} tiles {tiles}"
 
 
 # (m, k, n) for weight_only_gemm.cu: one and several token tiles, rows not filling the tile,

@@ -44,6 +44,7 @@ from .cuda_kernels import (
     WEIGHT_ONLY_GEMM_K_TILE,
     WEIGHT_ONLY_GEMM_SPLITS,
     WEIGHT_ONLY_GEMM_TILES,
+    WEIGHT_ONLY_RING_TILES,
     WEIGHT_ONLY_TILES,
     WGMMA_CAPABILITY,
     WGMMA_K_TILE,
@@ -66,12 +67,14 @@ from .cuda_kernels import (
     int8_wgmma_shared_memory,
     kernel,
     quantize_name,
+    shared_memory_per_block,
     shared_memory_per_sm,
     sm_count,
     weight_only_gemm_name,
     weight_only_gemm_rows,
     weight_only_gemm_shared_memory,
     weight_only_name,
+    weight_only_shared_memory,
     weight_only_wgmma_name,
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
@@ -561,37 +564,69 @@ def _resident_blocks(
     return max(1, resident)
 
 
-_weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, int, int, int]] = {}
+def _weight_only_shared(index: int, name: str, tile: tuple[int, ...]) -> Optional[int]:
+    """Shared memory of a weight_only_linear.cu block, static and dynamic, for a tile with a
+    shared-memory ring (0 without: its partial sums never limit the blocks per SM); None where
+    it exceeds what a block of GPU `index` may have."""
+    if not tile[4]:
+        return 0
+    static = kernel(index, "weight_only_linear.cu", name).attributes["shared_size_bytes"]
+    shared = weight_only_shared_memory(tile) + static
+    return shared if shared <= shared_memory_per_block(index) else None
 
 
-def weight_only_tiles(
-    index: int, m: int, n: int, dtype_name: str = "__half"
-) -> tuple[int, int, int, int]:
-    """weight_only_linear.cu's tile (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN) for an
+def weight_only_tile_fits(index: int, tile: tuple[int, ...], dtype_name: str = "__half") -> bool:
+    """Whether GPU `index` runs weight_only_linear.cu's `tile` (its shared memory)."""
+    name = weight_only_name(dtype_name, tile, True)
+    return _weight_only_shared(index, name, tile) is not None
+
+
+_weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, ...]] = {}
+
+
+def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") -> tuple[int, ...]:
+    """weight_only_linear.cu's tile (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN, STAGES) for an
     [m, k] x [n, k]^T call: one token tile up to 8 rows, else two (16 rows per block; more
-    blocks along M beyond), then the tile of least estimated cost: the weight bytes plus the
-    activation re-reads (each block reads its tokens' rows once: 2 * tokens / rows-per-block
-    times the weight bytes, from L2 at a quarter of the cost), over the fill of the GPU's
-    resident block slots (blocks / slots over its ceiling: a last wave that is nearly empty
-    costs as much as a full one). Checked against every tile by benches/kernel_choice.py
-    --weight-only (weights cold in L2)."""
+    blocks along M beyond). Where the ring tile for that token tile (WEIGHT_ONLY_RING_TILES)
+    fits on the GPU and its blocks fit one wave of its resident slots, that tile: its warps keep
+    STAGES - 1 chunks in flight from shared memory, which pays where few blocks stream the
+    weight; blocks in waves do as well with the register tiles, which fit more blocks per SM.
+    Otherwise the register tile of least estimated cost: the weight bytes plus the activation
+    re-reads (each block reads its tokens' rows once: 2 * tokens / rows-per-block times the
+    weight bytes, from L2 at a quarter of the cost), over the fill of the GPU's resident block
+    slots (blocks / slots over its ceiling: a last wave that is nearly empty costs as much as a
+    full one). Checked against every tile by benches/kernel_choice.py --weight-only (weights
+    cold in L2)."""
     key = (index, m, n, dtype_name)
     found = _weight_only_tiles.get(key)
     if found is not None:
         return found
     token_tiles = 1 if m <= 8 else 2
     sms = sm_count(index)
+
+    def blocks_and_slots(tile: tuple[int, ...]) -> tuple[int, int]:
+        row_tiles, _, warp_rows, *_ = tile
+        name = weight_only_name(dtype_name, tile, True)
+        shared = _weight_only_shared(index, name, tile)
+        if shared is None:
+            return 1, 0
+        blocks = _ceil(n, 16 * row_tiles * warp_rows) * _ceil(m, 8 * token_tiles)
+        return blocks, _resident_blocks(index, name, "weight_only_linear.cu", shared) * sms
+
+    ring = WEIGHT_ONLY_RING_TILES[token_tiles]
+    blocks, slots = blocks_and_slots(ring)
+    if blocks <= slots:
+        _weight_only_tiles[key] = ring
+        return ring
     best, best_cost = WEIGHT_ONLY_TILES[0], math.inf
     for tile in WEIGHT_ONLY_TILES:
-        row_tiles, tiles, warp_rows, _ = tile
-        if tiles != token_tiles:
+        row_tiles, tiles, warp_rows, _, stages = tile
+        if tiles != token_tiles or stages:
             continue
-        name = weight_only_name(dtype_name, tile, True)
-        resident = _resident_blocks(index, name, "weight_only_linear.cu", 0)
-        rows = 16 * row_tiles * warp_rows
-        waves = _ceil(n, rows) * _ceil(m, 8 * token_tiles) / (resident * sms)
+        blocks, slots = blocks_and_slots(tile)
+        waves = blocks / slots
         tokens = min(m, 8 * token_tiles)  # each reads 2 bytes per column of K, a weight row 1
-        rereads = ACTIVATION_REREAD_COST * 2 * tokens / rows
+        rereads = ACTIVATION_REREAD_COST * 2 * tokens / (16 * row_tiles * warp_rows)
         cost = (1 + rereads) * math.ceil(waves) / waves
         if cost < best_cost - 1e-9:
             best, best_cost = tile, cost
@@ -786,7 +821,7 @@ def weight_only_linear(
     SCB: Tensor,
     bias: Optional[Tensor],
     out: Optional[Tensor] = None,
-    tiles: Optional[tuple[int, int, int, int]] = None,
+    tiles: Optional[tuple[int, ...]] = None,
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
 ) -> Tensor:
@@ -862,7 +897,7 @@ def _weight_only_launch(
     bias: Optional[Tensor],
     out_ptr: int,
     ldo: int,
-    tiles: Optional[tuple[int, int, int, int]] = None,
+    tiles: Optional[tuple[int, ...]] = None,
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
 ) -> _Launch:
@@ -919,17 +954,25 @@ def _weight_only_launch(
             weight_only_gemm_shared_memory(tile), args, 0, 10, False,
         )  # fmt: skip
     tile = tiles or weight_only_tiles(index, m, n, dtype_name)
-    row_tiles, token_tiles, warp_rows, _ = tile
+    if not aligned:
+        tile = (*tile[:4], 0)  # a shared-memory ring takes 16-byte pieces
+    row_tiles, token_tiles, warp_rows, *_ = tile
     name = weight_only_name(dtype_name, tile, aligned)
+    shared = weight_only_shared_memory(tile)
+    blocked = _weight_only_shared(index, name, tile)
     grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles * warp_rows), 1)
     # As a dependent only where the blocks come in more than one wave: a dependent's blocks take
     # the slots the kernel before leaves free as they come, and a grid of one part-filled wave of
     # several blocks per SM then crowds some SMs (11008x4096 at one row: 15.5 -> 18.7 us, where
     # 8192x28672 gains 1.2; benches/NOTES.md v16).
-    resident = _resident_blocks(index, name, "weight_only_linear.cu", 0) * sm_count(index)
+    if blocked is None:
+        raise ValueError(f"weight_only_linear.cu tile {tile} needs more shared memory than GPU "
+                         f"{index} gives a block")  # fmt: skip
+    resident = _resident_blocks(index, name, "weight_only_linear.cu", blocked) * sm_count(index)
     dependent = grid[0] * grid[1] > resident
     return _Launch(
-        kernel(index, "weight_only_linear.cu", name), grid, 0, args, 0, 10, False, None, dependent
+        kernel(index, "weight_only_linear.cu", name), grid, shared, args, 0, 10, False, None,
+        dependent,
     )  # fmt: skip
 
 

@@ -90,14 +90,25 @@ def sm_count(index: int) -> int:
     return count
 
 
+def _shared_memory_property(index: int, name: str) -> int:
+    key = (index, name)
+    size = _shared_memory.get(key)
+    if size is None:
+        properties = cupy_module().cuda.runtime.getDeviceProperties(index)
+        size = _shared_memory[key] = int(properties[name])
+    return size
+
+
 def shared_memory_per_sm(index: int) -> int:
     """Bytes of shared memory one SM of GPU `index` holds (CuPy's device properties: torch has
     them only from 2.6 on)."""
-    size = _shared_memory.get(index)
-    if size is None:
-        properties = cupy_module().cuda.runtime.getDeviceProperties(index)
-        size = _shared_memory[index] = int(properties["sharedMemPerMultiprocessor"])
-    return size
+    return _shared_memory_property(index, "sharedMemPerMultiprocessor")
+
+
+def shared_memory_per_block(index: int) -> int:
+    """The most shared memory (static and dynamic) one block may use on GPU `index` once it
+    opts in (99 KB on sm_86 / sm_89, 163 KB on sm_80, 227 KB on sm_90)."""
+    return _shared_memory_property(index, "sharedMemPerBlockOptin")
 
 
 def current_stream(index: int) -> int:
@@ -185,7 +196,10 @@ class Kernel:
         if cupy.cuda.runtime.getDevice() != self.index:
             with cupy.cuda.Device(self.index):
                 self.launch_packed(grid, shared_mem, kernel_params, extra, stream, dependent)
-        elif dependent and self.dependent and dependent_launch_enabled() and _capturing():
+            return
+        if not getattr(_context_bound, "done", False):
+            _bind_context(cupy)
+        if dependent and self.dependent and dependent_launch_enabled() and _capturing():
             launch_dependent(
                 self.pointer, grid, self.threads, shared_mem, stream, kernel_params, extra
             )  # fmt: skip
@@ -197,6 +211,17 @@ class Kernel:
 
 
 _capturing = torch.cuda.is_current_stream_capturing
+_context_bound = threading.local()
+
+
+def _bind_context(cupy) -> None:
+    """Makes the current device's primary context current in this thread if none is: a thread
+    whose first CUDA work is a driver-API launch (on the device the runtime reports current, as
+    every new thread starts) has no current context until a runtime call binds one, which
+    cudaSetDevice does."""
+    if not cupy.cuda.driver.ctxGetCurrent():
+        cupy.cuda.runtime.setDevice(cupy.cuda.runtime.getDevice())
+    _context_bound.done = True
 
 
 def parameter_offsets(layout: str) -> list[int]:
@@ -247,7 +272,14 @@ def _compile_group(index: int, file: str, group: str) -> None:
         kernels = {}
         for name, function in functions.items():
             if SHARED_MEMORY.get(file):
-                size = SHARED_MEMORY[file](name)
+                # What this GPU allows at most: a plan never launches an instantiation with more
+                # (`fits_on`), and one that does not fit must not fail the group's compilation.
+                if hasattr(function, "attributes"):  # a RawKernel (sets up this thread's context)
+                    static = function.attributes["shared_size_bytes"]
+                else:
+                    code = _FUNCTION_ATTRIBUTES["shared_size_bytes"]
+                    static = cupy.cuda.driver.funcGetAttribute(code, function.ptr)
+                size = min(SHARED_MEMORY[file](name), shared_memory_per_block(index) - static)
                 if hasattr(function, "max_dynamic_shared_size_bytes"):
                     function.max_dynamic_shared_size_bytes = size
                 else:
@@ -399,20 +431,41 @@ def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
 
 
 WEIGHT_ONLY_TILES = (
-    (1, 1, 1, 1), (2, 1, 1, 1), (4, 1, 1, 1), (1, 1, 1, 2), (2, 1, 1, 2), (1, 1, 2, 2),
-    (1, 2, 1, 1), (2, 2, 1, 1), (2, 2, 2, 1), (2, 2, 4, 1),
+    (1, 1, 1, 1, 0), (2, 1, 1, 1, 0), (4, 1, 1, 1, 0), (1, 1, 1, 2, 0), (2, 1, 1, 2, 0),
+    (1, 1, 2, 2, 0), (1, 2, 1, 1, 0), (2, 2, 1, 1, 0), (2, 2, 2, 1, 0), (2, 2, 4, 1, 0),
+    (1, 1, 1, 1, 4), (2, 2, 1, 1, 4),
 )  # fmt: skip
-"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN) instantiations: row and
-token tiles of 16 weight rows and 8 tokens per warp, warps in WARP_ROWS groups of rows (the rest
-split K), chunks of 64 * SPAN columns."""
+"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN, STAGES) instantiations: row
+and token tiles of 16 weight rows and 8 tokens per warp, warps in WARP_ROWS groups of rows (the
+rest split K), chunks of 64 * SPAN columns, with STAGES = 0 two chunks per warp in registers,
+else a STAGES-deep ring of chunks per warp in shared memory (aligned operands only: unaligned
+ones run the same tile with STAGES = 0)."""
+WEIGHT_ONLY_RING_TILES = {1: (1, 1, 1, 1, 4), 2: (2, 2, 1, 1, 4)}
+"""The ring tile weight_only_tiles takes for one and two token tiles where its blocks fit one
+wave (benches/weight-only-h200.md)."""
 WEIGHT_ONLY_TYPES = ("__half", "__nv_bfloat16")
 
 
-def weight_only_name(dtype_name: str, tile: tuple[int, int, int, int], aligned: bool) -> str:
-    row_tiles, token_tiles, warp_rows, span = tile
+def weight_only_name(dtype_name: str, tile: tuple[int, ...], aligned: bool) -> str:
+    row_tiles, token_tiles, warp_rows, span, stages = tile
     flag = "true" if aligned else "false"
     return (
-        f"weight_only_linear<{dtype_name}, {row_tiles}, {token_tiles}, {warp_rows}, {span}, {flag}>"
+        f"weight_only_linear<{dtype_name}, {row_tiles}, {token_tiles}, {warp_rows}, {span}, "
+        f"{flag}, {stages}>"
+    )
+
+
+def weight_only_shared_memory(tile: tuple[int, ...]) -> int:
+    """Dynamic shared memory of a weight_only_linear.cu tile: its ring of STAGES chunks per
+    warp, 16 bytes per lane and piece (two weight rows and two pieces per token tile per span)."""
+    row_tiles, token_tiles, _, span, stages = tile
+    pieces = 2 * row_tiles * span + 2 * token_tiles * span
+    return (THREADS // 32) * stages * pieces * 32 * 16
+
+
+def _weight_only_name_shared_memory(name: str) -> int:
+    return weight_only_shared_memory(
+        tuple(int(part) for i, part in enumerate(name.rstrip(">").split(",")[1:]) if i != 4)
     )
 
 
@@ -565,7 +618,7 @@ EXPRESSIONS = {
         weight_only_name(t, tile, a)
         for t in WEIGHT_ONLY_TYPES
         for tile in WEIGHT_ONLY_TILES
-        for a in (True, False)
+        for a in ((True, False) if tile[4] == 0 else (True,))
     ],
     "weight_only_gemm.cu": [
         weight_only_gemm_name(t, tile, splits)
@@ -619,6 +672,7 @@ KERNEL_LAYOUTS = {
     "weight_only_wgmma_streamk_wide": LAYOUTS["weight_only_wgmma.cu"] + "PP",
 }
 SHARED_MEMORY = {
+    "weight_only_linear.cu": _weight_only_name_shared_memory,
     "int8_gemm.cu": _gemm_name_shared_memory,
     "weight_only_gemm.cu": _weight_only_gemm_name_shared_memory,
     "weight_only_wgmma.cu": _weight_only_wgmma_name_shared_memory,
