@@ -18,6 +18,10 @@ pub enum Error {
     #[error("outliers: {0}")]
     Outliers(String),
 
+    /// Operands of a product whose lengths do not match the shapes given.
+    #[error("{0}")]
+    Shape(String),
+
     /// The operating system refused a read or write.
     #[error("{path}: {source}")]
     Io {

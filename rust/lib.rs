@@ -1,4 +1,5 @@
-//! llmint8's core: the int8 checkpoint format, outlier column bookkeeping and packing.
+//! llmint8's core: the int8 checkpoint format, outlier column bookkeeping, packing and the
+//! CPU's exact int8 products.
 //!
 //! Framework-free: it speaks bytes, slices and paths (and numpy arrays in the optional Python
 //! bindings, built by maturin with the `python` feature).
@@ -6,6 +7,7 @@
 pub mod dtype;
 pub mod error;
 pub mod format;
+pub mod int8_product;
 pub mod layout;
 pub mod metadata;
 pub mod outliers;

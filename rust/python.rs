@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use crate::dtype;
 use crate::error::Error;
 use crate::format::{self, TensorRef};
+use crate::int8_product as product;
 use crate::metadata;
 use crate::outliers::{self, OutlierStats};
 use crate::pack::{self, TileShape};
@@ -36,6 +37,12 @@ create_exception!(
 );
 create_exception!(
     llmint8,
+    ShapeError,
+    PyValueError,
+    "Operands whose shapes do not fit the operation."
+);
+create_exception!(
+    llmint8,
     OutlierError,
     PyValueError,
     "Outlier column indices or masks that do not fit the layer's columns."
@@ -48,6 +55,7 @@ impl From<Error> for PyErr {
             Error::Format { .. } => FormatError::new_err(message),
             Error::Packing(_) => PackingError::new_err(message),
             Error::Outliers(_) => OutlierError::new_err(message),
+            Error::Shape(_) => ShapeError::new_err(message),
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
                 std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(message),
@@ -66,6 +74,18 @@ fn contiguous<'a, T: numpy::Element>(
     array
         .as_slice()
         .map_err(|_| PyValueError::new_err(format!("{what} must be a contiguous 1-D array")))
+}
+
+/// The elements of a row-major (C-contiguous) 2-D array; `as_slice` alone also takes a
+/// column-major one, whose elements would then be read in the wrong order.
+fn c_contiguous<'a, T: numpy::Element>(
+    array: &'a PyReadonlyArray2<T>,
+    what: &str,
+) -> PyResult<&'a [T]> {
+    match array.as_slice() {
+        Ok(data) if array.is_c_contiguous() => Ok(data),
+        _ => Err(ShapeError::new_err(format!("{what} must be C-contiguous"))),
+    }
 }
 
 /// Writes tensors `(name, dtype name, shape, uint8 bytes)` and string metadata to `path`
@@ -214,9 +234,7 @@ fn tile_int8<'py>(
     tile_cols: usize,
 ) -> PyResult<Bound<'py, PyArray1<i8>>> {
     let (rows, cols) = (matrix.shape()[0], matrix.shape()[1]);
-    let data = matrix
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("matrix must be C-contiguous"))?;
+    let data = c_contiguous(&matrix, "matrix")?;
     let shape = TileShape {
         rows,
         cols,
@@ -247,6 +265,27 @@ fn untile_int8<'py>(
     let matrix = py.detach(|| pack::untile(data, shape))?;
     let flat = PyArray1::from_vec(py, matrix);
     flat.reshape([rows, cols])
+}
+
+/// Exact int32 `a @ b.T` of C-contiguous int8 `a` [rows, k] and `b` [n, k] (few rows of
+/// activations against a weight: each weight row read once; threads over the weight's rows).
+#[pyfunction]
+fn int8_product<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, i8>,
+    b: PyReadonlyArray2<'py, i8>,
+) -> PyResult<Bound<'py, PyArray2<i32>>> {
+    let (rows, k) = (a.shape()[0], a.shape()[1]);
+    let (n, k_b) = (b.shape()[0], b.shape()[1]);
+    if k != k_b {
+        return Err(ShapeError::new_err(format!(
+            "int8 product: a is [{rows}, {k}] and b [{n}, {k_b}]: their columns differ"
+        )));
+    }
+    let a = c_contiguous(&a, "int8 product: a")?;
+    let b = c_contiguous(&b, "int8 product: b")?;
+    let out = py.detach(|| product::int8_product(a, rows, b, n, k))?;
+    PyArray1::from_vec(py, out).reshape([rows, n])
 }
 
 fn to_i64(indices: Vec<u32>) -> Vec<i64> {
@@ -361,6 +400,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("PackingError", py.get_type::<PackingError>())?;
+    m.add("ShapeError", py.get_type::<ShapeError>())?;
     m.add("OutlierError", py.get_type::<OutlierError>())?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
     m.add("THRESHOLD_KEY", metadata::THRESHOLD_KEY)?;
@@ -381,6 +421,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mask_to_indices, m)?)?;
     m.add_function(wrap_pyfunction!(sorted_unique, m)?)?;
     m.add_function(wrap_pyfunction!(union_indices, m)?)?;
+    m.add_function(wrap_pyfunction!(int8_product, m)?)?;
     m.add_class::<PyOutlierStats>()?;
     Ok(())
 }

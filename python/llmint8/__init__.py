@@ -18,6 +18,7 @@ from .errors import (
     OutlierError,
     PackingError,
     QuantizationError,
+    ShapeError,
     UnsupportedDeviceError,
     UnsupportedDtypeError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "OutlierError",
     "PackingError",
     "QuantizationError",
+    "ShapeError",
     "UnsupportedDeviceError",
     "UnsupportedDtypeError",
     "__version__",

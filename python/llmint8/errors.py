@@ -1,12 +1,13 @@
 """The named exceptions of llmint8.
 
-`FormatError`, `PackingError` and `OutlierError` are raised by the Rust core and re-exported here;
+`FormatError`, `PackingError`, `OutlierError` and `ShapeError` are raised by the Rust core and
+re-exported here;
 the rest are raised by the Python layer. All of them are importable from `llmint8` directly.
 """
 
 from __future__ import annotations
 
-from ._core import FormatError, OutlierError, PackingError
+from ._core import FormatError, OutlierError, PackingError, ShapeError
 
 __all__ = [
     "CublasError",
@@ -16,6 +17,7 @@ __all__ = [
     "OutlierError",
     "PackingError",
     "QuantizationError",
+    "ShapeError",
     "UnsupportedDeviceError",
     "UnsupportedDtypeError",
 ]

@@ -1,6 +1,6 @@
 """The CPU backend: the reference semantics of LLM.int8(), in plain PyTorch ops.
 
-int8 x int8 products are accumulated exactly in int32 (`torch._int_mm`); everything else is fp32.
+int8 x int8 products are accumulated exactly (`int8_matmul`); everything else is fp32.
 The weight-only arithmetic multiplies the activations in fp32 by the dequantized weight, a block
 of weight rows at a time (the dequantized copy never holds the whole weight).
 """
@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+
+from .. import _core
 
 INT8_MAX = 127.0
 
@@ -60,16 +62,47 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
     return scaled.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
 
 
-# torch._int_mm on the CPU returned wrong sums for K = 1 in torch 2.11 (seen on the GPU machine's
-# build); below this K the product goes through float64, exact for |sums| < 2**53.
-INT_MM_MIN_K = 32
+# The exact int8 x int8 product on the CPU, two ways, measured on a 2-core AVX2 machine
+# (benches/cpu.md): for few rows of activations the core's (`_core.int8_product`: each weight
+# row read once as int8 and multiplied with every row, int16 multiply-adds on AVX2, threads over
+# the weight's rows): 3-4x faster than the float32 nn.Linear at one row, 2.3x at 16; for many
+# rows the CPU's float BLAS on the int8 values: every product of two int8 values is an integer
+# of magnitude <= 2**14, so any partial sum over at most 1024 columns is an integer of magnitude
+# <= 2**24, which float32 holds exactly whatever the order of the additions (FMA included); the
+# product runs in slices of K of that width, each slice's exact sums converted to int32 and
+# added. torch._int_mm took 26-30x the time of the float32 product of the same shapes there
+# (torch 2.15) and returned wrong sums for K = 1 in torch 2.11. Either way the sums are exact, so
+# the outputs are the same bits.
+CORE_PRODUCT_MAX_ROWS = 64
+CORE_PRODUCT_LARGE_WEIGHT = 1 << 22  # elements; such weights take the core's product up to:
+CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS = 128
+EXACT_FLOAT32_COLUMNS = 1024
+
+
+def uses_core_product(m: int, n: int, k: int) -> bool:
+    """Whether an [m, k] x [n, k]^T product runs in the core (few rows) or in float BLAS."""
+    if m <= CORE_PRODUCT_MAX_ROWS:
+        return True
+    return m <= CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS and n * k >= CORE_PRODUCT_LARGE_WEIGHT
 
 
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
-    """Exact int32 ``a @ b.T`` for int8 ``a`` [M, K] and ``b`` [N, K]."""
-    if a.shape[1] >= INT_MM_MIN_K:
-        return torch._int_mm(a, b.t())
-    return (a.double() @ b.double().t()).to(torch.int32)
+    """Exact int32 ``a @ b.T`` for int8 ``a`` [M, K] and ``b`` [N, K] (see above): the core's
+    product for few rows, else float32 products of K slices of EXACT_FLOAT32_COLUMNS columns, or
+    float64 ones where float32 matrix products may be computed at lower precision
+    (`torch.set_float32_matmul_precision` other than "highest": oneDNN may then use bf16)."""
+    (m, k), n = a.shape, b.shape[0]
+    if uses_core_product(m, n, k):
+        product = _core.int8_product(a.contiguous().numpy(), b.contiguous().numpy())
+        return torch.from_numpy(product)
+    if torch.get_float32_matmul_precision() != "highest":
+        return (a.double() @ b.double().t()).to(torch.int32)
+    out = None
+    for start in range(0, max(k, 1), EXACT_FLOAT32_COLUMNS):
+        columns = slice(start, start + EXACT_FLOAT32_COLUMNS)
+        sums = (a[:, columns].float() @ b[:, columns].float().t()).to(torch.int32)
+        out = sums if out is None else out.add_(sums)
+    return out
 
 
 def int8_linear(

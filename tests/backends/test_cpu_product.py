@@ -1,0 +1,113 @@
+"""The CPU backend's exact int8 product: the core's (few rows) and float BLAS in K slices (many
+rows) give the exact int32 sums, so LLM.int8()'s outputs are the bits torch._int_mm's gave."""
+
+from contextlib import contextmanager
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import llmint8
+from llmint8 import _core
+from llmint8.backends import cpu
+
+PATHS = ("core", "float32", "float64")
+
+
+@contextmanager
+def product_path(path: str):
+    """Every product through one path: the core's, float32 slices, or float64."""
+    core = path == "core"
+    with (
+        mock.patch.object(cpu, "CORE_PRODUCT_MAX_ROWS", 1 << 30 if core else -1),
+        mock.patch.object(cpu, "CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS", -1),
+    ):
+        if path != "float64":
+            yield
+            return
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("medium")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(previous)
+
+
+def _operands(seed, m, k, n, extremes):
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randint(-128, 128, (m, k), generator=generator, dtype=torch.int8)
+    b = torch.randint(-128, 128, (n, k), generator=generator, dtype=torch.int8)
+    if extremes and m and n:
+        a[0], b[0] = -128, -128  # the largest sums: 2**14 per column
+    return a, b
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(0, 70),
+    k=st.sampled_from([0, 1, 15, 16, 17, 31, 100, 1023, 1024, 1025, 2100]),
+    n=st.integers(0, 40),
+    extremes=st.booleans(),
+    path=st.sampled_from(PATHS),
+)
+def test_every_path_gives_the_exact_sums(seed, m, k, n, extremes, path):
+    a, b = _operands(seed, m, k, n, extremes)
+    with product_path(path):
+        got = cpu.int8_matmul(a, b)
+    assert got.dtype == torch.int32 and got.shape == (m, n)
+    assert torch.equal(got.long(), a.long() @ b.long().t()), path
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_strided_operands(path):
+    a, b = _operands(3, 24, 1100, 33, True)
+    expected = a.long() @ b.long().t()
+    with product_path(path):
+        got = cpu.int8_matmul(a.t().contiguous().t(), b[:, :].t().contiguous().t())
+        sliced = cpu.int8_matmul(a[::2], b[1::3])
+    assert torch.equal(got.long(), expected)
+    assert torch.equal(sliced.long(), expected[::2, 1::3])
+
+
+def test_the_core_product_threads_large_products_exactly():
+    a, b = _operands(5, 3, 4096, 4096, True)  # 3 * 4096 * 4096 products: the threaded path
+    assert torch.equal(cpu.int8_matmul(a, b).long(), a.long() @ b.long().t())
+
+
+def test_the_path_depends_on_rows_and_weight_size():
+    assert cpu.uses_core_product(1, 4096, 4096)
+    assert cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS, 384, 384)
+    assert not cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS + 1, 384, 384)
+    assert cpu.uses_core_product(cpu.CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS, 4096, 4096)
+    assert not cpu.uses_core_product(cpu.CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS + 1, 4096, 4096)
+
+
+@pytest.mark.parametrize("m", [1, 7, 100])
+@pytest.mark.parametrize("threshold", [0.0, 6.0])
+def test_int8_linear_keeps_the_bits_of_the_int32_product(m, threshold):
+    """LLM.int8()'s outputs on the CPU are the same bits as with torch._int_mm's product (the
+    backend's product before this one): both sums are exact."""
+    generator = torch.Generator().manual_seed(m)
+    x = torch.randn(m, 1040, generator=generator)
+    x[:, [3, 700]] *= 20
+    weight = torch.randn(300, 1040, generator=generator)
+    CB, SCB = llmint8.functional.quantize_weight(weight)
+    bias = torch.randn(300, generator=generator)
+    got = cpu.int8_linear(x, CB, SCB, bias, threshold, None)
+    with mock.patch.object(cpu, "int8_matmul", lambda a, b: torch._int_mm(a, b.t())):
+        before = cpu.int8_linear(x, CB, SCB, bias, threshold, None)
+    assert torch.equal(got, before)
+
+
+def test_the_core_refuses_operands_that_do_not_fit():
+    a = np.zeros((2, 8), dtype=np.int8)
+    with pytest.raises(llmint8.ShapeError, match="columns differ"):
+        _core.int8_product(a, np.zeros((3, 9), dtype=np.int8))
+    with pytest.raises(llmint8.ShapeError, match="C-contiguous"):
+        _core.int8_product(np.zeros((8, 2), dtype=np.int8).T, np.zeros((3, 8), dtype=np.int8))
+    with pytest.raises(TypeError):
+        _core.int8_product(a.astype(np.int16), np.zeros((3, 8), dtype=np.int8))
