@@ -60,8 +60,11 @@ pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Resu
                 .for_each(task);
         }
     }
+    if rows <= 1 {
+        return Ok(transposed); // [n, 1] is [1, n]
+    }
     let mut out = vec![0i32; rows * n];
-    for (j, sums) in transposed.chunks(rows.max(1)).enumerate().take(n) {
+    for (j, sums) in transposed.chunks(rows).enumerate() {
         for (i, &s) in sums.iter().enumerate() {
             out[i * n + j] = s;
         }

@@ -65,7 +65,7 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
 # The exact int8 x int8 product on the CPU, two ways, measured on a 2-core AVX2 machine
 # (benches/cpu.md): for few rows of activations the core's (`_core.int8_product`: each weight
 # row read once as int8 and multiplied with every row, int16 multiply-adds on AVX2, threads over
-# the weight's rows): 3-4x faster than the float32 nn.Linear at one row, 2.3x at 16; for many
+# the weight's rows): 2.2-3.1x faster than the float32 nn.Linear at one row; for many
 # rows the CPU's float BLAS on the int8 values: every product of two int8 values is an integer
 # of magnitude <= 2**14, so any partial sum over at most 1024 columns is an integer of magnitude
 # <= 2**24, which float32 holds exactly whatever the order of the additions (FMA included); the

@@ -961,13 +961,13 @@ def _weight_only_launch(
     shared = weight_only_shared_memory(tile)
     blocked = _weight_only_shared(index, name, tile)
     grid = (_ceil(m, 8 * token_tiles), _ceil(n, 16 * row_tiles * warp_rows), 1)
+    if blocked is None:
+        raise ValueError(f"weight_only_linear.cu tile {tile} needs more shared memory than GPU "
+                         f"{index} gives a block")  # fmt: skip
     # As a dependent only where the blocks come in more than one wave: a dependent's blocks take
     # the slots the kernel before leaves free as they come, and a grid of one part-filled wave of
     # several blocks per SM then crowds some SMs (11008x4096 at one row: 15.5 -> 18.7 us, where
     # 8192x28672 gains 1.2; benches/NOTES.md v16).
-    if blocked is None:
-        raise ValueError(f"weight_only_linear.cu tile {tile} needs more shared memory than GPU "
-                         f"{index} gives a block")  # fmt: skip
     resident = _resident_blocks(index, name, "weight_only_linear.cu", blocked) * sm_count(index)
     dependent = grid[0] * grid[1] > resident
     return _Launch(

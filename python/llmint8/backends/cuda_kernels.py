@@ -50,7 +50,7 @@ _MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 _lock = threading.Lock()
 _capabilities: dict[int, tuple[int, int]] = {}
 _sm_counts: dict[int, int] = {}
-_shared_memory: dict[int, int] = {}
+_shared_memory: dict[tuple[int, str], int] = {}
 # (device index, file, expression) -> Kernel; read without the lock (dict reads are atomic).
 _kernels: dict[tuple[int, str, str], Kernel] = {}
 _modules: dict[tuple[int, str, str], Any] = {}
@@ -272,8 +272,9 @@ def _compile_group(index: int, file: str, group: str) -> None:
         kernels = {}
         for name, function in functions.items():
             if SHARED_MEMORY.get(file):
-                # What this GPU allows at most: a plan never launches an instantiation with more
-                # (`fits_on`), and one that does not fit must not fail the group's compilation.
+                # What this GPU allows at most: the plans never launch an instantiation needing
+                # more (`cuda.weight_only_tile_fits`), and one that does not fit must not fail
+                # the group's compilation.
                 if hasattr(function, "attributes"):  # a RawKernel (sets up this thread's context)
                     static = function.attributes["shared_size_bytes"]
                 else:
