@@ -273,12 +273,13 @@ def prepared_linear(
 ) -> Optional[Callable[[Tensor], Optional[Tensor]]]:
     """`int8_linear` with these operands, prepared for inputs of ``x``'s shape, dtype and device:
     a callable taking such an input (contiguous, no gradient needed) and returning what
-    `int8_linear` returns, at the host cost of one kernel launch, or None when it cannot serve
-    that call (a launch prepared with one CUDA stream's workspace, called on another): run
-    `int8_linear` then. None where the backend has no such call for ``x`` (the CUDA backend
-    prepares the one-launch weight-only product; LLM.int8() runs several launches). The callable
-    reads ``CB``, ``SCB`` and ``bias`` where they lie now: prepare again when any of them is
-    replaced."""
+    `int8_linear` returns, at the host cost of its kernel launches, or None when it cannot serve
+    that call (launches prepared with one CUDA stream's workspace, called on another stream or
+    thread, or while a CUDA graph is captured): run `int8_linear` then. None where the backend
+    has no such call for ``x`` (the CUDA backend prepares the weight-only product's launch and
+    LLM.int8()'s launches with outlier columns detected per call, not static ones). The callable
+    reads ``CB``, ``SCB`` and ``bias`` where they lie now, and the threshold it was given:
+    prepare again when any of them changes."""
     _check_linear(x, CB, SCB, bias)
     threshold = checked_threshold(threshold)
     arithmetic = checked_arithmetic(arithmetic)

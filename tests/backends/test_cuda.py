@@ -898,8 +898,9 @@ def test_weight_only_nan_rows_stay_in_their_row(m):
 def test_prepared_forwards_equal_the_general_path(dtype, with_bias):
     """Eager forwards that need no gradient run a launch prepared once per input shape
     (F.prepared_linear): bit for bit the general path's output, for each weight-only kernel and
-    for inputs at new addresses on every call (the TMA kernel's tensor map moved to each), and no
-    prepared call where LLM.int8() runs."""
+    for inputs at new addresses on every call (the TMA kernel's tensor map moved to each), and
+    where "auto" runs LLM.int8() its prepared launches (tests/backends/test_cuda_prepared.py
+    has their cases)."""
     torch.manual_seed(5)
     linear = nn.Linear(512, 320, bias=with_bias).to(dtype)
     layer = llmint8.nn.Linear8bitLt(512, 320, bias=with_bias, has_fp16_weights=False,
@@ -916,9 +917,10 @@ def test_prepared_forwards_equal_the_general_path(dtype, with_bias):
             general = F.int8_linear(x, weight, weight.SCB, layer.bias, 6.0)
             assert torch.equal(y, general), shape
         x2d = inputs[0].reshape(-1, 512)
-        _, prepared = layer._prepared_forwards[(inputs[0].shape, dtype, x2d.get_device(), "auto")]
-        assert (prepared is not None) == cuda_backend.prefers_weight_only(x2d, weight), shape
-        if prepared is not None:
+        key = (inputs[0].shape, dtype, x2d.get_device(), "auto", 6.0, True)
+        _, prepared = layer._prepared_forwards[key]
+        assert prepared is not None, shape
+        if cuda_backend.prefers_weight_only(x2d, weight):
             seen.add(cuda_backend._weight_only_launch(x2d, weight, weight.SCB, None, 0, 320)[0])
         # The same shape 2 bytes off a 16-byte boundary: the unaligned kernel, not a fault.
         storage = torch.randn(inputs[0].numel() + 1, device="cuda", dtype=dtype)

@@ -111,6 +111,32 @@ def test_arithmetic_and_dtype_are_part_of_the_key(recorder):
         (torch.float32, "auto"), (torch.float32, "int8"), (torch.bfloat16, "int8")]  # fmt: skip
 
 
+def test_threshold_and_static_columns_are_part_of_the_key(recorder):
+    """An LLM.int8() forward is prepared with the threshold and without static outlier columns:
+    changing either prepares again, so no call runs with the old ones."""
+    layer = make_layer()
+    layer.arithmetic = "int8"
+    x = torch.randn(4, 64)
+    x[:, 3] *= 40  # an outlier column at threshold 6, not at 1000
+    with torch.no_grad():
+        at_six = layer(x)
+        layer.threshold = 1000.0
+        at_thousand = layer(x)
+        layer.outlier_cols = torch.tensor([3, 9], dtype=torch.int32)
+        static = layer(x)
+    assert len(recorder.prepared) == 3
+    layer.outlier_cols = None
+    layer.threshold = 6.0
+    assert torch.equal(at_six, general(layer, x))
+    layer.threshold = 1000.0
+    assert torch.equal(at_thousand, general(layer, x))
+    assert not torch.equal(at_six, at_thousand)
+    weight = layer.weight
+    with_static = F.int8_linear(x, weight, weight.SCB, layer.bias, 1000.0,
+                                torch.tensor([3, 9], dtype=torch.int32), None, "int8")  # fmt: skip
+    assert torch.equal(static, with_static)
+
+
 def test_copies_of_a_layer_start_without_prepared_forwards(recorder):
     layer = make_layer()
     with torch.no_grad():

@@ -79,7 +79,7 @@ from .cuda_kernels import (
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
 )
-from .prepared import PreparedLaunch
+from .prepared import PreparedLaunch, PreparedSequence
 from .tensor_maps import tensor_map_2d, tensor_map_at
 
 GEMV_MAX_ROWS = 4
@@ -311,14 +311,20 @@ def _static_mask(outlier_cols: Tensor, k: int) -> Tensor:
     return mask
 
 
-def _launch_quantize(x: Tensor, q_ptr: int, absmax_ptr: int, mask_ptr: int, mode: int, threshold):
+def _quantize_vectorized(x: Tensor, q_ptr: int) -> bool:
+    """Whether quantize_rows.cu loads x [m, k] and stores its int8 rows at `q_ptr` 16 bytes at a
+    time."""
+    return x.shape[1] % 16 == 0 and x.data_ptr() % 16 == 0 and q_ptr % 16 == 0
+
+
+def _quantize_launch(x: Tensor, q_ptr: int, absmax_ptr: int, mask_ptr: int, mode: int, threshold):
+    """quantize_rows.cu for x [m, k] (m > 0) as a `_Launch` whose input parameter is x's
+    address (the vector kernel where x, k and the int8 rows allow 16-byte loads)."""
     m, k = x.shape
-    if m:
-        index = x.device.index
-        vec = k % 16 == 0 and x.data_ptr() % 16 == 0 and q_ptr % 16 == 0
-        kernel(index, "quantize_rows.cu", quantize_name(C_TYPES[x.dtype], vec)).launch(
-            (m, 1, 1), 0, x.data_ptr(), q_ptr, absmax_ptr, mask_ptr, m, k, k, threshold, mode
-        )
+    vec = _quantize_vectorized(x, q_ptr)
+    quantize = kernel(x.device.index, "quantize_rows.cu", quantize_name(C_TYPES[x.dtype], vec))
+    args = (x.data_ptr(), q_ptr, absmax_ptr, mask_ptr, m, k, k, threshold, mode)
+    return _Launch(quantize, (m, 1, 1), 0, args, 0, None, False)
 
 
 def quantize_rows(
@@ -336,7 +342,8 @@ def quantize_rows(
         mask, mode = _static_mask(outlier_cols, k), MODE_STATIC
     elif threshold > 0:
         mask, mode = torch.zeros(_ceil(k, 32), dtype=torch.int32, device=x.device), MODE_DETECT
-    _launch_quantize(x, q.data_ptr(), absmax.data_ptr(), _ptr(mask), mode, threshold)
+    if m:
+        _run([_quantize_launch(x, q.data_ptr(), absmax.data_ptr(), _ptr(mask), mode, threshold)])
     if mask is None:
         return q, absmax, torch.empty(0, dtype=torch.long, device=x.device)
     bits = (mask.to(torch.int64) & 0xFFFFFFFF)[:, None] >> torch.arange(32, device=x.device)
@@ -370,55 +377,112 @@ class _Operands(NamedTuple):
     count: int = 0
 
 
-def _run_product(index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, aligned, dtype):
-    """Launches the planned kernel(s): MODE 1 when `ops.out` is set, MODE 0 (raw int32) else."""
-    mode = 1 if ops.out else 0
+class _Launch(NamedTuple):
+    """One kernel launch of a call, with the index of the parameter that holds the input (its
+    address, or with `input_is_map` its tensor map; None where the kernel does not read the
+    input itself) and of the output's address (None: no output of the call), the stream whose
+    workspace it uses (None: no workspace or not recorded) and whether it launches as a
+    programmatic dependent (`Kernel.launch_packed`)."""
+
+    kernel: Kernel
+    grid: tuple[int, int, int]
+    shared_mem: int
+    args: tuple
+    input_param: Optional[int]
+    output_param: Optional[int]
+    input_is_map: bool
+    stream: Optional[int] = None
+    dependent: bool = True
+
+
+class _CublasProduct(NamedTuple):
+    """cuBLAS's int32 product of a call into the workspace (`cublas.int8_gemm`'s arguments), a
+    step of the call as a `_Launch` is: called with the input's and the output's addresses,
+    which it does not read."""
+
+    m: int
+    n: int
+    k: int
+    a: int
+    lda: int
+    b: int
+    ldb: int
+    c: int
+
+    def __call__(self, input_address: int = 0, output_address: int = 0) -> bool:
+        cublas.int8_gemm(*self)
+        return True
+
+
+def _run(steps: list) -> None:
+    """Launches a call's steps now, in order."""
+    for step in steps:
+        if isinstance(step, _CublasProduct):
+            step()
+        else:
+            step.kernel.launch(step.grid, step.shared_mem, *step.args, dependent=step.dependent)
+
+
+def _product_steps(
+    index, m, n, k, ops: _Operands, plan_: Plan, ws_base, ws, aligned, dtype, raw: bool
+) -> list:  # fmt: skip
+    """The planned kernel(s) as steps (`_Launch`: its output address parameter marked, and the
+    input's where the kernel reads the activations themselves; `_CublasProduct`): MODE 1, or
+    MODE 0 (raw int32 into `ops.out_i32`) with `raw`."""
+    mode = 0 if raw else 1
     t = C_TYPES[dtype]
     scales = (ops.absmax, ops.scb, ops.bias, ops.bias_kind)
     split = (ws_base + ws.partials, ws_base + ws.counters, plan_.split_size)
     if plan_.kernel == "gemv":
         rows = plan_.tile_rows
         grid = (_ceil(n, GEMV_ROWS_PER_BLOCK), _ceil(m, rows), plan_.splits)
-        kernel(index, "int8_gemv.cu", gemv_name(t, rows, aligned, mode)).launch(
-            grid, 0, ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales, ops.x, ops.ldx, ops.mask,
-            ops.out, ops.out_i32, ops.ldo, *split,
+        args = (
+            ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales, ops.x, ops.ldx, ops.mask, ops.out,
+            ops.out_i32, ops.ldo, *split,
         )  # fmt: skip
-        return
+        gemv = kernel(index, "int8_gemv.cu", gemv_name(t, rows, aligned, mode))
+        return [_Launch(gemv, grid, 0, args, 11 if mode else None, 14 if mode else 15, False)]
     if plan_.kernel == "wgmma":
-        _launch_int8_wgmma(index, m, n, k, ops, plan_.tile_rows, plan_.splits, t)
-        return
+        return [_int8_wgmma_launch(index, m, n, k, ops, plan_.tile_rows, plan_.splits, t)]
+    steps: list = []
     bm, splits, out_i32, ldo = plan_.tile_rows, plan_.splits, ops.out_i32, ops.ldo
     if plan_.kernel == "cublas":
         out_i32 = ws_base + ws.product
-        cublas.int8_gemm(m, n, k, ops.a, ops.lda, ops.b, ops.ldb, out_i32)
+        steps.append(_CublasProduct(m, n, k, ops.a, ops.lda, ops.b, ops.ldb, out_i32))
         mode, splits, ldo = 2, 1, n
     grid = (_ceil(m, bm), _ceil(n, GEMM_TILE_COLS), splits)
-    kernel(index, "int8_gemm.cu", gemm_name(t, aligned, mode, bm)).launch(
-        grid, gemm_shared_memory(bm, mode), ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales,
-        ops.xc, ops.wc, ops.ldc, ops.count, ops.out, out_i32, ldo, *split,
+    args = (
+        ops.a, ops.b, m, n, k, ops.lda, ops.ldb, *scales, ops.xc, ops.wc, ops.ldc, ops.count,
+        ops.out, out_i32, ldo, *split,
     )  # fmt: skip
+    gemm = kernel(index, "int8_gemm.cu", gemm_name(t, aligned, mode, bm))
+    shared = gemm_shared_memory(bm, mode)
+    steps.append(_Launch(gemm, grid, shared, args, None, 15 if mode else 16, False))
+    return steps
 
 
-def _launch_int8_wgmma(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
+def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
     """int8_wgmma.cu's plan (tokens, splits) for `ops` (MODE 1 operands; `ops.wc`: the list of
-    outlier columns)."""
+    outlier columns) as a `_Launch`."""
     x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
     rows = WGMMA_WEIGHT_ROWS
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
-    kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits)).launch(
-        (_ceil(m, tokens), _ceil(n, rows), splits), shared, x_map, w_map, ops.absmax, ops.scb,
-        ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b, ops.ldb, ops.wc, ops.count, m, n, k,
-        ops.out, ops.ldo,
+    args = (
+        x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
+        ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo,
     )  # fmt: skip
+    wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
+    return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 15, False)
 
 
-def _launch_gather(
+def _gather_launch(
     x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace, listed: bool = False
-) -> None:  # fmt: skip
-    """gather_outlier_columns.cu: the outlier columns of x and CB into the workspace's xc and wc
-    (and their count), and zeroed in the int8 activations; with `listed` (int8_wgmma.cu) CB's are
-    left in place and wc receives the list of the columns instead."""
+) -> _Launch:  # fmt: skip
+    """gather_outlier_columns.cu as a `_Launch` whose input parameter is x's address: the
+    outlier columns of x and CB into the workspace's xc and wc (and their count), and zeroed in
+    the int8 activations; with `listed` (int8_wgmma.cu) CB's are left in place and wc receives
+    the list of the columns instead."""
     m, k = x.shape
     n = 0 if listed else CB.shape[0]
     gather = kernel(
@@ -426,11 +490,12 @@ def _launch_gather(
     )
     resident = GATHER_BLOCKS_PER_SM * sm_count(x.device.index)
     blocks = min(_ceil(m + n, GATHER_ROWS_PER_BLOCK), resident)
-    gather.launch(
-        (blocks, 1, 1), 0, mask, x.data_ptr(), x.stride(0), q, k,
-        CB.data_ptr(), CB.stride(0), base + ws.xc, 0 if listed else base + ws.wc, ws.ldc,
-        base + ws.count, m, n, k, base + ws.wc if listed else 0,
+    args = (
+        mask, x.data_ptr(), x.stride(0), q, k, CB.data_ptr(), CB.stride(0), base + ws.xc,
+        0 if listed else base + ws.wc, ws.ldc, base + ws.count, m, n, k,
+        base + ws.wc if listed else 0,
     )  # fmt: skip
+    return _Launch(gather, (blocks, 1, 1), 0, args, 1, None, False)
 
 
 def _aligned(k: int, *tensors: Tensor) -> bool:
@@ -456,7 +521,8 @@ def int8_matmul(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
     _zero(base + ws.mask, ws.zeroed_bytes, stream)
     ops = _Operands(a.data_ptr(), a.stride(0), b.data_ptr(), b.stride(0), ldx=k,
                     out_i32=out.data_ptr(), ldo=out.stride(0))  # fmt: skip
-    _run_product(index, m, n, k, ops, plan_, base, ws, _aligned(k, a, b), torch.float16)
+    aligned = _aligned(k, a, b)
+    _run(_product_steps(index, m, n, k, ops, plan_, base, ws, aligned, torch.float16, raw=True))
     return out
 
 
@@ -473,6 +539,62 @@ def _output(x: Tensor, n: int, bias: Optional[Tensor], out: Optional[Tensor]):
     return out, False
 
 
+class _Int8Call(NamedTuple):
+    """One LLM.int8() call's launches: the workspace they share (held until they are enqueued,
+    or for as long as they are prepared), the region of it to zero before them, the steps in
+    order, and whether the quantize step loads the input 16 bytes at a time (its address must
+    then be 16-byte aligned)."""
+
+    scratch: Tensor
+    zero_at: int
+    zero_bytes: int
+    steps: list
+    vector_input: bool
+
+
+def _int8_call(
+    x: Tensor, CB: Tensor, scb: Tensor, bias: Optional[Tensor], threshold: float,
+    outlier_cols: Optional[Tensor], out_ptr: int, ldo: int, stream: int,
+) -> _Int8Call:  # fmt: skip
+    """The launches of `int8_linear` for x [m, k] (m, n, k > 0), CB, scb and bias contiguous,
+    writing rows of `ldo` elements at `out_ptr`: quantize, gather (with outlier columns) and the
+    product, on the workspace of this thread and `stream`."""
+    m, k = x.shape
+    n = CB.shape[0]
+    index = x.device.index
+    aligned = _aligned(k, CB)  # the workspace's int8 rows are 256-byte aligned with stride k
+    cublas_ok = aligned and n % 4 == 0 and m >= CUBLAS_MIN_ROWS and cublas.available()
+    wgmma_ok = aligned and x.dtype != torch.float32 and m > GEMV_MAX_ROWS and uses_wgmma(index)
+    detect = outlier_cols is None and threshold > 0
+    outliers = detect or outlier_cols is not None
+    plan_, ws = _layout(
+        index, m, n, k, cublas_ok, detect, outliers, False, x.element_size(), wgmma_ok
+    )  # fmt: skip
+    scratch = _scratch(ws.size, x.device, stream)
+    base = scratch.data_ptr()
+    if outlier_cols is not None:
+        mask, mode = _static_mask(outlier_cols, k).data_ptr(), MODE_STATIC
+    elif detect:
+        mask, mode = base + ws.mask, MODE_DETECT
+    else:
+        mask, mode = 0, MODE_PLAIN
+    quantize = _quantize_launch(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
+    steps = [quantize]
+    gathered = ws.ldc > 0
+    if gathered:
+        steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, plan_.kernel == "wgmma"))
+    ops = _Operands(
+        base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
+        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
+        mask, out_ptr, 0, ldo,
+        base + ws.xc if gathered else 0, base + ws.wc if gathered else 0, ws.ldc,
+        base + ws.count if gathered else 0,
+    )  # fmt: skip
+    steps += _product_steps(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype, raw=False)
+    vector_input = _quantize_vectorized(x, base + ws.q)
+    return _Int8Call(scratch, base + ws.mask, ws.zeroed_bytes, steps, vector_input)
+
+
 def int8_linear(
     x: Tensor,
     CB: Tensor,
@@ -485,44 +607,17 @@ def int8_linear(
     """LLM.int8() linear: one quantize launch and one fused matmul launch (two with cuBLAS), no
     host sync. Writes into `out` ([M, N], x.dtype, contiguous) when given."""
     x, CB = x.contiguous(), CB.contiguous()
-    m, k = x.shape
     n = CB.shape[0]
     out, done = _output(x, n, bias, out)
     if done:
         return out
-    index = x.device.index
-    stream = current_stream(index)
-    aligned = _aligned(k, CB)  # the workspace's int8 rows are 256-byte aligned with stride k
-    cublas_ok = aligned and n % 4 == 0 and m >= CUBLAS_MIN_ROWS and cublas.available()
-    wgmma_ok = aligned and x.dtype != torch.float32 and m > GEMV_MAX_ROWS and uses_wgmma(index)
-    detect = outlier_cols is None and threshold > 0
-    outliers = detect or outlier_cols is not None
-    plan_, ws = _layout(
-        index, m, n, k, cublas_ok, detect, outliers, False, x.element_size(), wgmma_ok
-    )  # fmt: skip
-    scratch = _scratch(ws.size, x.device, stream)
-    base = scratch.data_ptr()
-    _zero(base + ws.mask, ws.zeroed_bytes, stream)
-    if outlier_cols is not None:
-        mask, mode = _static_mask(outlier_cols, k).data_ptr(), MODE_STATIC
-    elif detect:
-        mask, mode = base + ws.mask, MODE_DETECT
-    else:
-        mask, mode = 0, MODE_PLAIN
-    _launch_quantize(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
-    gathered = ws.ldc > 0
-    if gathered:
-        _launch_gather(x, CB, base + ws.q, mask, base, ws, plan_.kernel == "wgmma")
+    stream = current_stream(x.device.index)
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
-    ops = _Operands(
-        base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
-        _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
-        mask, out.data_ptr(), 0, out.stride(0),
-        base + ws.xc if gathered else 0, base + ws.wc if gathered else 0, ws.ldc,
-        base + ws.count if gathered else 0,
-    )  # fmt: skip
-    _run_product(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype)
+    call = _int8_call(x, CB, scb, bias, threshold, outlier_cols, out.data_ptr(), out.stride(0),
+                      stream)  # fmt: skip
+    _zero(call.zero_at, call.zero_bytes, stream)
+    _run(call.steps)
     return out
 
 
@@ -847,23 +942,6 @@ def weight_only_linear(
     return out
 
 
-class _Launch(NamedTuple):
-    """One launch of a weight-only kernel, with the index of the parameter that holds the
-    input (its address, or with `input_is_map` its tensor map) and of the output's address, the
-    stream whose workspace it uses (None: no workspace) and whether it launches as a
-    programmatic dependent (`Kernel.launch_packed`)."""
-
-    kernel: Kernel
-    grid: tuple[int, int, int]
-    shared_mem: int
-    args: tuple
-    input_param: int
-    output_param: int
-    input_is_map: bool
-    stream: Optional[int] = None
-    dependent: bool = True
-
-
 # weight_only_wgmma_streamk's workspace, one per GPU and stream (launches on one stream run one
 # after the other): a counter per output tile, which every launch leaves at zero, then two partial
 # tiles per block (one block per SM) of the largest token tile. Kept for the process's life: CUDA
@@ -977,16 +1055,15 @@ def _weight_only_launch(
 
 
 class PreparedLinear:
-    """The forward of one layer for inputs of one shape, dtype and device, its launch prepared
-    once (`prepared.PreparedLaunch`): per call an output allocation and one launch. Inputs must
-    be contiguous (`prepare_linear`'s caller checks). Returns None (nothing launched) for an input
-    that is not 16-byte aligned where the launch was prepared for aligned ones (vector loads, TMA),
-    and on another stream than the one whose workspace the launch was prepared with: the caller
-    runs the general path then."""
+    """The forward of one layer for inputs of one shape, dtype and device, its launches prepared
+    once (`prepared.PreparedLaunch`, or for LLM.int8()'s several a `prepared.PreparedSequence`):
+    per call an output allocation and the launches. Inputs must be contiguous
+    (`prepare_linear`'s caller checks). Returns None (nothing launched) for an input that is not
+    16-byte aligned where the launches were prepared for aligned ones (vector loads, TMA), and
+    where the launches decline the call (another stream than the one whose workspace they were
+    prepared with, ...): the caller runs the general path then."""
 
-    def __init__(
-        self, launch: PreparedLaunch, out_shape: tuple[int, ...], x: Tensor, aligned: bool
-    ) -> None:
+    def __init__(self, launch, out_shape: tuple[int, ...], x: Tensor, aligned: bool) -> None:
         self.launch, self.aligned = launch, aligned
         self.out_shape, self.dtype, self.device = out_shape, x.dtype, x.device
 
@@ -1007,9 +1084,12 @@ def prepare_linear(
     outlier_cols: Optional[Tensor],
     arithmetic: str,
 ) -> Optional[PreparedLinear]:
-    """A `PreparedLinear` for inputs shaped as `x` (contiguous, [..., K]) where the forward is one
-    launch (the weight-only product, forced or picked by "auto"); None where it is not (LLM.int8(),
-    fp32 or empty inputs, operands that are not contiguous: their addresses are kept)."""
+    """A `PreparedLinear` for inputs shaped as `x` (contiguous, [..., K]): the weight-only
+    product's one launch (forced or picked by "auto"), or LLM.int8()'s launches with outlier
+    columns detected per call (or none) on this thread's workspace for the current stream. None
+    where neither applies: static outlier columns, fp32 or empty inputs, operands that are not
+    contiguous (their addresses are kept), a CUDA graph being captured, torch.compile'd callers
+    (`transient_workspaces`), or a workspace too large to keep."""
     k = x.shape[-1]
     m = x.numel() // k if k else 0
     n = CB.shape[0]
@@ -1020,7 +1100,20 @@ def prepare_linear(
     usable = x.dtype in (torch.float16, torch.bfloat16) and x.is_contiguous()
     contiguous = CB.is_contiguous() and SCB.is_contiguous()
     contiguous = contiguous and (bias is None or bias.is_contiguous())
-    if not (weight_only and usable and contiguous and m and n and k):
+    if not (usable and contiguous and m and n and k):
         return None
-    launch = _weight_only_launch(x2d, CB, SCB, bias, 0, n)
-    return PreparedLinear(PreparedLaunch(*launch), (*x.shape[:-1], n), x, _aligned(k, CB, x2d))
+    out_shape = (*x.shape[:-1], n)
+    if weight_only:
+        launch = _weight_only_launch(x2d, CB, SCB, bias, 0, n)
+        return PreparedLinear(PreparedLaunch(*launch), out_shape, x, _aligned(k, CB, x2d))
+    if outlier_cols is not None or torch.cuda.is_current_stream_capturing():
+        return None
+    if workspaces_are_transient():
+        return None
+    stream = current_stream(x.device.index)
+    call = _int8_call(x2d, CB, SCB, bias, threshold, None, 0, n, stream)
+    if call.scratch.numel() > CACHED_WORKSPACE_BYTES:
+        return None  # a workspace of its own per call (`_scratch`): not one to keep
+    steps = [PreparedLaunch(*step) if isinstance(step, _Launch) else step for step in call.steps]
+    sequence = PreparedSequence(steps, call.scratch, call.zero_at, call.zero_bytes, stream)
+    return PreparedLinear(sequence, out_shape, x, call.vector_input)

@@ -1,11 +1,13 @@
-"""Kernel launches prepared once per call shape: eager forwards at the cost of one launch.
+"""Kernel launches prepared once per call shape: eager forwards at the cost of their launches.
 
 `Kernel.launch` packs every argument on every call (a dozen `struct` fields, the tensor maps of
 the TMA kernels looked up by their arguments). A `PreparedLaunch` packs them once, into a
 parameter buffer of its own per thread, and per call writes only the two addresses that change
 between calls of one shape, the input's and the output's (for a TMA kernel the input's tensor map
 is moved to the new address, `tensor_maps.replace_address`), then hands the buffer to
-``cuLaunchKernel`` through kernelParams on PyTorch's current stream.
+``cuLaunchKernel`` through kernelParams on PyTorch's current stream. A `PreparedSequence` is
+several such steps sharing a workspace (LLM.int8(): quantize, gather, product), a region of which
+is zeroed before them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import threading
 from typing import Optional
 
 import numpy as np
+import torch
 
-from .cuda_kernels import Kernel, current_stream, parameter_offsets
+from .cuda_kernels import Kernel, cupy_module, current_stream, parameter_offsets
 from .tensor_maps import replace_address
 
 _ADDRESS = struct.Struct("@Q")
@@ -26,9 +29,9 @@ _MAP_ALIGNMENT = 64  # a CUtensorMap's alignment
 class PreparedLaunch:
     """`kernel` on `grid` with `shared_mem` bytes and the arguments `args`, of which parameter
     `input_param` (a device address, or with `input_is_map` a tensor map) and `output_param`
-    (a device address) are replaced on every call. With `stream`, the arguments hold that
-    stream's workspace: calls on another stream launch nothing and return False. `dependent`:
-    as `Kernel.launch_packed`."""
+    (a device address) are replaced on every call (None: neither is a parameter). With
+    `stream`, the arguments hold that stream's workspace: calls on another stream launch nothing
+    and return False. `dependent`: as `Kernel.launch_packed`."""
 
     def __init__(
         self,
@@ -36,8 +39,8 @@ class PreparedLaunch:
         grid: tuple[int, int, int],
         shared_mem: int,
         args: tuple,
-        input_param: int,
-        output_param: int,
+        input_param: Optional[int],
+        output_param: Optional[int],
         input_is_map: bool = False,
         stream: Optional[int] = None,
         dependent: bool = True,
@@ -45,8 +48,8 @@ class PreparedLaunch:
         self.kernel = kernel  # keeps the module loaded
         self.grid, self.shared_mem, self.args = grid, shared_mem, args
         self._offsets = parameter_offsets(kernel.layout.format.lstrip("@"))
-        self._input = self._offsets[input_param]
-        self._output = self._offsets[output_param]
+        self._input = None if input_param is None else self._offsets[input_param]
+        self._output = None if output_param is None else self._offsets[output_param]
         self._input_is_map = input_is_map
         self._stream = stream
         self._dependent = dependent
@@ -66,19 +69,79 @@ class PreparedLaunch:
         found = self._local.buffer = (params, address, pointers.ctypes.data)
         return found
 
+    def _pack(self, input_address: int, output_address: int) -> int:
+        """Writes the two addresses into this thread's buffer; returns its kernelParams."""
+        found = getattr(self._local, "buffer", None)
+        params, address, kernel_params = found or self._buffer()
+        if self._input is None:
+            pass
+        elif self._input_is_map:
+            replace_address(address + self._input, input_address)
+        else:
+            _ADDRESS.pack_into(params, self._input, input_address)
+        if self._output is not None:
+            _ADDRESS.pack_into(params, self._output, output_address)
+        return kernel_params
+
     def __call__(self, input_address: int, output_address: int) -> bool:
         kernel = self.kernel
         stream = current_stream(kernel.index)
         if self._stream is not None and stream != self._stream:
             return False
-        found = getattr(self._local, "buffer", None)
-        params, address, kernel_params = found or self._buffer()
-        if self._input_is_map:
-            replace_address(address + self._input, input_address)
-        else:
-            _ADDRESS.pack_into(params, self._input, input_address)
-        _ADDRESS.pack_into(params, self._output, output_address)
+        kernel_params = self._pack(input_address, output_address)
         kernel.launch_packed(
             self.grid, self.shared_mem, kernel_params, 0, stream, self._dependent
         )  # fmt: skip
         return True
+
+    def enqueue(self, stream: int, input_address: int, output_address: int) -> None:
+        """Launches on `stream` straight through ``cuLaunchKernel``, without `__call__`'s
+        checks: for a caller that has checked the stream, that the kernel's GPU is the current
+        device with its context bound in this thread, and that no graph is being captured."""
+        kernel, (x, y, z) = self.kernel, self.grid
+        kernel_params = self._pack(input_address, output_address)
+        _launch_kernel()(kernel.pointer, x, y, z, kernel.threads, 1, 1, self.shared_mem, stream,
+                         kernel_params, 0)  # fmt: skip
+
+
+class PreparedSequence:
+    """Steps (`PreparedLaunch`, or callables taking the input's and the output's addresses)
+    that share `workspace`, held here: per call `zero_bytes` at `zero_at` in it are zeroed, then
+    the steps run in order on the stream they were prepared for, checked once for all of them.
+    Calls from another thread or on another stream (whose workspace is another), with another
+    device current, and while a CUDA graph is captured (a captured call takes its workspace from
+    the graph's pool) launch nothing and return False."""
+
+    def __init__(
+        self, steps: list, workspace: torch.Tensor, zero_at: int, zero_bytes: int, stream: int
+    ) -> None:  # fmt: skip
+        self.steps, self.workspace = steps, workspace
+        self.zero_at, self.zero_bytes = zero_at, zero_bytes
+        self.index, self.stream = workspace.device.index, stream
+        self.thread = threading.get_ident()
+        self._bound = False  # the first call launches through Kernel.launch_packed (context)
+
+    def __call__(self, input_address: int, output_address: int) -> bool:
+        stream = current_stream(self.index)
+        if stream != self.stream or threading.get_ident() != self.thread or _capturing():
+            return False
+        runtime = cupy_module().cuda.runtime
+        if runtime.getDevice() != self.index:
+            return False
+        if self.zero_bytes:
+            runtime.memsetAsync(self.zero_at, 0, self.zero_bytes, stream)
+        for step in self.steps:
+            if self._bound and isinstance(step, PreparedLaunch):
+                step.enqueue(stream, input_address, output_address)
+            else:
+                step(input_address, output_address)
+        self._bound = True
+        return True
+
+
+_capturing = torch.cuda.is_current_stream_capturing
+
+
+def _launch_kernel():
+    """CuPy's binding of ``cuLaunchKernel``."""
+    return cupy_module().cuda.driver.launchKernel

@@ -25,8 +25,9 @@ PREPARED_SHAPES = 64  # prepared forwards a layer keeps (input shapes, dtypes, d
 
 class _PreparedForwards(dict):
     """A layer's forwards prepared by `functional.prepared_linear`, by input (shape, dtype,
-    device index, arithmetic): (the addresses of the weight, scales and bias they read, the call or
-    None). Copies and pickles of the layer start empty (they prepare their own)."""
+    device index), arithmetic, threshold and whether static outlier columns are unset: (the
+    addresses of the weight, scales and bias they read, the call or None). Copies and pickles of
+    the layer start empty (they prepare their own)."""
 
     def __deepcopy__(self, memo: dict) -> _PreparedForwards:
         return _PreparedForwards()
@@ -176,7 +177,9 @@ class Linear8bitLt(nn.Linear):
         forwards = self.__dict__.get("_prepared_forwards")
         if forwards is None:
             forwards = self._prepared_forwards = _PreparedForwards()
-        key = (x.shape, x.dtype, x.get_device(), self.arithmetic)
+        # LLM.int8() forwards are prepared with the threshold and without static columns.
+        key = (x.shape, x.dtype, x.get_device(), self.arithmetic, self.threshold,
+               self.outlier_cols is None)  # fmt: skip
         state = (weight.data_ptr(), scb.data_ptr(), 0 if bias is None else bias.data_ptr())
         found = forwards.get(key)
         if found is None or found[0] != state:
@@ -187,6 +190,8 @@ class Linear8bitLt(nn.Linear):
             call = F.prepared_linear(
                 x, weight, scb, bias, self.threshold, self.outlier_cols, self.arithmetic
             )
+            if call is None and x.is_cuda and torch.cuda.is_current_stream_capturing():
+                return None  # LLM.int8() is not prepared under capture: prepare it after
             found = forwards[key] = (state, call)
         call = found[1]
         return call if call is not None and x.is_contiguous() else None
