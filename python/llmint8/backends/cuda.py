@@ -268,13 +268,18 @@ def _layout(index, m, n, k, cublas_ok, detect, outliers, raw, itemsize=2, wgmma_
     return found
 
 
+def _workspaces_transient_now() -> bool:
+    """Whether a call now takes a workspace of its own instead of the cached one (`_scratch`):
+    while a CUDA graph is captured or inside `transient_workspaces()`."""
+    return torch.cuda.is_current_stream_capturing() or workspaces_are_transient()
+
+
 def _scratch(size: int, device: torch.device, stream: int) -> Tensor:
     """Scratch memory for one call. Small workspaces are reused, one per thread and stream: calls
     on one stream run in order, so a call never overwrites what an earlier one still reads.
     While a CUDA graph is captured the graph's own pool serves (replays must not share), and
     inside `transient_workspaces()` (torch.compile'd callers) every call allocates its own."""
-    transient = torch.cuda.is_current_stream_capturing() or workspaces_are_transient()
-    if size > CACHED_WORKSPACE_BYTES or transient:
+    if size > CACHED_WORKSPACE_BYTES or _workspaces_transient_now():
         return torch.empty(size, dtype=torch.uint8, device=device)
     cache = getattr(_local, "workspaces", None)
     if cache is None:
@@ -397,8 +402,7 @@ class _Launch(NamedTuple):
 
 class _CublasProduct(NamedTuple):
     """cuBLAS's int32 product of a call into the workspace (`cublas.int8_gemm`'s arguments), a
-    step of the call as a `_Launch` is: called with the input's and the output's addresses,
-    which it does not read."""
+    step of the call as a `_Launch` is (it reads neither the input nor the output)."""
 
     m: int
     n: int
@@ -409,9 +413,8 @@ class _CublasProduct(NamedTuple):
     ldb: int
     c: int
 
-    def __call__(self, input_address: int = 0, output_address: int = 0) -> bool:
+    def __call__(self) -> None:
         cublas.int8_gemm(*self)
-        return True
 
 
 def _run(steps: list) -> None:
@@ -1071,8 +1074,12 @@ class PreparedLinear:
         address = x.data_ptr()
         if self.aligned and address % 16:
             return None
+        stream = self.launch.accepts()
+        if stream is None:
+            return None
         out = torch.empty(self.out_shape, dtype=self.dtype, device=self.device)
-        return out if self.launch(address, out.data_ptr()) else None
+        self.launch.launch(stream, address, out.data_ptr())
+        return out
 
 
 def prepare_linear(
@@ -1106,10 +1113,8 @@ def prepare_linear(
     if weight_only:
         launch = _weight_only_launch(x2d, CB, SCB, bias, 0, n)
         return PreparedLinear(PreparedLaunch(*launch), out_shape, x, _aligned(k, CB, x2d))
-    if outlier_cols is not None or torch.cuda.is_current_stream_capturing():
-        return None
-    if workspaces_are_transient():
-        return None
+    if outlier_cols is not None or _workspaces_transient_now():
+        return None  # static columns; or a workspace of this call's own, not one to keep
     stream = current_stream(x.device.index)
     call = _int8_call(x2d, CB, SCB, bias, threshold, None, 0, n, stream)
     if call.scratch.numel() > CACHED_WORKSPACE_BYTES:

@@ -73,29 +73,30 @@ class PreparedLaunch:
         """Writes the two addresses into this thread's buffer; returns its kernelParams."""
         found = getattr(self._local, "buffer", None)
         params, address, kernel_params = found or self._buffer()
-        if self._input is None:
-            pass
-        elif self._input_is_map:
-            replace_address(address + self._input, input_address)
-        else:
-            _ADDRESS.pack_into(params, self._input, input_address)
+        if self._input is not None:
+            if self._input_is_map:
+                replace_address(address + self._input, input_address)
+            else:
+                _ADDRESS.pack_into(params, self._input, input_address)
         if self._output is not None:
             _ADDRESS.pack_into(params, self._output, output_address)
         return kernel_params
 
-    def __call__(self, input_address: int, output_address: int) -> bool:
-        kernel = self.kernel
-        stream = current_stream(kernel.index)
-        if self._stream is not None and stream != self._stream:
-            return False
+    def accepts(self) -> Optional[int]:
+        """The stream a call now launches on, or None where it must not (another stream than
+        the one whose workspace the arguments hold): checked before the caller allocates."""
+        stream = current_stream(self.kernel.index)
+        return None if self._stream is not None and stream != self._stream else stream
+
+    def launch(self, stream: int, input_address: int, output_address: int) -> None:
+        """Launches on `stream` (from `accepts`) through `Kernel.launch_packed`."""
         kernel_params = self._pack(input_address, output_address)
-        kernel.launch_packed(
+        self.kernel.launch_packed(
             self.grid, self.shared_mem, kernel_params, 0, stream, self._dependent
         )  # fmt: skip
-        return True
 
     def enqueue(self, stream: int, input_address: int, output_address: int) -> None:
-        """Launches on `stream` straight through ``cuLaunchKernel``, without `__call__`'s
+        """Launches on `stream` straight through ``cuLaunchKernel``, without `launch_packed`'s
         checks: for a caller that has checked the stream, that the kernel's GPU is the current
         device with its context bound in this thread, and that no graph is being captured."""
         kernel, (x, y, z) = self.kernel, self.grid
@@ -105,12 +106,11 @@ class PreparedLaunch:
 
 
 class PreparedSequence:
-    """Steps (`PreparedLaunch`, or callables taking the input's and the output's addresses)
-    that share `workspace`, held here: per call `zero_bytes` at `zero_at` in it are zeroed, then
-    the steps run in order on the stream they were prepared for, checked once for all of them.
-    Calls from another thread or on another stream (whose workspace is another), with another
-    device current, and while a CUDA graph is captured (a captured call takes its workspace from
-    the graph's pool) launch nothing and return False."""
+    """Steps (`PreparedLaunch`, or callables of no arguments) that share `workspace`, held here:
+    per call `zero_bytes` at `zero_at` in it are zeroed, then the steps run in order on the stream
+    they were prepared for, checked once for all of them (`accepts`: not from another thread or
+    on another stream, whose workspace is another, nor with another device current, nor while a
+    CUDA graph is captured, where a call takes its workspace from the graph's pool)."""
 
     def __init__(
         self, steps: list, workspace: torch.Tensor, zero_at: int, zero_bytes: int, stream: int
@@ -121,22 +121,25 @@ class PreparedSequence:
         self.thread = threading.get_ident()
         self._bound = False  # the first call launches through Kernel.launch_packed (context)
 
-    def __call__(self, input_address: int, output_address: int) -> bool:
+    def accepts(self) -> Optional[int]:
+        """The stream a call now runs on, or None where it must not (see the class)."""
         stream = current_stream(self.index)
         if stream != self.stream or threading.get_ident() != self.thread or _capturing():
-            return False
-        runtime = cupy_module().cuda.runtime
-        if runtime.getDevice() != self.index:
-            return False
+            return None
+        return stream if cupy_module().cuda.runtime.getDevice() == self.index else None
+
+    def launch(self, stream: int, input_address: int, output_address: int) -> None:
+        """Runs the steps on `stream` (from `accepts`)."""
         if self.zero_bytes:
-            runtime.memsetAsync(self.zero_at, 0, self.zero_bytes, stream)
+            cupy_module().cuda.runtime.memsetAsync(self.zero_at, 0, self.zero_bytes, stream)
         for step in self.steps:
-            if self._bound and isinstance(step, PreparedLaunch):
+            if not isinstance(step, PreparedLaunch):
+                step()
+            elif self._bound:
                 step.enqueue(stream, input_address, output_address)
             else:
-                step(input_address, output_address)
+                step.launch(stream, input_address, output_address)
         self._bound = True
-        return True
 
 
 _capturing = torch.cuda.is_current_stream_capturing
