@@ -18,7 +18,11 @@ INT8_WGMMA_MIN_ROWS and int8_wgmma_plan's costs).
 With --dependent-launch: the default forward and LLM.int8() forced, weights cold in L2, in plain
 stream order and with programmatic dependent launch (sm_90), beside fp16.
 
-    python benches/kernel_choice.py [--quick] [--weight-only | --int8 | --dependent-launch]
+With --breakdown: LLM.int8() forced at threshold 6 (6 planted outlier columns) and 0, weights
+cold in L2, beside fp16, with each kernel's GPU time per forward (torch.profiler).
+
+    python benches/kernel_choice.py [--quick]
+        [--weight-only | --int8 | --dependent-launch | --breakdown]
         [--rows M ...] [--out choice.md]
 """
 
@@ -287,6 +291,67 @@ def dependent_launch_table(grid, rows) -> list[str]:
     return lines
 
 
+def kernel_times_us(call, x, replays: int = 20) -> dict[str, float]:
+    """GPU µs per forward of each kernel (and memset) `call` launches, from torch.profiler over
+    graph replays of CALLS_PER_GRAPH forwards (in plain stream order: a programmatic dependent's
+    time would include its wait for the kernel before it)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from llmint8.backends import driver
+
+    previous = driver.dependent_launch_enabled()
+    driver.set_dependent_launch(False)
+    try:
+        with torch.no_grad():
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for _ in range(CALLS_PER_GRAPH):
+                    call(x)
+        for _ in range(3):
+            graph.replay()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+            for _ in range(replays):
+                graph.replay()
+            torch.cuda.synchronize()
+    finally:
+        driver.set_dependent_launch(previous)
+    times: dict[str, float] = {}
+    for event in profiler.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            name = event.name.split("(")[0].removeprefix("void ").split("<")[0].strip()
+            times[name] = times.get(name, 0.0) + event.device_time_total
+    return {name: t / (replays * CALLS_PER_GRAPH) for name, t in times.items()}
+
+
+def breakdown_table(grid, rows) -> list[str]:
+    """LLM.int8() forced with 6 planted outlier columns at threshold 6 and at threshold 0 (the
+    same product without the outlier part), weights cold in L2: the graph-replayed µs per forward
+    beside fp16, and each kernel's GPU µs per forward (in plain stream order)."""
+    lines = [f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed, {CALLS_PER_GRAPH} "
+             "forwards per graph, weights cold in L2), LLM.int8() forced, 6 planted outlier "
+             "columns; kernels' µs per forward in plain stream order", ""]  # fmt: skip
+    lines += ["| K×N | M | fp16 | t=6 | t=6 kernels | t=0 | t=0 kernels |", "|---" * 7 + "|"]
+    print("\n".join(lines), flush=True)
+    for k, n in grid:
+        SCB, bias, CBs, fp16_call, _ = cold_layer(k, n)
+        for m in rows:
+            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+            x[:, torch.randperm(k)[:6]] *= 20
+            cells = [f"{graph_time_us(fp16_call, x):.1f}"]
+            for threshold in (6.0, 0.0):
+                call = cycling(partial(llmint8.functional.int8_linear, SCB=SCB, bias=bias,
+                                       threshold=threshold, arithmetic="int8"), CBs)  # fmt: skip
+                cells.append(f"{graph_time_us(call, x):.1f}")  # also warms the call up
+                kernels = sorted(kernel_times_us(call, x).items(), key=lambda item: -item[1])
+                cells.append(", ".join(f"{name} {t:.1f}" for name, t in kernels))
+            line = " | ".join([f"| {k}×{n}", str(m), *cells]) + " |"
+            print(line, flush=True)
+            lines.append(line)
+        torch.cuda.empty_cache()
+    return lines
+
+
 def write_table(lines: list[str], out) -> None:
     """The table's lines into the file `out` (none: printed already)."""
     if out:
@@ -303,16 +368,22 @@ def main(argv=None) -> int:
         "--dependent-launch", action="store_true",
         help="the default and LLM.int8() forwards in stream order and as dependent launches",
     )  # fmt: skip
+    parser.add_argument(
+        "--breakdown", action="store_true",
+        help="LLM.int8() at thresholds 6 and 0 with each kernel's time",
+    )  # fmt: skip
     parser.add_argument("--rows", type=int, nargs="+", help="row counts M")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
-    if args.weight_only or args.dependent_launch or args.int8:
+    if args.weight_only or args.dependent_launch or args.int8 or args.breakdown:
         grid = GRID[::3] if args.quick else GRID
         if args.weight_only:
             rows = args.rows or ([1, 16, 64] if args.quick else WEIGHT_ONLY_ROWS)
             lines = weight_only_table(grid, rows)
         elif args.dependent_launch:
             lines = dependent_launch_table(grid, args.rows or [1, 16, 48, 128])
+        elif args.breakdown:
+            lines = breakdown_table(grid, args.rows or [16, 128])
         else:
             lines = int8_table(grid, args.rows or ([8, 32, 128, 512] if args.quick else ROWS[2:]))
         write_table(lines, args.out)

@@ -21,9 +21,11 @@
 // fp32 ones, and where there are outlier columns (block z = 0 of a split K) adds their product:
 // chunks of 64 columns, Xc's staged swizzled in shared memory by the consumers as wgmma's B, the
 // weight's bytes at the listed columns converted into A fragments in registers (exact), fp16 /
-// bf16 wgmma accumulating onto the scaled sums. Without outlier columns and K unsplit the output
-// equals int8_gemm.cu's bit for bit (the same fp32 operations); with them, or K split (fp32
-// partial tiles added), the fp32 sums are added in another order.
+// bf16 wgmma accumulating onto the scaled sums (the first 16 columns' operands held in registers
+// from before the K loop, the weight's bytes picked from the ring's stages: OutlierChunk).
+// Without outlier columns and K unsplit the output equals int8_gemm.cu's bit for bit (the same
+// fp32 operations); with them, or K split (fp32 partial tiles added), the fp32 sums are added in
+// another order.
 //
 // Split K (SPLITS > 1) as weight_only_wgmma.cu: the SPLITS blocks of an output tile form a
 // thread-block cluster along grid z, each multiplies a contiguous range of K tiles and block r
@@ -52,6 +54,7 @@ constexpr int BN = 64 * CONSUMERS;        // weight rows per block
 constexpr int W_BYTES = BN * BK;          // a stage's weight tile
 constexpr int STEPS = BK / 32;            // wgmma k32 steps per stage
 constexpr int CHUNK = OUTLIER_CHUNK;      // outlier columns per step of the outlier product
+constexpr int HELD_STEPS = 1;             // k16 steps of the first outlier chunk held (OutlierChunk)
 
 template <int NTOK, int STAGES> struct Int8Tile {
   static constexpr int X_BYTES = NTOK * BK;  // a multiple of 1024 (the swizzle's period)
@@ -107,60 +110,135 @@ template <> struct WgmmaS8<128> {
 #undef S8_D8
 #undef S8_ARGS
 
-// The outlier product of one consumer thread (warp `warp` of its warpgroup, whose weight rows
-// start at `rows` in the tile), added onto d: the `outliers` columns in chunks of CHUNK, Xc's
-// rows [m0, m0 + NTOK) staged one chunk at a time in shared memory at `stage` (address `base`) by
-// all CONSUMER_THREADS threads, the weight's read in place (W's bytes at `columns`).
-template <typename T, int NTOK>
-__device__ __forceinline__ void add_outlier_product(float (&d)[NTOK / 2], unsigned char* stage, unsigned base,
-                                                    const T* __restrict__ Xc, int ldc,
-                                                    const signed char* __restrict__ W, int ldw,
-                                                    const int* __restrict__ columns, int outliers, int M,
-                                                    int N, int m0, int n0, int rows, int warp, int lane) {
+// The operands of one chunk of CHUNK outlier columns that a consumer thread (warp `warp` of its
+// warpgroup, whose weight rows start at `rows` in the tile) holds ahead of their use: for the
+// first HELD k16 steps, `at`, the list's columns c0 + 16 s + (2q, 2q + 1, 2q + 8, 2q + 9) (-1
+// past its end), and `w`, the weight's bytes of its rows n = g, g + 8 (lane rows) at them; and
+// `x`, its share of Xc's rows [m0, m0 + NTOK) as 16-byte pieces (piece p of row r: index 8 r + p,
+// zeros past M). Loaded before the K loop, these would wait on memory after it at the end of
+// every tile; and the weight's bytes, scattered reads of DRAM, slow the weight's stream: where a
+// column lies in the block's K range its bytes are picked from the ring's stages as the stream
+// brings them (`pick_outlier_bytes`), the others and Xc's pieces are loads issued before the K
+// loop and not waited for (benches/NOTES.md v19).
+template <int NTOK, int HELD> struct OutlierChunk {
+  static constexpr int PIECES = NTOK * 8 / CONSUMER_THREADS;
+  static_assert(PIECES * CONSUMER_THREADS == NTOK * 8, "the consumers share Xc's pieces evenly");
+  int at[HELD > 0 ? HELD : 1][4];
+  unsigned w[HELD > 0 ? HELD : 1][2][4];
+  int4 x[PIECES];
+};
+
+__device__ __forceinline__ unsigned load_byte_early(const signed char* p) {
+  unsigned v;
+  asm volatile("ld.global.nc.u8 %0, [%1];\n" : "=r"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ int4 load_piece_early(const void* p) {
+  int4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+
+// Column j's index in the list, or -1 past its `outliers` entries.
+__device__ __forceinline__ int listed(const int* __restrict__ columns, int j, int outliers) {
+  return j < outliers ? columns[j] : -1;
+}
+
+// Loads the chunk from list position c0; the held columns inside the block's K range
+// [k_begin, k_end) are left to `pick_outlier_bytes`.
+template <typename T, int NTOK, int HELD>
+__device__ __forceinline__ void load_outlier_chunk(OutlierChunk<NTOK, HELD>& chunk, int c0, const T* __restrict__ Xc,
+                                                   int ldc, const signed char* __restrict__ W, int ldw,
+                                                   const int* __restrict__ columns, int outliers, int M, int N,
+                                                   int m0, int n0, int rows, int warp, int lane, int k_begin,
+                                                   int k_end) {
   const int ctid = threadIdx.x - 128, g = lane / 4, q = lane % 4;
-  const int chunks = (outliers + CHUNK - 1) / CHUNK;
-  for (int chunk = 0; chunk < chunks; ++chunk) {
-    const int c0 = chunk * CHUNK;
-    named_barrier<1, CONSUMER_THREADS>();  // the ring (or the last chunk) is no longer read
-    // Xc[m0 + r, c0 + 8 p .. + 8) as 16-byte piece p of row r, 128-byte swizzle (zeros past M).
-    for (int i = ctid; i < NTOK * 8; i += CONSUMER_THREADS) {
-      const int r = i / 8, p = i % 8;
-      int4 v = make_int4(0, 0, 0, 0);
-      if (m0 + r < M) v = __ldg(reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + c0) + p);
-      *reinterpret_cast<int4*>(stage + r * 128 + ((p ^ (r & 7)) << 4)) = v;
-    }
-    // A fragments: weight rows n (lane rows g, g + 8) at outlier columns c0 + 16 s + (2q, 2q + 1,
-    // 2q + 8, 2q + 9) of the list (zero past it).
-    int a[CHUNK / 16][4];
 #pragma unroll
-    for (int s = 0; s < CHUNK / 16; ++s) {
-      int at[4];
+  for (int p = 0; p < OutlierChunk<NTOK, HELD>::PIECES; ++p) {
+    const int i = ctid + p * CONSUMER_THREADS, r = i / 8;
+    chunk.x[p] = make_int4(0, 0, 0, 0);
+    if (m0 + r < M) chunk.x[p] = load_piece_early(Xc + static_cast<long long>(m0 + r) * ldc + c0 + 8 * (i % 8));
+  }
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int j = c0 + 16 * s + 2 * q + (e & 1) + 8 * (e >> 1);
-        at[e] = j < outliers ? columns[j] : -1;
-      }
+  for (int s = 0; s < HELD; ++s)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int at = listed(columns, c0 + 16 * s + 2 * q + (e & 1) + 8 * (e >> 1), outliers);
+      const bool streamed = at >= k_begin && at < k_end;
+      chunk.at[s][e] = at;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int n = n0 + rows + 16 * warp + g + 8 * h;
-        const signed char* w = W + static_cast<long long>(min(n, N - 1)) * ldw;
-        unsigned word = 0;
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (at[e] >= 0 && n < N) word |= static_cast<unsigned>(static_cast<unsigned char>(w[at[e]])) << (8 * e);
-        to_pairs(word, a[s][h], a[s][2 + h], T{});
+        chunk.w[s][h][e] = 0;
+        if (at >= 0 && !streamed && n < N) chunk.w[s][h][e] = load_byte_early(W + static_cast<long long>(n) * ldw + at);
       }
     }
-    fence_async_shared();
-    named_barrier<1, CONSUMER_THREADS>();  // the chunk is staged
-    fence_operands(d);
-    wgmma_fence();
+}
+
+// The held bytes at columns inside [k0, k0 + BK), from the weight tile of a stage (`tile`: 128
+// rows of BK bytes, 128-byte swizzle; rows past N are zeros from the copy).
+template <int NTOK, int HELD>
+__device__ __forceinline__ void pick_outlier_bytes(OutlierChunk<NTOK, HELD>& chunk, const unsigned char* tile, int k0,
+                                                   int rows, int warp, int lane) {
 #pragma unroll
-    for (int s = 0; s < CHUNK / 16; ++s) Wgmma<NTOK, T>::run(d, a[s], descriptor(base + 32 * s));
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operands(d);
+  for (int s = 0; s < HELD; ++s)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const unsigned c = static_cast<unsigned>(chunk.at[s][e] - k0);
+      if (c < BK)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = rows + 16 * warp + lane / 4 + 8 * h;
+          chunk.w[s][h][e] = tile[r * BK + ((((c >> 4) ^ r) & 7) << 4) + (c & 15)];
+        }
+    }
+}
+
+// d += the chunk's product: the weight's A fragments (the held bytes, the other steps' read now),
+// Xc's pieces staged swizzled (128-byte rows) in shared memory at `stage` (address `base`) by all
+// CONSUMER_THREADS threads, then fp16 / bf16 wgmmas.
+template <typename T, int NTOK, int HELD>
+__device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], const OutlierChunk<NTOK, HELD>& chunk,
+                                                       int c0, const signed char* __restrict__ W, int ldw,
+                                                       const int* __restrict__ columns, int outliers, int N,
+                                                       int n0, int rows, int warp, int lane,
+                                                       unsigned char* stage, unsigned base) {
+  const int ctid = threadIdx.x - 128, g = lane / 4, q = lane % 4;
+  int a[CHUNK / 16][4];
+#pragma unroll
+  for (int s = 0; s < CHUNK / 16; ++s)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + rows + 16 * warp + g + 8 * h;
+      unsigned word = 0;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        unsigned byte = 0;
+        if (s < HELD) {
+          byte = chunk.w[s < HELD ? s : 0][h][e];
+        } else {
+          const int at = listed(columns, c0 + 16 * s + 2 * q + (e & 1) + 8 * (e >> 1), outliers);
+          if (at >= 0 && n < N) byte = static_cast<unsigned char>(W[static_cast<long long>(n) * ldw + at]);
+        }
+        word |= (byte & 0xffu) << (8 * e);
+      }
+      to_pairs(word, a[s][h], a[s][2 + h], T{});
+    }
+  named_barrier<1, CONSUMER_THREADS>();  // the ring (or the last chunk) is no longer read
+#pragma unroll
+  for (int p = 0; p < OutlierChunk<NTOK, HELD>::PIECES; ++p) {
+    const int i = ctid + p * CONSUMER_THREADS, r = i / 8;
+    *reinterpret_cast<int4*>(stage + r * 128 + (((i % 8) ^ (r & 7)) << 4)) = chunk.x[p];
   }
+  fence_async_shared();
+  named_barrier<1, CONSUMER_THREADS>();  // the chunk is staged
+  fence_operands(d);
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < CHUNK / 16; ++s) Wgmma<NTOK, T>::run(d, a[s], descriptor(base + 32 * s));
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operands(d);
 }
 
 // Producer stage i: K columns [k0, k0 + BK) of Xq's token rows from m0 and of the weight's rows
@@ -251,17 +329,35 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     wait_for_prerequisites();
     const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, q = lane % 4;
     const int rows = 64 * (group - 1);  // the warpgroup's weight rows in the tile
+    // The first outlier chunk's first HELD_STEPS k16 steps held from before the K loop on
+    // (OutlierChunk).
+    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+    const int k_begin = first * BK, k_end = min(K, (first + count) * BK);
+    OutlierChunk<NTOK, HELD_STEPS> held;
+    if (outliers > 0)
+      load_outlier_chunk<T, NTOK>(held, 0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, rows, warp, lane,
+                                  k_begin, k_end);
     int acc[NTOK / 2];
 #pragma unroll
     for (int j = 0; j < NTOK / 2; ++j) acc[j] = 0;
-    for (int i = 0; i < count; ++i) consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane);
+    for (int i = 0; i < count; ++i) {
+      consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane);
+      if (outliers > 0)  // stage i is handed back only after stage i + 1's wgmmas are issued
+        pick_outlier_bytes<NTOK>(held, ring + (i % STAGES) * C::STAGE_BYTES + C::X_BYTES, k_begin + i * BK, rows,
+                                 warp, lane);
+    }
     wgmma_wait<0>();
     fence_operands(acc);
     scale_by_rows<NTOK>(acc, d, absmax, m0, M, q);
-    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
-    if (outliers > 0)
-      add_outlier_product<T, NTOK>(d, ring, base, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, rows, warp,
-                                   lane);
+    if (outliers > 0) {
+      multiply_outlier_chunk<T, NTOK>(d, held, 0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
+      for (int c0 = CHUNK; c0 < outliers; c0 += CHUNK) {
+        OutlierChunk<NTOK, 0> next;
+        load_outlier_chunk<T, NTOK>(next, c0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, rows, warp, lane, 0,
+                                    0);
+        multiply_outlier_chunk<T, NTOK>(d, next, c0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
+      }
+    }
   }
   write_tile<T, NTOK, BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
 #else
