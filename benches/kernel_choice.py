@@ -69,7 +69,9 @@ def candidates(index: int, m: int, n: int, k: int) -> dict[str, backend.Plan]:
     return plans
 
 
-def graph_time_us(layer, x) -> float:
+def captured(layer, x) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of CALLS_PER_GRAPH calls `layer(x)` (one call first, on a side stream, so
+    that compilation and caches are out of it), replayed three times."""
     with torch.no_grad():
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -80,16 +82,21 @@ def graph_time_us(layer, x) -> float:
         with torch.cuda.graph(graph):
             for _ in range(CALLS_PER_GRAPH):
                 layer(x)
-        for _ in range(3):
-            graph.replay()
-        times = []
-        for _ in range(15):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1000 / CALLS_PER_GRAPH)
+    for _ in range(3):
+        graph.replay()
+    return graph
+
+
+def graph_time_us(layer, x) -> float:
+    graph = captured(layer, x)
+    times = []
+    for _ in range(15):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000 / CALLS_PER_GRAPH)
     return statistics.median(times)
 
 
@@ -302,13 +309,7 @@ def kernel_times_us(call, x, replays: int = 20) -> dict[str, float]:
     previous = driver.dependent_launch_enabled()
     driver.set_dependent_launch(False)
     try:
-        with torch.no_grad():
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                for _ in range(CALLS_PER_GRAPH):
-                    call(x)
-        for _ in range(3):
-            graph.replay()
+        graph = captured(call, x)
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as profiler:
             for _ in range(replays):
@@ -342,7 +343,7 @@ def breakdown_table(grid, rows) -> list[str]:
             for threshold in (6.0, 0.0):
                 call = cycling(partial(llmint8.functional.int8_linear, SCB=SCB, bias=bias,
                                        threshold=threshold, arithmetic="int8"), CBs)  # fmt: skip
-                cells.append(f"{graph_time_us(call, x):.1f}")  # also warms the call up
+                cells.append(f"{graph_time_us(call, x):.1f}")
                 kernels = sorted(kernel_times_us(call, x).items(), key=lambda item: -item[1])
                 cells.append(", ".join(f"{name} {t:.1f}" for name, t in kernels))
             line = " | ".join([f"| {k}×{n}", str(m), *cells]) + " |"
