@@ -144,6 +144,13 @@ def wgmma_label(tokens: int, splits: int) -> str:
     return f"wgmma{tokens}" + (f"/k{splits}" if splits > 1 else "")
 
 
+def planted_input(m: int, k: int) -> torch.Tensor:
+    """fp16 activations [m, k] with 6 random input columns scaled by 20: planted outlier columns."""
+    x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+    x[:, torch.randperm(k)[:6]] *= 20
+    return x
+
+
 def cold_layer(k: int, n: int):
     """A random K×N layer's int8 scales and bias, copies of its int8 weight (more bytes than the
     L2 holds), and fp16 `nn.Linear` and LLM.int8() calls that cycle through their copies."""
@@ -165,8 +172,7 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
     SCB, bias, CBs, fp16_call, int8_call = cold_layer(k, n)
     lines = []
     for m in rows:
-        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-        x[:, torch.randperm(k)[:6]] *= 20
+        x = planted_input(m, k)
         fp16, int8 = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
         times = {}
         small = backend.weight_only_tiles(index, m, n)
@@ -211,8 +217,7 @@ def int8_row(k: int, n: int, rows) -> list[str]:
     chosen_plan = backend.plan
     lines = []
     for m in rows:
-        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-        x[:, torch.randperm(k)[:6]] *= 20
+        x = planted_input(m, k)
         plans = {"cublas": backend.Plan("cublas", 32 if m <= 32 else 64)}
         plans |= {f"gemm{bm}": backend.Plan("gemm", bm, 1, 0) for bm in (64, 128)}
         for tokens, _ in backend.INT8_WGMMA_TOKEN_TILES if wgmma else []:
@@ -280,8 +285,7 @@ def dependent_launch_table(grid, rows) -> list[str]:
         for k, n in grid:
             SCB, bias, CBs, fp16_call, _ = cold_layer(k, n)
             for m in rows:
-                x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-                x[:, torch.randperm(k)[:6]] *= 20
+                x = planted_input(m, k)
                 cells = [f"{graph_time_us(fp16_call, x):.1f}"]
                 for arithmetic in ("auto", "int8"):
                     call = partial(llmint8.functional.int8_linear, SCB=SCB, bias=bias,
@@ -337,8 +341,7 @@ def breakdown_table(grid, rows) -> list[str]:
     for k, n in grid:
         SCB, bias, CBs, fp16_call, _ = cold_layer(k, n)
         for m in rows:
-            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-            x[:, torch.randperm(k)[:6]] *= 20
+            x = planted_input(m, k)
             cells = [f"{graph_time_us(fp16_call, x):.1f}"]
             for threshold in (6.0, 0.0):
                 call = cycling(partial(llmint8.functional.int8_linear, SCB=SCB, bias=bias,
@@ -401,8 +404,7 @@ def main(argv=None) -> int:
             k, n, has_fp16_weights=False, threshold=6.0, arithmetic="int8"
         ).cuda()
         for m in rows:
-            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-            x[:, torch.randperm(k)[:6]] *= 20
+            x = planted_input(m, k)
             picked = chosen_plan(
                 index, m, n, k, cublas_ok=cublas_takes(n, k), wgmma_ok=backend.uses_wgmma(index)
             )  # fmt: skip
