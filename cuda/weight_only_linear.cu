@@ -65,9 +65,12 @@ __device__ __forceinline__ int4 load_weights(const signed char* p, int k, int K)
 
 // One lane's operands of a chunk of 64 * SPAN columns: per 16-row tile its two weight rows
 // (g, g + 8), 16 * SPAN contiguous bytes each; per 8-token tile its token's 16 * SPAN columns.
-template <int ROW_TILES, int TOKEN_TILES, int SPAN>
-struct Chunk {
+template <int ROW_TILES, int SPAN>
+struct WeightChunk {
   int4 w[ROW_TILES][2][SPAN];
+};
+template <int TOKEN_TILES, int SPAN>
+struct ActivationChunk {
   int4 x[TOKEN_TILES][2 * SPAN];
 };
 }  // namespace
@@ -114,8 +117,9 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     x_inside[tt] = m < M;
     x_rows[tt] = X + (long long)min(m, M - 1) * ldx;
   }
-  using Operands = Chunk<ROW_TILES, TOKEN_TILES, SPAN>;
-  auto load = [&](Operands& c, int chunk) {
+  using Weights = WeightChunk<ROW_TILES, SPAN>;
+  using Activations = ActivationChunk<TOKEN_TILES, SPAN>;
+  auto load_w = [&](Weights& wc, int chunk) {
 #pragma unroll
     for (int sp = 0; sp < SPAN; ++sp) {
       const int k = chunk * CHUNK + 16 * (SPAN * q + sp);
@@ -123,11 +127,17 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
       for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-          c.w[rt][h][sp] = w_inside[rt][h] && k < K ? load_weights<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
+          wc.w[rt][h][sp] = w_inside[rt][h] && k < K ? load_weights<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
+    }
+  };
+  auto load_x = [&](Activations& xc, int chunk) {
+#pragma unroll
+    for (int sp = 0; sp < SPAN; ++sp) {
+      const int k = chunk * CHUNK + 16 * (SPAN * q + sp);
 #pragma unroll
       for (int tt = 0; tt < TOKEN_TILES; ++tt) {
-        c.x[tt][2 * sp] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k, K) : make_int4(0, 0, 0, 0);
-        c.x[tt][2 * sp + 1] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k + 8, K) : make_int4(0, 0, 0, 0);
+        xc.x[tt][2 * sp] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k, K) : make_int4(0, 0, 0, 0);
+        xc.x[tt][2 * sp + 1] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k + 8, K) : make_int4(0, 0, 0, 0);
       }
     }
   };
@@ -139,21 +149,21 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     for (int tt = 0; tt < TOKEN_TILES; ++tt)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[rt][tt][r] = 0.0f;
-  auto multiply = [&](const Operands& c) {
+  auto multiply = [&](const Weights& wc, const Activations& xc) {
 #pragma unroll
     for (int s = 0; s < 4 * SPAN; ++s) {
       int b[TOKEN_TILES][2];
 #pragma unroll
       for (int tt = 0; tt < TOKEN_TILES; ++tt) {
-        const int* x = reinterpret_cast<const int*>(&c.x[tt][0]);  // 8 * SPAN words
+        const int* x = reinterpret_cast<const int*>(&xc.x[tt][0]);  // 8 * SPAN words
         b[tt][0] = x[2 * s];
         b[tt][1] = x[2 * s + 1];
       }
 #pragma unroll
       for (int rt = 0; rt < ROW_TILES; ++rt) {
         int a[4];
-        to_pairs(reinterpret_cast<const unsigned*>(&c.w[rt][0])[s], a[0], a[2], T{});
-        to_pairs(reinterpret_cast<const unsigned*>(&c.w[rt][1])[s], a[1], a[3], T{});
+        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][0])[s], a[0], a[2], T{});
+        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][1])[s], a[1], a[3], T{});
 #pragma unroll
         for (int tt = 0; tt < TOKEN_TILES; ++tt) mma_f16(acc[rt][tt], a, b[tt], T{});
       }
@@ -161,17 +171,28 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
   };
 
   const int chunks = (K + CHUNK - 1) / CHUNK;
+  // This warp's chunks: k_group + i * WARP_K for i < count.
+  const int count = k_group < chunks ? (chunks - k_group + WARP_K - 1) / WARP_K : 0;
   if constexpr (STAGES == 0) {
-    // Two chunks in registers: the next one loads while this one is multiplied.
-    Operands ring[2];
-    if (k_group < chunks) load(ring[0], k_group);
-    for (int first = k_group; first < chunks; first += 2 * WARP_K) {
+    // Two chunks in registers: the next one loads while this one is multiplied. In this form (the
+    // loop counts the warp's own chunks) the 1x1x1x1 tile takes 48 registers, not 60: five blocks
+    // per SM, 8192x28672 at one row 62.4 -> 59.4 us (benches/NOTES.md v24).
+    Weights w[2];
+    Activations x[2];
+    if (count > 0) {
+      load_w(w[0], k_group);
+      load_x(x[0], k_group);
+    }
+    for (int first = 0; first < count; first += 2) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int chunk = first + i * WARP_K;
-        if (chunk < chunks) {
-          if (chunk + WARP_K < chunks) load(ring[1 - i], chunk + WARP_K);
-          multiply(ring[i]);
+      for (int j = 0; j < 2; ++j) {
+        const int i = first + j;
+        if (i < count) {
+          if (i + 1 < count) {
+            load_w(w[1 - j], k_group + (i + 1) * WARP_K);
+            load_x(x[1 - j], k_group + (i + 1) * WARP_K);
+          }
+          multiply(w[j], x[j]);
         }
       }
     }
@@ -210,21 +231,20 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
               cp_async16_cached(slot + (W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32, bytes ? x_rows[tt] + k + 8 * e : X, bytes);
       }
     };
-    auto read = [&](Operands& c, int stage) {
+    auto read = [&](Weights& wc, Activations& xc, int stage) {
       const int4* slot = mine + stage * PIECES * 32;
 #pragma unroll
       for (int sp = 0; sp < SPAN; ++sp) {
 #pragma unroll
         for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
-          for (int h = 0; h < 2; ++h) c.w[rt][h][sp] = slot[((rt * 2 + h) * SPAN + sp) * 32];
+          for (int h = 0; h < 2; ++h) wc.w[rt][h][sp] = slot[((rt * 2 + h) * SPAN + sp) * 32];
 #pragma unroll
         for (int tt = 0; tt < TOKEN_TILES; ++tt)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) c.x[tt][2 * sp + e] = slot[(W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32];
+          for (int e = 0; e < 2; ++e) xc.x[tt][2 * sp + e] = slot[(W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32];
       }
     };
-    const int count = k_group < chunks ? (chunks - k_group + WARP_K - 1) / WARP_K : 0;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
       if (s < count) issue(k_group + s * WARP_K, s);
@@ -236,9 +256,10 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
       cp_async_commit();
       cp_async_wait<STAGES - 1>();  // chunk i has landed (this lane's own copies)
       asm volatile("" ::: "memory");  // and is read after the wait
-      Operands c;
-      read(c, stage);
-      multiply(c);
+      Weights wc;
+      Activations xc;
+      read(wc, xc, stage);
+      multiply(wc, xc);
       stage = stage + 1 == STAGES ? 0 : stage + 1;
       refill = refill + 1 == STAGES ? 0 : refill + 1;
     }

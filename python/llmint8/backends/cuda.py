@@ -152,7 +152,10 @@ WGMMA_STREAM_K_COST = 20.0
 # once for both halves).
 WGMMA_WIDE_TOKEN_COST, WGMMA_WIDE_COST = 0.0074, 8.0
 REGISTERS_PER_SM, THREADS_PER_SM, REGISTER_GRANULE = 65536, 2048, 8
-ACTIVATION_REREAD_COST = 0.25  # an L2 byte against a DRAM byte, fitted on the H200
+# An activation byte a weight_only_linear.cu block re-reads against a weight byte it streams, by
+# token tiles: up to 8 tokens' rows stay in L1, 16 tokens' come from L2 (fitted on the H200,
+# benches/NOTES.md v24).
+ACTIVATION_REREAD_COST = {1: 0.05, 2: 0.25}
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
@@ -691,10 +694,10 @@ def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") ->
     weight; blocks in waves do as well with the register tiles, which fit more blocks per SM.
     Otherwise the register tile of least estimated cost: the weight bytes plus the activation
     re-reads (each block reads its tokens' rows once: 2 * tokens / rows-per-block times the
-    weight bytes, from L2 at a quarter of the cost), over the fill of the GPU's resident block
-    slots (blocks / slots over its ceiling: a last wave that is nearly empty costs as much as a
-    full one). Checked against every tile by benches/kernel_choice.py --weight-only (weights
-    cold in L2)."""
+    weight bytes, at ACTIVATION_REREAD_COST of a weight byte's cost), over the fill of the GPU's
+    resident block slots (blocks / slots over its ceiling: a last wave that is nearly empty costs
+    as much as a full one). Checked against every tile by benches/kernel_choice.py --weight-only
+    (weights cold in L2)."""
     key = (index, m, n, dtype_name)
     found = _weight_only_tiles.get(key)
     if found is not None:
@@ -724,7 +727,7 @@ def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") ->
         blocks, slots = blocks_and_slots(tile)
         waves = blocks / slots
         tokens = min(m, 8 * token_tiles)  # each reads 2 bytes per column of K, a weight row 1
-        rereads = ACTIVATION_REREAD_COST * 2 * tokens / (16 * row_tiles * warp_rows)
+        rereads = ACTIVATION_REREAD_COST[tiles] * 2 * tokens / (16 * row_tiles * warp_rows)
         cost = (1 + rereads) * math.ceil(waves) / waves
         if cost < best_cost - 1e-9:
             best, best_cost = tile, cost
