@@ -13,13 +13,17 @@
 // In mode 1 elements of an outlier column that are themselves below t keep their int8 value: the
 // GEMM epilogue takes whole outlier columns out exactly (int32), so no second pass is needed here.
 //
-// Launch: grid = rows (one block per row), block = 256 threads (a multiple of 32: each warp reads
-// whole mask words), no shared memory beyond statics.
+// Launch: grid = rows (one block per row), block = THREADS threads (256, 512 or 1024: each warp
+// reads whole mask words), no shared memory beyond statics. A row's block is the kernel's only
+// parallelism for it: with few rows (fewer blocks than SMs) a wide block spreads a long row over
+// more warps (H200, 128 rows of 11008 fp16 with outliers: 256 threads 6.1 us, 1024 threads 4.9;
+// a copy of the bytes 2.1; benches/NOTES.md v26).
 // Pointers: x [rows, cols] row-major (T = __half, __nv_bfloat16 or float), q [rows, q_stride] int8,
 // absmax [rows] float32, mask [ceil(cols / 32)] uint32 (zeroed by the caller in mode 1).
 // VEC: x 16-byte aligned and cols, q_stride multiples of 16: each thread reads 16 bytes of x at a
-// time (V = 16 / sizeof(T) columns), keeps the first 4 * 256 * V columns in registers for the
-// second pass, and writes their V int8 codes as one store; otherwise element by element.
+// time (V = 16 / sizeof(T) columns), keeps the first KEPT * THREADS * V columns in registers for
+// the second pass (KEPT = 4 for 256 threads, 2 for wider blocks: 64 registers at 1024), and writes
+// their V int8 codes as one store; otherwise element by element.
 // Measured on the H200 (benches/NOTES.md v11): 128 rows of 8192 fp16, 19.6 us element by element.
 #include "common.cuh"
 
@@ -59,8 +63,8 @@ __device__ __forceinline__ void store_codes(signed char* row, int k, int cols, c
 }
 }  // namespace
 
-template <typename T, bool VEC>
-__global__ void __launch_bounds__(256) quantize_rows(
+template <typename T, bool VEC, int THREADS>
+__global__ void __launch_bounds__(THREADS, 1) quantize_rows(
     const T* __restrict__ x, signed char* __restrict__ q, float* __restrict__ absmax,
     unsigned int* __restrict__ mask, long long rows, int cols, int q_stride, float threshold,
     int mode) {
@@ -68,13 +72,13 @@ __global__ void __launch_bounds__(256) quantize_rows(
   wait_for_prerequisites();
   constexpr int V = VEC ? 16 / sizeof(T) : 1;  // columns per thread and step
   constexpr int GROUP = 32 / V;                // lanes sharing one 32-column mask word
-  constexpr int KEPT = VEC ? 4 : 0;            // steps whose 16 bytes stay in registers
+  constexpr int KEPT = VEC ? (THREADS > 256 ? 2 : 4) : 0;  // steps whose 16 bytes stay in registers
   const long long row = blockIdx.x;
   if (row >= rows) return;
   const T* xr = x + row * (long long)cols;
   signed char* qr = q + row * (long long)q_stride;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int stride = blockDim.x * V;
+  constexpr int stride = THREADS * V;
   // The V columns' bits of the (static) mask: k is a multiple of V, so they share one word.
   auto static_bits = [&](int k) {
     return mode == 2 && k < cols ? (mask[k >> 5] >> (k & 31)) & ((1u << V) - 1u) : 0u;
@@ -125,8 +129,8 @@ __global__ void __launch_bounds__(256) quantize_rows(
     scan(v, warp_k + lane * V);
   }
   // Block reduction of (max, any NaN).
-  __shared__ float warp_max[32];
-  __shared__ int warp_nan[32];
+  __shared__ float warp_max[THREADS / 32];
+  __shared__ int warp_nan[THREADS / 32];
   for (int offset = 16; offset > 0; offset >>= 1) {
     local_max = fmaxf(local_max, __shfl_xor_sync(0xffffffffu, local_max, offset));
     local_nan |= __shfl_xor_sync(0xffffffffu, (int)local_nan, offset);
@@ -137,7 +141,7 @@ __global__ void __launch_bounds__(256) quantize_rows(
   if (threadIdx.x == 0) {
     float m = 0.0f;
     int any_nan = 0;
-    for (int w = 0; w < (int)(blockDim.x >> 5); ++w) { m = fmaxf(m, warp_max[w]); any_nan |= warp_nan[w]; }
+    for (int w = 0; w < THREADS / 32; ++w) { m = fmaxf(m, warp_max[w]); any_nan |= warp_nan[w]; }
     row_absmax = any_nan ? __int_as_float(0x7fc00000) : m;
     absmax[row] = row_absmax;
   }
@@ -167,15 +171,18 @@ __global__ void __launch_bounds__(256) quantize_rows(
     load_elements<T, V, VEC>(xr, k, cols, v);
     emit(v, k);
   }
-  for (int k = cols + threadIdx.x; k < q_stride; k += blockDim.x) qr[k] = 0;  // padding
+  for (int k = cols + threadIdx.x; k < q_stride; k += THREADS) qr[k] = 0;  // padding
 }
 
-#define INSTANTIATE(T, VEC)                                                                        \
-  template __global__ void quantize_rows<T, VEC>(const T*, signed char*, float*, unsigned int*,   \
-                                                 long long, int, int, float, int);
-INSTANTIATE(__half, true)
-INSTANTIATE(__half, false)
-INSTANTIATE(__nv_bfloat16, true)
-INSTANTIATE(__nv_bfloat16, false)
-INSTANTIATE(float, true)
-INSTANTIATE(float, false)
+#define INSTANTIATE(T, VEC, THREADS)                                                               \
+  template __global__ void quantize_rows<T, VEC, THREADS>(const T*, signed char*, float*,          \
+                                                          unsigned int*, long long, int, int,      \
+                                                          float, int);
+#define INSTANTIATE_WIDTHS(T, VEC) \
+  INSTANTIATE(T, VEC, 256) INSTANTIATE(T, VEC, 512) INSTANTIATE(T, VEC, 1024)
+INSTANTIATE_WIDTHS(__half, true)
+INSTANTIATE_WIDTHS(__half, false)
+INSTANTIATE_WIDTHS(__nv_bfloat16, true)
+INSTANTIATE_WIDTHS(__nv_bfloat16, false)
+INSTANTIATE_WIDTHS(float, true)
+INSTANTIATE_WIDTHS(float, false)

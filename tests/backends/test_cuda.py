@@ -94,6 +94,34 @@ def test_quantize_vector_and_element_paths_agree(mode):
         assert len(expected[2]) == 9
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["plain", "detect", "static"])
+@pytest.mark.parametrize(
+    "m, k",
+    [(1, 4104), (37, 8192), (128, 11008), (5, 16400), (3, 16393), (300, 8192)],
+)
+def test_quantize_blocks_of_every_width_match_cpu(m, k, mode, dtype):
+    """quantize_rows.cu's block widens to 512 or 1024 threads where few rows leave SMs idle
+    (`quantize_threads`): rows kept in registers over one or two steps, re-read past them
+    (16400 columns), element by element (odd K), and 256 threads for many rows, all give the
+    CPU's codes, scales and outlier columns bit for bit."""
+    from llmint8.backends.cuda_kernels import quantize_threads, sm_count
+
+    x, _, _ = _inputs(m * 7 + k, m, k, 1, dtype, outliers=11)
+    threshold = 0.0 if mode == "plain" else 6.0
+    cols = torch.tensor([0, 777, k - 1]) if mode == "static" else None
+    expected = cpu_backend.quantize_rows(x, threshold, cols)
+    got = cuda_backend.quantize_rows(x.cuda(), threshold, None if cols is None else cols.cuda())
+    for part, want in zip(got, expected):
+        assert torch.equal(part.cpu(), want)
+    if mode == "detect":  # the columns holding any |x| >= 6: planted ones only, some at m = 1
+        holding = (x.float().abs() >= threshold).any(dim=0).nonzero().flatten()
+        assert len(holding) >= 5 and torch.equal(got[2].cpu(), holding)
+    width = 16 // x.element_size() if k % 16 == 0 else 1
+    threads = quantize_threads(m, k, width, sm_count(0))
+    assert threads == (256 if m >= 2 * sm_count(0) else 1024 if k > 4096 else 512)
+
+
 @settings(max_examples=40)
 @given(seed=st.integers(0, 2**31), m=rows, k=features, n=features)
 def test_int32_accumulators_equal_cpu(seed, m, k, n):

@@ -61,6 +61,27 @@ def test_every_kernel_instantiation_compiles(file, arch):
     assert ".entry" in nvrtc.getPTX(program).decode(errors="replace")
 
 
+@pytest.mark.parametrize(
+    "rows, cols, width, expected",
+    [
+        (1, 4096, 8, 512),  # one vector of 8 fp16 per thread
+        (128, 8192, 8, 1024),
+        (128, 11008, 8, 1024),  # wider than the widest block: 1024, two steps
+        (128, 2048, 8, 256),  # never narrower than 256
+        (128, 4096, 1, 1024),  # element by element
+        (128, 4096, 4, 1024),  # fp32
+        (264, 8192, 8, 256),  # the rows alone fill every SM twice
+        (4096, 8192, 8, 256),
+    ],
+)
+def test_quantize_block_widens_only_for_few_rows(rows, cols, width, expected):
+    threads = kernels.quantize_threads(rows, cols, width, sms=132)
+    assert threads == expected
+    name = kernels.quantize_name("__half", True, threads)
+    assert name in kernels.EXPRESSIONS["quantize_rows.cu"]
+    assert kernels.EXPRESSION_THREADS[name] == threads
+
+
 def test_arch_specific_binaries_compile_once_and_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path))
     file = "weight_only_wgmma.cu"

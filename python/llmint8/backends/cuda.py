@@ -67,6 +67,7 @@ from .cuda_kernels import (
     int8_wgmma_shared_memory,
     kernel,
     quantize_name,
+    quantize_threads,
     shared_memory_per_block,
     shared_memory_per_sm,
     sm_count,
@@ -330,7 +331,10 @@ def _quantize_launch(x: Tensor, q_ptr: int, absmax_ptr: int, mask_ptr: int, mode
     address (the vector kernel where x, k and the int8 rows allow 16-byte loads)."""
     m, k = x.shape
     vec = _quantize_vectorized(x, q_ptr)
-    quantize = kernel(x.device.index, "quantize_rows.cu", quantize_name(C_TYPES[x.dtype], vec))
+    index = x.device.index
+    threads = quantize_threads(m, k, 16 // x.element_size() if vec else 1, sm_count(index))
+    name = quantize_name(C_TYPES[x.dtype], vec, threads)
+    quantize = kernel(index, "quantize_rows.cu", name)
     args = (x.data_ptr(), q_ptr, absmax_ptr, mask_ptr, m, k, k, threshold, mode)
     return _Launch(quantize, (m, 1, 1), 0, args, 0, None, False)
 

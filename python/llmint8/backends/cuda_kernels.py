@@ -288,7 +288,8 @@ def _compile_group(index: int, file: str, group: str) -> None:
                         function.ptr, _MAX_DYNAMIC_SHARED_SIZE_BYTES, size
                     )
             layout = KERNEL_LAYOUTS.get(name.split("<")[0], LAYOUTS[file])
-            kernels[(index, file, name)] = Kernel(function, index, layout, threads)
+            width = EXPRESSION_THREADS.get(name, threads)
+            kernels[(index, file, name)] = Kernel(function, index, layout, width)
     _modules[(index, file, group)] = module
     _kernels.update(kernels)
 
@@ -417,8 +418,24 @@ def gemm_name(dtype_name: str, aligned: bool, mode: int, tile_rows: int) -> str:
     return f"int8_gemm<{dtype_name}, {'true' if aligned else 'false'}, {mode}, {tile_rows}>"
 
 
-def quantize_name(dtype_name: str, vec: bool) -> str:
-    return f"quantize_rows<{dtype_name}, {'true' if vec else 'false'}>"
+# quantize_rows.cu's blocks (one per row): wide ones where few rows leave SMs idle.
+QUANTIZE_THREADS = (256, 512, 1024)
+
+
+def quantize_name(dtype_name: str, vec: bool, threads: int = THREADS) -> str:
+    return f"quantize_rows<{dtype_name}, {'true' if vec else 'false'}, {threads}>"
+
+
+def quantize_threads(rows: int, cols: int, vector_width: int, sms: int) -> int:
+    """quantize_rows.cu's block for `rows` rows of `cols` columns read `vector_width` at a time:
+    256 threads once the rows alone fill every SM twice, else the narrowest block that gives
+    each thread one vector of the row (at most 1024). On the H200 128 rows of 11008 fp16 with
+    outliers take 4.9 us with 1024 threads against 6.1 with 256 (benches/NOTES.md v26); from
+    512 rows on wide blocks measured slower (10.0 against 13.1 us at 512 rows of 8192)."""
+    if rows >= 2 * sms:
+        return THREADS
+    vectors = -(-cols // vector_width)
+    return next((t for t in QUANTIZE_THREADS if t >= vectors), QUANTIZE_THREADS[-1])
 
 
 def _gemm_name_shared_memory(name: str) -> int:
@@ -610,8 +627,18 @@ def _gemv_names() -> list[str]:
     return [*names, gemv_name("__half", 16, True, 0), gemv_name("__half", 16, False, 0)]
 
 
+def _quantize_names() -> dict[str, int]:
+    """quantize_rows.cu's instantiations and the block each launches with."""
+    return {
+        quantize_name(t, v, n): n
+        for t in C_TYPES.values()
+        for v in (True, False)
+        for n in QUANTIZE_THREADS
+    }
+
+
 EXPRESSIONS = {
-    "quantize_rows.cu": [quantize_name(t, v) for t in C_TYPES.values() for v in (True, False)],
+    "quantize_rows.cu": list(_quantize_names()),
     "int8_gemm.cu": _gemm_names(),
     "int8_gemv.cu": _gemv_names(),
     "gather_outlier_columns.cu": [f"gather_outlier_columns<{t}>" for t in C_TYPES.values()],
@@ -648,6 +675,8 @@ EXPRESSIONS = {
 # Files compiled for one architecture's specific target alone, and the blocks not of THREADS.
 ARCH_SPECIFIC = {"weight_only_wgmma.cu": WGMMA_CAPABILITY, "int8_wgmma.cu": WGMMA_CAPABILITY}
 FILE_THREADS = {"weight_only_wgmma.cu": WGMMA_THREADS, "int8_wgmma.cu": WGMMA_THREADS}
+# Instantiations whose block is a template parameter of their own.
+EXPRESSION_THREADS = _quantize_names()
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 LAYOUTS = {
     "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
