@@ -1,8 +1,9 @@
 """Host time of one Linear8bitLt forward on CUDA (the eager path from forward() to the launches),
 what its steps cost one by one, where it goes (cProfile), and the compiled kernels' register and
 local-memory use. Forwards that need no gradient run a launch prepared once per input shape
-(the weight-only product's one launch, LLM.int8()'s memset and three launches); `general path`
-is the same product without it.
+(the weight-only product's one launch, LLM.int8()'s two to four launches: no memset where the
+gather kernel leaves the stream's outlier mask zeroed); `general path` is the same product
+without it.
 
     python benches/host_overhead.py
 """

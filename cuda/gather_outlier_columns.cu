@@ -21,6 +21,11 @@
 // OUTLIER_CHUNK, at least cols rounded up to one; xc and wc 16-byte aligned), count [1] int32,
 // columns [cols] int32 or null: where set, block 0 also writes the list c_0 .. c_{C-1} there (for
 // int8_wgmma.cu, which reads the weight's outlier columns in place: it passes rows_w = 0).
+// clear = 1: the mask is the stream's own (the caller keeps it zeroed between calls instead of
+// zeroing it before each), with an arrival counter at mask[ceil(cols / 32)]; each block counts
+// itself in once it has read the mask for the last time, and the last one zeroes the mask words
+// and the counter, leaving both as the next call's quantize kernel expects them. Nothing reads
+// the mask after this kernel (the products take the list or the gathered columns).
 #include "common.cuh"
 
 using namespace llmint8;
@@ -71,14 +76,34 @@ __device__ __forceinline__ void copy_columns(const E* __restrict__ src, E* __res
     }
   }
 }
+// clear = 1 (see the header): counts this block in once it has read the mask for the last time
+// (thread 0; the fence orders its reads before the count) and returns the counter's old value.
+__device__ __forceinline__ unsigned int count_in(unsigned int* mask, int words, int clear) {
+  if (!clear || threadIdx.x != 0) return 0u;
+  __threadfence();
+  return atomicAdd(&mask[words], 1u);
+}
+
+// The last block to count in (the old value from `count_in` in thread 0) zeroes the mask and the
+// counter: every block has read the mask by then.
+__device__ __forceinline__ void leave_mask_zeroed(unsigned int* mask, int words, int clear,
+                                                  unsigned int arrived) {
+  if (!clear) return;
+  __shared__ int last;
+  if (threadIdx.x == 0) last = arrived == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int w = threadIdx.x; w <= words; w += THREADS) mask[w] = 0u;
+}
 }  // namespace
 
 template <typename T>
 __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
-    const unsigned int* __restrict__ mask, const T* __restrict__ x, int ldx,
-    signed char* __restrict__ q, int ldq, const signed char* __restrict__ w, int ldw,
-    T* __restrict__ xc, signed char* __restrict__ wc, int ldc, int* __restrict__ count,
-    int rows_x, int rows_w, int cols, int* __restrict__ columns) {
+    unsigned int* __restrict__ mask, const T* __restrict__ x, int ldx, signed char* __restrict__ q,
+    int ldq, const signed char* __restrict__ w, int ldw, T* __restrict__ xc,
+    signed char* __restrict__ wc, int ldc, int* __restrict__ count, int rows_x, int rows_w,
+    int cols, int* __restrict__ columns, int clear) {
   allow_dependents();
   wait_for_prerequisites();
   __shared__ __align__(16) int list[LIST_CAPACITY];
@@ -86,8 +111,9 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const long long first_row = (long long)blockIdx.x * ROWS_PER_BLOCK + warp;
   const long long rows = (long long)rows_x + rows_w, row_step = (long long)gridDim.x * ROWS_PER_BLOCK;
+  const int words = (cols + 31) / 32;
   OutlierColumns<THREADS> outliers;
-  outliers.count(mask, 0, (cols + 31) / 32, scan_scratch);
+  outliers.count(mask, 0, words, scan_scratch);
   const int total = outliers.total;
   if (blockIdx.x == 0 && threadIdx.x == 0) *count = total;
   const int padded = (total + OUTLIER_CHUNK - 1) / OUTLIER_CHUNK * OUTLIER_CHUNK;
@@ -98,6 +124,7 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     // zero the int8 activations). Measured on 8192x28672 at M = 128 with 6 columns: 15.5 us
     // with a warp per row (benches/NOTES.md v11).
     outliers.fill(mask, 0, LIST_CAPACITY, list);
+    const unsigned int arrived = count_in(mask, words, clear);  // the mask is read: count in
     if (columns != nullptr && blockIdx.x == 0)
       for (int j = threadIdx.x; j < total; j += THREADS) columns[j] = list[j];
     for (long long row = first_row; row < rows_x; row += row_step) {
@@ -118,6 +145,7 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
         if (e < elements) wc[(long long)n * ldc + j] = v[u];
       }
     }
+    leave_mask_zeroed(mask, words, clear, arrived);
     return;
   }
   for (int window = 0; window < total; window += LIST_CAPACITY) {
@@ -134,22 +162,21 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     }
     __syncthreads();  // the list is read before the next window overwrites it
   }
+  const unsigned int arrived = count_in(mask, words, clear);  // the mask is read: count in
   // Zeros up to the next multiple of OUTLIER_CHUNK columns: the GEMM multiplies whole chunks.
   for (long long row = first_row; row < rows; row += row_step)
     for (int j = total + lane; j < padded; j += 32) {
       if (row < rows_x) xc[row * ldc + j] = from_float<T>(0.0f);
       else wc[(row - rows_x) * ldc + j] = 0;
     }
+  leave_mask_zeroed(mask, words, clear, arrived);
 }
 
-template __global__ void gather_outlier_columns<__half>(const unsigned int*, const __half*, int,
-                                                        signed char*, int, const signed char*, int,
-                                                        __half*, signed char*, int, int*, int, int,
-                                                        int, int*);
-template __global__ void gather_outlier_columns<__nv_bfloat16>(
-    const unsigned int*, const __nv_bfloat16*, int, signed char*, int, const signed char*, int,
-    __nv_bfloat16*, signed char*, int, int*, int, int, int, int*);
-template __global__ void gather_outlier_columns<float>(const unsigned int*, const float*, int,
-                                                       signed char*, int, const signed char*, int,
-                                                       float*, signed char*, int, int*, int, int,
-                                                       int, int*);
+#define INSTANTIATE(T)                                                                        \
+  template __global__ void gather_outlier_columns<T>(unsigned int*, const T*, int, signed char*,  \
+                                                     int, const signed char*, int, T*,            \
+                                                     signed char*, int, int*, int, int, int, int*, \
+                                                     int);
+INSTANTIATE(__half)
+INSTANTIATE(__nv_bfloat16)
+INSTANTIATE(float)

@@ -17,8 +17,10 @@ to four launches, and never synchronises with the host: outlier columns travel a
 bitmask. For the GEMM plans a gather kernel copies the outlier columns of the activations and
 the weight into dense matrices (room for all K columns: the workspace holds up to one more copy
 of the activations and of the int8 weight) and zeroes them in the int8 activations; the GEMM's
-epilogue multiplies them on tensor cores as a second pipelined product. The GEMV (few rows)
-zeroes them in its staged activations and walks its block's list of them instead.
+epilogue multiplies them on tensor cores as a second pipelined product. There the gather kernel
+is the mask's last reader, and the mask is the stream's own (`_stream_mask`), left zeroed by it:
+no memset. The GEMV (few rows) zeroes them in its staged activations and walks its block's list
+of them instead.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from .cuda_kernels import (
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
 )
+from .driver import capture_id
 from .prepared import PreparedLaunch, PreparedSequence
 from .tensor_maps import tensor_map_2d, tensor_map_at
 
@@ -218,6 +221,7 @@ class _Workspace(NamedTuple):
     absmax: int
     mask: int  # start of the zeroed region
     zeroed_bytes: int
+    mask_bytes: int  # its first bytes: the mask words (the rest: counters)
     counters: int
     partials: int
     product: int
@@ -251,8 +255,8 @@ class _Workspace(NamedTuple):
         xc = _ceil(count + 4, 256) * 256
         wc = _ceil(xc + itemsize * m * ldc, 256) * 256
         size = wc + (4 if plan_.kernel == "wgmma" else n) * ldc
-        return _Workspace(absmax, mask, mask_bytes + 4 * tiles, counters, partials, product, count,
-                          xc, wc, ldc, size)  # fmt: skip
+        return _Workspace(absmax, mask, mask_bytes + 4 * tiles, mask_bytes, counters, partials,
+                          product, count, xc, wc, ldc, size)  # fmt: skip
 
 
 _layouts: dict[tuple, tuple[Plan, _Workspace]] = {}
@@ -295,6 +299,35 @@ def _scratch(size: int, device: torch.device, stream: int) -> Tensor:
             max(size, 1 << 20), dtype=torch.uint8, device=device
         )  # fmt: skip
     return scratch
+
+
+def _stream_mask(device: torch.device, stream: int, words: int) -> Optional[Tensor]:
+    """The outlier mask of LLM.int8() calls on `stream` that gather their outlier columns: `words`
+    mask words and the gather kernel's arrival counter after them, zeroed once when allocated and
+    left zeroed by the gather kernel, the mask's last reader (``clear``), so that no call zeroes
+    it before quantizing (a memset and the break in the chain of dependent launches: 2-3 us per
+    forward on the H200, benches/NOTES.md v28). One per thread and stream (calls on a stream run
+    in order); while a graph is captured, one per capture and stream, zeroed inside the graph
+    before its first call (replays of other graphs must not share it). None (the call zeroes a
+    mask in its workspace) inside `transient_workspaces()`, whose calls keep no memory, and where
+    the driver does not tell the capture apart."""
+    if workspaces_are_transient():
+        return None
+    if torch.cuda.is_current_stream_capturing():
+        capture = capture_id(stream)
+        if capture is None:
+            return None
+        found = getattr(_local, "capture_masks", None)
+        if found is None or found[0] != capture:
+            found = _local.capture_masks = (capture, {})  # earlier captures' masks let go
+        masks = found[1]
+    else:
+        masks = _local.__dict__.setdefault("stream_masks", {})
+    key = (device.index, stream)
+    mask = masks.get(key)
+    if mask is None or mask.numel() <= words:
+        mask = masks[key] = torch.zeros(max(words + 1, 512), dtype=torch.int32, device=device)
+    return mask
 
 
 def _zero(pointer: int, size: int, stream: int) -> None:
@@ -487,12 +520,13 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
 
 
 def _gather_launch(
-    x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace, listed: bool = False
+    x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace, listed: bool = False,
+    clear: bool = False,
 ) -> _Launch:  # fmt: skip
     """gather_outlier_columns.cu as a `_Launch` whose input parameter is x's address: the
     outlier columns of x and CB into the workspace's xc and wc (and their count), and zeroed in
     the int8 activations; with `listed` (int8_wgmma.cu) CB's are left in place and wc receives
-    the list of the columns instead."""
+    the list of the columns instead; with `clear` the mask is a `_stream_mask`, left zeroed."""
     m, k = x.shape
     n = 0 if listed else CB.shape[0]
     gather = kernel(
@@ -503,7 +537,7 @@ def _gather_launch(
     args = (
         mask, x.data_ptr(), x.stride(0), q, k, CB.data_ptr(), CB.stride(0), base + ws.xc,
         0 if listed else base + ws.wc, ws.ldc, base + ws.count, m, n, k,
-        base + ws.wc if listed else 0,
+        base + ws.wc if listed else 0, int(clear),
     )  # fmt: skip
     return _Launch(gather, (blocks, 1, 1), 0, args, 1, None, False)
 
@@ -560,6 +594,7 @@ class _Int8Call(NamedTuple):
     zero_bytes: int
     steps: list
     vector_input: bool
+    stream_mask: Optional[Tensor]  # `_stream_mask`, where the call's mask is one
 
 
 def _int8_call(
@@ -582,17 +617,25 @@ def _int8_call(
     )  # fmt: skip
     scratch = _scratch(ws.size, x.device, stream)
     base = scratch.data_ptr()
+    gathered = ws.ldc > 0
+    zero_at, zero_bytes = base + ws.mask, ws.zeroed_bytes
+    stream_mask = None
     if outlier_cols is not None:
         mask, mode = _static_mask(outlier_cols, k).data_ptr(), MODE_STATIC
     elif detect:
         mask, mode = base + ws.mask, MODE_DETECT
+        if gathered:  # the gather kernel reads the mask last: it leaves a stream's mask zeroed
+            stream_mask = _stream_mask(x.device, stream, _ceil(k, 32))
+        if stream_mask is not None:
+            mask = stream_mask.data_ptr()
+            zero_at, zero_bytes = zero_at + ws.mask_bytes, zero_bytes - ws.mask_bytes
     else:
         mask, mode = 0, MODE_PLAIN
     quantize = _quantize_launch(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
     steps = [quantize]
-    gathered = ws.ldc > 0
     if gathered:
-        steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, plan_.kernel == "wgmma"))
+        listed, clear = plan_.kernel == "wgmma", stream_mask is not None
+        steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, listed, clear))
     ops = _Operands(
         base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
@@ -602,7 +645,7 @@ def _int8_call(
     )  # fmt: skip
     steps += _product_steps(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype, raw=False)
     vector_input = _quantize_vectorized(x, base + ws.q)
-    return _Int8Call(scratch, base + ws.mask, ws.zeroed_bytes, steps, vector_input)
+    return _Int8Call(scratch, zero_at, zero_bytes, steps, vector_input, stream_mask)
 
 
 def int8_linear(
@@ -627,8 +670,19 @@ def int8_linear(
     call = _int8_call(x, CB, scb, bias, threshold, outlier_cols, out.data_ptr(), out.stride(0),
                       stream)  # fmt: skip
     _zero(call.zero_at, call.zero_bytes, stream)
-    _run(call.steps)
+    _run_int8(call)
     return out
+
+
+def _run_int8(call: _Int8Call) -> None:
+    """Launches the steps of `call`; where one fails to launch after the quantize kernel, zeroes
+    the stream's mask again (no gather kernel will), so that later calls start from a clean one."""
+    try:
+        _run(call.steps)
+    except BaseException:
+        if call.stream_mask is not None:
+            call.stream_mask.zero_()
+        raise
 
 
 # ---- weight-only arithmetic: fp16 / bf16 activations times the int8 weight, one launch ----
@@ -1127,5 +1181,7 @@ def prepare_linear(
     if call.scratch.numel() > CACHED_WORKSPACE_BYTES:
         return None  # a workspace of its own per call (`_scratch`): not one to keep
     steps = [PreparedLaunch(*step) if isinstance(step, _Launch) else step for step in call.steps]
-    sequence = PreparedSequence(steps, call.scratch, call.zero_at, call.zero_bytes, stream)
+    sequence = PreparedSequence(
+        steps, call.scratch, call.zero_at, call.zero_bytes, stream, call.stream_mask
+    )  # fmt: skip
     return PreparedLinear(sequence, out_shape, x, call.vector_input)

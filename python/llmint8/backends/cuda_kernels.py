@@ -687,7 +687,7 @@ LAYOUTS = {
     # tile_counters k_tiles_per_split
     "int8_gemm.cu": "PPiiiiiPPPiPPiPPPiPPi",
     # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols columns
-    "gather_outlier_columns.cu": "PPiPiPiPPiPiiiP",
+    "gather_outlier_columns.cu": "PPiPiPiPPiPiiiPi",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo

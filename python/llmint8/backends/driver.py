@@ -106,3 +106,29 @@ def launch_dependent(
         from cupy_backends.cuda.api.driver import check_status
 
         check_status(status)
+
+
+# cuStreamGetCaptureInfo's versions (newest first): all begin (stream, status *, id *); the later
+# ones add optional outputs, passed as null here (extra null arguments are harmless to the older).
+_CAPTURE_INFO = ("cuStreamGetCaptureInfo_v3", "cuStreamGetCaptureInfo_v2", "cuStreamGetCaptureInfo")
+_CAPTURE_ACTIVE = 1  # CU_STREAM_CAPTURE_STATUS_ACTIVE
+
+
+def capture_id(stream: int) -> int | None:
+    """The id of the CUDA graph capture `stream` is taking part in (unique per capture sequence in
+    the process; streams forked into one capture share it), or None where it captures nothing or
+    the driver does not tell."""
+    info = _functions.get("capture_info")
+    if info is None:
+        for name in _CAPTURE_INFO:
+            try:
+                info = driver_function(name, [ctypes.c_void_p] * 7)
+                break
+            except UnsupportedDeviceError:
+                continue
+        else:
+            return None
+        _functions["capture_info"] = info
+    status, ident = ctypes.c_int(0), ctypes.c_uint64(0)
+    found = info(stream or None, ctypes.byref(status), ctypes.byref(ident), None, None, None, None)
+    return ident.value if found == 0 and status.value == _CAPTURE_ACTIVE else None

@@ -110,12 +110,14 @@ class PreparedSequence:
     per call `zero_bytes` at `zero_at` in it are zeroed, then the steps run in order on the stream
     they were prepared for, checked once for all of them (`accepts`: not from another thread or
     on another stream, whose workspace is another, nor with another device current, nor while a
-    CUDA graph is captured, where a call takes its workspace from the graph's pool)."""
+    CUDA graph is captured, where a call takes its workspace from the graph's pool). `mask`,
+    where given, is the stream's outlier mask that the steps leave zeroed: held here too."""
 
     def __init__(
-        self, steps: list, workspace: torch.Tensor, zero_at: int, zero_bytes: int, stream: int
+        self, steps: list, workspace: torch.Tensor, zero_at: int, zero_bytes: int, stream: int,
+        mask: Optional[torch.Tensor] = None,
     ) -> None:  # fmt: skip
-        self.steps, self.workspace = steps, workspace
+        self.steps, self.workspace, self.mask = steps, workspace, mask
         self.zero_at, self.zero_bytes = zero_at, zero_bytes
         self.index, self.stream = workspace.device.index, stream
         self.thread = threading.get_ident()
@@ -132,13 +134,18 @@ class PreparedSequence:
         """Runs the steps on `stream` (from `accepts`)."""
         if self.zero_bytes:
             cupy_module().cuda.runtime.memsetAsync(self.zero_at, 0, self.zero_bytes, stream)
-        for step in self.steps:
-            if not isinstance(step, PreparedLaunch):
-                step()
-            elif self._bound:
-                step.enqueue(stream, input_address, output_address)
-            else:
-                step.launch(stream, input_address, output_address)
+        try:
+            for step in self.steps:
+                if not isinstance(step, PreparedLaunch):
+                    step()
+                elif self._bound:
+                    step.enqueue(stream, input_address, output_address)
+                else:
+                    step.launch(stream, input_address, output_address)
+        except BaseException:
+            if self.mask is not None:  # no kernel will zero it after a failed launch
+                self.mask.zero_()
+            raise
         self._bound = True
 
 
