@@ -25,7 +25,9 @@
 // zeroing it before each), with an arrival counter at mask[ceil(cols / 32)]; each block counts
 // itself in once it has read the mask for the last time, and the last one zeroes the mask words
 // and the counter, leaving both as the next call's quantize kernel expects them. Nothing reads
-// the mask after this kernel (the products take the list or the gathered columns).
+// the mask after this kernel (the products take the list or the gathered columns). With
+// int8_wgmma.cu the caller passes clear = 0 and that kernel zeroes the mask once this one is
+// complete (no counter: the counter's fence and atomic cost ~1 us, benches/NOTES.md v28).
 #include "common.cuh"
 
 using namespace llmint8;

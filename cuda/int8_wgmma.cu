@@ -38,8 +38,11 @@
 // of 128 columns by NTOK and by 128 rows, 128-byte swizzle), absmax [M] f32, SCB [N] f32, bias [N]
 // or null in the dtype bias_kind names (common.cuh), Xc [M, ldc] T (16-byte aligned, ldc a
 // multiple of 64, rows padded with zeros to whole chunks), CB [N, ldw] int8 (as the tensor map's),
-// columns [C] int32, outlier_count [1] int32 or null, M, N, K, out [M, ldo] T. K a multiple of
-// 16; Xq, CB and their row strides 16-byte aligned.
+// columns [C] int32, outlier_count [1] int32 or null, M, N, K, out [M, ldo] T, spent_mask
+// [spent_words] uint32 or null: the stream's outlier mask, which the gather kernel has read for the
+// last time once this kernel's wait returns; block (0, 0, 0)'s consumers zero it then, so that the
+// next call's quantize kernel finds it zeroed (no memset, no arrival counter in the gather). K a
+// multiple of 16; Xq, CB and their row strides 16-byte aligned.
 #include "common.cuh"
 #include "hopper.cuh"
 
@@ -300,7 +303,8 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
                                                 const T* __restrict__ Xc, int ldc, const signed char* __restrict__ W,
                                                 int ldw, const int* __restrict__ columns,
                                                 const int* __restrict__ outlier_count, int M, int N, int K,
-                                                T* __restrict__ out, int ldo) {
+                                                T* __restrict__ out, int ldo, unsigned int* __restrict__ spent_mask,
+                                                int spent_words) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = Int8Tile<NTOK, STAGES>;
   extern __shared__ unsigned char smem_raw[];
@@ -327,6 +331,8 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     }
   } else {
     wait_for_prerequisites();
+    if (spent_mask != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
+      for (int w = threadIdx.x - 128; w < spent_words; w += CONSUMER_THREADS) spent_mask[w] = 0u;
     const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, q = lane % 4;
     const int rows = 64 * (group - 1);  // the warpgroup's weight rows in the tile
     // The first outlier chunk's first HELD_STEPS k16 steps held from before the K loop on
@@ -370,9 +376,10 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
       int bias_kind, const T *__restrict__ Xc, int ldc, const signed char *__restrict__ W, int ldw,     \
       const int *__restrict__ columns, const int *__restrict__ outlier_count, int M, int N, int K,       \
-      T *__restrict__ out, int ldo
-#define INT8_WGMMA_ARGS \
-  x_map, w_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo
+      T *__restrict__ out, int ldo, unsigned int *__restrict__ spent_mask, int spent_words
+#define INT8_WGMMA_ARGS                                                                           \
+  x_map, w_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo, \
+      spent_mask, spent_words
 
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) int8_wgmma(INT8_WGMMA_PARAMS) {
@@ -385,7 +392,8 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) int8_wgmma
 
 #define SIGNATURE(T)                                                                              \
   (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const float*, \
-   const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int)
+   const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int, \
+   unsigned int*, int)
 #define INSTANTIATE(T, NTOK, STAGES)                                            \
   template __global__ void int8_wgmma<T, NTOK, STAGES> SIGNATURE(T);            \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T);   \

@@ -100,8 +100,15 @@ def test_gathered_calls_zero_no_mask_and_the_gemv_still_does():
         x, _ = with_columns(m, 1024, 5, m)
         call = cuda_backend._int8_call(x, CB, SCB, bias, 6.0, None, 0, 384, stream)
         assert call.stream_mask is not None and call.stream_mask.numel() > 1024 // 32
-        if product_kernel(m, 1024) in ("wgmma", "cublas"):  # no split-K counters either
+        kernel = product_kernel(m, 1024)
+        if kernel in ("wgmma", "cublas"):  # no split-K counters either
             assert call.zero_bytes == 0, m
+        gather, product = call.steps[1], call.steps[-1]
+        mask = call.stream_mask.data_ptr()
+        if kernel == "wgmma":  # int8_wgmma.cu zeroes the mask, the gather takes no count
+            assert gather.args[-1] == 0 and product.args[-2:] == (mask, 1024 // 32), m
+        else:
+            assert gather.args[-1] == 1, m
     x, _ = with_columns(1, 1024, 5, 1)
     call = cuda_backend._int8_call(x, CB, SCB, bias, 6.0, None, 0, 384, stream)
     assert call.stream_mask is None and call.zero_bytes >= 4 * (1024 // 32)

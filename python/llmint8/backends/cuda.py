@@ -18,9 +18,9 @@ bitmask. For the GEMM plans a gather kernel copies the outlier columns of the ac
 the weight into dense matrices (room for all K columns: the workspace holds up to one more copy
 of the activations and of the int8 weight) and zeroes them in the int8 activations; the GEMM's
 epilogue multiplies them on tensor cores as a second pipelined product. There the gather kernel
-is the mask's last reader, and the mask is the stream's own (`_stream_mask`), left zeroed by it:
-no memset. The GEMV (few rows) zeroes them in its staged activations and walks its block's list
-of them instead.
+is the mask's last reader, and the mask is the stream's own (`_stream_mask`), left zeroed by it
+(or right after it by int8_wgmma.cu): no memset. The GEMV (few rows) zeroes them in its staged
+activations and walks its block's list of them instead.
 """
 
 from __future__ import annotations
@@ -304,9 +304,10 @@ def _scratch(size: int, device: torch.device, stream: int) -> Tensor:
 def _stream_mask(device: torch.device, stream: int, words: int) -> Optional[Tensor]:
     """The outlier mask of LLM.int8() calls on `stream` that gather their outlier columns: `words`
     mask words and the gather kernel's arrival counter after them, zeroed once when allocated and
-    left zeroed by the gather kernel, the mask's last reader (``clear``), so that no call zeroes
-    it before quantizing (a memset and the break in the chain of dependent launches: 2-3 us per
-    forward on the H200, benches/NOTES.md v28). One per thread and stream (calls on a stream run
+    left zeroed by the kernels (int8_wgmma.cu once the gather, the mask's last reader, is
+    complete; else the gather's last block), so that no call zeroes it before quantizing (a
+    memset, which also breaks the chain of dependent launches: 1-4 us per forward on the H200,
+    benches/NOTES.md v28). One per thread and stream (calls on a stream run
     in order); while a graph is captured, one per capture and stream, zeroed inside the graph
     before its first call (replays of other graphs must not share it). None (the call zeroes a
     mask in its workspace) inside `transient_workspaces()`, whose calls keep no memory, and where
@@ -400,7 +401,8 @@ def quantize_rows(
 class _Operands(NamedTuple):
     """Pointers and strides of one int8 product and its epilogue (0 for what a call lacks): the
     GEMV reads the outlier columns through `x` and `mask`, the GEMM gathered, through `xc`, `wc`
-    and `count`."""
+    and `count`; int8_wgmma.cu zeroes the `spent_words` words at `spent_mask` (a `_stream_mask`
+    that the gather kernel has read for the last time)."""
 
     a: int
     lda: int
@@ -420,6 +422,8 @@ class _Operands(NamedTuple):
     wc: int = 0
     ldc: int = 0
     count: int = 0
+    spent_mask: int = 0
+    spent_words: int = 0
 
 
 class _Launch(NamedTuple):
@@ -513,7 +517,7 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
     args = (
         x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
-        ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo,
+        ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
     return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 15, False)
@@ -633,15 +637,19 @@ def _int8_call(
         mask, mode = 0, MODE_PLAIN
     quantize = _quantize_launch(x, base + ws.q, base + ws.absmax, mask, mode, threshold)
     steps = [quantize]
+    # The stream's mask is zeroed by int8_wgmma.cu once the gather is complete (a few stores),
+    # else by the gather kernel's last block (an arrival counter: ~1 us more, benches/NOTES.md v28).
+    listed = plan_.kernel == "wgmma"
+    spent = mask if stream_mask is not None and listed else 0
     if gathered:
-        listed, clear = plan_.kernel == "wgmma", stream_mask is not None
+        clear = stream_mask is not None and not listed
         steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, listed, clear))
     ops = _Operands(
         base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
         mask, out_ptr, 0, ldo,
         base + ws.xc if gathered else 0, base + ws.wc if gathered else 0, ws.ldc,
-        base + ws.count if gathered else 0,
+        base + ws.count if gathered else 0, spent, _ceil(k, 32) if spent else 0,
     )  # fmt: skip
     steps += _product_steps(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype, raw=False)
     vector_input = _quantize_vectorized(x, base + ws.q)

@@ -693,7 +693,7 @@ LAYOUTS = {
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
     # x_map w_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out ldo
-    "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPi",
+    "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPiPi",
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
 KERNEL_LAYOUTS = {
