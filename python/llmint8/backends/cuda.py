@@ -307,11 +307,11 @@ def _stream_mask(device: torch.device, stream: int, words: int) -> Optional[Tens
     left zeroed by the kernels (int8_wgmma.cu once the gather, the mask's last reader, is
     complete; else the gather's last block), so that no call zeroes it before quantizing (a
     memset, which also breaks the chain of dependent launches: 1-4 us per forward on the H200,
-    benches/NOTES.md v28). One per thread and stream (calls on a stream run
-    in order); while a graph is captured, one per capture and stream, zeroed inside the graph
-    before its first call (replays of other graphs must not share it). None (the call zeroes a
-    mask in its workspace) inside `transient_workspaces()`, whose calls keep no memory, and where
-    the driver does not tell the capture apart."""
+    benches/NOTES.md v28). One per thread and stream (calls on a stream run in order); while a
+    graph is captured, one per capture and stream, zeroed inside the graph before its first call
+    (replays of other graphs must not share it). None (the call zeroes a mask in its workspace)
+    inside `transient_workspaces()`, whose calls keep no memory, and where the driver does not
+    tell the capture apart."""
     if workspaces_are_transient():
         return None
     if torch.cuda.is_current_stream_capturing():

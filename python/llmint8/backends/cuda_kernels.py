@@ -686,13 +686,14 @@ LAYOUTS = {
     # A B M N K lda ldb absmax SCB bias bias_kind Xc Wc ldc outlier_count out out_i32 ldo partials
     # tile_counters k_tiles_per_split
     "int8_gemm.cu": "PPiiiiiPPPiPPiPPPiPPi",
-    # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols columns
+    # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols columns clear
     "gather_outlier_columns.cu": "PPiPiPiPPiPiiiPi",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
     # x_map w_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out ldo
+    # spent_mask spent_words
     "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPiPi",
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
