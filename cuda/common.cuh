@@ -217,6 +217,59 @@ __device__ __forceinline__ void write_outputs(T* out, int ldo, int m, int n, int
   }
 }
 
+// The scales SCB[c] / 127 and biases of COUNT output columns c from n (zeros past N), loaded once
+// by a thread that writes these columns in several rows: write_partial_sums' loop then waits on
+// no global load (the loads in each of its iterations, not hoisted past the previous iteration's
+// stores to `out`, cost a round trip to L2 each: benches/NOTES.md v29).
+template <int COUNT> struct ColumnScales {
+  float scale[COUNT], bias[COUNT];
+};
+template <int COUNT>
+__device__ __forceinline__ ColumnScales<COUNT> load_column_scales(int n, int N, const float* SCB, const void* bias,
+                                                                  int bias_kind) {
+  ColumnScales<COUNT> s;
+#pragma unroll
+  for (int j = 0; j < COUNT; ++j) {
+    const bool inside = n + j < N;
+    s.scale[j] = inside ? SCB[n + j] / 127.0f : 0.0f;
+    s.bias[j] = inside ? load_bias(bias, bias_kind, n + j) : 0.0f;
+  }
+  return s;
+}
+
+// out[m, n .. n + 4) = sums * scale + bias (write_outputs' arithmetic), for the columns inside N:
+// one 8-byte store where `quads` (out and ldo keep groups of four 8-byte aligned; n a multiple of
+// 4), pairs as one store where `pairs`.
+template <typename T>
+__device__ __forceinline__ void write_scaled_quad(T* out, int ldo, int m, int n, int N, const float (&sums)[4],
+                                                  const ColumnScales<4>& s, bool pairs, bool quads) {
+  T* row = out + (long long)m * ldo + n;
+  float v[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) v[j] = sums[j] * s.scale[j] + s.bias[j];
+  if (n + 4 <= N && quads && sizeof(T) == 2) {
+    T h[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) h[j] = from_float<T>(v[j]);
+    *reinterpret_cast<uint2*>(row) = *reinterpret_cast<const uint2*>(h);
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < 4; j += 2) {
+    if (n + j >= N) break;
+    if (n + j + 1 < N) {
+      if (pairs) {
+        store_pair(row + j, v[j], v[j + 1]);
+      } else {
+        row[j] = from_float<T>(v[j]);
+        row[j + 1] = from_float<T>(v[j + 1]);
+      }
+    } else {
+      row[j] = from_float<T>(v[j]);
+    }
+  }
+}
+
 // Programmatic dependent launch (sm_90; the host launches every kernel with
 // cudaLaunchAttributeProgrammaticStreamSerialization there, cuda_kernels.Kernel): a kernel may start
 // while the kernel before it on the stream is still running. Each kernel calls
@@ -255,19 +308,30 @@ __device__ __forceinline__ float4 load_from_block(const float* p, unsigned rank)
 }
 #define CLUSTER_ALONG_Z(n) __cluster_dims__(1, 1, n)
 
+// The first of the four output columns a thread writes in every row of write_partial_sums' tile
+// (COLS columns, THREADS threads: a thread's columns are the same in each row it writes).
+template <int COLS, int THREADS> __device__ __forceinline__ int partial_sums_column() {
+  static_assert(THREADS % (COLS / 4) == 0, "a thread writes the same columns in every row");
+  return (threadIdx.x % (COLS / 4)) * 4;
+}
+
 // The end of a split K, by every thread (THREADS per block) of each of the SPLITS blocks of a
 // thread-block cluster along grid z, once each block's partial tile (ROWS x COLS fp32, rows `ld`
 // floats apart, at `partial` in its shared memory) is complete and visible (cluster_barrier):
 // block r adds rows [r, r + 1) * ROWS / SPLITS of all partials in rank order (deterministic) and
-// writes them, scaled and biased (write_outputs), to out[m0 + row, n0 + column]. With SPLITS = 1
-// the block writes its own tile.
+// writes them, scaled and biased (write_scaled_quad with `scales`, the thread's columns from
+// n0 + partial_sums_column(), loaded before the barrier), to out[m0 + row, n0 + column]. With
+// SPLITS = 1 the block writes its own tile.
 template <typename T, int SPLITS, int ROWS, int COLS, int THREADS>
-__device__ __forceinline__ void write_partial_sums(const float* partial, int ld, int m0, int n0,
-                                                   int M, int N, T* out, int ldo, const float* SCB,
-                                                   const void* bias, int bias_kind, bool pairs) {
+__device__ __forceinline__ void write_partial_sums(const float* partial, int ld, int m0, int n0, int M, int N,
+                                                   T* out, int ldo, const ColumnScales<4>& scales) {
   constexpr int MINE = ROWS / SPLITS, QUADS = COLS / 4;
+  const int col = partial_sums_column<COLS, THREADS>();
+  const bool pairs = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 3) == 0;
+  const bool quads = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 7) == 0;
+#pragma unroll 2
   for (int i = threadIdx.x; i < MINE * QUADS; i += THREADS) {
-    const int row = blockIdx.z * MINE + i / QUADS, col = (i % QUADS) * 4;
+    const int row = blockIdx.z * MINE + i / QUADS;
     if (m0 + row >= M) break;  // rows ascend with i
     const float* p = partial + row * ld + col;
     float4 sum = SPLITS == 1 ? *reinterpret_cast<const float4*>(p) : load_from_block(p, 0);
@@ -277,7 +341,7 @@ __device__ __forceinline__ void write_partial_sums(const float* partial, int ld,
       sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
     }
     const float sums[4] = {sum.x, sum.y, sum.z, sum.w};
-    write_outputs<T, 4>(out, ldo, m0 + row, n0 + col, N, sums, SCB, bias, bias_kind, pairs);
+    write_scaled_quad<T>(out, ldo, m0 + row, n0 + col, N, sums, scales, pairs, quads);
   }
 }
 #else

@@ -171,6 +171,8 @@ template <typename T, int NTOK, int BN, int LDP, int SPLITS, int THREADS>
 __device__ __forceinline__ void write_tile(const float (&d)[NTOK / 2], unsigned char* ring, int m0, int n0,
                                            int M, int N, T* out, int ldo, const float* SCB, const void* bias,
                                            int bias_kind) {
+  const ColumnScales<4> scales =
+      load_column_scales<4>(n0 + partial_sums_column<BN, THREADS>(), N, SCB, bias, bias_kind);
   __syncthreads();  // every stage has been consumed: the ring holds the partial tile now
   float* partial = reinterpret_cast<float*>(ring);
   const int group = threadIdx.x / 128;
@@ -183,11 +185,9 @@ __device__ __forceinline__ void write_tile(const float (&d)[NTOK / 2], unsigned 
 #pragma unroll
       for (int r = 0; r < 4; ++r) partial[(8 * j + 2 * q + (r & 1)) * LDP + row + 8 * (r >> 1)] = d[4 * j + r];
   }
-  const bool pairs = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 3) == 0;
   if constexpr (SPLITS > 1) cluster_barrier();  // every block's partial tile is complete and visible
   else __syncthreads();
-  write_partial_sums<T, SPLITS, NTOK, BN, THREADS>(partial, LDP, m0, n0, M, N, out, ldo, SCB, bias, bias_kind,
-                                                   pairs);
+  write_partial_sums<T, SPLITS, NTOK, BN, THREADS>(partial, LDP, m0, n0, M, N, out, ldo, scales);
   if constexpr (SPLITS > 1) cluster_barrier();  // no block leaves while another reads its memory
 }
 

@@ -17,8 +17,8 @@
 // TMA copies into a ring of STAGES stages), warpgroups 1 and 2 consume; a stage goes back to the
 // producer once the wgmmas of the next have been issued.
 //
-// After the K loop each consumer scales its int32 accumulators by its tokens' absmax / 127 into
-// fp32 ones, and where there are outlier columns (block z = 0 of a split K) adds their product:
+// After the K loop each consumer scales its int32 accumulators by its tokens' absmax / 127 (put
+// in shared memory during the K loop by the producer warpgroup's warp 1) into fp32 ones, and where there are outlier columns (block z = 0 of a split K) adds their product:
 // chunks of 64 columns, Xc's staged swizzled in shared memory by the consumers as wgmma's B, the
 // weight's bytes at the listed columns converted into A fragments in registers (exact), fp16 /
 // bf16 wgmma accumulating onto the scaled sums (the first 16 columns' operands held in registers
@@ -279,16 +279,17 @@ __device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], 
   if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
 }
 
-// d = acc * (absmax[token] / 127) for lane q's tokens of the tile from m0 (acc[4j + r]: token
-// 8j + 2q + (r & 1)), the int32 sums first converted to fp32 as int8_gemm.cu does.
+// d = acc * row_scales[token] (absmax / 127 of the tile's tokens, in shared memory) for lane q's
+// tokens (acc[4j + r]: token 8j + 2q + (r & 1)), the int32 sums first converted to fp32 as
+// int8_gemm.cu does.
 template <int NTOK>
 __device__ __forceinline__ void scale_by_rows(const int (&acc)[NTOK / 2], float (&d)[NTOK / 2],
-                                              const float* __restrict__ absmax, int m0, int M, int q) {
+                                              const float* row_scales, int q) {
 #pragma unroll
   for (int j = 0; j < NTOK / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const float scale = absmax[min(m0 + 8 * j + 2 * q + e, M - 1)] / 127.0f;
+      const float scale = row_scales[8 * j + 2 * q + e];
       d[4 * j + e] = static_cast<float>(acc[4 * j + e]) * scale;
       d[4 * j + 2 + e] = static_cast<float>(acc[4 * j + 2 + e]) * scale;
     }
@@ -309,6 +310,11 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   using C = Int8Tile<NTOK, STAGES>;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
+  // The tile's row scales, loaded by warp 1 while the K loop runs (`scales_ready`: its 32 lanes'
+  // arrivals): read from global memory after the K loop, their round trip cost each tile ~2-6 µs
+  // at the end of its stream (benches/NOTES.md v29).
+  __shared__ __align__(8) unsigned long long scales_ready;
+  __shared__ float row_scales[NTOK];
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
   const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * BN;
@@ -317,7 +323,10 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   const int group = threadIdx.x / 128;
 
   allow_dependents();
-  if (threadIdx.x == 0) init_ring<STAGES>(full, empty, 4 * CONSUMERS);
+  if (threadIdx.x == 0) {
+    barrier_init(smem_address(&scales_ready), 32);
+    init_ring<STAGES>(full, empty, 4 * CONSUMERS);  // its fence covers scales_ready too
+  }
   __syncthreads();
 
   float d[NTOK / 2];
@@ -328,6 +337,10 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       wait_for_prerequisites();  // the quantized rows, their scales and outlier columns
       for (int i = 0; i < count; ++i)
         produce_int8_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
+    } else if (threadIdx.x / 32 == 1) {
+      wait_for_prerequisites();  // the quantize kernel's absmax
+      for (int t = threadIdx.x - 32; t < NTOK; t += 32) row_scales[t] = absmax[min(m0 + t, M - 1)] / 127.0f;
+      barrier_arrive(smem_address(&scales_ready));
     }
   } else {
     wait_for_prerequisites();
@@ -354,7 +367,8 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     }
     wgmma_wait<0>();
     fence_operands(acc);
-    scale_by_rows<NTOK>(acc, d, absmax, m0, M, q);
+    barrier_wait(smem_address(&scales_ready), 0);
+    scale_by_rows<NTOK>(acc, d, row_scales, q);
     if (outliers > 0) {
       multiply_outlier_chunk<T, NTOK>(d, held, 0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
       for (int c0 = CHUNK; c0 < outliers; c0 += CHUNK) {

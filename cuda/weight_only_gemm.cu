@@ -191,9 +191,10 @@ __device__ __forceinline__ void gemm(const T* __restrict__ X, int ldx,
         for (int nt = 0; nt < NT; ++nt)
           *reinterpret_cast<float2*>(partial + (wm0 + mt * 16 + h * 8 + g) * C::LDR + wn0 + nt * 8 + 2 * q) =
               make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+    const ColumnScales<4> scales =
+        load_column_scales<4>(n0 + partial_sums_column<C::BN, THREADS>(), N, SCB, bias, bias_kind);
     cluster_barrier();  // every block's partial tile is complete and visible to the cluster
-    write_partial_sums<T, SPLITS, C::BM, C::BN, THREADS>(partial, C::LDR, m0, n0, M, N, out, ldo,
-                                                         SCB, bias, bias_kind, pairs);
+    write_partial_sums<T, SPLITS, C::BM, C::BN, THREADS>(partial, C::LDR, m0, n0, M, N, out, ldo, scales);
     cluster_barrier();  // no block leaves while another still reads its shared memory
 #else
     __trap();  // split K needs thread-block clusters (sm_90); the launcher never asks for it here
