@@ -18,8 +18,9 @@
 // producer once the wgmmas of the next have been issued.
 //
 // After the K loop each consumer scales its int32 accumulators by its tokens' absmax / 127 (put
-// in shared memory during the K loop by the producer warpgroup's warp 1) into fp32 ones, and where there are outlier columns (block z = 0 of a split K) adds their product:
-// chunks of 64 columns, Xc's staged swizzled in shared memory by the consumers as wgmma's B, the
+// in shared memory during the K loop by the producer warpgroup's warp 1) into fp32 ones, and
+// where there are outlier columns (block z = 0 of a split K) adds their product: chunks of 64
+// columns, Xc's staged swizzled in shared memory by the consumers as wgmma's B, the
 // weight's bytes at the listed columns converted into A fragments in registers (exact), fp16 /
 // bf16 wgmma accumulating onto the scaled sums (the first 16 columns' operands held in registers
 // from before the K loop, the weight's bytes picked from the ring's stages: OutlierChunk).
