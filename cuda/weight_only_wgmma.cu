@@ -216,6 +216,9 @@ __device__ __forceinline__ void wgmma_gemm(const TensorMap& x_map, const TensorM
 // each block) has each block store its partial tile in `partials` (two slots per block: its first
 // and its last tile), count itself in counters[tile], and the last to arrive adds the S partials in
 // K order (deterministic), writes the tile and sets the counter back to zero for the next launch.
+// The block holding the tile's first K tiles, which usually finishes last (they end its range),
+// first reads the counter: when the S - 1 others are in, it adds their partials to its own in
+// registers without storing it, fencing or counting itself (benches/NOTES.md v30).
 // partials: 2 G slots of CONSUMERS * 128 threads * NTOK / 2 floats; counters: one int per tile,
 // zero before the launch.
 template <typename T, int NTOK, int STAGES, int HALVES>
@@ -290,25 +293,49 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
     wgmma_wait<0>();
 #pragma unroll
     for (int h = 0; h < HALVES; ++h) fence_operands(d[h]);
+    // d[hh][4j + r]: weight row row + 64 hh + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
+    // The rows' scales and biases are loaded before any wait of the epilogue, so that they arrive
+    // during it (after the tile's reduction they were a round trip of their own).
+    const int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * C::BN;
+    float scale[HALVES][2], shift[HALVES][2];
+#pragma unroll
+    for (int hh = 0; hh < HALVES; ++hh)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int n = n0 + row + 64 * hh + g + 8 * h;
+        scale[hh][h] = n < N ? SCB[n] / 127.0f : 0.0f;
+        shift[hh][h] = n < N ? load_bias(bias, bias_kind, n) : 0.0f;
+      }
     // The blocks sharing the tile: the first holds tile_begin, the last tile_end - 1.
     const long long first = ((tile_begin + 1) * blocks + units - 1) / units - 1;
     const long long last = (tile_end * blocks + units - 1) / units - 1;
     if (last > first) {
-      float* mine = partials + (2 * b + (first_of_block ? 0 : 1)) * SLOT + ctid;
-#pragma unroll
-      for (int h = 0; h < HALVES; ++h)
-#pragma unroll
-        for (int j = 0; j < NTOK / 2; ++j) __stcg(mine + (h * (NTOK / 2) + j) * CONSUMER_THREADS, d[h][j]);
-      __threadfence();
+      // The last block to finish adds the partials. The block holding the tile's first K tiles
+      // (usually the last to finish: they end its range) keeps its partial in registers; when
+      // every other block has stored its own already, it is the last without storing or
+      // counting itself.
+      const bool holds_first = b == first;
+      named_barrier<1, CONSUMER_THREADS>();  // every thread has read the last tile's last_arrival
+      if (ctid == 0) last_arrival = holds_first && load_acquire(counters + tile) == last - first;
       named_barrier<1, CONSUMER_THREADS>();
-      if (ctid == 0) last_arrival = atomicAdd(counters + tile, 1) == last - first;
-      named_barrier<1, CONSUMER_THREADS>();
-      if (!last_arrival) continue;
+      if (!last_arrival) {
+        float* mine = partials + (2 * b + (first_of_block ? 0 : 1)) * SLOT + ctid;
+#pragma unroll
+        for (int h = 0; h < HALVES; ++h)
+#pragma unroll
+          for (int j = 0; j < NTOK / 2; ++j) __stcg(mine + (h * (NTOK / 2) + j) * CONSUMER_THREADS, d[h][j]);
+        __threadfence();
+        named_barrier<1, CONSUMER_THREADS>();
+        if (ctid == 0) last_arrival = atomicAdd(counters + tile, 1) == last - first;
+        named_barrier<1, CONSUMER_THREADS>();
+        if (!last_arrival) continue;
+      }
       __threadfence();
-      // The partials (this block's read back too) added in K order, whichever block arrived
-      // last: deterministic. Block c's partial of this tile is in its first slot when the tile
-      // begins inside or at the start of c's range, else in its last.
-      for (long long c = first; c <= last; ++c) {
+      // The partials added in K order, whichever block arrived last: deterministic (the first
+      // block's from its registers when it is the one adding, the same values it stores). Block
+      // c's partial of this tile is in its first slot when the tile begins inside or at the start
+      // of c's range, else in its last.
+      for (long long c = holds_first ? first + 1 : first; c <= last; ++c) {
         const long long c_begin = c * units / blocks;
         const float* part = partials + (2 * c + (c_begin >= tile_begin ? 0 : 1)) * SLOT + ctid;
 #pragma unroll
@@ -321,22 +348,20 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
       }
       if (ctid == 0) counters[tile] = 0;
     }
-    // d[hh][4j + r]: weight row row + 64 hh + g (+ 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
-    const int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * C::BN;
 #pragma unroll
     for (int hh = 0; hh < HALVES; ++hh)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int n = n0 + row + 64 * hh + g + 8 * h;
         if (n >= N) continue;
-        const float scale = SCB[n] / 127.0f, shift = load_bias(bias, bias_kind, n);
 #pragma unroll
         for (int j = 0; j < NTOK / 8; ++j)
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
             const int m = m0 + 8 * j + 2 * q + r;
             if (m < M)
-              out[static_cast<long long>(m) * ldo + n] = from_float<T>(d[hh][4 * j + 2 * h + r] * scale + shift);
+              out[static_cast<long long>(m) * ldo + n] =
+                  from_float<T>(d[hh][4 * j + 2 * h + r] * scale[hh][h] + shift[hh][h]);
           }
       }
   }

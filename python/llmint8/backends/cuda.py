@@ -120,6 +120,11 @@ WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 96), (1 << 26, 48))
 # ahead of LLM.int8() for more rows (benches/weight-only-h200.md, v13).
 WGMMA_WEIGHT_ONLY_MAX_ROWS = 64
 WGMMA_WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 256), (1 << 26, 128))
+# There, a weight whose output rows make int8_wgmma.cu blocks (128 rows each) for at least this
+# share of the SMs, K unsplit, takes LLM.int8() from WGMMA_WEIGHT_ONLY_MAX_ROWS + 1 rows whatever
+# its size (4096x11008, 86 blocks on 132 SMs: 27.1 against 31.3 us at 96 rows; 11008x4096, 32
+# blocks and split K, stays weight-only to 128 rows; benches/NOTES.md v30).
+WGMMA_INT8_FILL_SHARE = 0.5
 # From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
 # block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
 # re-reads the weight per 16 tokens. Below it the per-16-token kernel measured faster on most
@@ -696,9 +701,14 @@ def _run_int8(call: _Int8Call) -> None:
 # ---- weight-only arithmetic: fp16 / bf16 activations times the int8 weight, one launch ----
 
 
-def weight_only_row_limit(weight_elements: int, wgmma: bool = False) -> int:
+def weight_only_row_limit(
+    weight_elements: int, wgmma: bool = False, int8_fills: bool = False
+) -> int:
     """The most rows "auto" arithmetic multiplies weight-only for a weight of this size (on a
-    GPU that runs weight_only_wgmma.cu when `wgmma`)."""
+    GPU that runs weight_only_wgmma.cu when `wgmma`; `int8_fills`: the weight's output rows make
+    int8_wgmma.cu blocks for WGMMA_INT8_FILL_SHARE of the SMs or more)."""
+    if wgmma and int8_fills:
+        return WGMMA_WEIGHT_ONLY_MAX_ROWS
     table = WGMMA_WEIGHT_ONLY_ROW_LIMITS if wgmma else WEIGHT_ONLY_ROW_LIMITS
     limits = (rows for elements, rows in table if weight_elements <= elements)
     return next(limits, WGMMA_WEIGHT_ONLY_MAX_ROWS if wgmma else WEIGHT_ONLY_MAX_ROWS)
@@ -709,7 +719,10 @@ def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
     activations, few rows (memory-bound: the weight streams once, no activation quantization),
     and tensor cores for fp16 / bf16 (sm_80+)."""
     n, k = CB.shape
-    rows = weight_only_row_limit(n * k, x.is_cuda and uses_wgmma(x.device.index))
+    wgmma = x.is_cuda and uses_wgmma(x.device.index)
+    blocks = _ceil(n, WGMMA_WEIGHT_ROWS)
+    fills = wgmma and blocks >= WGMMA_INT8_FILL_SHARE * sm_count(x.device.index)
+    rows = weight_only_row_limit(n * k, wgmma, fills)
     return (
         x.dtype in (torch.float16, torch.bfloat16)
         and x.shape[0] <= rows
