@@ -101,7 +101,6 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ void fence_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-// A barrier of the `threads` threads (whole warps) that use barrier `id` (1-15: 0 is __syncthreads).
 // A load of *p ordered before the thread's later loads at GPU scope (pairs with a release or with
 // __threadfence() and a store or atomic by the writer).
 __device__ __forceinline__ int load_acquire(const int* p) {
@@ -109,7 +108,7 @@ __device__ __forceinline__ int load_acquire(const int* p) {
   asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
-
+// A barrier of the `threads` threads (whole warps) that use barrier `id` (1-15: 0 is __syncthreads).
 template <int ID, int THREADS> __device__ __forceinline__ void named_barrier() {
   asm volatile("bar.sync %0, %1;\n" ::"n"(ID), "n"(THREADS) : "memory");
 }
