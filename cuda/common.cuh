@@ -218,9 +218,10 @@ __device__ __forceinline__ void write_outputs(T* out, int ldo, int m, int n, int
 }
 
 // The scales SCB[c] / 127 and biases of COUNT output columns c from n (zeros past N), loaded once
-// by a thread that writes these columns in several rows: write_partial_sums' loop then waits on
-// no global load (the loads in each of its iterations, not hoisted past the previous iteration's
-// stores to `out`, cost a round trip to L2 each: benches/NOTES.md v29).
+// by a thread that writes these columns in several rows, before the epilogue's waits:
+// write_partial_sums' loop then waits on no global load (the loads in each of its iterations, not
+// hoisted past the previous iteration's stores to `out`, cost a round trip to L2 each:
+// benches/NOTES.md v29; weight_only_wgmma.cu's stream-K tiles likewise, v30).
 template <int COUNT> struct ColumnScales {
   float scale[COUNT], bias[COUNT];
 };

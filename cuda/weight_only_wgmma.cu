@@ -297,15 +297,12 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
     // The rows' scales and biases are loaded before any wait of the epilogue, so that they arrive
     // during it (after the tile's reduction they were a round trip of their own).
     const int m0 = (tile % m_tiles) * NTOK, n0 = (tile / m_tiles) * C::BN;
-    float scale[HALVES][2], shift[HALVES][2];
+    ColumnScales<1> scales[HALVES][2];
 #pragma unroll
     for (int hh = 0; hh < HALVES; ++hh)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int n = n0 + row + 64 * hh + g + 8 * h;
-        scale[hh][h] = n < N ? SCB[n] / 127.0f : 0.0f;
-        shift[hh][h] = n < N ? load_bias(bias, bias_kind, n) : 0.0f;
-      }
+      for (int h = 0; h < 2; ++h)
+        scales[hh][h] = load_column_scales<1>(n0 + row + 64 * hh + g + 8 * h, N, SCB, bias, bias_kind);
     // The blocks sharing the tile: the first holds tile_begin, the last tile_end - 1.
     const long long first = ((tile_begin + 1) * blocks + units - 1) / units - 1;
     const long long last = (tile_end * blocks + units - 1) / units - 1;
@@ -361,7 +358,7 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
             const int m = m0 + 8 * j + 2 * q + r;
             if (m < M)
               out[static_cast<long long>(m) * ldo + n] =
-                  from_float<T>(d[hh][4 * j + 2 * h + r] * scale[hh][h] + shift[hh][h]);
+                  from_float<T>(d[hh][4 * j + 2 * h + r] * scales[hh][h].scale[0] + scales[hh][h].bias[0]);
           }
       }
   }
