@@ -1,12 +1,14 @@
 """Whole-model benchmark: a Llama-style decoder built from a transformers config (random fp16
 weights, ≈1B and ≈7B parameters), fp16 vs llmint8 (threshold 6) vs bitsandbytes Linear8bitLt
-(threshold 6, where installed), and llmint8 with LLM.int8()'s arithmetic forced (`llmint8 int8`;
-the default `llmint8` takes weight-only int8 for few tokens): weight memory and peak memory,
-prefill tokens/s (batch 1, 2048 tokens) and decode ms/token at batch 1, 8 and 32: eager; with
-CUDA graphs through torch.compile (mode="reduce-overhead" over a static KV cache: `graphs`); and
-the same compiled step (inductor's fused kernels, no CUDA graphs of its own) captured once as one
-CUDA graph and replayed (`graph replay`: the GPU's time without torch.compile's host work per
-call, i.e. its guards over every parameter, the way serving engines run decode).
+(threshold 6, where installed), llmint8 with LLM.int8()'s arithmetic forced (`llmint8 int8`;
+the default `llmint8` takes weight-only int8 for few tokens), and llmint8 with q/k/v and gate/up
+each multiplied as one product (`llmint8 fused`: `llmint8.fuse_siblings`): weight memory and
+peak memory, prefill tokens/s (batch 1, 2048 tokens) and decode ms/token at batch 1, 8 and 32:
+eager; with CUDA graphs through torch.compile (mode="reduce-overhead" over a static KV cache:
+`graphs`); and the same compiled step (inductor's fused kernels, no CUDA graphs of its own)
+captured once as one CUDA graph and replayed (`graph replay`: the GPU's time without
+torch.compile's host work per call, i.e. its guards over every parameter, the way serving
+engines run decode).
 
     python benches/model.py [--sizes 1b 7b] [--profiles random realistic] [--split 2]
                             [--variants llmint8 ...] [--modes eager compiled replay] [--out F]
@@ -99,10 +101,12 @@ def build(size: str, variant: str, profile: str = "random") -> nn.Module:
     with torch.device("cuda"):
         model = transformers.LlamaForCausalLM(config).half().eval()
     apply_profile(model, profile)
-    if variant in ("llmint8", "llmint8 int8"):
+    if variant in ("llmint8", "llmint8 int8", "llmint8 fused"):
         arithmetic = "int8" if variant == "llmint8 int8" else "auto"
         llmint8.replace_linear(model, threshold=6.0, arithmetic=arithmetic)
         model.cuda()  # quantizes every layer in place; the fp16 weights are freed
+        if variant == "llmint8 fused":
+            llmint8.fuse_siblings(model)
     elif variant == "bitsandbytes":
         import bitsandbytes as bnb
 
@@ -296,8 +300,10 @@ def main(argv=None) -> int:
                         choices=["realistic", "random"])  # fmt: skip
     parser.add_argument("--split", type=int, default=0, metavar="N",
                         help="also the llmint8 model split across N GPUs (device_map)")  # fmt: skip
-    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
-                        help="only these: fp16, llmint8, int8, split, bitsandbytes")  # fmt: skip
+    parser.add_argument(
+        "--variants", nargs="+", default=None, metavar="NAME",
+        help="only these: fp16, llmint8, int8, fused, split, bitsandbytes",
+    )  # fmt: skip
     parser.add_argument("--modes", nargs="+", default=None, choices=DECODE_MODES,
                         help="only these decode modes (the others' cells read —)")  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
@@ -305,7 +311,7 @@ def main(argv=None) -> int:
     modes = tuple(args.modes or DECODE_MODES)
     if args.split and args.split > torch.cuda.device_count():
         parser.error(f"--split {args.split}: only {torch.cuda.device_count()} GPUs are visible")
-    variants = ["fp16", "llmint8", "llmint8 int8"]
+    variants = ["fp16", "llmint8", "llmint8 int8", "llmint8 fused"]
     variants += [f"llmint8 split×{args.split}"] if args.split else []
     try:
         import bitsandbytes  # noqa: F401
@@ -314,7 +320,8 @@ def main(argv=None) -> int:
     except ImportError:
         print("bitsandbytes is not installed: its rows are left out", file=sys.stderr)
     if args.variants:
-        unknown = set(args.variants) - {"fp16", "llmint8", "int8", "split", "bitsandbytes"}
+        known = {"fp16", "llmint8", "int8", "fused", "split", "bitsandbytes"}
+        unknown = set(args.variants) - known
         if unknown:
             parser.error(f"--variants: unknown {sorted(unknown)}")
         short = {v: "split" if "split" in v else v.removeprefix("llmint8 ") for v in variants}

@@ -25,6 +25,7 @@ from .errors import (
 from .loading import load_checkpoint_shards
 from .nn import Int8Params, Linear8bitLt
 from .serialization import load_quantized, load_state_dict, save_quantized, save_state_dict
+from .siblings import fuse_siblings, unfuse_siblings
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,7 @@ __all__ = [
     "__version__",
     "evaluate_model",
     "functional",
+    "fuse_siblings",
     "inspect_checkpoint",
     "load_checkpoint_shards",
     "load_quantized",
@@ -74,4 +76,5 @@ __all__ = [
     "run_bench",
     "save_quantized",
     "save_state_dict",
+    "unfuse_siblings",
 ]

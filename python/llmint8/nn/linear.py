@@ -21,6 +21,8 @@ OUTLIER_COUNTS_KEY = "outlier_counts"
 OUTLIER_BATCHES_KEY = "outlier_batches"
 ROW_MAJOR = 0  # the only weight_format: bitsandbytes' 1-3 were tiled layouts it has retired
 PREPARED_SHAPES = 64  # prepared forwards a layer keeps (input shapes, dtypes, devices) at most
+# A layer's `siblings.SiblingGroup` (layers reading one input, multiplied as one), in __dict__.
+SIBLINGS = "_siblings"
 
 
 class _PreparedForwards(dict):
@@ -134,6 +136,11 @@ class Linear8bitLt(nn.Linear):
         return torch.device("cpu") if device.type == "meta" else device
 
     def forward(self, x: Tensor) -> Tensor:
+        siblings = self.__dict__.get(SIBLINGS)
+        if siblings is not None:  # `siblings.fuse_siblings`: the group's product, one per input
+            y = siblings.forward(self, x)
+            if y is not None:
+                return y
         if not self.has_fp16_weights and not torch.compiler.is_compiling():
             prepared = self._prepared_forward(x)
             if prepared is not None:  # eager inference: one launch, arguments packed once
@@ -198,6 +205,7 @@ class Linear8bitLt(nn.Linear):
 
     def _apply(self, fn, recurse=True):
         self.__dict__.pop("_prepared_forwards", None)
+        self._leave_siblings()
         super()._apply(fn, recurse)
         # Statistics follow the weight's device, never its dtype (scales stay fp32 under .half()).
         device = self._stats_device()
@@ -209,6 +217,12 @@ class Linear8bitLt(nn.Linear):
             if value is not None:
                 setattr(self, name, value.to(device))
         return self
+
+    def _leave_siblings(self) -> None:
+        """Ends this layer's sibling group, if any (its members run alone from now on)."""
+        siblings = self.__dict__.get(SIBLINGS)
+        if siblings is not None:
+            siblings.dissolve()
 
     def extra_repr(self) -> str:
         static = (
@@ -244,6 +258,8 @@ class Linear8bitLt(nn.Linear):
             OUTLIER_BATCHES_KEY,
         )
         entries = {leaf: state_dict.get(prefix + leaf) for leaf in own}
+        if entries["weight"] is not None:
+            self._leave_siblings()
         rest = {
             k: v
             for k, v in state_dict.items()
