@@ -3,7 +3,7 @@ and v; gate and up) share one int8 weight, multiplied once per input.
 
 `fuse_siblings` concatenates each group's int8 rows, row scales and biases into one tensor each
 and gives every member views of its rows (no memory added). The first member called with an
-input multiplies it by the whole group's weight in one launch (the activations quantized once
+input multiplies it by the whole group's weight as one product (the activations quantized once
 for LLM.int8()) and keeps the other members' columns of the product; a member then called with
 that same tensor, unchanged, gets its columns without any work. A member returns a column view of
 the group's product, whose rows are strided (code that needs its output contiguous calls
