@@ -202,14 +202,18 @@ def _fuse(members: list[Linear8bitLt]) -> SiblingGroup:
     for member in members:
         rows = slice(start, start + member.out_features)
         start = rows.stop
-        member.weight = Int8Params(
-            CB[rows], has_fp16_weights=False, SCB=SCB[rows],
-            original_dtype=member.weight.original_dtype,
-        )  # fmt: skip
-        if member.bias is not None:
-            member.bias = nn.Parameter(bias[rows], requires_grad=member.bias.requires_grad)
-        member.__dict__.pop("_prepared_forwards", None)
+        _set_rows(member, CB[rows], SCB[rows], None if bias is None else bias[rows])
     return SiblingGroup(members, fused)
+
+
+def _set_rows(member: Linear8bitLt, CB: Tensor, SCB: Tensor, bias: Optional[Tensor]) -> None:
+    """Gives `member` these int8 rows, scales and (where it has one) bias, keeping its flags."""
+    member.weight = Int8Params(
+        CB, has_fp16_weights=False, SCB=SCB, original_dtype=member.weight.original_dtype
+    )
+    if member.bias is not None:
+        member.bias = nn.Parameter(bias, requires_grad=member.bias.requires_grad)
+    member.__dict__.pop("_prepared_forwards", None)  # they hold the former tensors
 
 
 @torch.no_grad()
@@ -226,15 +230,7 @@ def unfuse_siblings(model: nn.Module) -> int:
     for group in groups:
         group.dissolve()
         for member in group.members:
-            weight = member.weight
-            member.weight = Int8Params(
-                weight.data.clone(), has_fp16_weights=False, SCB=weight.SCB.clone(),
-                original_dtype=weight.original_dtype,
-            )  # fmt: skip
-            if member.bias is not None:
-                member.bias = nn.Parameter(
-                    member.bias.data.clone(), requires_grad=member.bias.requires_grad
-                )
-            member.__dict__.pop("_prepared_forwards", None)
+            bias = None if member.bias is None else member.bias.data.clone()
+            _set_rows(member, member.weight.data.clone(), member.weight.SCB.clone(), bias)
         group.members, group.fused = [], None
     return len(groups)
