@@ -42,6 +42,27 @@ def host_us(fn, calls=300) -> float:
     return elapsed * 1e6
 
 
+def attention_projections(fp16: bool, fused: bool) -> torch.nn.Module:
+    """q, k and v of a 4096-wide attention block: fp16 `nn.Linear` layers, or `Linear8bitLt`
+    layers, multiplied as one product when `fused` (`llmint8.fuse_siblings`)."""
+    block = torch.nn.Module()
+    for name in ("q_proj", "k_proj", "v_proj"):
+        if fp16:
+            layer = torch.nn.Linear(4096, 4096, bias=False, device="cuda", dtype=torch.float16)
+        else:
+            layer = llmint8.nn.Linear8bitLt(
+                4096, 4096, bias=False, has_fp16_weights=False, threshold=6.0
+            ).cuda()
+        setattr(block, name, layer)
+    if fused:
+        llmint8.fuse_siblings(block)
+    return block
+
+
+def project(block: torch.nn.Module, x: torch.Tensor) -> tuple:
+    return block.q_proj(x), block.k_proj(x), block.v_proj(x)
+
+
 def main():
     layer = llmint8.nn.Linear8bitLt(4096, 4096, has_fp16_weights=False, threshold=6.0).cuda()
     layer0 = llmint8.nn.Linear8bitLt(4096, 4096, has_fp16_weights=False, threshold=0.0).cuda()
@@ -49,6 +70,10 @@ def main():
         4096, 4096, has_fp16_weights=False, threshold=6.0, arithmetic="int8"
     ).cuda()
     fp16 = torch.nn.Linear(4096, 4096, device="cuda", dtype=torch.float16)
+    qkv = {
+        variant: attention_projections(variant == "fp16", fused=variant == "fused")
+        for variant in ("fp16", "llmint8", "fused")
+    }
     x = torch.randn(1, 4096, device="cuda", dtype=torch.float16)
     rows = {m: torch.randn(m, 4096, device="cuda", dtype=torch.float16) for m in (16, 64, 512)}
     quantize = kernel(0, "quantize_rows.cu", quantize_name("__half", True))
@@ -79,6 +104,13 @@ def main():
             "backend int8_linear M=1 t=6": lambda: backend.int8_linear(
                 x, layer.weight.data, layer.weight.SCB, layer.bias, 6.0, None
             ),
+            # q, k and v of one input: three layers, or one product for the three (fuse_siblings)
+            "q,k,v M=1 fused": lambda: project(qkv["fused"], x),
+            "q,k,v M=1": lambda: project(qkv["llmint8"], x),
+            "q,k,v M=1 fp16 nn.Linear": lambda: project(qkv["fp16"], x),
+            "q,k,v M=64 fused": lambda: project(qkv["fused"], rows[64]),
+            "q,k,v M=64": lambda: project(qkv["llmint8"], rows[64]),
+            "q,k,v M=64 fp16 nn.Linear": lambda: project(qkv["fp16"], rows[64]),
             "fp16 nn.Linear M=1": lambda: fp16(x),
             "fp16 nn.Linear M=64": lambda: fp16(rows[64]),
             "fp16 nn.Linear M=512": lambda: fp16(rows[512]),
