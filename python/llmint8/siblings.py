@@ -13,8 +13,9 @@ other settings or weights than the group's, runs its own product.
 Moving or casting a member (``.to``, ``.cuda``, ``.half``), loading a state dict into it or copying
 it ends its group (the members keep their rows, now each its own tensor after a move).
 `unfuse_siblings` ends every group and gives each member a copy of its own rows: needed before
-saving with savers that refuse tensors sharing memory (``save_pretrained``); `save_quantized`
-takes fused models as they are.
+saving with savers that refuse tensors sharing memory (safetensors' ``save_file``);
+`save_quantized` and transformers' ``save_pretrained`` (which copies views of one tensor) take
+fused models as they are.
 """
 
 from __future__ import annotations

@@ -48,6 +48,31 @@ def test_from_pretrained_on_gpu_saves_and_reloads_identically(llama_dir, input_i
         )
 
 
+def test_fuse_siblings_at_load_on_gpu_matches_the_plain_load_and_generates_alike(
+    llama_dir, input_ids, tmp_path
+):
+    plain = load(llama_dir, quantization_config=Int8Config())
+    fused = load(llama_dir, quantization_config=Int8Config(fuse_siblings=True))
+    assert "_siblings" in fused.model.layers[0].self_attn.v_proj.__dict__
+    ids = input_ids.cuda()
+    with torch.no_grad():
+        expected = plain(ids).logits
+        logits = fused(ids).logits
+        # fp16 products of the same rows; fused only changes how many columns one launch takes
+        assert relative_error(logits, expected) < 2e-3
+        one_token = fused(ids[:1, :1]).logits  # the weight-only decode path, one row
+        assert relative_error(one_token, plain(ids[:1, :1]).logits) < 2e-3
+    fused.save_pretrained(tmp_path)
+    again = load(tmp_path)
+    assert "_siblings" in again.model.layers[1].mlp.gate_proj.__dict__
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, logits)
+        assert torch.equal(
+            again.generate(ids, max_new_tokens=6, do_sample=False),
+            fused.generate(ids, max_new_tokens=6, do_sample=False),
+        )
+
+
 def test_device_map_across_gpu_and_cpu_gives_the_one_device_outputs(llama_dir, input_ids):
     one = load(llama_dir, quantization_config=Int8Config(), dtype=torch.float32)
     device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.layers.0": 0,

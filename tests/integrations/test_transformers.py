@@ -128,6 +128,10 @@ def test_config_errors_are_clear():
         Int8Config(arithmetic="fast")
     with pytest.raises(ValueError, match="load_in_8bit"):
         Int8Config.from_bitsandbytes({"quant_method": "bitsandbytes", "load_in_4bit": True})
+    with pytest.raises(TypeError, match="fuse_siblings"):
+        Int8Config(fuse_siblings="yes")
+    with pytest.raises(ValueError, match="fuse_siblings needs int8"):
+        Int8Config(fuse_siblings=True, has_fp16_weights=True)
     with pytest.raises(ValueError, match="static outlier"):
         hf.bitsandbytes_config(Int8Config(static_outliers={"a": [1]}))
 
@@ -138,6 +142,31 @@ def test_config_round_trips_through_json():
     again = transformers.AutoConfig.for_model("llama").__class__  # noqa: F841 (import check)
     restored = Int8Config.from_dict(json.loads(config.to_json_string()))
     assert restored.to_dict() == config.to_dict() and restored.arithmetic == "int8"
+
+
+def test_fuse_siblings_at_load_gives_the_same_logits_and_survives_a_save(
+    llama_dir, input_ids, tmp_path
+):
+    plain = load(llama_dir, quantization_config=Int8Config())
+    fused = load(llama_dir, quantization_config=Int8Config(fuse_siblings=True))
+    assert llmint8.fuse_siblings(fused) == []  # every q/k/v and gate/up group fused already
+    attention = fused.model.layers[0].self_attn
+    group = attention.q_proj.__dict__["_siblings"]
+    assert [m for m in group.members] == [attention.q_proj, attention.k_proj, attention.v_proj]
+    for name, layer in int8_layers(plain).items():  # the same int8 rows, now views of one tensor
+        assert torch.equal(fused.get_submodule(name).weight.data, layer.weight.data), name
+    with torch.no_grad():
+        expected = plain(input_ids).logits
+        torch.testing.assert_close(fused(input_ids).logits, expected, rtol=1e-5, atol=1e-5)
+    # save_pretrained writes each member's rows (transformers clones views of one tensor) and
+    # the flag: the directory loads fused again, with the same logits.
+    fused.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
+    assert config["fuse_siblings"] is True
+    again = load(tmp_path)
+    assert "_siblings" in again.model.layers[1].mlp.up_proj.__dict__
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids).logits, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_the_config_sets_each_layers_arithmetic(llama_dir):

@@ -57,6 +57,7 @@ from ..nn.linear import (
     SCB_KEY,
     WEIGHT_FORMAT_KEY,
 )
+from ..siblings import fuse_siblings
 from .accelerate import run_cpu_modules_on_cpu
 
 QUANT_METHOD = "llmint8"
@@ -76,6 +77,9 @@ class Int8Config(QuantizationConfigMixin):
             `llmint8.OutlierCalibrator`) instead of detection per call.
         arithmetic: each layer's (`llmint8.nn.Linear8bitLt`): ``"auto"``, ``"int8"`` (LLM.int8()
             for every call) or ``"weight_only"``.
+        fuse_siblings: once loaded, multiply the layers of one parent that read the same input
+            (q/k/v, gate/up: `llmint8.DEFAULT_SIBLINGS`) as one product per input
+            (`llmint8.fuse_siblings`); saved models load fused again.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Int8Config(QuantizationConfigMixin):
         has_fp16_weights: bool = False,
         static_outliers: Optional[Mapping[str, Sequence[int]]] = None,
         arithmetic: str = "auto",
+        fuse_siblings: bool = False,
         **kwargs: Any,
     ) -> None:
         self.quant_method = QUANT_METHOD
@@ -96,6 +101,14 @@ class Int8Config(QuantizationConfigMixin):
         self.skip_modules = None if skip_modules is None else [str(m) for m in skip_modules]
         self.has_fp16_weights = bool(has_fp16_weights)
         self.arithmetic = checked_arithmetic(arithmetic)
+        if not isinstance(fuse_siblings, bool):
+            raise TypeError(f"Int8Config: fuse_siblings is True or False, got {fuse_siblings!r}")
+        if fuse_siblings and self.has_fp16_weights:
+            raise ValueError(
+                "Int8Config: fuse_siblings needs int8 weights; has_fp16_weights keeps "
+                "floating-point master weights"
+            )
+        self.fuse_siblings = fuse_siblings
         self.static_outliers = (
             None
             if static_outliers is None
@@ -269,6 +282,8 @@ class Int8HfQuantizer(HfQuantizer):
                 raise ValueError(f"static_outliers names {name!r}, which is not an int8 layer")
             layer.set_outlier_columns(torch.tensor(columns))
         run_cpu_modules_on_cpu(model)  # device-map entries "cpu": the CPU backend runs them
+        if self.quantization_config.fuse_siblings:
+            fuse_siblings(model)  # after the move: each group's rows concatenated on its device
         model.is_loaded_in_8bit = True
         return model
 
