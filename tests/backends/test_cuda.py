@@ -499,6 +499,72 @@ def test_weight_only_shared_memory_ring_gives_the_register_pipelines_bits(dtype,
         assert torch.equal(ring, registers), f"{(m, k, n)} tiles {tiles}"
 
 
+# (m, k, n) for weight_only_tma.cu: 9-16 rows (and fewer), K a multiple of 16 but not of its
+# 64-column chunks nor of the 8 warps' share, N not a multiple of its row tiles.
+WEIGHT_ONLY_TMA_SHAPES = [(16, 4096, 300), (9, 1040, 129), (12, 2064, 200), (16, 11008, 70),
+                          (3, 64, 17), (13, 48, 33), (16, 4112, 1000)]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("tma", cuda_backend.WEIGHT_ONLY_TMA_TILES if cuda_backend else [])
+def test_weight_only_tma_gives_the_register_tiles_bits(dtype, tma):
+    """weight_only_tma.cu stages the activations by TMA but runs the register tile's products in
+    its order: the bits of weight_only_linear.cu's tile with the same rows and two token tiles,
+    within the float64 bound, every output written."""
+    _skip_without_wgmma()
+    row_tiles, _ = tma
+    for i, (m, k, n) in enumerate(WEIGHT_ONLY_TMA_SHAPES):
+        bias_dtype = (None, dtype, torch.float32)[i % 3]
+        x, CB, SCB, bias = _weight_only_case(300 + i, m, k, n, dtype, bias_dtype)
+        out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
+        args = (x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda())
+        got = cuda_backend.weight_only_linear(*args, out=out, tma=tma)
+        register_tile = (row_tiles, 2, 1, 1, 0)
+        if register_tile in cuda_backend.WEIGHT_ONLY_TILES:  # (4, 2, ...) has no register twin
+            registers = cuda_backend.weight_only_linear(*args, tiles=register_tile)
+            assert torch.equal(got, registers), f"{(m, k, n)} tma {tma}"
+        _check_weight_only(got.cpu(), x, CB, SCB, bias, dtype, f"{(m, k, n)} tma {tma}")
+
+
+def test_weight_only_plan_takes_the_tma_kernel_for_9_to_16_rows_of_wide_weights():
+    """9-16 rows by weights of TMA_MIN_WEIGHT_ROWS rows or more run weight_only_tma.cu, eager,
+    prepared (its tensor map moved to each input) and replayed in a CUDA graph: the register
+    tile's bits each time."""
+    _skip_without_wgmma()
+    index = torch.cuda.current_device()
+    wide = cuda_backend.TMA_WIDE_WEIGHT_ROWS
+    assert cuda_backend.weight_only_tma_plan(index, 16, 8200) == (2, 2)
+    assert cuda_backend.weight_only_tma_plan(index, 9, wide) == (4, 2)
+    for m, n in [(8, 8200), (17, 8200), (16, 4096)]:
+        assert cuda_backend.weight_only_tma_plan(index, m, n) is None
+    torch.manual_seed(11)
+    layer = llmint8.nn.Linear8bitLt(256, 8200, has_fp16_weights=False, threshold=6.0).cuda()
+    weight = layer.weight
+    with torch.no_grad():
+        for m in (9, 16):
+            for _ in range(3):  # the first call prepares, the others run the prepared launch
+                x = torch.randn(m, 256, device="cuda", dtype=torch.float16) * 2
+                launch = cuda_backend._weight_only_launch(x, weight, weight.SCB, None, 0, 8200)
+                assert launch.kernel is cuda_backend.kernel(
+                    index, "weight_only_tma.cu", cuda_backend.weight_only_tma_name("__half", 2, 2)
+                )
+                registers = cuda_backend.weight_only_linear(
+                    x, weight.data, weight.SCB, layer.bias, tiles=(2, 2, 1, 1, 0)
+                )
+                assert torch.equal(layer(x), registers), m
+        x = torch.randn(16, 256, device="cuda", dtype=torch.float16)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = layer(x)
+        x.copy_(torch.randn_like(x) * 3)
+        graph.replay()
+        torch.cuda.synchronize()
+        registers = cuda_backend.weight_only_linear(
+            x, weight.data, weight.SCB, layer.bias, tiles=(2, 2, 1, 1, 0)
+        )
+        assert torch.equal(captured, registers)
+
+
 # (m, k, n) for weight_only_gemm.cu: one and several token tiles, rows not filling the tile,
 # K not a multiple of its 128-column tiles and shorter than one (splits left with no tile), N
 # not a multiple of the 128 weight rows nor even.

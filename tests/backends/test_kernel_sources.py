@@ -37,6 +37,8 @@ def cuda_include_dir() -> Path:
         ("weight_only_wgmma.cu", "sm_90a"),  # the target it runs on (through ptxas)
         ("int8_wgmma.cu", "compute_80"),  # compiled out: a trap
         ("int8_wgmma.cu", "sm_90a"),
+        ("weight_only_tma.cu", "compute_80"),  # compiled out: a trap
+        ("weight_only_tma.cu", "sm_90a"),
     ],
 )
 def test_every_kernel_instantiation_compiles(file, arch):

@@ -48,6 +48,7 @@ from .cuda_kernels import (
     WEIGHT_ONLY_GEMM_TILES,
     WEIGHT_ONLY_RING_TILES,
     WEIGHT_ONLY_TILES,
+    WEIGHT_ONLY_TMA_TILES,
     WGMMA_CAPABILITY,
     WGMMA_K_TILE,
     WGMMA_SPLITS,
@@ -78,6 +79,8 @@ from .cuda_kernels import (
     weight_only_gemm_shared_memory,
     weight_only_name,
     weight_only_shared_memory,
+    weight_only_tma_name,
+    weight_only_tma_shared_memory,
     weight_only_wgmma_name,
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
@@ -145,6 +148,13 @@ GEMM_SPLIT_COST = 0.2
 # through a ring of stages by TMA (benches/weight-only-h200.md, v13: at 32 rows the per-16-token
 # kernel stays ahead on 4096-row weights).
 WGMMA_MIN_ROWS, WGMMA_MIN_ROWS_WIDE, WGMMA_WIDE_ROWS = 33, 17, 8192
+# On sm_90, 9-16 rows by weights of TMA_MIN_WEIGHT_ROWS rows or more: weight_only_tma.cu, the
+# register tile with the activations staged by TMA (32 weight rows per block, 64 from
+# TMA_WIDE_WEIGHT_ROWS). benches/NOTES.md v33: 4096x11008 at 16 rows 18.2 -> 16.5 us, 8192x28672
+# 70.3 -> 67.2; slower on 4096-row weights (10.3 against the ring tile's 8.4 on 4096x4096, 22.0
+# against 18.1 on 11008x4096), whose one-wave ring tiles stay.
+TMA_MIN_ROWS, TMA_MAX_ROWS = 9, 16
+TMA_MIN_WEIGHT_ROWS, TMA_WIDE_WEIGHT_ROWS = 8192, 16384
 # weight_only_wgmma_plan's costs, in units of one block's K tile (streaming its weight tile):
 # plus this much per token of the block (wgmma and conversion); per block (pipeline fill and
 # epilogue) and per block of a split K (the cluster's exchange of partial tiles); per launch with
@@ -995,6 +1005,16 @@ def wgmma_serves(index: int, m: int, n: int) -> bool:
     return m >= rows and uses_wgmma(index)
 
 
+def weight_only_tma_plan(index: int, m: int, n: int) -> Optional[tuple[int, int]]:
+    """weight_only_tma.cu's (row tiles, stages) for the weight-only product of m rows by a
+    weight of n rows, or None where another kernel serves it (aligned operands assumed)."""
+    if not (TMA_MIN_ROWS <= m <= TMA_MAX_ROWS and n >= TMA_MIN_WEIGHT_ROWS):
+        return None
+    if not uses_wgmma(index):
+        return None
+    return (4, 2) if n >= TMA_WIDE_WEIGHT_ROWS else (2, 2)
+
+
 def weight_only_linear(
     x: Tensor,
     CB: Tensor,
@@ -1004,6 +1024,7 @@ def weight_only_linear(
     tiles: Optional[tuple[int, ...]] = None,
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
+    tma: Optional[tuple[int, int]] = None,
 ) -> Tensor:
     """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision: one
     launch, no workspace, no host sync. Below WEIGHT_ONLY_GEMM_MIN_ROWS rows (or with unaligned
@@ -1012,7 +1033,8 @@ def weight_only_linear(
     tensor-core product) multiply the dequantized weight with torch instead. `tiles` (the first
     kernel's tile, `weight_only_tiles`), `gemm` (the second's tile and splits,
     `weight_only_gemm_plan`) and `wgmma` (the third's tokens and splits,
-    `weight_only_wgmma_plan`) override the plan (benches/kernel_choice.py)."""
+    `weight_only_wgmma_plan`) override the plan (benches/kernel_choice.py), as `tma` (row tiles,
+    stages: weight_only_tma.cu on sm_90 for up to 16 rows, `weight_only_tma_plan`) does."""
     if x.dtype == torch.float32:
         return dense_weight_only_linear(x, CB, SCB, bias, out=out)
     # Contiguous operands held here until the launch (the launch reads their addresses).
@@ -1022,7 +1044,7 @@ def weight_only_linear(
     if done:
         return out
     ldo = out.stride(0)
-    launch = _weight_only_launch(x, CB, SCB, bias, out.data_ptr(), ldo, tiles, gemm, wgmma)
+    launch = _weight_only_launch(x, CB, SCB, bias, out.data_ptr(), ldo, tiles, gemm, wgmma, tma)
     launch.kernel.launch(launch.grid, launch.shared_mem, *launch.args, dependent=launch.dependent)
     return out
 
@@ -1063,6 +1085,7 @@ def _weight_only_launch(
     tiles: Optional[tuple[int, ...]] = None,
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
+    tma: Optional[tuple[int, int]] = None,
 ) -> _Launch:
     """The launch of `weight_only_linear` for x [m, k], CB [n, k], SCB and bias, all contiguous
     (the caller keeps them alive until the launch), writing rows of `ldo` elements at
@@ -1077,6 +1100,23 @@ def _weight_only_launch(
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out_ptr, ldo,
     )  # fmt: skip
     automatic = tiles is None and gemm is None and aligned
+    if tma is None and automatic and wgmma is None:
+        tma = weight_only_tma_plan(index, m, n)
+    if tma is not None:
+        if not aligned or not uses_wgmma(index) or m > TMA_MAX_ROWS:
+            raise ValueError("weight_only_tma.cu takes up to 16 rows of aligned operands on sm_90")
+        if tma not in WEIGHT_ONLY_TMA_TILES:
+            raise ValueError(f"weight_only_tma.cu has no tile {tma}: {WEIGHT_ONLY_TMA_TILES}")
+        row_tiles, stages = tma
+        name = weight_only_tma_name(dtype_name, row_tiles, stages)
+        shared = weight_only_tma_shared_memory(stages)
+        tma_args = (tensor_map_2d(x, 64, 16, 128), *args[2:])
+        grid = (_ceil(m, 16), _ceil(n, 16 * row_tiles), 1)
+        tma_kernel = kernel(index, "weight_only_tma.cu", name)
+        static = tma_kernel.attributes["shared_size_bytes"]
+        resident = _resident_blocks(index, name, "weight_only_tma.cu", shared + static)
+        dependent = grid[0] * grid[1] > resident * sm_count(index)
+        return _Launch(tma_kernel, grid, shared, tma_args, 0, 9, True, None, dependent)
     if wgmma is not None or (automatic and wgmma_serves(index, m, n)):
         if not aligned:
             raise ValueError("weight_only_wgmma.cu needs 16-byte aligned operands")

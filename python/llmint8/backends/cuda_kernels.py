@@ -487,6 +487,25 @@ def _weight_only_name_shared_memory(name: str) -> int:
     )
 
 
+WEIGHT_ONLY_TMA_TILES = ((1, 2), (1, 4), (2, 2), (2, 3), (2, 4), (4, 2))
+"""weight_only_tma.cu's (ROW_TILES, STAGES) instantiations (sm_90a, 9-16 tokens): 16 * ROW_TILES
+weight rows per block, a ring of STAGES chunks of the activations per warp."""
+
+
+def weight_only_tma_name(dtype_name: str, row_tiles: int, stages: int) -> str:
+    return f"weight_only_tma<{dtype_name}, {row_tiles}, {stages}>"
+
+
+def weight_only_tma_shared_memory(stages: int) -> int:
+    """weight_only_tma.cu's dynamic shared memory: 8 warps' rings of `stages` chunks of 16 token
+    rows of 128 bytes, plus the alignment of the rings to 1024 bytes."""
+    return (THREADS // 32) * stages * 16 * 128 + 1024
+
+
+def _weight_only_tma_name_shared_memory(name: str) -> int:
+    return weight_only_tma_shared_memory(int(name.rstrip(">").split(",")[2]))
+
+
 WEIGHT_ONLY_GEMM_TILES = ((2, 2, 1, 8), (4, 2, 1, 8), (4, 4, 2, 4))
 """weight_only_gemm.cu's (MT, NT, WM, WN) instantiations: 32, 64 and 128 tokens by 128 weight
 rows per block, WM x WN warps of 16 * MT tokens by 8 * NT rows."""
@@ -648,6 +667,11 @@ EXPRESSIONS = {
         for tile in WEIGHT_ONLY_TILES
         for a in ((True, False) if tile[4] == 0 else (True,))
     ],
+    "weight_only_tma.cu": [
+        weight_only_tma_name(t, row_tiles, stages)
+        for t in WEIGHT_ONLY_TYPES
+        for row_tiles, stages in WEIGHT_ONLY_TMA_TILES
+    ],
     "weight_only_gemm.cu": [
         weight_only_gemm_name(t, tile, splits)
         for t in WEIGHT_ONLY_TYPES
@@ -673,7 +697,11 @@ EXPRESSIONS = {
     ],
 }
 # Files compiled for one architecture's specific target alone, and the blocks not of THREADS.
-ARCH_SPECIFIC = {"weight_only_wgmma.cu": WGMMA_CAPABILITY, "int8_wgmma.cu": WGMMA_CAPABILITY}
+ARCH_SPECIFIC = {
+    "weight_only_wgmma.cu": WGMMA_CAPABILITY,
+    "int8_wgmma.cu": WGMMA_CAPABILITY,
+    "weight_only_tma.cu": WGMMA_CAPABILITY,
+}
 FILE_THREADS = {"weight_only_wgmma.cu": WGMMA_THREADS, "int8_wgmma.cu": WGMMA_THREADS}
 # Instantiations whose block is a template parameter of their own.
 EXPRESSION_THREADS = _quantize_names()
@@ -690,6 +718,7 @@ LAYOUTS = {
     "gather_outlier_columns.cu": "PPiPiPiPPiPiiiPi",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
+    "weight_only_tma.cu": "128sPiPPiiiiPi",  # x_map CB ldw SCB bias bias_kind M N K out ldo
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
     # x_map w_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out ldo
@@ -706,6 +735,7 @@ SHARED_MEMORY = {
     "weight_only_linear.cu": _weight_only_name_shared_memory,
     "int8_gemm.cu": _gemm_name_shared_memory,
     "weight_only_gemm.cu": _weight_only_gemm_name_shared_memory,
+    "weight_only_tma.cu": _weight_only_tma_name_shared_memory,
     "weight_only_wgmma.cu": _weight_only_wgmma_name_shared_memory,
     "int8_wgmma.cu": _int8_wgmma_name_shared_memory,
 }

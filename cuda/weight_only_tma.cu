@@ -1,0 +1,187 @@
+// Weight-only int8 linear for 9-16 tokens on Hopper (sm_90a; compiled for that target alone, see
+// cuda_kernels.ARCH_SPECIFIC): weight_only_linear.cu's register tile with two token tiles, its
+// activations staged by the tensor memory accelerator instead of loaded by every lane. Same math,
+// same products in the same order, so the same bits as weight_only_linear<T, ROW_TILES, 2, 1, 1>:
+//   out[m,n] = (sum_k X[m,k] * CB[n,k]) * (SCB[n] / 127) + bias[n]   (fp32 accumulation)
+//
+// Why: at 16 tokens the register tile's lanes load two bytes of X per weight byte, eight lines of
+// 64 bytes per warp load (four lanes per token in the mma's B fragment), through the same L1 path
+// as the weight stream, and the two do not overlap (benches/NOTES.md v32: 4096x11008 19.8 us with
+// the activation loads, 15.2 without). Here one TMA copy per chunk and warp puts the 16 token
+// rows of the chunk's 64 columns into shared memory (128-byte swizzle, so that the lanes' 16-byte
+// reads below touch every bank once per quarter warp) and the lanes read them with ld.shared.
+//
+// Launch: grid = (ceil(M / 16), ceil(N / (16 * ROW_TILES)), 1), block = 256 threads (8 warps),
+// dynamic shared memory 8 * STAGES * 2048 + 1024 bytes (a ring of STAGES chunks of X per warp,
+// aligned to the swizzle's 1024 bytes). The block owns 16 * ROW_TILES weight rows and 16 tokens;
+// warp w takes the chunks w, w + 8, ... of 64 columns of K, holding two chunks of the weight in
+// registers (the next loads while this one is multiplied) and STAGES chunks of X in flight in its
+// ring (its lane 0 issues the copies on the stage's mbarrier); the warps then add their sums in
+// shared memory in warp order and apply the scales and the bias. Parameters: the tensor map of X
+// (fp16 / bf16, box 64 columns x 16 rows, 128-byte swizzle; rows past M and columns past K read as
+// zero), CB [N, ldw] int8 (16-byte aligned rows, K a multiple of 16), SCB [N] f32, bias [N] or
+// null in the dtype bias_kind names (common.cuh), M, N, K, out [M, ldo].
+#include "common.cuh"
+#include "hopper.cuh"
+
+using namespace llmint8;
+
+namespace {
+constexpr int THREADS = 256, WARPS = THREADS / 32, TOKENS = 16, CHUNK = 64;
+constexpr int X_STAGE = TOKENS * CHUNK * 2;  // 16 rows of 128 bytes
+
+// 16 bytes of the weight stream, kept out of L1 (as weight_only_linear.cu's load_weights).
+__device__ __forceinline__ int4 stream_weights(const signed char* p) {
+  int4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+}  // namespace
+
+template <typename T, int ROW_TILES, int STAGES>
+__global__ void __launch_bounds__(THREADS) weight_only_tma(
+    const __grid_constant__ TensorMap x_map, const signed char* __restrict__ CB, int ldw,
+    const float* __restrict__ SCB, const void* __restrict__ bias, int bias_kind, int M, int N,
+    int K, T* __restrict__ out, int ldo) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int ROWS = 16 * ROW_TILES, LDP = ROWS + 1;
+  __shared__ float partial[WARPS][TOKENS][LDP];
+  __shared__ unsigned long long full[WARPS][STAGES];
+  extern __shared__ unsigned char ring_raw[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  const int m0 = blockIdx.x * TOKENS, n0 = blockIdx.y * ROWS;
+  unsigned char* ring = ring_raw + ((1024u - (smem_address(ring_raw) & 1023u)) & 1023u);
+  unsigned char* mine = ring + warp * STAGES * X_STAGE;
+  allow_dependents();
+  if (lane == 0) {
+    if (warp == 0) prefetch_map(x_map);
+#pragma unroll
+    for (int s = 0; s < STAGES; ++s) barrier_init(smem_address(&full[warp][s]), 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncwarp();
+  wait_for_prerequisites();
+
+  const signed char* w_rows[ROW_TILES][2];
+  bool w_inside[ROW_TILES][2];
+#pragma unroll
+  for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + rt * 16 + h * 8 + g;
+      w_inside[rt][h] = n < N;
+      w_rows[rt][h] = CB + (long long)min(n, N - 1) * ldw;
+    }
+  struct Weights {
+    int4 w[ROW_TILES][2];
+  };
+  auto load_w = [&](Weights& wc, int chunk) {
+    const int k = chunk * CHUNK + 16 * q;
+#pragma unroll
+    for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        wc.w[rt][h] = w_inside[rt][h] && k < K ? stream_weights(w_rows[rt][h] + k) : make_int4(0, 0, 0, 0);
+  };
+  // Chunk i of this warp (columns (warp + 8 i) * 64 ...) into its ring's stage i % STAGES.
+  auto issue = [&](int i) {
+    if (lane == 0) {
+      const int stage = i % STAGES;
+      const unsigned bar = smem_address(&full[warp][stage]);
+      arrive_expecting(bar, X_STAGE);
+      copy_box(smem_address(mine + stage * X_STAGE), x_map, (warp + i * WARPS) * CHUNK, m0, bar);
+    }
+  };
+
+  float acc[ROW_TILES][2][4];
+#pragma unroll
+  for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[rt][tt][r] = 0.0f;
+  // The products of one chunk, as weight_only_linear.cu's `multiply` with SPAN = 1: lane (g, q)
+  // holds token tt * 8 + g's columns 16 q .. 16 q + 15 (16-byte pieces 2 q and 2 q + 1 of the
+  // token's 128-byte row, at piece ^ g in the swizzled stage) and weight rows g, g + 8's.
+  auto multiply = [&](const Weights& wc, const unsigned char* stage) {
+    int4 x[2][2];
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        x[tt][e] = *reinterpret_cast<const int4*>(stage + (tt * 8 + g) * 128 + (((2 * q + e) ^ g) * 16));
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      int b[2][2];
+#pragma unroll
+      for (int tt = 0; tt < 2; ++tt) {
+        const int* words = reinterpret_cast<const int*>(&x[tt][0]);
+        b[tt][0] = words[2 * s];
+        b[tt][1] = words[2 * s + 1];
+      }
+#pragma unroll
+      for (int rt = 0; rt < ROW_TILES; ++rt) {
+        int a[4];
+        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][0])[s], a[0], a[2], T{});
+        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][1])[s], a[1], a[3], T{});
+#pragma unroll
+        for (int tt = 0; tt < 2; ++tt) mma_f16(acc[rt][tt], a, b[tt], T{});
+      }
+    }
+  };
+
+  const int chunks = (K + CHUNK - 1) / CHUNK;
+  const int count = warp < chunks ? (chunks - warp + WARPS - 1) / WARPS : 0;
+#pragma unroll
+  for (int i = 0; i < STAGES; ++i)
+    if (i < count) issue(i);
+  Weights w[2];
+  if (count > 0) load_w(w[0], warp);
+  for (int first = 0; first < count; first += 2) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int i = first + j;
+      if (i < count) {
+        if (i + 1 < count) load_w(w[1 - j], warp + (i + 1) * WARPS);
+        const int stage = i % STAGES;
+        barrier_wait(smem_address(&full[warp][stage]), (i / STAGES) & 1);
+        multiply(w[j], mine + stage * X_STAGE);
+        __syncwarp();  // every lane has read the stage before it is refilled
+        if (i + STAGES < count) issue(i + STAGES);
+      }
+    }
+  }
+
+  // c0, c1: weight row g, tokens 2q, 2q + 1; c2, c3: weight row g + 8.
+#pragma unroll
+  for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) partial[warp][tt * 8 + 2 * q + (r & 1)][rt * 16 + g + (r >> 1) * 8] = acc[rt][tt][r];
+  __syncthreads();
+  for (int i = threadIdx.x; i < TOKENS * ROWS; i += THREADS) {
+    const int token = i / ROWS, row = i % ROWS;
+    const int m = m0 + token, n = n0 + row;
+    if (m >= M || n >= N) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) sum += partial[w][token][row];
+    out[(long long)m * ldo + n] = from_float<T>(sum * (SCB[n] / 127.0f) + load_bias(bias, bias_kind, n));
+  }
+#else
+  __trap();  // sm_90a only (the launcher never runs it elsewhere)
+#endif
+}
+
+#define INSTANTIATE(T, RT, STAGES)                                                                \
+  template __global__ void weight_only_tma<T, RT, STAGES>(const __grid_constant__ TensorMap,         \
+                                                          const signed char*, int, const float*, \
+                                                          const void*, int, int, int, int, T*, int);
+#define INSTANTIATE_TILES(T)                                                                      \
+  INSTANTIATE(T, 1, 2) INSTANTIATE(T, 1, 4) INSTANTIATE(T, 2, 2) INSTANTIATE(T, 2, 3)             \
+  INSTANTIATE(T, 2, 4) INSTANTIATE(T, 4, 2)
+INSTANTIATE_TILES(__half)
+INSTANTIATE_TILES(__nv_bfloat16)
