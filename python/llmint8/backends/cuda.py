@@ -150,9 +150,9 @@ GEMM_SPLIT_COST = 0.2
 WGMMA_MIN_ROWS, WGMMA_MIN_ROWS_WIDE, WGMMA_WIDE_ROWS = 33, 17, 8192
 # On sm_90, 9-16 rows by weights of TMA_MIN_WEIGHT_ROWS rows or more: weight_only_tma.cu, the
 # register tile with the activations staged by TMA (32 weight rows per block, 64 from
-# TMA_WIDE_WEIGHT_ROWS). benches/NOTES.md v33: 4096x11008 at 16 rows 18.2 -> 16.5 us, 8192x28672
-# 70.3 -> 67.2; slower on 4096-row weights (10.3 against the ring tile's 8.4 on 4096x4096, 22.0
-# against 18.1 on 11008x4096), whose one-wave ring tiles stay.
+# TMA_WIDE_WEIGHT_ROWS). benches/NOTES.md v33: 4096x11008 at 16 rows 18.3 -> 16.6 us, 8192x28672
+# 70.8 -> 68.5; slower on 4096-row weights (10.2 against the ring tile's 8.2 on 4096x4096, 22.0
+# against 18.0 on 11008x4096), whose one-wave ring tiles stay.
 TMA_MIN_ROWS, TMA_MAX_ROWS = 9, 16
 TMA_MIN_WEIGHT_ROWS, TMA_WIDE_WEIGHT_ROWS = 8192, 16384
 # weight_only_wgmma_plan's costs, in units of one block's K tile (streaming its weight tile):
