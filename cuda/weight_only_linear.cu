@@ -33,6 +33,7 @@
 // reads another's slots, so no barrier is needed. Same arithmetic in the same order as STAGES = 0:
 // the outputs are the same bits. Dynamic shared memory: WARPS * STAGES * PIECES * 512 bytes.
 #include "common.cuh"
+#include "weight_only.cuh"
 
 using namespace llmint8;
 
@@ -50,25 +51,15 @@ __device__ __forceinline__ int4 load_activations(const T* row, int k, int K) {
   return v;
 }
 
-// 16 bytes of the weight stream: read once, so kept out of L1, and with a 256-byte L2 prefetch (the
-// block's other warps read the rest of those bytes next). Measured on the H200 with weights cold
-// in L2: 8192x28672 at one token 66.9 -> 62.0 us, at 16 tokens 83.6 -> 67.8 (benches/NOTES.md v10).
+// 16 bytes of the weight stream (weight_only.cuh), or byte by byte where not aligned.
 template <bool ALIGNED>
 __device__ __forceinline__ int4 load_weights(const signed char* p, int k, int K) {
-  if (!ALIGNED) return load16<false>(p, k, K);
-  int4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p + k));
-  return v;
+  if constexpr (ALIGNED) return stream_weights(p + k);
+  else return load16<false>(p, k, K);
 }
 
-// One lane's operands of a chunk of 64 * SPAN columns: per 16-row tile its two weight rows
-// (g, g + 8), 16 * SPAN contiguous bytes each; per 8-token tile its token's 16 * SPAN columns.
-template <int ROW_TILES, int SPAN>
-struct WeightChunk {
-  int4 w[ROW_TILES][2][SPAN];
-};
+// One lane's activation operands of a chunk of 64 * SPAN columns: per 8-token tile its token's
+// 16 * SPAN columns (the weight's: WeightChunk, weight_only.cuh).
 template <int TOKEN_TILES, int SPAN>
 struct ActivationChunk {
   int4 x[TOKEN_TILES][2 * SPAN];
@@ -99,16 +90,7 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
   allow_dependents();
   wait_for_prerequisites();
 
-  const signed char* w_rows[ROW_TILES][2];
-  bool w_inside[ROW_TILES][2];
-#pragma unroll
-  for (int rt = 0; rt < ROW_TILES; ++rt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n0 + rt * 16 + h * 8 + g;
-      w_inside[rt][h] = n < N;
-      w_rows[rt][h] = CB + (long long)min(n, N - 1) * ldw;
-    }
+  const WeightRows<ROW_TILES> rows(CB, ldw, n0, N, g);
   const T* x_rows[TOKEN_TILES];
   bool x_inside[TOKEN_TILES];
 #pragma unroll
@@ -127,7 +109,7 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
       for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-          wc.w[rt][h][sp] = w_inside[rt][h] && k < K ? load_weights<ALIGNED>(w_rows[rt][h], k, K) : make_int4(0, 0, 0, 0);
+          wc.w[rt][h][sp] = rows.inside[rt][h] && k < K ? load_weights<ALIGNED>(rows.row[rt][h], k, K) : make_int4(0, 0, 0, 0);
     }
   };
   auto load_x = [&](Activations& xc, int chunk) {
@@ -159,14 +141,7 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
         b[tt][0] = x[2 * s];
         b[tt][1] = x[2 * s + 1];
       }
-#pragma unroll
-      for (int rt = 0; rt < ROW_TILES; ++rt) {
-        int a[4];
-        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][0])[s], a[0], a[2], T{});
-        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][1])[s], a[1], a[3], T{});
-#pragma unroll
-        for (int tt = 0; tt < TOKEN_TILES; ++tt) mma_f16(acc[rt][tt], a, b[tt], T{});
-      }
+      multiply_step<T>(acc, wc, b, s);
     }
   };
 
@@ -207,7 +182,7 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     for (int stage = 0; stage < STAGES; ++stage) {
 #pragma unroll
       for (int p = 0; p < PIECES; ++p) {
-        const bool inside = p < W_PIECES ? w_inside[p / (2 * SPAN)][p / SPAN % 2]
+        const bool inside = p < W_PIECES ? rows.inside[p / (2 * SPAN)][p / SPAN % 2]
                                          : x_inside[(p - W_PIECES) / (2 * SPAN)];
         if (!inside) mine[(stage * PIECES + p) * 32] = make_int4(0, 0, 0, 0);
       }
@@ -221,8 +196,8 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
         for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
           for (int h = 0; h < 2; ++h)
-            if (w_inside[rt][h])
-              cp_async16_stream(slot + ((rt * 2 + h) * SPAN + sp) * 32, bytes ? w_rows[rt][h] + k : CB, bytes);
+            if (rows.inside[rt][h])
+              cp_async16_stream(slot + ((rt * 2 + h) * SPAN + sp) * 32, bytes ? rows.row[rt][h] + k : CB, bytes);
 #pragma unroll
         for (int tt = 0; tt < TOKEN_TILES; ++tt)
           if (x_inside[tt])
@@ -265,25 +240,10 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
     }
   }
 
-  // c0, c1: weight row g, tokens 2q, 2q + 1; c2, c3: weight row g + 8.
-#pragma unroll
-  for (int rt = 0; rt < ROW_TILES; ++rt)
-#pragma unroll
-    for (int tt = 0; tt < TOKEN_TILES; ++tt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r)
-        partial[k_group][tt * 8 + 2 * q + (r & 1)][rows_of_warp + rt * 16 + g + (r >> 1) * 8] = acc[rt][tt][r];
+  store_partial_sums(partial[k_group], acc, rows_of_warp, g, q);
   __syncthreads();
-  const int block_n0 = blockIdx.y * ROWS;
-  for (int i = threadIdx.x; i < TOKENS * ROWS; i += THREADS) {
-    const int token = i / ROWS, row = i % ROWS;
-    const int m = m0 + token, n = block_n0 + row;
-    if (m >= M || n >= N) continue;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WARP_K; ++w) sum += partial[w][token][row];
-    out[(long long)m * ldo + n] = from_float<T>(sum * (SCB[n] / 127.0f) + load_bias(bias, bias_kind, n));
-  }
+  write_weight_only_outputs<T, WARP_K, TOKENS, LDP, THREADS>(partial, m0, blockIdx.y * ROWS, M, N, SCB, bias,
+                                                             bias_kind, out, ldo);
 }
 
 #define INSTANTIATE(T, RT, TT, WR, SPAN, ALIGNED, STAGES)                                         \

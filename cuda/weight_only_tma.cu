@@ -23,21 +23,13 @@
 // null in the dtype bias_kind names (common.cuh), M, N, K, out [M, ldo].
 #include "common.cuh"
 #include "hopper.cuh"
+#include "weight_only.cuh"
 
 using namespace llmint8;
 
 namespace {
 constexpr int THREADS = 256, WARPS = THREADS / 32, TOKENS = 16, CHUNK = 64;
 constexpr int X_STAGE = TOKENS * CHUNK * 2;  // 16 rows of 128 bytes
-
-// 16 bytes of the weight stream, kept out of L1 (as weight_only_linear.cu's load_weights).
-__device__ __forceinline__ int4 stream_weights(const signed char* p) {
-  int4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 }  // namespace
 
 template <typename T, int ROW_TILES, int STAGES>
@@ -64,26 +56,15 @@ __global__ void __launch_bounds__(THREADS) weight_only_tma(
   __syncwarp();
   wait_for_prerequisites();
 
-  const signed char* w_rows[ROW_TILES][2];
-  bool w_inside[ROW_TILES][2];
-#pragma unroll
-  for (int rt = 0; rt < ROW_TILES; ++rt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n0 + rt * 16 + h * 8 + g;
-      w_inside[rt][h] = n < N;
-      w_rows[rt][h] = CB + (long long)min(n, N - 1) * ldw;
-    }
-  struct Weights {
-    int4 w[ROW_TILES][2];
-  };
+  const WeightRows<ROW_TILES> rows(CB, ldw, n0, N, g);
+  using Weights = WeightChunk<ROW_TILES, 1>;
   auto load_w = [&](Weights& wc, int chunk) {
     const int k = chunk * CHUNK + 16 * q;
 #pragma unroll
     for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        wc.w[rt][h] = w_inside[rt][h] && k < K ? stream_weights(w_rows[rt][h] + k) : make_int4(0, 0, 0, 0);
+        wc.w[rt][h][0] = rows.inside[rt][h] && k < K ? stream_weights(rows.row[rt][h] + k) : make_int4(0, 0, 0, 0);
   };
   // Chunk i of this warp (columns (warp + 8 i) * 64 ...) into its ring's stage i % STAGES.
   auto issue = [&](int i) {
@@ -121,14 +102,7 @@ __global__ void __launch_bounds__(THREADS) weight_only_tma(
         b[tt][0] = words[2 * s];
         b[tt][1] = words[2 * s + 1];
       }
-#pragma unroll
-      for (int rt = 0; rt < ROW_TILES; ++rt) {
-        int a[4];
-        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][0])[s], a[0], a[2], T{});
-        to_pairs(reinterpret_cast<const unsigned*>(&wc.w[rt][1])[s], a[1], a[3], T{});
-#pragma unroll
-        for (int tt = 0; tt < 2; ++tt) mma_f16(acc[rt][tt], a, b[tt], T{});
-      }
+      multiply_step<T>(acc, wc, b, s);
     }
   };
 
@@ -154,23 +128,9 @@ __global__ void __launch_bounds__(THREADS) weight_only_tma(
     }
   }
 
-  // c0, c1: weight row g, tokens 2q, 2q + 1; c2, c3: weight row g + 8.
-#pragma unroll
-  for (int rt = 0; rt < ROW_TILES; ++rt)
-#pragma unroll
-    for (int tt = 0; tt < 2; ++tt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) partial[warp][tt * 8 + 2 * q + (r & 1)][rt * 16 + g + (r >> 1) * 8] = acc[rt][tt][r];
+  store_partial_sums(partial[warp], acc, 0, g, q);
   __syncthreads();
-  for (int i = threadIdx.x; i < TOKENS * ROWS; i += THREADS) {
-    const int token = i / ROWS, row = i % ROWS;
-    const int m = m0 + token, n = n0 + row;
-    if (m >= M || n >= N) continue;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) sum += partial[w][token][row];
-    out[(long long)m * ldo + n] = from_float<T>(sum * (SCB[n] / 127.0f) + load_bias(bias, bias_kind, n));
-  }
+  write_weight_only_outputs<T, WARPS, TOKENS, LDP, THREADS>(partial, m0, n0, M, N, SCB, bias, bias_kind, out, ldo);
 #else
   __trap();  // sm_90a only (the launcher never runs it elsewhere)
 #endif

@@ -1,0 +1,1 @@
+../../../cuda/weight_only.cuh
