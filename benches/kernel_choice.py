@@ -5,8 +5,8 @@ epilogue from CUBLAS_MIN_ROWS rows), next to the plan
 `llmint8.backends.cuda.plan` picks. Used to set the backend's thresholds.
 
 With --weight-only: for M up to 128, every tile (row tiles, token tiles, warp rows, span) of the
-weight-only kernel for up to 16 rows (on sm_90 also every tile of the one whose activations TMA
-stages, `tma...`), and from 17 rows every plan (token tile, split K) of the
+weight-only kernel for up to 16 rows (on sm_90 also the tiles of the one whose activations TMA
+stages, `tma...`, up to twice the rows), and from 17 rows every plan (token tile, split K) of the
 weight-only GEMM (mma.sync, `gemm...`) and on sm_90 of the wgmma kernel (`wgmma...`) with the
 small kernel's tile beside it, next to the plan the backend picks, LLM.int8()'s picked plan and
 fp16 nn.Linear (sets the WEIGHT_ONLY_* and WGMMA_* row limits and the plans' costs), each call of
@@ -135,14 +135,17 @@ def wgmma_plans(index: int) -> list[tuple[int, int]]:
     return [(t, s) for t, _ in backend.WGMMA_TOKEN_TILES for s in splits] + wide
 
 
-def tma_plans(index: int) -> list[tuple[int, int]]:
-    """weight_only_tma.cu's (row tiles, stages) this GPU runs (none off sm_90)."""
-    return list(backend.WEIGHT_ONLY_TMA_TILES) if backend.uses_wgmma(index) else []
+def tma_plans(index: int, m: int) -> list[tuple[int, int, int, int]]:
+    """weight_only_tma.cu's tiles this GPU runs for m rows (none off sm_90): those of fewer than
+    twice max(m, 16) tokens."""
+    if not backend.uses_wgmma(index):
+        return []
+    return [t for t in backend.WEIGHT_ONLY_TMA_TILES if 8 * t[1] < 2 * max(m, 16)]
 
 
-def tma_label(row_tiles: int, stages: int) -> str:
-    """tma<row tiles>x<stages>: a weight_only_tma.cu tile."""
-    return f"tma{row_tiles}x{stages}"
+def tma_label(row_tiles: int, token_tiles: int, stages: int, splits: int) -> str:
+    """tma<row tiles>x<token tiles>x<stages>[/k<splits>]: a weight_only_tma.cu tile."""
+    return f"tma{row_tiles}x{token_tiles}x{stages}" + (f"/k{splits}" if splits > 1 else "")
 
 
 def wgmma_label(tokens: int, splits: int) -> str:
@@ -199,10 +202,10 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
         for plan in wgmma_plans(index) if gemm else []:
             run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, wgmma=plan)
             times[wgmma_label(*plan)] = graph_time_us(cycling(run, CBs), x)
-        for plan in tma_plans(index) if m <= backend.TMA_MAX_ROWS else []:
+        for plan in tma_plans(index, m):
             run = partial(backend.weight_only_linear, SCB=SCB, bias=bias, tma=plan)
             times[tma_label(*plan)] = graph_time_us(cycling(run, CBs), x)
-        tma = backend.weight_only_tma_plan(index, m, n)
+        tma = backend.weight_only_tma_plan(index, m, n, k)
         if tma is not None:
             picked = tma_label(*tma)
         elif backend.wgmma_serves(index, m, n):

@@ -68,7 +68,12 @@ def _bench(args: argparse.Namespace) -> int:
     if args.plot:
         _check_plot_dependencies()
     run_bench(
-        device=args.device, quick=args.quick, out=args.out, plot=args.plot, outliers=args.outliers
+        device=args.device,
+        quick=args.quick,
+        out=args.out,
+        plot=args.plot,
+        outliers=args.outliers,
+        rows=args.rows,
     )  # fmt: skip  (prints rows)
     if args.plot:
         print(f"plot: {args.plot}")
@@ -245,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
         "side-by-side table.",
     )
     bench.add_argument("--quick", action="store_true", help="a small grid")
+    bench.add_argument(
+        "--rows", metavar="M", type=_positive, nargs="+", default=None,
+        help="these row counts (tokens) instead of the grid's",
+    )  # fmt: skip
     bench.add_argument(
         "--outliers", action="store_true",
         help="sweep the number of outlier columns (0, 6, 64, 512, K/4, K) instead of the grid",

@@ -499,30 +499,39 @@ def test_weight_only_shared_memory_ring_gives_the_register_pipelines_bits(dtype,
         assert torch.equal(ring, registers), f"{(m, k, n)} tiles {tiles}"
 
 
-# (m, k, n) for weight_only_tma.cu: 9-16 rows (and fewer), K a multiple of 16 but not of its
-# 64-column chunks nor of the 8 warps' share, N not a multiple of its row tiles.
+# (m, k, n) for weight_only_tma.cu: 9-72 rows (and fewer), K a multiple of 16 but not of its
+# 64-column chunks nor of the 8 warps' share (nor of 4 splits' share), N not a multiple of its row
+# tiles; rows filling no token tile, one, and more than one of each size.
 WEIGHT_ONLY_TMA_SHAPES = [(16, 4096, 300), (9, 1040, 129), (12, 2064, 200), (16, 11008, 70),
-                          (3, 64, 17), (13, 48, 33), (16, 4112, 1000)]  # fmt: skip
+                          (3, 64, 17), (13, 48, 33), (16, 4112, 1000), (40, 2064, 200),
+                          (64, 4112, 129), (33, 1040, 70), (72, 1552, 48)]  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("tma", cuda_backend.WEIGHT_ONLY_TMA_TILES if cuda_backend else [])
 def test_weight_only_tma_gives_the_register_tiles_bits(dtype, tma):
     """weight_only_tma.cu stages the activations by TMA but runs the register tile's products in
-    its order: the bits of weight_only_linear.cu's tile with the same rows and two token tiles,
-    within the float64 bound, every output written."""
+    its order: unsplit, the bits of weight_only_linear.cu's tile with the same rows and two token
+    tiles whatever its own token tile and stages (for 64-row tiles, which have no register twin,
+    weight_only_tma.cu's 16-token tile's); split or not, within the float64 bound, every output
+    written."""
     _skip_without_wgmma()
-    row_tiles, _ = tma
+    row_tiles, _, _, splits = tma
+    register_tile = (row_tiles, 2, 1, 1, 0)
+    twin = register_tile in cuda_backend.WEIGHT_ONLY_TILES
     for i, (m, k, n) in enumerate(WEIGHT_ONLY_TMA_SHAPES):
         bias_dtype = (None, dtype, torch.float32)[i % 3]
         x, CB, SCB, bias = _weight_only_case(300 + i, m, k, n, dtype, bias_dtype)
         out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
         args = (x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda())
         got = cuda_backend.weight_only_linear(*args, out=out, tma=tma)
-        register_tile = (row_tiles, 2, 1, 1, 0)
-        if register_tile in cuda_backend.WEIGHT_ONLY_TILES:  # (4, 2, ...) has no register twin
-            registers = cuda_backend.weight_only_linear(*args, tiles=register_tile)
-            assert torch.equal(got, registers), f"{(m, k, n)} tma {tma}"
+        if splits == 1:
+            reference = (
+                cuda_backend.weight_only_linear(*args, tiles=register_tile)
+                if twin
+                else cuda_backend.weight_only_linear(*args, tma=(row_tiles, 2, 2, 1))
+            )
+            assert torch.equal(got, reference), f"{(m, k, n)} tma {tma}"
         _check_weight_only(got.cpu(), x, CB, SCB, bias, dtype, f"{(m, k, n)} tma {tma}")
 
 
@@ -533,10 +542,10 @@ def test_weight_only_plan_takes_the_tma_kernel_for_9_to_16_rows_of_wide_weights(
     _skip_without_wgmma()
     index = torch.cuda.current_device()
     wide = cuda_backend.TMA_WIDE_WEIGHT_ROWS
-    assert cuda_backend.weight_only_tma_plan(index, 16, 8200) == (2, 2)
-    assert cuda_backend.weight_only_tma_plan(index, 9, wide) == (4, 2)
+    assert cuda_backend.weight_only_tma_plan(index, 16, 8200, 256) == (2, 2, 2, 1)
+    assert cuda_backend.weight_only_tma_plan(index, 9, wide, 4096) == (4, 2, 2, 1)
     for m, n in [(8, 8200), (17, 8200), (16, 4096)]:
-        assert cuda_backend.weight_only_tma_plan(index, m, n) is None
+        assert cuda_backend.weight_only_tma_plan(index, m, n, 4096) is None
     torch.manual_seed(11)
     layer = llmint8.nn.Linear8bitLt(256, 8200, has_fp16_weights=False, threshold=6.0).cuda()
     weight = layer.weight
@@ -546,7 +555,9 @@ def test_weight_only_plan_takes_the_tma_kernel_for_9_to_16_rows_of_wide_weights(
                 x = torch.randn(m, 256, device="cuda", dtype=torch.float16) * 2
                 launch = cuda_backend._weight_only_launch(x, weight, weight.SCB, None, 0, 8200)
                 assert launch.kernel is cuda_backend.kernel(
-                    index, "weight_only_tma.cu", cuda_backend.weight_only_tma_name("__half", 2, 2)
+                    index,
+                    "weight_only_tma.cu",
+                    cuda_backend.weight_only_tma_name("__half", (2, 2, 2, 1)),
                 )
                 registers = cuda_backend.weight_only_linear(
                     x, weight.data, weight.SCB, layer.bias, tiles=(2, 2, 1, 1, 0)
@@ -563,6 +574,57 @@ def test_weight_only_plan_takes_the_tma_kernel_for_9_to_16_rows_of_wide_weights(
             x, weight.data, weight.SCB, layer.bias, tiles=(2, 2, 1, 1, 0)
         )
         assert torch.equal(captured, registers)
+
+
+def test_weight_only_plan_splits_k_for_17_to_32_rows_of_long_narrow_weights():
+    """17-32 rows by weights of fewer than TMA_MIN_WEIGHT_ROWS rows and at least TMA_SPLIT_MIN_K
+    columns run weight_only_tma.cu's 32-token tile with K split in two, eager, prepared and
+    replayed in a CUDA graph: the same bits each time (the cluster adds its halves in rank
+    order), within the float64 bound; its unsplit twin within twice the bound."""
+    _skip_without_wgmma()
+    index = torch.cuda.current_device()
+    k_min = cuda_backend.TMA_SPLIT_MIN_K
+    for m in (17, 24, 32):
+        assert cuda_backend.weight_only_tma_plan(index, m, 4096, k_min) == (2, 4, 2, 2)
+    for m, n, k in [
+        (16, 4096, k_min),
+        (33, 4096, k_min),
+        (32, 4096, k_min - 16),
+        (32, 8192, k_min),
+    ]:
+        assert cuda_backend.weight_only_tma_plan(index, m, n, k) is None
+    torch.manual_seed(12)
+    k, n = k_min + 16 * 3, 300  # K not a multiple of the 64-column chunks
+    layer = llmint8.nn.Linear8bitLt(k, n, has_fp16_weights=False, threshold=6.0).cuda()
+    layer.bias.data.normal_()
+    weight = layer.weight
+    split = cuda_backend.kernel(
+        index, "weight_only_tma.cu", cuda_backend.weight_only_tma_name("__half", (2, 4, 2, 2))
+    )
+    with torch.no_grad():
+        for m in (17, 32):
+            x = torch.randn(m, k, device="cuda", dtype=torch.float16) * 2
+            launch = cuda_backend._weight_only_launch(x, weight, weight.SCB, None, 0, n)
+            assert launch.kernel is split
+            first = layer(x)
+            for _ in range(2):  # the first call prepared, these run the prepared launch
+                assert torch.equal(layer(x), first), m
+            unsplit = cuda_backend.weight_only_linear(
+                x, weight.data, weight.SCB, layer.bias, tma=(2, 4, 2, 1)
+            )
+            cpu = (x.cpu(), weight.data.cpu(), weight.SCB.cpu(), layer.bias.detach().cpu())
+            _check_weight_only(first.cpu(), *cpu, torch.float16, f"split at {m} rows")
+            bound = weight_only_bound(*cpu[:3], torch.float16, cpu[3])
+            assert_within_bound(first.cpu(), unsplit.cpu(), 2 * bound, f"unsplit at {m} rows")
+        x = torch.randn(32, k, device="cuda", dtype=torch.float16)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = layer(x)
+        x.copy_(torch.randn_like(x) * 3)
+        graph.replay()
+        torch.cuda.synchronize()
+        eager = cuda_backend.weight_only_linear(x, weight.data, weight.SCB, layer.bias)
+        assert torch.equal(captured, eager)
 
 
 # (m, k, n) for weight_only_gemm.cu: one and several token tiles, rows not filling the tile,

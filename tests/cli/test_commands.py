@@ -115,10 +115,11 @@ def test_eval_prints_perplexities_with_standard_errors(llama_dir, text_file):
 
 def test_bench_on_cpu_prints_the_table_and_plots(tmp_path):
     png = tmp_path / "bench.png"
-    result = run("bench", "--quick", "--device", "cpu", "--plot", png)
+    result = run("bench", "--quick", "--device", "cpu", "--rows", "2", "3", "--plot", png)
     assert result.returncode == 0, result.stderr
     assert "| K×N | M | fp32 | ours t=0 | ours t=6 |" in result.stdout
     assert result.stdout.count("| 1024×1024 |") == 2
+    assert "| 1024×1024 | 2 |" in result.stdout and "| 1024×1024 | 3 |" in result.stdout
     width, height = png_size(png)
     assert width > 300 and height > 300
 
@@ -137,6 +138,7 @@ def test_bench_on_cpu_prints_the_table_and_plots(tmp_path):
         (lambda d, t: ["eval", d, "--text", t / "none.txt"], "no such text file"),
         (lambda d, t: ["eval", t / "exists", "--text", t / "notes.txt"], "already quantized"),
         (lambda d, t: ["bench", "--device", "tpu"], "--device"),
+        (lambda d, t: ["bench", "--rows", "0"], "--rows"),
         (lambda d, t: ["quantize", t / "f64.safetensors", t / "o.safetensors"], "float64 weights"),
         (lambda d, t: ["quantize", t / "norms.safetensors", t / "o.safetensors"], "no linear"),
     ],

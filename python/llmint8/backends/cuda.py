@@ -152,9 +152,12 @@ WGMMA_MIN_ROWS, WGMMA_MIN_ROWS_WIDE, WGMMA_WIDE_ROWS = 33, 17, 8192
 # register tile with the activations staged by TMA (32 weight rows per block, 64 from
 # TMA_WIDE_WEIGHT_ROWS). benches/NOTES.md v33: 4096x11008 at 16 rows 18.3 -> 16.6 us, 8192x28672
 # 70.8 -> 68.5; slower on 4096-row weights (10.2 against the ring tile's 8.2 on 4096x4096, 22.0
-# against 18.0 on 11008x4096), whose one-wave ring tiles stay.
-TMA_MIN_ROWS, TMA_MAX_ROWS = 9, 16
-TMA_MIN_WEIGHT_ROWS, TMA_WIDE_WEIGHT_ROWS = 8192, 16384
+# against 18.0 on 11008x4096), whose one-wave ring tiles stay. And 17-32 rows by weights of fewer
+# rows with a long K (TMA_SPLIT_MIN_K): its 32-token tile with K split across a cluster of two
+# (v34: 11008x4096 at 32 rows 24.7 -> 20.5 us; no gain on 4096x4096, where 4096-column halves are
+# too short a stream per warp, nor on the wide weights, where wgmma serves from 17 rows).
+TMA_MIN_ROWS, TMA_MAX_ROWS, TMA_SPLIT_MAX_ROWS = 9, 16, 32
+TMA_MIN_WEIGHT_ROWS, TMA_WIDE_WEIGHT_ROWS, TMA_SPLIT_MIN_K = 8192, 16384, 8192
 # weight_only_wgmma_plan's costs, in units of one block's K tile (streaming its weight tile):
 # plus this much per token of the block (wgmma and conversion); per block (pipeline fill and
 # epilogue) and per block of a split K (the cluster's exchange of partial tiles); per launch with
@@ -1005,14 +1008,17 @@ def wgmma_serves(index: int, m: int, n: int) -> bool:
     return m >= rows and uses_wgmma(index)
 
 
-def weight_only_tma_plan(index: int, m: int, n: int) -> Optional[tuple[int, int]]:
-    """weight_only_tma.cu's (row tiles, stages) for the weight-only product of m rows by a
-    weight of n rows, or None where another kernel serves it (aligned operands assumed)."""
-    if not (TMA_MIN_ROWS <= m <= TMA_MAX_ROWS and n >= TMA_MIN_WEIGHT_ROWS):
-        return None
+def weight_only_tma_plan(index: int, m: int, n: int, k: int) -> Optional[tuple[int, int, int, int]]:
+    """weight_only_tma.cu's (row tiles, token tiles, stages, splits) for the weight-only product
+    of m rows by a weight of n rows and k columns, or None where another kernel serves it
+    (aligned operands assumed)."""
     if not uses_wgmma(index):
         return None
-    return (4, 2) if n >= TMA_WIDE_WEIGHT_ROWS else (2, 2)
+    if TMA_MIN_ROWS <= m <= TMA_MAX_ROWS and n >= TMA_MIN_WEIGHT_ROWS:
+        return (4, 2, 2, 1) if n >= TMA_WIDE_WEIGHT_ROWS else (2, 2, 2, 1)
+    if TMA_MAX_ROWS < m <= TMA_SPLIT_MAX_ROWS and n < TMA_MIN_WEIGHT_ROWS and k >= TMA_SPLIT_MIN_K:
+        return (2, 4, 2, 2)
+    return None
 
 
 def weight_only_linear(
@@ -1024,7 +1030,7 @@ def weight_only_linear(
     tiles: Optional[tuple[int, ...]] = None,
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
-    tma: Optional[tuple[int, int]] = None,
+    tma: Optional[tuple[int, int, int, int]] = None,
 ) -> Tensor:
     """``x @ (CB * SCB / 127).T + bias`` with the activations in their own precision: one
     launch, no workspace, no host sync. Below WEIGHT_ONLY_GEMM_MIN_ROWS rows (or with unaligned
@@ -1034,7 +1040,7 @@ def weight_only_linear(
     kernel's tile, `weight_only_tiles`), `gemm` (the second's tile and splits,
     `weight_only_gemm_plan`) and `wgmma` (the third's tokens and splits,
     `weight_only_wgmma_plan`) override the plan (benches/kernel_choice.py), as `tma` (row tiles,
-    stages: weight_only_tma.cu on sm_90 for up to 16 rows, `weight_only_tma_plan`) does."""
+    token tiles, stages, splits: weight_only_tma.cu on sm_90, `weight_only_tma_plan`) does."""
     if x.dtype == torch.float32:
         return dense_weight_only_linear(x, CB, SCB, bias, out=out)
     # Contiguous operands held here until the launch (the launch reads their addresses).
@@ -1085,7 +1091,7 @@ def _weight_only_launch(
     tiles: Optional[tuple[int, ...]] = None,
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
-    tma: Optional[tuple[int, int]] = None,
+    tma: Optional[tuple[int, int, int, int]] = None,
 ) -> _Launch:
     """The launch of `weight_only_linear` for x [m, k], CB [n, k], SCB and bias, all contiguous
     (the caller keeps them alive until the launch), writing rows of `ldo` elements at
@@ -1101,21 +1107,22 @@ def _weight_only_launch(
     )  # fmt: skip
     automatic = tiles is None and gemm is None and aligned
     if tma is None and automatic and wgmma is None:
-        tma = weight_only_tma_plan(index, m, n)
+        tma = weight_only_tma_plan(index, m, n, k)
     if tma is not None:
-        if not aligned or not uses_wgmma(index) or m > TMA_MAX_ROWS:
-            raise ValueError("weight_only_tma.cu takes up to 16 rows of aligned operands on sm_90")
+        if not aligned or not uses_wgmma(index):
+            raise ValueError("weight_only_tma.cu takes aligned operands on sm_90")
         if tma not in WEIGHT_ONLY_TMA_TILES:
             raise ValueError(f"weight_only_tma.cu has no tile {tma}: {WEIGHT_ONLY_TMA_TILES}")
-        row_tiles, stages = tma
-        name = weight_only_tma_name(dtype_name, row_tiles, stages)
-        shared = weight_only_tma_shared_memory(stages)
-        tma_args = (tensor_map_2d(x, 64, 16, 128), *args[2:])
-        grid = (_ceil(m, 16), _ceil(n, 16 * row_tiles), 1)
+        row_tiles, token_tiles, _, splits = tma
+        name = weight_only_tma_name(dtype_name, tma)
+        shared = weight_only_tma_shared_memory(tma)
+        tokens = 8 * token_tiles
+        tma_args = (tensor_map_2d(x, 64, tokens, 128), *args[2:])
+        grid = (_ceil(m, tokens), _ceil(n, 16 * row_tiles), splits)
         tma_kernel = kernel(index, "weight_only_tma.cu", name)
         static = tma_kernel.attributes["shared_size_bytes"]
         resident = _resident_blocks(index, name, "weight_only_tma.cu", shared + static)
-        dependent = grid[0] * grid[1] > resident * sm_count(index)
+        dependent = grid[0] * grid[1] * grid[2] > resident * sm_count(index)
         return _Launch(tma_kernel, grid, shared, tma_args, 0, 9, True, None, dependent)
     if wgmma is not None or (automatic and wgmma_serves(index, m, n)):
         if not aligned:

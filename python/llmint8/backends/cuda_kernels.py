@@ -487,23 +487,41 @@ def _weight_only_name_shared_memory(name: str) -> int:
     )
 
 
-WEIGHT_ONLY_TMA_TILES = ((1, 2), (1, 4), (2, 2), (2, 3), (2, 4), (4, 2))
-"""weight_only_tma.cu's (ROW_TILES, STAGES) instantiations (sm_90a, 9-16 tokens): 16 * ROW_TILES
-weight rows per block, a ring of STAGES chunks of the activations per warp."""
+WEIGHT_ONLY_TMA_TILES = (
+    (1, 2, 2, 1), (1, 2, 4, 1), (2, 2, 2, 1), (2, 2, 3, 1), (2, 2, 4, 1), (4, 2, 2, 1),
+    (2, 4, 2, 1), (2, 2, 2, 2), (2, 4, 2, 2),
+)  # fmt: skip
+"""weight_only_tma.cu's (ROW_TILES, TOKEN_TILES, STAGES, SPLITS) instantiations (sm_90a): 16 *
+ROW_TILES weight rows by 8 * TOKEN_TILES tokens per block, a ring of STAGES chunks of the
+activations per warp, K split across a cluster of SPLITS blocks. benches/NOTES.md v34 measured a
+dozen more (64-token tiles, 64-row tiles of 32 tokens, splits of 4, one-row-tile splits): none
+the best anywhere."""
 
 
-def weight_only_tma_name(dtype_name: str, row_tiles: int, stages: int) -> str:
-    return f"weight_only_tma<{dtype_name}, {row_tiles}, {stages}>"
+def weight_only_tma_name(dtype_name: str, tile: tuple[int, int, int, int]) -> str:
+    """``weight_only_tma<T, ROW_TILES, TOKEN_TILES, STAGES>``, or with K split
+    ``weight_only_tma_split<T, ROW_TILES, TOKEN_TILES, STAGES, SPLITS>``."""
+    *shape, splits = tile
+    args = ", ".join(map(str, shape))
+    if splits == 1:
+        return f"weight_only_tma<{dtype_name}, {args}>"
+    return f"weight_only_tma_split<{dtype_name}, {args}, {splits}>"
 
 
-def weight_only_tma_shared_memory(stages: int) -> int:
-    """weight_only_tma.cu's dynamic shared memory: 8 warps' rings of `stages` chunks of 16 token
-    rows of 128 bytes, plus the alignment of the rings to 1024 bytes."""
-    return (THREADS // 32) * stages * 16 * 128 + 1024
+def weight_only_tma_shared_memory(tile: tuple[int, int, int, int]) -> int:
+    """weight_only_tma.cu's dynamic shared memory: 8 warps' rings of STAGES chunks of 8 *
+    TOKEN_TILES token rows of 128 bytes, reused after the K loop for the warps' fp32 sums (rows
+    padded by one) and, with K split, the block's; plus the alignment to 1024 bytes."""
+    row_tiles, token_tiles, stages, splits = tile
+    warps, tokens, rows = THREADS // 32, 8 * token_tiles, 16 * row_tiles
+    ring = warps * stages * tokens * 128
+    sums = 4 * (warps * tokens * (rows + 1) + (tokens * rows if splits > 1 else 0))
+    return max(ring, sums) + 1024
 
 
 def _weight_only_tma_name_shared_memory(name: str) -> int:
-    return weight_only_tma_shared_memory(int(name.rstrip(">").split(",")[2]))
+    fields = [int(f) for f in name[name.index("<") + 1 : -1].split(",")[1:]]
+    return weight_only_tma_shared_memory((*fields[:3], fields[3] if len(fields) > 3 else 1))
 
 
 WEIGHT_ONLY_GEMM_TILES = ((2, 2, 1, 8), (4, 2, 1, 8), (4, 4, 2, 4))
@@ -668,9 +686,7 @@ EXPRESSIONS = {
         for a in ((True, False) if tile[4] == 0 else (True,))
     ],
     "weight_only_tma.cu": [
-        weight_only_tma_name(t, row_tiles, stages)
-        for t in WEIGHT_ONLY_TYPES
-        for row_tiles, stages in WEIGHT_ONLY_TMA_TILES
+        weight_only_tma_name(t, tile) for t in WEIGHT_ONLY_TYPES for tile in WEIGHT_ONLY_TMA_TILES
     ],
     "weight_only_gemm.cu": [
         weight_only_gemm_name(t, tile, splits)

@@ -4,7 +4,7 @@ eager and replayed from a CUDA graph. `ours t=6` is the default layer (``arithme
 weight-only int8 for few rows, LLM.int8() else); `int8 t=6` and `ours t=0` force LLM.int8().
 On the CPU: fp32 nn.Linear vs llmint8 at thresholds 0 and 6.
 
-    llmint8 bench [--quick] [--device cuda:0] [--out results.md] [--plot chart.png]
+    llmint8 bench [--quick] [--rows M ...] [--device cuda:0] [--out results.md] [--plot chart.png]
     python benches/linear.py ...   (the same)
 
 Times are medians after warm-up (µs per call; CUDA events on a GPU, the host clock on the CPU).
@@ -196,9 +196,9 @@ def _table(title, header, rows_fn, grid):
     return lines
 
 
-def gpu_table(device, quick):
+def gpu_table(device, quick, rows=None):
     grid = GRID[::3] if quick else GRID
-    rows = [1, 16, 128, 4096] if quick else ROWS
+    rows = rows or ([1, 16, 128, 4096] if quick else ROWS)
     with torch.cuda.device(device):
         bandwidth = copy_bandwidth()
         title = (
@@ -263,9 +263,9 @@ def interleaved_us(fns, min_rounds=9, max_rounds=80, tolerance=0.03, budget_s=4.
     return [statistics.median(s) for s in samples], (q1, statistics.median(ratios), q3), len(ratios)
 
 
-def cpu_table(quick):
+def cpu_table(quick, rows=None):
     grid = CPU_GRID[:1] if quick else CPU_GRID
-    rows = [1, 16] if quick else CPU_ROWS
+    rows = rows or ([1, 16] if quick else CPU_ROWS)
     title = (
         f"CPU ({torch.get_num_threads()} threads); µs per call (median). fp32: nn.Linear in fp32; "
         "ours t=0 / t=6: llmint8 at threshold 0 / 6 (int8 weights, int32 accumulation); vs fp32: "
@@ -296,9 +296,10 @@ def cpu_table(quick):
     return _table(title, header, rows_for, grid)
 
 
-def run_bench(device=None, quick=False, out=None, plot=None, outliers=False) -> str:
+def run_bench(device=None, quick=False, out=None, plot=None, outliers=False, rows=None) -> str:
     """`llmint8 bench`: runs the layer grid on `device` (default: the first GPU, else the CPU;
-    `quick`: a small grid), prints each row as it is measured and returns the markdown table;
+    `quick`: a small grid; `rows`: these row counts M instead of the grid's), prints each row as
+    it is measured and returns the markdown table;
     `out` also writes it, `plot` writes the speed-up chart (PNG). `outliers`: instead, the sweep
     over the number of outlier columns (`llmint8.tools.bench_outliers`)."""
     torch.manual_seed(0)
@@ -310,9 +311,9 @@ def run_bench(device=None, quick=False, out=None, plot=None, outliers=False) -> 
 
         lines = outlier_sweep_table(device, quick)
     elif device.type == "cuda":
-        lines = gpu_table(device, quick)
+        lines = gpu_table(device, quick, rows)
     else:
-        lines = cpu_table(quick)
+        lines = cpu_table(quick, rows)
     table = "\n".join(lines) + "\n"
     if out:
         from .outputs import write_atomically
@@ -332,8 +333,16 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
     parser.add_argument("--plot", default=None, help="also write a speed-up chart (PNG)")
     parser.add_argument("--outliers", action="store_true", help="the outlier-column sweep")
+    parser.add_argument("--rows", type=row_count, nargs="+", help="row counts M (the grid's)")
     args = parser.parse_args(argv)
-    run_bench(args.device, args.quick, args.out, args.plot, args.outliers)
+    run_bench(args.device, args.quick, args.out, args.plot, args.outliers, args.rows)
+
+
+def row_count(text: str) -> int:
+    """An argparse type: a row count M (a whole number, at least 1)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 if __name__ == "__main__":
