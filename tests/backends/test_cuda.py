@@ -535,6 +535,18 @@ def test_weight_only_tma_gives_the_register_tiles_bits(dtype, tma):
         _check_weight_only(got.cpu(), x, CB, SCB, bias, dtype, f"{(m, k, n)} tma {tma}")
 
 
+def _replayed_on_new_values(layer, x):
+    """`layer(x)` captured in a CUDA graph and replayed after `x` is overwritten with new values:
+    the replayed output."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = layer(x)
+    x.copy_(torch.randn_like(x) * 3)
+    graph.replay()
+    torch.cuda.synchronize()
+    return captured
+
+
 def test_weight_only_plan_takes_the_tma_kernel_for_9_to_16_rows_of_wide_weights():
     """9-16 rows by weights of TMA_MIN_WEIGHT_ROWS rows or more run weight_only_tma.cu, eager,
     prepared (its tensor map moved to each input) and replayed in a CUDA graph: the register
@@ -564,12 +576,7 @@ def test_weight_only_plan_takes_the_tma_kernel_for_9_to_16_rows_of_wide_weights(
                 )
                 assert torch.equal(layer(x), registers), m
         x = torch.randn(16, 256, device="cuda", dtype=torch.float16)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            captured = layer(x)
-        x.copy_(torch.randn_like(x) * 3)
-        graph.replay()
-        torch.cuda.synchronize()
+        captured = _replayed_on_new_values(layer, x)
         registers = cuda_backend.weight_only_linear(
             x, weight.data, weight.SCB, layer.bias, tiles=(2, 2, 1, 1, 0)
         )
@@ -617,12 +624,7 @@ def test_weight_only_plan_splits_k_for_17_to_32_rows_of_long_narrow_weights():
             bound = weight_only_bound(*cpu[:3], torch.float16, cpu[3])
             assert_within_bound(first.cpu(), unsplit.cpu(), 2 * bound, f"unsplit at {m} rows")
         x = torch.randn(32, k, device="cuda", dtype=torch.float16)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            captured = layer(x)
-        x.copy_(torch.randn_like(x) * 3)
-        graph.replay()
-        torch.cuda.synchronize()
+        captured = _replayed_on_new_values(layer, x)
         eager = cuda_backend.weight_only_linear(x, weight.data, weight.SCB, layer.bias)
         assert torch.equal(captured, eager)
 
