@@ -27,6 +27,8 @@ from torch import nn
 
 import llmint8
 
+from . import UsageError
+
 GRID = [(4096, 4096), (4096, 11008), (11008, 4096), (8192, 28672)]
 ROWS = [1, 8, 32, 128, 512, 2048, 4096]
 CPU_GRID = [(1024, 1024), (1024, 4096), (4096, 1024), (4096, 4096), (4096, 11008), (11008, 4096)]
@@ -302,6 +304,8 @@ def run_bench(device=None, quick=False, out=None, plot=None, outliers=False, row
     it is measured and returns the markdown table;
     `out` also writes it, `plot` writes the speed-up chart (PNG). `outliers`: instead, the sweep
     over the number of outlier columns (`llmint8.tools.bench_outliers`)."""
+    if outliers and rows:
+        raise UsageError("--rows sets the layer grid's row counts; the outlier sweep has its own")
     torch.manual_seed(0)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
