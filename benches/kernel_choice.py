@@ -22,8 +22,13 @@ stream order and with programmatic dependent launch (sm_90), beside fp16.
 With --breakdown: LLM.int8() forced at threshold 6 (6 planted outlier columns) and 0, weights
 cold in L2, beside fp16, with each kernel's GPU time per forward (torch.profiler).
 
+With --fixed-cost: the weight-only product (its plans as shipped), LLM.int8() forced at the
+largest row count and fp16 nn.Linear over weights of K = 4096 by N = 2048..28672 and of N = 4096
+by K = 2048..16384, weights cold in L2, each fitted as a fixed cost plus the weight's bytes at a
+streaming rate (t = a + bytes / rate).
+
     python benches/kernel_choice.py [--quick]
-        [--weight-only | --int8 | --dependent-launch | --breakdown]
+        [--weight-only | --int8 | --dependent-launch | --breakdown | --fixed-cost]
         [--rows M ...] [--out choice.md]
 """
 
@@ -376,6 +381,60 @@ def breakdown_table(grid, rows) -> list[str]:
     return lines
 
 
+FIXED_COST_GRID = [(4096, n) for n in (2048, 4096, 8192, 11008, 16384, 28672)] + [
+    (k, 4096) for k in (2048, 8192, 11008, 16384)
+]
+
+
+def fixed_cost_table(rows) -> list[str]:
+    """Per weight of FIXED_COST_GRID and row count the graph-replayed µs of fp16 nn.Linear, the
+    weight-only product (`weight_only_linear`, its plans as shipped) and, at the largest row
+    count, LLM.int8() forced (weights cold in L2); then each one's fit t = a + bytes / rate over
+    the weights (bytes: the int8 weight's, twice that for fp16)."""
+    import numpy as np
+
+    lines = [
+        f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed, weights cold in L2); "
+        "weight-only: the weight-only product as planned; int8: LLM.int8() forced",
+        "",
+    ]
+    lines += ["| K×N | M | fp16 | weight-only | int8 |", "|---" * 5 + "|"]
+    print("\n".join(lines), flush=True)
+    points: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    for k, n in FIXED_COST_GRID:
+        SCB, bias, CBs, fp16_call, int8_call = cold_layer(k, n)
+        weight_only = cycling(partial(backend.weight_only_linear, SCB=SCB, bias=bias), CBs)
+        for m in rows:
+            x = planted_input(m, k)
+            calls = {"fp16": fp16_call, "weight-only": weight_only}
+            if m == max(rows):
+                calls["int8"] = int8_call
+            cells = {}
+            for name, call in calls.items():
+                cells[name] = graph_time_us(call, x)
+                points.setdefault((name, m), []).append((k * n, cells[name]))
+            times = [f"{cells[name]:.1f}" if name in cells else "—" for name in FIXED_COST_COLUMNS]
+            line = " | ".join([f"| {k}×{n}", str(m), *times]) + " |"
+            print(line, flush=True)
+            lines.append(line)
+        del SCB, bias, CBs, fp16_call, int8_call, weight_only
+        torch.cuda.empty_cache()
+    fits = ["", "Fit over the weights: t = a + bytes / rate", ""]
+    fits += ["| forward | M | a µs | rate TB/s | largest residual µs |", "|---" * 5 + "|"]
+    for (name, m), measured in points.items():
+        scale = 2 if name == "fp16" else 1
+        size = np.array([scale * elements for elements, _ in measured], dtype=float)
+        t = np.array([time for _, time in measured])
+        slope, a = np.polyfit(size, t, 1)
+        residual = np.abs(t - (a + slope * size)).max()
+        fits.append(f"| {name} | {m} | {a:.1f} | {1e-6 / slope:.2f} | {residual:.1f} |")
+    print("\n".join(fits), flush=True)
+    return lines + fits
+
+
+FIXED_COST_COLUMNS = ("fp16", "weight-only", "int8")
+
+
 def write_table(lines: list[str], out) -> None:
     """The table's lines into the file `out` (none: printed already)."""
     if out:
@@ -396,9 +455,16 @@ def main(argv=None) -> int:
         "--breakdown", action="store_true",
         help="LLM.int8() at thresholds 6 and 0 with each kernel's time",
     )  # fmt: skip
+    parser.add_argument(
+        "--fixed-cost", action="store_true",
+        help="each forward's fixed cost and streaming rate, fitted over weight sizes",
+    )  # fmt: skip
     parser.add_argument("--rows", type=int, nargs="+", help="row counts M")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
+    if args.fixed_cost:
+        write_table(fixed_cost_table(args.rows or [1, 16, 64, 128]), args.out)
+        return 0
     if args.weight_only or args.dependent_launch or args.int8 or args.breakdown:
         grid = GRID[::3] if args.quick else GRID
         if args.weight_only:
