@@ -40,6 +40,7 @@ import statistics
 import sys
 from functools import partial
 
+import numpy as np
 import torch
 
 import llmint8
@@ -384,6 +385,7 @@ def breakdown_table(grid, rows) -> list[str]:
 FIXED_COST_GRID = [(4096, n) for n in (2048, 4096, 8192, 11008, 16384, 28672)] + [
     (k, 4096) for k in (2048, 8192, 11008, 16384)
 ]
+FIXED_COST_COLUMNS = ("fp16", "weight-only", "int8")
 
 
 def fixed_cost_table(rows) -> list[str]:
@@ -391,14 +393,12 @@ def fixed_cost_table(rows) -> list[str]:
     weight-only product (`weight_only_linear`, its plans as shipped) and, at the largest row
     count, LLM.int8() forced (weights cold in L2); then each one's fit t = a + bytes / rate over
     the weights (bytes: the int8 weight's, twice that for fp16)."""
-    import numpy as np
-
     lines = [
         f"{torch.cuda.get_device_name()}: µs per forward (graph-replayed, weights cold in L2); "
         "weight-only: the weight-only product as planned; int8: LLM.int8() forced",
         "",
     ]
-    lines += ["| K×N | M | fp16 | weight-only | int8 |", "|---" * 5 + "|"]
+    lines += ["| K×N | M | " + " | ".join(FIXED_COST_COLUMNS) + " |", "|---" * 5 + "|"]
     print("\n".join(lines), flush=True)
     points: dict[tuple[str, int], list[tuple[int, float]]] = {}
     for k, n in FIXED_COST_GRID:
@@ -430,9 +430,6 @@ def fixed_cost_table(rows) -> list[str]:
         fits.append(f"| {name} | {m} | {a:.1f} | {1e-6 / slope:.2f} | {residual:.1f} |")
     print("\n".join(fits), flush=True)
     return lines + fits
-
-
-FIXED_COST_COLUMNS = ("fp16", "weight-only", "int8")
 
 
 def write_table(lines: list[str], out) -> None:
