@@ -42,8 +42,12 @@
 // columns [C] int32, outlier_count [1] int32 or null, M, N, K, out [M, ldo] T, spent_mask
 // [spent_words] uint32 or null: the stream's outlier mask, which the gather kernel has read for the
 // last time once this kernel's wait returns; block (0, 0, 0)'s consumers zero it then, so that the
-// next call's quantize kernel finds it zeroed (no memset, no arrival counter in the gather). K a
-// multiple of 16; Xq, CB and their row strides 16-byte aligned.
+// next call's quantize kernel finds it zeroed (no memset, no arrival counter in the gather),
+// early_weights: nonzero where the producer copies the first STAGES weight boxes before it waits
+// for the kernel before (the launcher sets it for programmatic dependents whose blocks fit beside
+// the quantize kernel's: 1-4 us per replayed forward at 16-64 rows; in plain stream order the
+// first X box would only wait behind them). K a multiple of 16; Xq, CB and their row strides
+// 16-byte aligned.
 #include "common.cuh"
 #include "hopper.cuh"
 
@@ -306,7 +310,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
                                                 int ldw, const int* __restrict__ columns,
                                                 const int* __restrict__ outlier_count, int M, int N, int K,
                                                 T* __restrict__ out, int ldo, unsigned int* __restrict__ spent_mask,
-                                                int spent_words) {
+                                                int spent_words, int early_weights) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = Int8Tile<NTOK, STAGES>;
   extern __shared__ unsigned char smem_raw[];
@@ -335,8 +339,18 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     if (threadIdx.x == 0) {
       prefetch_map(x_map);
       prefetch_map(w_map);
+      // The first stages' weight boxes stream while the quantize and gather kernels still run:
+      // the weight is no output of a kernel that lets this one start early (quantize_rows.cu
+      // holds its dependents back wherever it writes anything but a forward's activations).
+      const int early = early_weights ? min(count, STAGES) : 0;
+      for (int i = 0; i < early; ++i) {
+        const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
+        copy_box(base + i * C::STAGE_BYTES + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
+      }
       wait_for_prerequisites();  // the quantized rows, their scales and outlier columns
-      for (int i = 0; i < count; ++i)
+      for (int i = 0; i < early; ++i)
+        copy_box(base + i * C::STAGE_BYTES, x_map, (first + i) * BK, m0, smem_address(&full[i]));
+      for (int i = early; i < count; ++i)
         produce_int8_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
     } else if (threadIdx.x / 32 == 1) {
       wait_for_prerequisites();  // the quantize kernel's absmax
@@ -391,10 +405,11 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
       int bias_kind, const T *__restrict__ Xc, int ldc, const signed char *__restrict__ W, int ldw,     \
       const int *__restrict__ columns, const int *__restrict__ outlier_count, int M, int N, int K,       \
-      T *__restrict__ out, int ldo, unsigned int *__restrict__ spent_mask, int spent_words
+      T *__restrict__ out, int ldo, unsigned int *__restrict__ spent_mask, int spent_words,          \
+      int early_weights
 #define INT8_WGMMA_ARGS                                                                           \
   x_map, w_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo, \
-      spent_mask, spent_words
+      spent_mask, spent_words, early_weights
 
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) int8_wgmma(INT8_WGMMA_PARAMS) {
@@ -408,7 +423,7 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) int8_wgmma
 #define SIGNATURE(T)                                                                              \
   (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const float*, \
    const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int, \
-   unsigned int*, int)
+   unsigned int*, int, int)
 #define INSTANTIATE(T, NTOK, STAGES)                                            \
   template __global__ void int8_wgmma<T, NTOK, STAGES> SIGNATURE(T);            \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T);   \

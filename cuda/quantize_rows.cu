@@ -7,6 +7,7 @@
 //                      quantizes to 0
 //   mode 2 (static):   absmax[m] = max over columns whose bit in `mask` is clear; those columns
 //                      quantize to 0 (the mask is an input)
+//   mode | 4:          as mode, the next kernel held back until this one is complete (below)
 //   q[m,k] = round_half_even(x[m,k] * inverse[m]) clamped to [-127, 127]; 0 for a zero row, with
 //   inverse[m] = fp32(fp32(1 / absmax[m]) * 127), bitsandbytes' arithmetic (see common.cuh).
 //   A NaN anywhere in the counted elements makes absmax[m] NaN (and the row's q all zero).
@@ -68,7 +69,11 @@ __global__ void __launch_bounds__(THREADS, 1) quantize_rows(
     const T* __restrict__ x, signed char* __restrict__ q, float* __restrict__ absmax,
     unsigned int* __restrict__ mask, long long rows, int cols, int q_stride, float threshold,
     int mode) {
-  allow_dependents();
+  // Bit 4 of mode: the next kernel starts only once this one is complete. Set wherever the int8
+  // rows may be a weight (every call but a forward's own activations): int8_wgmma.cu reads its
+  // weight's first tiles before it waits for the kernel before it.
+  if (!(mode & 4)) allow_dependents();
+  mode &= 3;
   wait_for_prerequisites();
   constexpr int V = VEC ? 16 / sizeof(T) : 1;  // columns per thread and step
   constexpr int GROUP = 32 / V;                // lanes sharing one 32-column mask word

@@ -109,3 +109,38 @@ def test_a_replayed_forward_right_after_a_weight_write_reads_the_new_weight(plai
             graph.replay()
             torch.cuda.synchronize()
             assert torch.equal(captured, expected)
+
+
+def _quantized_then_multiplied(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A weight quantized by llmint8 and the int8 product that reads it, one kernel after the
+    other."""
+    CB, SCB = llmint8.functional.quantize_weight(w)
+    return llmint8.functional.int8_linear(x, CB, SCB, threshold=6.0, arithmetic="int8")
+
+
+@requires_dependent_launch
+@pytest.mark.parametrize("m", [16, 64])
+@pytest.mark.parametrize("n, k", [(64, 131072), (11008, 4096)])
+def test_a_replayed_product_right_after_its_weight_is_quantized_reads_the_new_weight(
+    plain_stream_order, m, n, k
+):
+    """int8_wgmma.cu streams its weight before it waits for the kernels before it; a weight that
+    llmint8 quantizes in the same graph holds the product back until it is written (64 rows of
+    131072: the quantize kernel's blocks leave SMs free for the product's, and write each row's
+    first columns only after a pass over the whole row)."""
+    torch.manual_seed(m)
+    w = torch.randn(n, k, device="cuda", dtype=torch.float16)
+    x = _input(m, k, torch.float16)
+    with torch.no_grad():
+        _quantized_then_multiplied(w, x)  # kernels compiled before capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = _quantized_then_multiplied(w, x)
+        for seed in (1, 2, 3):
+            torch.manual_seed(seed)
+            w.copy_(torch.randn_like(w))
+            with plain_stream_order:
+                expected = _quantized_then_multiplied(w, x)
+            graph.replay()
+            torch.cuda.synchronize()
+            assert torch.equal(captured, expected)

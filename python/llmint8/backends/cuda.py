@@ -26,6 +26,7 @@ activations and walks its block's list of them instead.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from typing import NamedTuple, Optional
 
@@ -85,7 +86,7 @@ from .cuda_kernels import (
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
 )
-from .driver import capture_id
+from .driver import capture_id, dependent_launch_enabled
 from .prepared import PreparedLaunch, PreparedSequence
 from .tensor_maps import tensor_map_2d, tensor_map_at
 
@@ -181,6 +182,9 @@ ACTIVATION_REREAD_COST = {1: 0.05, 2: 0.25}
 CACHED_WORKSPACE_BYTES = 256 << 20  # per thread and stream; larger calls allocate their own
 
 MODE_PLAIN, MODE_DETECT, MODE_STATIC = 0, 1, 2
+# quantize_rows.cu's bit that holds the next kernel back until it is complete: every call whose
+# int8 rows may be a weight (int8_wgmma.cu reads its weight before it waits for the kernel before).
+MODE_HOLD_DEPENDENTS = 4
 BIAS_KINDS = {torch.float16: 1, torch.bfloat16: 2, torch.float32: 3}  # common.cuh load_bias
 _STATIC_MASK_ATTRIBUTE = "_llmint8_static_mask"
 
@@ -407,7 +411,8 @@ def quantize_rows(
     elif threshold > 0:
         mask, mode = torch.zeros(_ceil(k, 32), dtype=torch.int32, device=x.device), MODE_DETECT
     if m:
-        _run([_quantize_launch(x, q.data_ptr(), absmax.data_ptr(), _ptr(mask), mode, threshold)])
+        hold = mode | MODE_HOLD_DEPENDENTS
+        _run([_quantize_launch(x, q.data_ptr(), absmax.data_ptr(), _ptr(mask), hold, threshold)])
     if mask is None:
         return q, absmax, torch.empty(0, dtype=torch.long, device=x.device)
     bits = (mask.to(torch.int64) & 0xFFFFFFFF)[:, None] >> torch.arange(32, device=x.device)
@@ -526,6 +531,25 @@ def _product_steps(
     return steps
 
 
+# int8_wgmma.cu streams its weight's first stages before it waits for the kernel before it, where
+# it launches as a programmatic dependent with tiles whose blocks fit beside the quantize kernel's
+# (benches/NOTES.md v36); LLMINT8_EARLY_WEIGHTS=0 turns that off.
+_EARLY_WEIGHTS = os.environ.get("LLMINT8_EARLY_WEIGHTS", "1") != "0"
+EARLY_WEIGHT_MAX_TOKENS = 64
+
+
+def _early_weights(tokens: int) -> int:
+    """int8_wgmma.cu's `early_weights` for a launch of `tokens`-token tiles made now: only as a
+    dependent (captured, dependent launch on): in plain stream order the kernel before has
+    finished, and the first X box would wait behind the weight's (1 µs per forward)."""
+    return int(
+        _EARLY_WEIGHTS
+        and tokens <= EARLY_WEIGHT_MAX_TOKENS
+        and dependent_launch_enabled()
+        and torch.cuda.is_current_stream_capturing()
+    )
+
+
 def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
     """int8_wgmma.cu's plan (tokens, splits) for `ops` (MODE 1 operands; `ops.wc`: the list of
     outlier columns) as a `_Launch`."""
@@ -536,6 +560,7 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     args = (
         x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
+        _early_weights(tokens),
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
     return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 15, False)

@@ -738,8 +738,8 @@ LAYOUTS = {
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
     # x_map w_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out ldo
-    # spent_mask spent_words
-    "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPiPi",
+    # spent_mask spent_words early_weights
+    "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPiPii",
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
 KERNEL_LAYOUTS = {
