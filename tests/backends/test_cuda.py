@@ -781,30 +781,42 @@ def _int8_wgmma_plans():
             for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
 
 
-def _forced_plan(monkeypatch, kernel, tile_rows=0, splits=1):
+def _forced_plan(monkeypatch, kernel, tile_rows=0, splits=1, weight_rows=0):
     """int8_linear's plan forced for every shape (GEMV rows excepted; the mma.sync GEMM's K
-    tiles in `splits` splits)."""
+    tiles in `splits` splits; "wgmma" with `weight_rows`: int8_wgmma_tokens.cu)."""
     general = cuda_backend.plan
 
     def plan(index, m, n, k, **kw):
         if m <= cuda_backend.GEMV_MAX_ROWS:
             return general(index, m, n, k, **kw)
         size = -(-k // cuda_backend.K_TILE // splits) if kernel == "gemm" else 0
-        return cuda_backend.Plan(kernel, tile_rows, splits, size)
+        return cuda_backend.Plan(kernel, tile_rows, splits, size, weight_rows)
 
     monkeypatch.setattr(cuda_backend, "plan", plan)
     cuda_backend._layouts.clear()
 
 
+def _int8_tokens_plans():
+    if cuda_backend is None:
+        return []
+    return [(64 * consumers, splits, rows) for rows, consumers, _ in cuda_backend.INT8_TOKENS_TILES
+            for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("tokens, splits", _int8_wgmma_plans())
-def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(monkeypatch, dtype, tokens, splits):
-    """Every int8_wgmma.cu instantiation within the CPU's rounding and the float64 reference's
-    bound, with 0, 3, 70 (two chunks) and every column an outlier; deterministic; without outlier
-    columns and K unsplit bit-equal to the mma.sync GEMM (the same int32 sums and fp32
-    epilogue)."""
+@pytest.mark.parametrize(
+    "tokens, splits, weight_rows",
+    [(t, s, 0) for t, s in _int8_wgmma_plans()] + _int8_tokens_plans(),
+)
+def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(
+    monkeypatch, dtype, tokens, splits, weight_rows
+):
+    """Every int8_wgmma.cu and int8_wgmma_tokens.cu (`weight_rows`) instantiation within the
+    CPU's rounding and the float64 reference's bound, with 0, 3, 70 (two chunks) and every column
+    an outlier; deterministic; without outlier columns and K unsplit bit-equal to the mma.sync
+    GEMM (the same int32 sums and fp32 epilogue)."""
     _skip_without_wgmma()
-    generator = torch.Generator().manual_seed(tokens * 10 + splits)
+    generator = torch.Generator().manual_seed(tokens * 10 + splits + weight_rows)
     try:
         for m, k, n in INT8_WGMMA_SHAPES:
             for columns, bias_dtype in ((0, None), (3, dtype), (70, torch.float32), (k, dtype)):
@@ -815,8 +827,8 @@ def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(monkeypatch, dtype, tokens,
                 bias = None if bias is None else bias.to(bias_dtype)
                 CB, SCB = F.quantize_weight(weight)
                 args = (x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda())
-                what = f"{(m, k, n)} {len(columns)} outlier columns, plan {(tokens, splits)}"
-                _forced_plan(monkeypatch, "wgmma", tokens, splits)
+                what = f"{(m, k, n)} {len(columns)} outliers, plan {(tokens, splits, weight_rows)}"
+                _forced_plan(monkeypatch, "wgmma", tokens, splits, weight_rows)
                 out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
                 got = cuda_backend.int8_linear(*args, 6.0, None, out=out)
                 again = cuda_backend.int8_linear(*args, 6.0, None)

@@ -39,6 +39,7 @@ from .cuda_kernels import (
     C_TYPES,
     GEMM_TILE_COLS,
     GEMV_ROW_GROUPS,
+    INT8_TOKENS_TILES,
     INT8_WGMMA_TOKEN_TILES,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
@@ -67,6 +68,8 @@ from .cuda_kernels import (
     gemm_name,
     gemm_shared_memory,
     gemv_name,
+    int8_tokens_name,
+    int8_tokens_shared_memory,
     int8_wgmma_name,
     int8_wgmma_shared_memory,
     kernel,
@@ -196,6 +199,8 @@ class Plan(NamedTuple):
     tile_rows: int = 128  # GEMM row tile (BM), GEMV row group (MAXM) or wgmma token tile
     splits: int = 1  # blocks along K
     split_size: int = 0  # K tiles (GEMM) or columns (GEMV) per split
+    # "wgmma" with weight rows per block: int8_wgmma_tokens.cu (the tokens as wgmma's A operand)
+    weight_rows: int = 0
 
 
 def _ceil(a: int, b: int) -> int:
@@ -512,6 +517,8 @@ def _product_steps(
         )  # fmt: skip
         gemv = kernel(index, "int8_gemv.cu", gemv_name(t, rows, aligned, mode))
         return [_Launch(gemv, grid, 0, args, 11 if mode else None, 14 if mode else 15, False)]
+    if plan_.kernel == "wgmma" and plan_.weight_rows:
+        return [_int8_tokens_launch(index, m, n, k, ops, plan_, t)]
     if plan_.kernel == "wgmma":
         return [_int8_wgmma_launch(index, m, n, k, ops, plan_.tile_rows, plan_.splits, t)]
     steps: list = []
@@ -564,6 +571,30 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
     return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 15, False)
+
+
+def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name):
+    """int8_wgmma_tokens.cu's plan (`plan_.tile_rows` tokens, `plan_.weight_rows` weight rows,
+    `plan_.splits`) for `ops` as `_int8_wgmma_launch`'s."""
+    tokens, rows, splits = plan_.tile_rows, plan_.weight_rows, plan_.splits
+    stages = {(r, c): s for r, c, s in INT8_TOKENS_TILES}.get((rows, tokens // 64))
+    if stages is None or tokens % 64 or splits not in WGMMA_SPLITS:
+        raise ValueError(
+            f"int8_wgmma_tokens.cu has no plan of {tokens} tokens, {rows} weight rows and "
+            f"{splits} splits: {INT8_TOKENS_TILES}"
+        )
+    x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
+    w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
+    shared = int8_tokens_shared_memory(rows, tokens // 64, stages)
+    args = (
+        x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
+        ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
+        _early_weights(0),
+    )  # fmt: skip
+    name = int8_tokens_name(dtype_name, rows, tokens // 64, splits)
+    product = kernel(index, "int8_wgmma_tokens.cu", name)
+    grid = (_ceil(m, tokens), _ceil(n, rows), splits)
+    return _Launch(product, grid, shared, args, None, 15, False)
 
 
 def _gather_launch(
