@@ -42,7 +42,7 @@ using namespace llmint8;
 namespace {
 constexpr int BK = 128;              // K columns (bytes) per stage
 constexpr int CHUNK = OUTLIER_CHUNK;  // outlier columns per staged chunk
-constexpr int STAGERS = 64;           // warps 2 and 3 of warpgroup 0
+[[maybe_unused]] constexpr int STAGERS = 64;  // warps 2 and 3 of warpgroup 0
 
 template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
   static constexpr int TOKENS = 64 * CONSUMERS;
@@ -55,7 +55,7 @@ template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
   // outlier columns (BN rows of CHUNK halves).
   static constexpr int XC_BYTES = TOKENS * CHUNK * 2;
   static constexpr int WC_BYTES = BN * CHUNK * 2;
-  static constexpr int LDP = BN + 4;  // partial tile row, floats
+  static constexpr int LDP = BN + 8;  // partial tile row, floats (+ 8: no bank conflicts of its float2 stores)
   static constexpr int EPILOGUE_THREADS = THREADS / (BN / 4) * (BN / 4);
   static_assert(BN % 16 == 0 && BN <= 256, "wgmma n, 1024-byte aligned tiles");
   static_assert(CHUNK * 2 == 128, "a staged chunk row is one 128-byte swizzle row");
@@ -78,8 +78,12 @@ __device__ __forceinline__ void stage_outlier_chunk(int c0, const T* __restrict_
                                                     const int* __restrict__ columns, int outliers, int M,
                                                     int N, int m0, int n0, unsigned char* xs, unsigned char* ws,
                                                     int t) {
-  for (int i = t; i < TOKENS * 8; i += STAGERS) {
-    const int r = i / 8, p = i % 8;
+  static_assert(TOKENS * 8 % STAGERS == 0 && BN % (STAGERS / 8) == 0, "the stagers share the pieces evenly");
+  // Loops of compile-time length, unrolled by 2: the loads of 2 pieces in flight at once (one
+  // at a time, each a round trip to memory, the first chunk would outlast a short K loop).
+#pragma unroll 2
+  for (int e = 0; e < TOKENS * 8 / STAGERS; ++e) {
+    const int i = t + STAGERS * e, r = i / 8, p = i % 8;
     int4 v = make_int4(0, 0, 0, 0);
     if (m0 + r < M) v = *reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + c0 + 8 * p);
     *reinterpret_cast<int4*>(xs + swizzled(r, p)) = v;
@@ -89,14 +93,15 @@ __device__ __forceinline__ void stage_outlier_chunk(int c0, const T* __restrict_
   int at[8];
 #pragma unroll
   for (int e = 0; e < 8; ++e) at[e] = c0 + 8 * p + e < outliers ? columns[c0 + 8 * p + e] : -1;
-  for (int r = t / 8; r < BN; r += STAGERS / 8) {
-    const int n = n0 + r;
+#pragma unroll 2
+  for (int e = 0; e < BN / (STAGERS / 8); ++e) {
+    const int r = t / 8 + (STAGERS / 8) * e, n = n0 + r;
     unsigned word[2] = {0u, 0u};  // the 8 bytes, zero past the list and past N
 #pragma unroll
-    for (int e = 0; e < 8; ++e)
-      if (at[e] >= 0 && n < N)
-        word[e / 4] |= static_cast<unsigned>(static_cast<unsigned char>(W[static_cast<long long>(n) * ldw + at[e]]))
-                       << (8 * (e % 4));
+    for (int b = 0; b < 8; ++b)
+      if (at[b] >= 0 && n < N)
+        word[b / 4] |= static_cast<unsigned>(static_cast<unsigned char>(W[static_cast<long long>(n) * ldw + at[b]]))
+                       << (8 * (b % 4));
     int4 v;
     to_pairs(word[0], v.x, v.y, T{});
     to_pairs(word[1], v.z, v.w, T{});

@@ -589,7 +589,7 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
     args = (
         x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(0),
+        _early_weights(tokens),
     )  # fmt: skip
     name = int8_tokens_name(dtype_name, rows, tokens // 64, splits)
     product = kernel(index, "int8_wgmma_tokens.cu", name)
