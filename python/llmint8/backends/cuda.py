@@ -73,6 +73,7 @@ from .cuda_kernels import (
     int8_wgmma_name,
     int8_wgmma_shared_memory,
     kernel,
+    launches_dependent,
     quantize_name,
     quantize_threads,
     shared_memory_per_block,
@@ -89,7 +90,7 @@ from .cuda_kernels import (
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
 )
-from .driver import capture_id, dependent_launch_enabled
+from .driver import capture_id
 from .prepared import PreparedLaunch, PreparedSequence
 from .tensor_maps import tensor_map_2d, tensor_map_at
 
@@ -549,12 +550,7 @@ def _early_weights(tokens: int) -> int:
     """int8_wgmma.cu's `early_weights` for a launch of `tokens`-token tiles made now: only as a
     dependent (captured, dependent launch on): in plain stream order the kernel before has
     finished, and the first X box would wait behind the weight's (1 µs per forward)."""
-    return int(
-        _EARLY_WEIGHTS
-        and tokens <= EARLY_WEIGHT_MAX_TOKENS
-        and dependent_launch_enabled()
-        and torch.cuda.is_current_stream_capturing()
-    )
+    return int(_EARLY_WEIGHTS and tokens <= EARLY_WEIGHT_MAX_TOKENS and launches_dependent())
 
 
 def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):

@@ -199,7 +199,7 @@ class Kernel:
             return
         if not getattr(_context_bound, "done", False):
             _bind_context(cupy)
-        if dependent and self.dependent and dependent_launch_enabled() and _capturing():
+        if dependent and self.dependent and launches_dependent():
             launch_dependent(
                 self.pointer, grid, self.threads, shared_mem, stream, kernel_params, extra
             )  # fmt: skip
@@ -212,6 +212,12 @@ class Kernel:
 
 _capturing = torch.cuda.is_current_stream_capturing
 _context_bound = threading.local()
+
+
+def launches_dependent() -> bool:
+    """Whether a launch made now (by a kernel that can) goes as a programmatic dependent of the
+    kernel before it: dependent launch on, and a CUDA graph being captured."""
+    return dependent_launch_enabled() and _capturing()
 
 
 def _bind_context(cupy) -> None:
