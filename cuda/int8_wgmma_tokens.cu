@@ -23,8 +23,11 @@
 // warps copy each chunk's Xc rows (fp16 / bf16) and the weight's bytes at its columns (converted,
 // exact) into a staging area beside the ring, in the 128-byte swizzle the descriptors name, and
 // arrive on `staged`; the consumers, after the K loop and the row scaling, add the chunk's fp16 /
-// bf16 wgmmas to their fp32 sums and hand the area back (`unstaged`). The first chunk is staged
-// while the K loop runs, so its scattered loads are off the stream's path.
+// bf16 wgmmas to their fp32 sums and hand the area back (`unstaged`). The first chunk's weight
+// bytes are picked from the ring's stages as the stream brings them (the staging warps follow the
+// ring: each stage waits for their arrival too), as int8_wgmma.cu does: loaded from memory, each
+// a scattered read of DRAM, they slowed the weight's stream by 6-28 us (benches/NOTES.md v38).
+// Only columns past a split block's K range and later chunks' are loaded.
 //
 // Split K and the end of a block as int8_wgmma.cu (write_partial_sums; the partial tile is
 // [token][weight row], as the accumulators lie), as are the mask zeroing of block (0, 0, 0)
@@ -108,6 +111,31 @@ __device__ __forceinline__ void stage_outlier_chunk(int c0, const T* __restrict_
     *reinterpret_cast<int4*>(ws + swizzled(r, p)) = v;
   }
 }
+
+// Chunk 0's Xc rows at `xs` (zeros past M) and its weight rows at `ws` zeroed (positions past the
+// list stay so; the others are picked from the ring or loaded by `load_unstreamed`).
+template <typename T, int BN, int TOKENS>
+__device__ __forceinline__ void begin_first_chunk(const T* __restrict__ Xc, int ldc, int M, int m0, unsigned char* xs,
+                                                  unsigned char* ws, int t) {
+#pragma unroll 4
+  for (int e = 0; e < TOKENS * 8 / STAGERS; ++e) {
+    const int i = t + STAGERS * e, r = i / 8, p = i % 8;
+    int4 v = make_int4(0, 0, 0, 0);
+    if (m0 + r < M) v = *reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + 8 * p);
+    *reinterpret_cast<int4*>(xs + swizzled(r, p)) = v;
+  }
+#pragma unroll 4
+  for (int e = 0; e < BN * 8 / STAGERS; ++e) reinterpret_cast<int4*>(ws)[t + STAGERS * e] = make_int4(0, 0, 0, 0);
+}
+
+// List position j's weight bytes for rows [n0, n0 + BN) at `ws` (row r, half j of its swizzled
+// 128-byte row): `value(r)` the byte of row r.
+template <typename T, int BN, typename Value>
+__device__ __forceinline__ void put_column(unsigned char* ws, int j, int t, Value value) {
+#pragma unroll
+  for (int r = t; r < BN; r += STAGERS)
+    *reinterpret_cast<T*>(ws + swizzled(r, j / 8) + 2 * (j % 8)) = from_float<T>(static_cast<float>(value(r)));
+}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }  // namespace
 
@@ -139,7 +167,8 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
     barrier_init(smem_address(&scales_ready), 32);
     barrier_init(smem_address(&staged), 1);
     barrier_init(smem_address(&unstaged), 4 * CONSUMERS);
-    init_ring<STAGES>(full, empty, 4 * CONSUMERS);  // its fence covers the others too
+    // a stage goes back once the consumers' warps and the two staging warps have arrived
+    init_ring<STAGES>(full, empty, 4 * CONSUMERS + 2);  // its fence covers the others too
   }
   __syncthreads();
 
@@ -172,10 +201,41 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
     } else if (warp >= 2) {
       wait_for_prerequisites();  // the gather kernel's Xc, list and count
       const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
-      const int t = threadIdx.x - 64;
+      const int t = threadIdx.x - 64, in_first = min(outliers, CHUNK), k_end = min(K, (first + count) * BK);
+      // The first chunk's columns: list positions lane and 32 + lane (-1 past the list).
+      const int low = lane < in_first ? columns[lane] : -1, high = 32 + lane < in_first ? columns[32 + lane] : -1;
+      if (outliers > 0) {
+        begin_first_chunk<T, BN, C::TOKENS>(Xc, ldc, M, m0, xs, ws, t);
+        named_barrier<2, STAGERS>();  // ws zeroed before any of its halves is written
+        for (int j = 0; j < in_first; ++j) {  // columns past a split block's K range: loaded
+          const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32);
+          if (c >= k_end)
+            put_column<T, BN>(ws, j, t, [&](int r) {
+              return n0 + r < N ? W[static_cast<long long>(n0 + r) * ldw + c] : static_cast<signed char>(0);
+            });
+        }
+      }
+      // The ring: the first chunk's columns inside each stage picked from its weight box (rows past
+      // N are zeros from the copy), then the stage handed back.
+      for (int i = 0, j = 0; i < count; ++i) {
+        const int slot = i % STAGES, k0 = (first + i) * BK;
+        barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+        const unsigned char* tile = ring + slot * C::STAGE_BYTES + C::X_BYTES;
+        for (; j < in_first; ++j) {
+          const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32) - k0;
+          if (c >= BK) break;
+          put_column<T, BN>(ws, j, t, [&](int r) {
+            return static_cast<signed char>(tile[r * BK + ((((c >> 4) ^ r) & 7) << 4) + (c & 15)]);
+          });
+        }
+        __syncwarp();
+        if (lane == 0) barrier_arrive(smem_address(&empty[slot]));
+      }
       for (int c0 = 0, c = 0; c0 < outliers; c0 += CHUNK, ++c) {
-        if (c > 0) barrier_wait(smem_address(&unstaged), (c - 1) & 1);
-        stage_outlier_chunk<T, BN, C::TOKENS>(c0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, xs, ws, t);
+        if (c > 0) {  // later chunks: loaded
+          barrier_wait(smem_address(&unstaged), (c - 1) & 1);
+          stage_outlier_chunk<T, BN, C::TOKENS>(c0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, xs, ws, t);
+        }
         fence_async_shared();       // the stores become visible to the consumers' wgmmas
         named_barrier<2, STAGERS>();  // every staging thread's stores are done
         if (t == 0) barrier_arrive(smem_address(&staged));

@@ -42,7 +42,7 @@ def main():
             results = []
             for rows_, consumers, _ in backend.INT8_TOKENS_TILES:
                 tokens = 64 * consumers
-                if tokens >= 2 * m or (consumers == 1 and m > 64):
+                if (tokens >= 2 * m and consumers > 1) or (consumers == 1 and m > 64):
                     continue
                 for splits in backend.WGMMA_SPLITS:
                     blocks = -(-m // tokens) * -(-n // rows_) * splits

@@ -881,6 +881,26 @@ def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pa
         cuda_backend.plan(index, 2048, 28672, 8192, cublas_ok=False, wgmma_ok=True).kernel
         == "wgmma"
     )
+    # Unsplit plans of weights from INT8_TOKENS_MIN_WEIGHT_ROWS rows: int8_wgmma_tokens.cu, its
+    # blocks as many as fill the SMs once.
+    wide = cuda_backend.INT8_TOKENS_MIN_WEIGHT_ROWS
+    for m, n, k in ((32, 28672, 8192), (128, 28672, 8192), (96, 11008, 4096), (128, wide, 4096)):
+        picked = cuda_backend.plan(index, m, n, k, cublas_ok=True, wgmma_ok=True)
+        if plan(index, m, n, k)[1] > 1:  # int8_wgmma.cu splits K: it stays
+            assert not picked.weight_rows, (m, n, k, picked)
+            continue
+        assert picked.weight_rows and picked.splits == 1, (m, n, k, picked)
+        assert picked.tile_rows == (64 if m <= 64 else 128), (m, picked)
+        blocks = -(-m // picked.tile_rows) * -(-n // picked.weight_rows)
+        assert blocks <= cuda_backend.sm_count(index) or picked.weight_rows == max(
+            rows for rows, _, _ in cuda_backend.INT8_TOKENS_TILES
+        ), (m, n, picked)
+    if cuda_backend.sm_count(index) == 132:  # the H200 the plans were measured on
+        for m, n, k, rows in ((128, 28672, 8192, 224), (128, 11008, 4096, 96)):
+            picked = cuda_backend.plan(index, m, n, k, cublas_ok=True, wgmma_ok=True)
+            assert picked == cuda_backend.Plan("wgmma", 128, 1, 0, rows), (m, n, k, picked)
+    narrow = cuda_backend.plan(index, 128, wide - 128, 4096, cublas_ok=True, wgmma_ok=True)
+    assert not narrow.weight_rows, narrow
 
 
 def test_weight_only_wgmma_plan_takes_stream_k_where_whole_tiles_leave_sms_idle():

@@ -105,6 +105,14 @@ CUBLAS_MIN_ROWS = 17  # cuBLAS beats the own GEMM from here (benches/kernel-choi
 # main loop is faster once tiles come in waves (benches/int8-h200.md: 2048 rows 884 against
 # 1134 us on 8192x28672).
 INT8_WGMMA_MIN_ROWS, INT8_WGMMA_MAX_ROWS = 5, 128
+# Up to INT8_WGMMA_MAX_ROWS rows, int8_wgmma_plan's unsplit plans for weights of at least
+# INT8_TOKENS_MIN_WEIGHT_ROWS rows run int8_wgmma_tokens.cu (the tokens as wgmma's A operand, any
+# multiple of 16 weight rows per block: `int8_tokens_rows`) instead: its blocks fill the SMs where
+# 128-row ones leave a third idle (4096x11008) or come in two waves (8192x28672). Measured on the
+# H200 (benches/NOTES.md v38, t=6, graph-replayed, cold): 8192x28672 at 32-128 rows 67.9-73.8
+# against 73.7-87.7 us, 4096x11008 at 96-128 rows 25.4-26.2 against 27.2-27.6 (a tie at 32-64);
+# slower where int8_wgmma.cu splits K across a cluster (11008x4096, 4096x4096).
+INT8_TOKENS_MIN_WEIGHT_ROWS = 8192
 # int8_wgmma_plan's cost per token of a block's K tile, in units of streaming that K tile of its
 # weight (int8 tensor cores at twice the weight-only kernel's rate, no conversion; fitted on the
 # H200 with WGMMA_BLOCK_COST: within 1% of the best plan on 30 of 32 rows of that table, 5% on all).
@@ -226,6 +234,9 @@ def plan(
     few_rows = m <= INT8_WGMMA_MAX_ROWS or one_wave or not cublas_ok
     if wgmma_ok and not raw and m >= INT8_WGMMA_MIN_ROWS and few_rows:
         tokens, splits = int8_wgmma_plan(index, m, n, k)
+        if splits == 1 and n >= INT8_TOKENS_MIN_WEIGHT_ROWS and m <= INT8_WGMMA_MAX_ROWS:
+            tokens = 64 if m <= 64 else 128
+            return Plan("wgmma", tokens, 1, 0, int8_tokens_rows(index, m, n, tokens))
         return Plan("wgmma", tokens, splits)
     if cublas_ok and m >= CUBLAS_MIN_ROWS:
         return Plan("cublas", 32 if m <= 32 else 64)  # the epilogue's row tile (MODE 2)
@@ -1051,6 +1062,18 @@ def int8_wgmma_plan(index: int, m: int, n: int, k: int) -> tuple[int, int]:
                 best, best_cost = (tokens, splits), cost
     _int8_wgmma_plans[key] = best
     return best
+
+
+def int8_tokens_rows(index: int, m: int, n: int, tokens: int) -> int:
+    """int8_wgmma_tokens.cu's weight rows per block for m rows in tiles of `tokens` and a weight
+    of n rows: of INT8_TOKENS_TILES' (one block per SM, each filling its shared memory), the
+    fewest weight bytes per SM (waves of blocks times the rows of each), the most rows on a tie."""
+    sms = sm_count(index)
+    consumers = tokens // 64
+    return min(
+        (r for r, c, _ in INT8_TOKENS_TILES if c == consumers),
+        key=lambda r: (_ceil(_ceil(m, tokens) * _ceil(n, r), sms) * r, -r),
+    )
 
 
 def wgmma_serves(index: int, m: int, n: int) -> bool:
