@@ -1030,14 +1030,14 @@ def test_weight_only_at_any_shape_matches_reference_and_cpu(seed, m, k, n, dtype
 
 def test_auto_takes_llm_int8_past_the_small_limit_where_int8_blocks_fill_the_gpu(monkeypatch):
     """On sm_90 a weight whose output rows make int8_wgmma.cu blocks for WGMMA_INT8_FILL_SHARE of
-    the SMs takes LLM.int8() from WGMMA_WEIGHT_ONLY_MAX_ROWS + 1 rows whatever its size; with
+    the SMs takes LLM.int8() from WGMMA_INT8_FILLS_MAX_ROWS + 1 rows whatever its size; with
     fewer blocks its size's limit holds."""
     _skip_without_wgmma()
     generator = torch.Generator().manual_seed(3)
     CB, _ = F.quantize_weight(torch.randn(300, 512, generator=generator))
     CB = CB.cuda()
     monkeypatch.setattr(cuda_backend, "WGMMA_WEIGHT_ONLY_ROW_LIMITS", ((1 << 30, 40),))
-    monkeypatch.setattr(cuda_backend, "WGMMA_WEIGHT_ONLY_MAX_ROWS", 16)
+    monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILLS_MAX_ROWS", 16)
     monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILL_SHARE", 0.5)
     # 300 rows make 3 blocks: half of 6 SMs (LLM.int8() past 16 rows), less than half of 7 (40).
     for sms, limit in ((6, 16), (7, 40)):
