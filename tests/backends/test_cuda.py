@@ -1030,13 +1030,14 @@ def test_weight_only_at_any_shape_matches_reference_and_cpu(seed, m, k, n, dtype
 
 def test_auto_takes_llm_int8_past_the_small_limit_where_int8_blocks_fill_the_gpu(monkeypatch):
     """On sm_90 a weight whose output rows make int8_wgmma.cu blocks for WGMMA_INT8_FILL_SHARE of
-    the SMs takes LLM.int8() from WGMMA_INT8_FILLS_MAX_ROWS + 1 rows whatever its size; with
-    fewer blocks its size's limit holds."""
+    the SMs takes LLM.int8() past its size's limit in WGMMA_INT8_FILLS_ROW_LIMITS
+    (WGMMA_INT8_FILLS_MAX_ROWS beyond); with fewer blocks its size's weight-only limit holds."""
     _skip_without_wgmma()
     generator = torch.Generator().manual_seed(3)
     CB, _ = F.quantize_weight(torch.randn(300, 512, generator=generator))
     CB = CB.cuda()
     monkeypatch.setattr(cuda_backend, "WGMMA_WEIGHT_ONLY_ROW_LIMITS", ((1 << 30, 40),))
+    monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILLS_ROW_LIMITS", ((300 * 512 - 1, 24),))
     monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILLS_MAX_ROWS", 16)
     monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILL_SHARE", 0.5)
     # 300 rows make 3 blocks: half of 6 SMs (LLM.int8() past 16 rows), less than half of 7 (40).
@@ -1046,6 +1047,8 @@ def test_auto_takes_llm_int8_past_the_small_limit_where_int8_blocks_fill_the_gpu
             x = (torch.randn(m, 512, generator=generator) * 3).half().cuda()
             assert cuda_backend.prefers_weight_only(x, CB) == weight_only, (sms, m)
     assert cuda_backend.weight_only_row_limit(300 * 512, wgmma=True, int8_fills=True) == 16
+    small = 300 * 512 - 1  # within the first limit's size
+    assert cuda_backend.weight_only_row_limit(small, wgmma=True, int8_fills=True) == 24
     assert cuda_backend.weight_only_row_limit(300 * 512, wgmma=True) == 40
 
 

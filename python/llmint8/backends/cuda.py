@@ -137,14 +137,17 @@ WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 96), (1 << 26, 48))
 WGMMA_WEIGHT_ONLY_MAX_ROWS = 64
 WGMMA_WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 256), (1 << 26, 128))
 # There, a weight whose output rows make int8_wgmma.cu blocks (128 rows each) for at least this
-# share of the SMs, K unsplit, takes LLM.int8() from WGMMA_INT8_FILLS_MAX_ROWS + 1 rows whatever
-# its size (4096x11008, 86 blocks on 132 SMs: 27.1 against 31.3 us at 96 rows; 11008x4096, 32
+# share of the SMs, K unsplit, takes LLM.int8() from fewer rows: up to the R rows of the first
+# (E, R) in WGMMA_INT8_FILLS_ROW_LIMITS with at least its E elements, WGMMA_INT8_FILLS_MAX_ROWS for
+# larger ones (4096x11008, 86 blocks on 132 SMs: 27.1 against 31.3 us at 96 rows; 11008x4096, 32
 # blocks and split K, stays weight-only to 128 rows; benches/NOTES.md v30). Such weights have
-# 8192 rows or more, so int8_wgmma_tokens.cu serves them, whose cost barely grows from 32 to 64
-# rows: at 64 rows 21.7 against 22.9 us on 4096x11008 and 69.6 against 74.1 on 8192x28672, at
-# 32 rows 22.3 against 20.7 and 67.3 against 68.8 (benches/NOTES.md v38).
+# 8192 rows or more, so int8_wgmma_tokens.cu serves them, whose cost barely grows with the rows
+# up to 64: t=6 against weight-only at 24 / 32 / 40 / 64 rows 24.6 / 23.9 / 23.5 / 23.4 against
+# 22.1 / 22.1 / 23.7 / 24.0 us on 4096x11008, 67.6 / 67.6 / 68.6 / 71.7 against 70.4 / 70.6 /
+# 75.1 / 77.9 on 8192x28672, a tie at 16 rows there (benches/NOTES.md v38).
 WGMMA_INT8_FILL_SHARE = 0.5
-WGMMA_INT8_FILLS_MAX_ROWS = 32
+WGMMA_INT8_FILLS_ROW_LIMITS = ((1 << 26, 32),)
+WGMMA_INT8_FILLS_MAX_ROWS = 16
 # From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
 # block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
 # re-reads the weight per 16 tokens. Below it the per-16-token kernel measured faster on most
@@ -788,10 +791,12 @@ def weight_only_row_limit(
     GPU that runs weight_only_wgmma.cu when `wgmma`; `int8_fills`: the weight's output rows make
     int8_wgmma.cu blocks for WGMMA_INT8_FILL_SHARE of the SMs or more)."""
     if wgmma and int8_fills:
-        return WGMMA_INT8_FILLS_MAX_ROWS
-    table = WGMMA_WEIGHT_ONLY_ROW_LIMITS if wgmma else WEIGHT_ONLY_ROW_LIMITS
-    limits = (rows for elements, rows in table if weight_elements <= elements)
-    return next(limits, WGMMA_WEIGHT_ONLY_MAX_ROWS if wgmma else WEIGHT_ONLY_MAX_ROWS)
+        table, default = WGMMA_INT8_FILLS_ROW_LIMITS, WGMMA_INT8_FILLS_MAX_ROWS
+    elif wgmma:
+        table, default = WGMMA_WEIGHT_ONLY_ROW_LIMITS, WGMMA_WEIGHT_ONLY_MAX_ROWS
+    else:
+        table, default = WEIGHT_ONLY_ROW_LIMITS, WEIGHT_ONLY_MAX_ROWS
+    return next((rows for elements, rows in table if weight_elements <= elements), default)
 
 
 def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
