@@ -10,9 +10,10 @@
 // waves). Here the tokens are A (64 per consumer warpgroup) and the weight is B, whose n takes
 // BN weight rows (any multiple of 16 up to 256): the grid is sized to the GPU (4096x11008 at BN =
 // 96: 115 blocks; 8192x28672 at 224: 128), the accumulators are the output tile as it lies in
-// memory (tokens by weight rows), and a block of 128 tokens by 96 rows needs half the registers,
-// so that it fits beside the quantize kernel's blocks (benches/NOTES.md v37: the product alone
-// 1.7 us faster on 4096x11008, 6 on 8192x28672 at 128 rows).
+// memory (tokens by weight rows), and a block of 128 tokens by 96 rows needs half the registers
+// (benches/NOTES.md v37: the product alone 1.7 us faster on 4096x11008, 6 on 8192x28672 at 128
+// rows; v38: the forward at threshold 6 1-2 and 6-16 us faster). cuda.plan() takes it for
+// weights of 8192 rows or more where int8_wgmma.cu would leave K unsplit.
 //
 // Warpgroup 0: thread 0 issues the TMA copies (a box of Xq, 128 K columns by 64 * CONSUMERS
 // tokens, and one of the weight, 128 columns by BN rows, both int8 with the 128-byte swizzle),

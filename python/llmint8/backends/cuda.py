@@ -9,7 +9,9 @@ output; other shapes go to the tensor-core GEMM with the fused epilogue (``int8_
 a row tile of 32, 64 or 128 to waste as few tensor-core cycles on padding rows as possible, and
 with K split across blocks when the tiles alone would leave SMs idle. On sm_90 (H100, H200) fp16
 and bf16 calls of aligned operands from INT8_WGMMA_MIN_ROWS rows go to ``int8_wgmma.cu`` instead:
-wgmma int8 fed by TMA with the epilogue and the outlier product fused (`int8_wgmma_plan`).
+wgmma int8 fed by TMA with the epilogue and the outlier product fused (`int8_wgmma_plan`), or,
+where that plan leaves K unsplit on a weight of INT8_TOKENS_MIN_WEIGHT_ROWS rows or more, to its
+form with the tokens as wgmma's A operand (``int8_wgmma_tokens.cu``, `int8_tokens_rows`).
 
 A forward makes two allocations (the output and one workspace for the int8 activations, row
 scales, outlier mask, split-K partials and gathered outlier columns), at most one memset and two
