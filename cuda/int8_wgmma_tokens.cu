@@ -40,6 +40,7 @@
 // Parameters as int8_wgmma.cu's, the weight's tensor map with boxes of 128 x BN.
 #include "common.cuh"
 #include "hopper.cuh"
+#include "int8_wgmma_params.cuh"
 
 using namespace llmint8;
 
@@ -317,31 +318,16 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
 #endif
 }
 
-#define TOKENS_PARAMS                                                                               \
-  const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,                \
-      const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
-      int bias_kind, const T *__restrict__ Xc, int ldc, const signed char *__restrict__ W, int ldw,     \
-      const int *__restrict__ columns, const int *__restrict__ outlier_count, int M, int N, int K,       \
-      T *__restrict__ out, int ldo, unsigned int *__restrict__ spent_mask, int spent_words,          \
-      int early_weights
-#define TOKENS_ARGS                                                                               \
-  x_map, w_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo, \
-      spent_mask, spent_words, early_weights
-
 template <typename T, int BN, int CONSUMERS, int STAGES>
-__global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) int8_wgmma_tokens(TOKENS_PARAMS) {
-  int8_tokens_gemm<T, BN, CONSUMERS, STAGES, 1>(TOKENS_ARGS);
+__global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) int8_wgmma_tokens(INT8_WGMMA_PARAMS) {
+  int8_tokens_gemm<T, BN, CONSUMERS, STAGES, 1>(INT8_WGMMA_ARGS);
 }
 template <typename T, int BN, int CONSUMERS, int STAGES, int SPLITS>
 __global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) CLUSTER_ALONG_Z(SPLITS)
-    int8_wgmma_tokens_split(TOKENS_PARAMS) {
-  int8_tokens_gemm<T, BN, CONSUMERS, STAGES, SPLITS>(TOKENS_ARGS);
+    int8_wgmma_tokens_split(INT8_WGMMA_PARAMS) {
+  int8_tokens_gemm<T, BN, CONSUMERS, STAGES, SPLITS>(INT8_WGMMA_ARGS);
 }
 
-#define SIGNATURE(T)                                                                              \
-  (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const float*, \
-   const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int, \
-   unsigned int*, int, int)
 #define INSTANTIATE(T, BN, CONSUMERS, STAGES)                                                       \
   template __global__ void int8_wgmma_tokens<T, BN, CONSUMERS, STAGES> SIGNATURE(T);                \
   template __global__ void int8_wgmma_tokens_split<T, BN, CONSUMERS, STAGES, 2> SIGNATURE(T);       \
