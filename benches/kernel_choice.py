@@ -154,6 +154,11 @@ def tma_label(row_tiles: int, token_tiles: int, stages: int, splits: int) -> str
     return f"tma{row_tiles}x{token_tiles}x{stages}" + (f"/k{splits}" if splits > 1 else "")
 
 
+def tokens_label(tokens: int, rows: int) -> str:
+    """tokens<tokens>x<rows>: an unsplit int8_wgmma_tokens.cu plan, `rows` weight rows a block."""
+    return f"tokens{tokens}x{rows}"
+
+
 def wgmma_label(tokens: int, splits: int) -> str:
     """wgmma<tokens>/k<splits> (wgmma<tokens>/sk: stream-K, /skw: over 256-row tiles): a
     weight_only_wgmma.cu plan."""
@@ -249,6 +254,9 @@ def int8_row(k: int, n: int, rows) -> list[str]:
         for tokens, _ in backend.INT8_WGMMA_TOKEN_TILES if wgmma else []:
             for splits in backend.WGMMA_SPLITS:
                 plans[wgmma_label(tokens, splits)] = backend.Plan("wgmma", tokens, splits)
+        for rows, consumers, _ in backend.INT8_TOKENS_TILES if wgmma else []:
+            tokens = 64 * consumers
+            plans[tokens_label(tokens, rows)] = backend.Plan("wgmma", tokens, 1, 0, rows)
         picked = chosen_plan(index, m, n, k, cublas_ok=cublas_takes(n, k), wgmma_ok=wgmma)
         times = {}
         try:
@@ -263,7 +271,9 @@ def int8_row(k: int, n: int, rows) -> list[str]:
             backend.plan = chosen_plan
             backend._layouts.clear()
         fp16, picked_us = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
-        if picked.kernel == "wgmma":
+        if picked.kernel == "wgmma" and picked.weight_rows:
+            label = tokens_label(picked.tile_rows, picked.weight_rows)
+        elif picked.kernel == "wgmma":
             label = wgmma_label(picked.tile_rows, picked.splits)
         else:
             label = picked.kernel + (str(picked.tile_rows) if picked.kernel != "cublas" else "")

@@ -50,6 +50,7 @@
 // 16-byte aligned.
 #include "common.cuh"
 #include "hopper.cuh"
+#include "int8_wgmma_params.cuh"
 
 using namespace llmint8;
 
@@ -400,17 +401,6 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
 #endif
 }
 
-#define INT8_WGMMA_PARAMS                                                                          \
-  const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,                \
-      const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
-      int bias_kind, const T *__restrict__ Xc, int ldc, const signed char *__restrict__ W, int ldw,     \
-      const int *__restrict__ columns, const int *__restrict__ outlier_count, int M, int N, int K,       \
-      T *__restrict__ out, int ldo, unsigned int *__restrict__ spent_mask, int spent_words,          \
-      int early_weights
-#define INT8_WGMMA_ARGS                                                                           \
-  x_map, w_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo, \
-      spent_mask, spent_words, early_weights
-
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) int8_wgmma(INT8_WGMMA_PARAMS) {
   int8_wgmma_gemm<T, NTOK, STAGES, 1>(INT8_WGMMA_ARGS);
@@ -420,10 +410,6 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) int8_wgmma
   int8_wgmma_gemm<T, NTOK, STAGES, SPLITS>(INT8_WGMMA_ARGS);
 }
 
-#define SIGNATURE(T)                                                                              \
-  (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const float*, \
-   const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int, \
-   unsigned int*, int, int)
 #define INSTANTIATE(T, NTOK, STAGES)                                            \
   template __global__ void int8_wgmma<T, NTOK, STAGES> SIGNATURE(T);            \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T);   \

@@ -781,30 +781,42 @@ def _int8_wgmma_plans():
             for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
 
 
-def _forced_plan(monkeypatch, kernel, tile_rows=0, splits=1):
+def _forced_plan(monkeypatch, kernel, tile_rows=0, splits=1, weight_rows=0):
     """int8_linear's plan forced for every shape (GEMV rows excepted; the mma.sync GEMM's K
-    tiles in `splits` splits)."""
+    tiles in `splits` splits; "wgmma" with `weight_rows`: int8_wgmma_tokens.cu)."""
     general = cuda_backend.plan
 
     def plan(index, m, n, k, **kw):
         if m <= cuda_backend.GEMV_MAX_ROWS:
             return general(index, m, n, k, **kw)
         size = -(-k // cuda_backend.K_TILE // splits) if kernel == "gemm" else 0
-        return cuda_backend.Plan(kernel, tile_rows, splits, size)
+        return cuda_backend.Plan(kernel, tile_rows, splits, size, weight_rows)
 
     monkeypatch.setattr(cuda_backend, "plan", plan)
     cuda_backend._layouts.clear()
 
 
+def _int8_tokens_plans():
+    if cuda_backend is None:
+        return []
+    return [(64 * consumers, splits, rows) for rows, consumers, _ in cuda_backend.INT8_TOKENS_TILES
+            for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("tokens, splits", _int8_wgmma_plans())
-def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(monkeypatch, dtype, tokens, splits):
-    """Every int8_wgmma.cu instantiation within the CPU's rounding and the float64 reference's
-    bound, with 0, 3, 70 (two chunks) and every column an outlier; deterministic; without outlier
-    columns and K unsplit bit-equal to the mma.sync GEMM (the same int32 sums and fp32
-    epilogue)."""
+@pytest.mark.parametrize(
+    "tokens, splits, weight_rows",
+    [(t, s, 0) for t, s in _int8_wgmma_plans()] + _int8_tokens_plans(),
+)
+def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(
+    monkeypatch, dtype, tokens, splits, weight_rows
+):
+    """Every int8_wgmma.cu and int8_wgmma_tokens.cu (`weight_rows`) instantiation within the
+    CPU's rounding and the float64 reference's bound, with 0, 3, 70 (two chunks) and every column
+    an outlier; deterministic; without outlier columns and K unsplit bit-equal to the mma.sync
+    GEMM (the same int32 sums and fp32 epilogue)."""
     _skip_without_wgmma()
-    generator = torch.Generator().manual_seed(tokens * 10 + splits)
+    generator = torch.Generator().manual_seed(tokens * 10 + splits + weight_rows)
     try:
         for m, k, n in INT8_WGMMA_SHAPES:
             for columns, bias_dtype in ((0, None), (3, dtype), (70, torch.float32), (k, dtype)):
@@ -815,8 +827,8 @@ def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(monkeypatch, dtype, tokens,
                 bias = None if bias is None else bias.to(bias_dtype)
                 CB, SCB = F.quantize_weight(weight)
                 args = (x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda())
-                what = f"{(m, k, n)} {len(columns)} outlier columns, plan {(tokens, splits)}"
-                _forced_plan(monkeypatch, "wgmma", tokens, splits)
+                what = f"{(m, k, n)} {len(columns)} outliers, plan {(tokens, splits, weight_rows)}"
+                _forced_plan(monkeypatch, "wgmma", tokens, splits, weight_rows)
                 out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
                 got = cuda_backend.int8_linear(*args, 6.0, None, out=out)
                 again = cuda_backend.int8_linear(*args, 6.0, None)
@@ -869,6 +881,26 @@ def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pa
         cuda_backend.plan(index, 2048, 28672, 8192, cublas_ok=False, wgmma_ok=True).kernel
         == "wgmma"
     )
+    # Unsplit plans of weights from INT8_TOKENS_MIN_WEIGHT_ROWS rows: int8_wgmma_tokens.cu, its
+    # blocks as many as fill the SMs once.
+    wide = cuda_backend.INT8_TOKENS_MIN_WEIGHT_ROWS
+    for m, n, k in ((32, 28672, 8192), (128, 28672, 8192), (96, 11008, 4096), (128, wide, 4096)):
+        picked = cuda_backend.plan(index, m, n, k, cublas_ok=True, wgmma_ok=True)
+        if plan(index, m, n, k)[1] > 1:  # int8_wgmma.cu splits K: it stays
+            assert not picked.weight_rows, (m, n, k, picked)
+            continue
+        assert picked.weight_rows and picked.splits == 1, (m, n, k, picked)
+        assert picked.tile_rows == (64 if m <= 64 else 128), (m, picked)
+        blocks = -(-m // picked.tile_rows) * -(-n // picked.weight_rows)
+        assert blocks <= cuda_backend.sm_count(index) or picked.weight_rows == max(
+            rows for rows, _, _ in cuda_backend.INT8_TOKENS_TILES
+        ), (m, n, picked)
+    if cuda_backend.sm_count(index) == 132:  # the H200 the plans were measured on
+        for m, n, k, rows in ((128, 28672, 8192, 224), (128, 11008, 4096, 96)):
+            picked = cuda_backend.plan(index, m, n, k, cublas_ok=True, wgmma_ok=True)
+            assert picked == cuda_backend.Plan("wgmma", 128, 1, 0, rows), (m, n, k, picked)
+    narrow = cuda_backend.plan(index, 128, wide - 128, 4096, cublas_ok=True, wgmma_ok=True)
+    assert not narrow.weight_rows, narrow
 
 
 def test_weight_only_wgmma_plan_takes_stream_k_where_whole_tiles_leave_sms_idle():
@@ -998,14 +1030,15 @@ def test_weight_only_at_any_shape_matches_reference_and_cpu(seed, m, k, n, dtype
 
 def test_auto_takes_llm_int8_past_the_small_limit_where_int8_blocks_fill_the_gpu(monkeypatch):
     """On sm_90 a weight whose output rows make int8_wgmma.cu blocks for WGMMA_INT8_FILL_SHARE of
-    the SMs takes LLM.int8() from WGMMA_WEIGHT_ONLY_MAX_ROWS + 1 rows whatever its size; with
-    fewer blocks its size's limit holds."""
+    the SMs takes LLM.int8() past its size's limit in WGMMA_INT8_FILLS_ROW_LIMITS
+    (WGMMA_INT8_FILLS_MAX_ROWS beyond); with fewer blocks its size's weight-only limit holds."""
     _skip_without_wgmma()
     generator = torch.Generator().manual_seed(3)
     CB, _ = F.quantize_weight(torch.randn(300, 512, generator=generator))
     CB = CB.cuda()
     monkeypatch.setattr(cuda_backend, "WGMMA_WEIGHT_ONLY_ROW_LIMITS", ((1 << 30, 40),))
-    monkeypatch.setattr(cuda_backend, "WGMMA_WEIGHT_ONLY_MAX_ROWS", 16)
+    monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILLS_ROW_LIMITS", ((300 * 512 - 1, 24),))
+    monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILLS_MAX_ROWS", 16)
     monkeypatch.setattr(cuda_backend, "WGMMA_INT8_FILL_SHARE", 0.5)
     # 300 rows make 3 blocks: half of 6 SMs (LLM.int8() past 16 rows), less than half of 7 (40).
     for sms, limit in ((6, 16), (7, 40)):
@@ -1014,6 +1047,8 @@ def test_auto_takes_llm_int8_past_the_small_limit_where_int8_blocks_fill_the_gpu
             x = (torch.randn(m, 512, generator=generator) * 3).half().cuda()
             assert cuda_backend.prefers_weight_only(x, CB) == weight_only, (sms, m)
     assert cuda_backend.weight_only_row_limit(300 * 512, wgmma=True, int8_fills=True) == 16
+    small = 300 * 512 - 1  # within the first limit's size
+    assert cuda_backend.weight_only_row_limit(small, wgmma=True, int8_fills=True) == 24
     assert cuda_backend.weight_only_row_limit(300 * 512, wgmma=True) == 40
 
 

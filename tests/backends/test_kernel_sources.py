@@ -39,6 +39,8 @@ def cuda_include_dir() -> Path:
         ("int8_wgmma.cu", "sm_90a"),
         ("weight_only_tma.cu", "compute_80"),  # compiled out: a trap
         ("weight_only_tma.cu", "sm_90a"),
+        ("int8_wgmma_tokens.cu", "compute_80"),  # compiled out: a trap
+        ("int8_wgmma_tokens.cu", "sm_90a"),
     ],
 )
 def test_every_kernel_instantiation_compiles(file, arch):

@@ -9,7 +9,9 @@ output; other shapes go to the tensor-core GEMM with the fused epilogue (``int8_
 a row tile of 32, 64 or 128 to waste as few tensor-core cycles on padding rows as possible, and
 with K split across blocks when the tiles alone would leave SMs idle. On sm_90 (H100, H200) fp16
 and bf16 calls of aligned operands from INT8_WGMMA_MIN_ROWS rows go to ``int8_wgmma.cu`` instead:
-wgmma int8 fed by TMA with the epilogue and the outlier product fused (`int8_wgmma_plan`).
+wgmma int8 fed by TMA with the epilogue and the outlier product fused (`int8_wgmma_plan`), or,
+where that plan leaves K unsplit on a weight of INT8_TOKENS_MIN_WEIGHT_ROWS rows or more, to its
+form with the tokens as wgmma's A operand (``int8_wgmma_tokens.cu``, `int8_tokens_rows`).
 
 A forward makes two allocations (the output and one workspace for the int8 activations, row
 scales, outlier mask, split-K partials and gathered outlier columns), at most one memset and two
@@ -39,6 +41,7 @@ from .cuda_kernels import (
     C_TYPES,
     GEMM_TILE_COLS,
     GEMV_ROW_GROUPS,
+    INT8_TOKENS_TILES,
     INT8_WGMMA_TOKEN_TILES,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
@@ -67,9 +70,12 @@ from .cuda_kernels import (
     gemm_name,
     gemm_shared_memory,
     gemv_name,
+    int8_tokens_name,
+    int8_tokens_shared_memory,
     int8_wgmma_name,
     int8_wgmma_shared_memory,
     kernel,
+    launches_dependent,
     quantize_name,
     quantize_threads,
     shared_memory_per_block,
@@ -86,7 +92,7 @@ from .cuda_kernels import (
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
 )
-from .driver import capture_id, dependent_launch_enabled
+from .driver import capture_id
 from .prepared import PreparedLaunch, PreparedSequence
 from .tensor_maps import tensor_map_2d, tensor_map_at
 
@@ -101,6 +107,14 @@ CUBLAS_MIN_ROWS = 17  # cuBLAS beats the own GEMM from here (benches/kernel-choi
 # main loop is faster once tiles come in waves (benches/int8-h200.md: 2048 rows 884 against
 # 1134 us on 8192x28672).
 INT8_WGMMA_MIN_ROWS, INT8_WGMMA_MAX_ROWS = 5, 128
+# Up to INT8_WGMMA_MAX_ROWS rows, int8_wgmma_plan's unsplit plans for weights of at least
+# INT8_TOKENS_MIN_WEIGHT_ROWS rows run int8_wgmma_tokens.cu (the tokens as wgmma's A operand, any
+# multiple of 16 weight rows per block: `int8_tokens_rows`) instead: its blocks fill the SMs where
+# 128-row ones leave a third idle (4096x11008) or come in two waves (8192x28672). Measured on the
+# H200 (benches/NOTES.md v38, t=6, graph-replayed, cold): 8192x28672 at 32-128 rows 67.9-73.8
+# against 73.7-87.7 us, 4096x11008 at 96-128 rows 25.4-26.2 against 27.2-27.6 (a tie at 32-64);
+# slower where int8_wgmma.cu splits K across a cluster (11008x4096, 4096x4096).
+INT8_TOKENS_MIN_WEIGHT_ROWS = 8192
 # int8_wgmma_plan's cost per token of a block's K tile, in units of streaming that K tile of its
 # weight (int8 tensor cores at twice the weight-only kernel's rate, no conversion; fitted on the
 # H200 with WGMMA_BLOCK_COST: within 1% of the best plan on 30 of 32 rows of that table, 5% on all).
@@ -125,10 +139,17 @@ WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 96), (1 << 26, 48))
 WGMMA_WEIGHT_ONLY_MAX_ROWS = 64
 WGMMA_WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 256), (1 << 26, 128))
 # There, a weight whose output rows make int8_wgmma.cu blocks (128 rows each) for at least this
-# share of the SMs, K unsplit, takes LLM.int8() from WGMMA_WEIGHT_ONLY_MAX_ROWS + 1 rows whatever
-# its size (4096x11008, 86 blocks on 132 SMs: 27.1 against 31.3 us at 96 rows; 11008x4096, 32
-# blocks and split K, stays weight-only to 128 rows; benches/NOTES.md v30).
+# share of the SMs, K unsplit, takes LLM.int8() from fewer rows: up to the R rows of the first
+# (E, R) in WGMMA_INT8_FILLS_ROW_LIMITS with at least its E elements, WGMMA_INT8_FILLS_MAX_ROWS for
+# larger ones (4096x11008, 86 blocks on 132 SMs: 27.1 against 31.3 us at 96 rows; 11008x4096, 32
+# blocks and split K, stays weight-only to 128 rows; benches/NOTES.md v30). Such weights have
+# 8192 rows or more, so int8_wgmma_tokens.cu serves them, whose cost barely grows with the rows
+# up to 64: t=6 against weight-only at 24 / 32 / 40 / 64 rows 24.6 / 23.9 / 23.5 / 23.4 against
+# 22.1 / 22.1 / 23.7 / 24.0 us on 4096x11008, 67.6 / 67.6 / 68.6 / 71.7 against 70.4 / 70.6 /
+# 75.1 / 77.9 on 8192x28672, a tie at 16 rows there (benches/NOTES.md v38).
 WGMMA_INT8_FILL_SHARE = 0.5
+WGMMA_INT8_FILLS_ROW_LIMITS = ((1 << 26, 32),)
+WGMMA_INT8_FILLS_MAX_ROWS = 16
 # From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
 # block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
 # re-reads the weight per 16 tokens. Below it the per-16-token kernel measured faster on most
@@ -196,6 +217,8 @@ class Plan(NamedTuple):
     tile_rows: int = 128  # GEMM row tile (BM), GEMV row group (MAXM) or wgmma token tile
     splits: int = 1  # blocks along K
     split_size: int = 0  # K tiles (GEMM) or columns (GEMV) per split
+    # "wgmma" with weight rows per block: int8_wgmma_tokens.cu (the tokens as wgmma's A operand)
+    weight_rows: int = 0
 
 
 def _ceil(a: int, b: int) -> int:
@@ -220,6 +243,9 @@ def plan(
     few_rows = m <= INT8_WGMMA_MAX_ROWS or one_wave or not cublas_ok
     if wgmma_ok and not raw and m >= INT8_WGMMA_MIN_ROWS and few_rows:
         tokens, splits = int8_wgmma_plan(index, m, n, k)
+        if splits == 1 and n >= INT8_TOKENS_MIN_WEIGHT_ROWS and m <= INT8_WGMMA_MAX_ROWS:
+            tokens = 64 if m <= 64 else 128
+            return Plan("wgmma", tokens, 1, 0, int8_tokens_rows(index, m, n, tokens))
         return Plan("wgmma", tokens, splits)
     if cublas_ok and m >= CUBLAS_MIN_ROWS:
         return Plan("cublas", 32 if m <= 32 else 64)  # the epilogue's row tile (MODE 2)
@@ -512,6 +538,8 @@ def _product_steps(
         )  # fmt: skip
         gemv = kernel(index, "int8_gemv.cu", gemv_name(t, rows, aligned, mode))
         return [_Launch(gemv, grid, 0, args, 11 if mode else None, 14 if mode else 15, False)]
+    if plan_.kernel == "wgmma" and plan_.weight_rows:
+        return [_int8_tokens_launch(index, m, n, k, ops, plan_, t)]
     if plan_.kernel == "wgmma":
         return [_int8_wgmma_launch(index, m, n, k, ops, plan_.tile_rows, plan_.splits, t)]
     steps: list = []
@@ -542,12 +570,7 @@ def _early_weights(tokens: int) -> int:
     """int8_wgmma.cu's `early_weights` for a launch of `tokens`-token tiles made now: only as a
     dependent (captured, dependent launch on): in plain stream order the kernel before has
     finished, and the first X box would wait behind the weight's (1 µs per forward)."""
-    return int(
-        _EARLY_WEIGHTS
-        and tokens <= EARLY_WEIGHT_MAX_TOKENS
-        and dependent_launch_enabled()
-        and torch.cuda.is_current_stream_capturing()
-    )
+    return int(_EARLY_WEIGHTS and tokens <= EARLY_WEIGHT_MAX_TOKENS and launches_dependent())
 
 
 def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
@@ -564,6 +587,30 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
     return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 15, False)
+
+
+def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name):
+    """int8_wgmma_tokens.cu's plan (`plan_.tile_rows` tokens, `plan_.weight_rows` weight rows,
+    `plan_.splits`) for `ops` as `_int8_wgmma_launch`'s."""
+    tokens, rows, splits = plan_.tile_rows, plan_.weight_rows, plan_.splits
+    stages = {(r, c): s for r, c, s in INT8_TOKENS_TILES}.get((rows, tokens // 64))
+    if stages is None or tokens % 64 or splits not in WGMMA_SPLITS:
+        raise ValueError(
+            f"int8_wgmma_tokens.cu has no plan of {tokens} tokens, {rows} weight rows and "
+            f"{splits} splits: {INT8_TOKENS_TILES}"
+        )
+    x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
+    w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
+    shared = int8_tokens_shared_memory(rows, tokens // 64, stages)
+    args = (
+        x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
+        ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
+        _early_weights(tokens),
+    )  # fmt: skip
+    name = int8_tokens_name(dtype_name, rows, tokens // 64, splits)
+    product = kernel(index, "int8_wgmma_tokens.cu", name)
+    grid = (_ceil(m, tokens), _ceil(n, rows), splits)
+    return _Launch(product, grid, shared, args, None, 15, False)
 
 
 def _gather_launch(
@@ -746,10 +793,12 @@ def weight_only_row_limit(
     GPU that runs weight_only_wgmma.cu when `wgmma`; `int8_fills`: the weight's output rows make
     int8_wgmma.cu blocks for WGMMA_INT8_FILL_SHARE of the SMs or more)."""
     if wgmma and int8_fills:
-        return WGMMA_WEIGHT_ONLY_MAX_ROWS
-    table = WGMMA_WEIGHT_ONLY_ROW_LIMITS if wgmma else WEIGHT_ONLY_ROW_LIMITS
-    limits = (rows for elements, rows in table if weight_elements <= elements)
-    return next(limits, WGMMA_WEIGHT_ONLY_MAX_ROWS if wgmma else WEIGHT_ONLY_MAX_ROWS)
+        table, default = WGMMA_INT8_FILLS_ROW_LIMITS, WGMMA_INT8_FILLS_MAX_ROWS
+    elif wgmma:
+        table, default = WGMMA_WEIGHT_ONLY_ROW_LIMITS, WGMMA_WEIGHT_ONLY_MAX_ROWS
+    else:
+        table, default = WEIGHT_ONLY_ROW_LIMITS, WEIGHT_ONLY_MAX_ROWS
+    return next((rows for elements, rows in table if weight_elements <= elements), default)
 
 
 def prefers_weight_only(x: Tensor, CB: Tensor) -> bool:
@@ -1024,6 +1073,18 @@ def int8_wgmma_plan(index: int, m: int, n: int, k: int) -> tuple[int, int]:
                 best, best_cost = (tokens, splits), cost
     _int8_wgmma_plans[key] = best
     return best
+
+
+def int8_tokens_rows(index: int, m: int, n: int, tokens: int) -> int:
+    """int8_wgmma_tokens.cu's weight rows per block for m rows in tiles of `tokens` and a weight
+    of n rows: of INT8_TOKENS_TILES' (one block per SM, each filling its shared memory), the
+    fewest weight bytes per SM (waves of blocks times the rows of each), the most rows on a tie."""
+    sms = sm_count(index)
+    consumers = tokens // 64
+    return min(
+        (r for r, c, _ in INT8_TOKENS_TILES if c == consumers),
+        key=lambda r: (_ceil(_ceil(m, tokens) * _ceil(n, r), sms) * r, -r),
+    )
 
 
 def wgmma_serves(index: int, m: int, n: int) -> bool:

@@ -199,7 +199,7 @@ class Kernel:
             return
         if not getattr(_context_bound, "done", False):
             _bind_context(cupy)
-        if dependent and self.dependent and dependent_launch_enabled() and _capturing():
+        if dependent and self.dependent and launches_dependent():
             launch_dependent(
                 self.pointer, grid, self.threads, shared_mem, stream, kernel_params, extra
             )  # fmt: skip
@@ -212,6 +212,12 @@ class Kernel:
 
 _capturing = torch.cuda.is_current_stream_capturing
 _context_bound = threading.local()
+
+
+def launches_dependent() -> bool:
+    """Whether a launch made now (by a kernel that can) goes as a programmatic dependent of the
+    kernel before it: dependent launch on, and a CUDA graph being captured."""
+    return dependent_launch_enabled() and _capturing()
 
 
 def _bind_context(cupy) -> None:
@@ -638,6 +644,49 @@ def _int8_wgmma_name_shared_memory(name: str) -> int:
     return int8_wgmma_shared_memory(tokens, stages)
 
 
+INT8_TOKENS_TILES = ((96, 1, 10), (96, 2, 7), (128, 1, 8), (128, 2, 6), (224, 1, 5), (224, 2, 4))
+"""int8_wgmma_tokens.cu's (BN, CONSUMERS, STAGES) instantiations: weight rows per block, consumer
+warpgroups of 64 tokens each and the depth of its ring (its SPLITS: WGMMA_SPLITS)."""
+
+
+def int8_tokens_shared_memory(rows: int, consumers: int, stages: int) -> int:
+    """int8_wgmma_tokens.cu's TokensTile<BN, CONSUMERS, STAGES>::SMEM_BYTES: stages of int8
+    tokens and weight rows (128 bytes of K each), the staging area of an outlier chunk (a row of
+    64 halves per token and weight row: one stage's bytes) and 1024 bytes to align the ring."""
+    stage = (64 * consumers + rows) * WGMMA_K_TILE
+    return (stages + 1) * stage + 1024
+
+
+def int8_tokens_threads(consumers: int) -> int:
+    """int8_wgmma_tokens.cu's block: the producer warpgroup and the consumers."""
+    return 128 * (1 + consumers)
+
+
+def int8_tokens_name(dtype_name: str, rows: int, consumers: int, splits: int) -> str:
+    """``int8_wgmma_tokens<T, BN, CONSUMERS, STAGES>``, with K split
+    ``int8_wgmma_tokens_split<T, BN, CONSUMERS, STAGES, SPLITS>``."""
+    stages = {(r, c): s for r, c, s in INT8_TOKENS_TILES}[(rows, consumers)]
+    tile = f"{dtype_name}, {rows}, {consumers}, {stages}"
+    if splits == 1:
+        return f"int8_wgmma_tokens<{tile}>"
+    return f"int8_wgmma_tokens_split<{tile}, {splits}>"
+
+
+def _int8_tokens_names() -> dict[str, int]:
+    """int8_wgmma_tokens.cu's instantiations and the block each launches with."""
+    return {
+        int8_tokens_name(t, rows, consumers, splits): int8_tokens_threads(consumers)
+        for t in WEIGHT_ONLY_TYPES
+        for rows, consumers, _ in INT8_TOKENS_TILES
+        for splits in WGMMA_SPLITS
+    }
+
+
+def _int8_tokens_name_shared_memory(name: str) -> int:
+    rows, consumers, stages = (int(part) for part in name.rstrip(">").split(",")[1:4])
+    return int8_tokens_shared_memory(rows, consumers, stages)
+
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -711,16 +760,18 @@ EXPRESSIONS = {
         for tokens, _ in INT8_WGMMA_TOKEN_TILES
         for splits in WGMMA_SPLITS
     ],
+    "int8_wgmma_tokens.cu": list(_int8_tokens_names()),
 }
 # Files compiled for one architecture's specific target alone, and the blocks not of THREADS.
 ARCH_SPECIFIC = {
     "weight_only_wgmma.cu": WGMMA_CAPABILITY,
     "int8_wgmma.cu": WGMMA_CAPABILITY,
     "weight_only_tma.cu": WGMMA_CAPABILITY,
+    "int8_wgmma_tokens.cu": WGMMA_CAPABILITY,
 }
 FILE_THREADS = {"weight_only_wgmma.cu": WGMMA_THREADS, "int8_wgmma.cu": WGMMA_THREADS}
 # Instantiations whose block is a template parameter of their own.
-EXPRESSION_THREADS = _quantize_names()
+EXPRESSION_THREADS = {**_quantize_names(), **_int8_tokens_names()}
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 LAYOUTS = {
     "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
@@ -740,6 +791,7 @@ LAYOUTS = {
     # x_map w_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out ldo
     # spent_mask spent_words early_weights
     "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPiPii",
+    "int8_wgmma_tokens.cu": "128s128sPPPiPiPiPPiiiPiPii",  # int8_wgmma.cu's
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
 KERNEL_LAYOUTS = {
@@ -754,4 +806,5 @@ SHARED_MEMORY = {
     "weight_only_tma.cu": _weight_only_tma_name_shared_memory,
     "weight_only_wgmma.cu": _weight_only_wgmma_name_shared_memory,
     "int8_wgmma.cu": _int8_wgmma_name_shared_memory,
+    "int8_wgmma_tokens.cu": _int8_tokens_name_shared_memory,
 }

@@ -1,0 +1,340 @@
+// LLM.int8() on Hopper's warpgroup tensor cores with the tokens as wgmma's A operand (sm_90a;
+// compiled for that target alone, see cuda_kernels.ARCH_SPECIFIC). The same math, operands and
+// parameters as int8_wgmma.cu:
+//   acc[m,n]  = sum_k Xq[m,k] * CB[n,k]                                  (exact int32)
+//   o[m,n]    = sum_j Xc[m,j] * CB[n,c_j]                                (fp32 accumulation)
+//   out[m,n]  = (acc[m,n] * (absmax[m] / 127) + o[m,n]) * (SCB[n] / 127) + bias[n]
+//
+// int8_wgmma.cu makes the weight wgmma's A operand, 64 weight rows per consumer warpgroup, so
+// its blocks hold 128 weight rows (4096x11008: 86 blocks on 132 SMs; 8192x28672: 224 blocks, two
+// waves). Here the tokens are A (64 per consumer warpgroup) and the weight is B, whose n takes
+// BN weight rows (any multiple of 16 up to 256): the grid is sized to the GPU (4096x11008 at BN =
+// 96: 115 blocks; 8192x28672 at 224: 128), the accumulators are the output tile as it lies in
+// memory (tokens by weight rows), and a block of 128 tokens by 96 rows needs half the registers
+// (benches/NOTES.md v37: the product alone 1.7 us faster on 4096x11008, 6 on 8192x28672 at 128
+// rows; v38: the forward at threshold 6 1-2 and 6-16 us faster). cuda.plan() takes it for
+// weights of 8192 rows or more where int8_wgmma.cu would leave K unsplit.
+//
+// Warpgroup 0: thread 0 issues the TMA copies (a box of Xq, 128 K columns by 64 * CONSUMERS
+// tokens, and one of the weight, 128 columns by BN rows, both int8 with the 128-byte swizzle),
+// warp 1 loads the tile's row scales into shared memory, warps 2 and 3 stage the outlier part
+// (below); warpgroups 1 .. CONSUMERS multiply (s8 wgmma m64 nBN k32, four per stage).
+//
+// The outlier part (block z = 0 of a split K): chunks of OUTLIER_CHUNK listed columns. The staging
+// warps copy each chunk's Xc rows (fp16 / bf16) and the weight's bytes at its columns (converted,
+// exact) into a staging area beside the ring, in the 128-byte swizzle the descriptors name, and
+// arrive on `staged`; the consumers, after the K loop and the row scaling, add the chunk's fp16 /
+// bf16 wgmmas to their fp32 sums and hand the area back (`unstaged`). The first chunk's weight
+// bytes are picked from the ring's stages as the stream brings them (the staging warps follow the
+// ring: each stage waits for their arrival too), as int8_wgmma.cu does: loaded from memory, each
+// a scattered read of DRAM, they slowed the weight's stream by 6-28 us (benches/NOTES.md v38).
+// Only columns past a split block's K range and later chunks' are loaded.
+//
+// Split K and the end of a block as int8_wgmma.cu (write_partial_sums; the partial tile is
+// [token][weight row], as the accumulators lie), as are the mask zeroing of block (0, 0, 0)
+// (spent_mask) and early_weights. Without outlier columns and K unsplit the output equals
+// int8_wgmma.cu's bit for bit (the same fp32 operations).
+//
+// Launch: grid = (ceil(M / (64 * CONSUMERS)), ceil(N / BN), SPLITS), block = 128 * (1 +
+// CONSUMERS) threads, dynamic shared memory TokensTile<BN, CONSUMERS, STAGES>::SMEM_BYTES.
+// Parameters as int8_wgmma.cu's, the weight's tensor map with boxes of 128 x BN.
+#include "common.cuh"
+#include "hopper.cuh"
+#include "int8_wgmma_params.cuh"
+
+using namespace llmint8;
+
+namespace {
+constexpr int BK = 128;              // K columns (bytes) per stage
+constexpr int CHUNK = OUTLIER_CHUNK;  // outlier columns per staged chunk
+[[maybe_unused]] constexpr int STAGERS = 64;  // warps 2 and 3 of warpgroup 0
+
+template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
+  static constexpr int TOKENS = 64 * CONSUMERS;
+  static constexpr int THREADS = 128 * (1 + CONSUMERS);
+  static constexpr int X_BYTES = TOKENS * BK;  // a multiple of 1024 (the swizzle's period)
+  static constexpr int W_BYTES = BN * BK;
+  static constexpr int STAGE_BYTES = X_BYTES + W_BYTES;
+  static constexpr int RING_BYTES = STAGES * STAGE_BYTES;
+  // The staging area: a chunk of Xc (TOKENS rows of CHUNK halves: 128 bytes) and of the weight's
+  // outlier columns (BN rows of CHUNK halves).
+  static constexpr int XC_BYTES = TOKENS * CHUNK * 2;
+  static constexpr int WC_BYTES = BN * CHUNK * 2;
+  static constexpr int LDP = BN + 8;  // partial tile row, floats (+ 8: no bank conflicts of its float2 stores)
+  static constexpr int EPILOGUE_THREADS = THREADS / (BN / 4) * (BN / 4);
+  static_assert(BN % 16 == 0 && BN <= 256, "wgmma n, 1024-byte aligned tiles");
+  static_assert(CHUNK * 2 == 128, "a staged chunk row is one 128-byte swizzle row");
+  static_assert(TOKENS * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
+  static constexpr int SMEM_BYTES = RING_BYTES + XC_BYTES + WC_BYTES + 1024;  // + alignment
+  static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#include "wgmma_tokens.cuh"
+
+__device__ __forceinline__ int swizzled(int row, int piece) { return row * 128 + ((piece ^ (row & 7)) << 4); }
+
+// Stages chunk c0 of the listed outlier columns (thread t of STAGERS): Xc's rows [m0, m0 +
+// TOKENS) (zeros past M) at `xs`, the weight's rows [n0, n0 + BN) at the columns (zeros past the
+// list and past N) at `ws`, both as rows of CHUNK halves in the 128-byte swizzle.
+template <typename T, int BN, int TOKENS>
+__device__ __forceinline__ void stage_outlier_chunk(int c0, const T* __restrict__ Xc, int ldc,
+                                                    const signed char* __restrict__ W, int ldw,
+                                                    const int* __restrict__ columns, int outliers, int M,
+                                                    int N, int m0, int n0, unsigned char* xs, unsigned char* ws,
+                                                    int t) {
+  static_assert(TOKENS * 8 % STAGERS == 0 && BN % (STAGERS / 8) == 0, "the stagers share the pieces evenly");
+  // Loops of compile-time length, unrolled by 2: the loads of 2 pieces in flight at once (one
+  // at a time, each a round trip to memory, the first chunk would outlast a short K loop).
+#pragma unroll 2
+  for (int e = 0; e < TOKENS * 8 / STAGERS; ++e) {
+    const int i = t + STAGERS * e, r = i / 8, p = i % 8;
+    int4 v = make_int4(0, 0, 0, 0);
+    if (m0 + r < M) v = *reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + c0 + 8 * p);
+    *reinterpret_cast<int4*>(xs + swizzled(r, p)) = v;
+  }
+  // Thread t's pieces all hold the list's positions c0 + 8 p .. + 7 with p = t % 8.
+  const int p = t % 8;
+  int at[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) at[e] = c0 + 8 * p + e < outliers ? columns[c0 + 8 * p + e] : -1;
+#pragma unroll 2
+  for (int e = 0; e < BN / (STAGERS / 8); ++e) {
+    const int r = t / 8 + (STAGERS / 8) * e, n = n0 + r;
+    unsigned word[2] = {0u, 0u};  // the 8 bytes, zero past the list and past N
+#pragma unroll
+    for (int b = 0; b < 8; ++b)
+      if (at[b] >= 0 && n < N)
+        word[b / 4] |= static_cast<unsigned>(static_cast<unsigned char>(W[static_cast<long long>(n) * ldw + at[b]]))
+                       << (8 * (b % 4));
+    int4 v;
+    to_pairs(word[0], v.x, v.y, T{});
+    to_pairs(word[1], v.z, v.w, T{});
+    *reinterpret_cast<int4*>(ws + swizzled(r, p)) = v;
+  }
+}
+
+// Chunk 0's Xc rows at `xs` (zeros past M) and its weight rows at `ws` zeroed (positions past the
+// list stay so; the others are picked from the ring or loaded by `load_unstreamed`).
+template <typename T, int BN, int TOKENS>
+__device__ __forceinline__ void begin_first_chunk(const T* __restrict__ Xc, int ldc, int M, int m0, unsigned char* xs,
+                                                  unsigned char* ws, int t) {
+#pragma unroll 4
+  for (int e = 0; e < TOKENS * 8 / STAGERS; ++e) {
+    const int i = t + STAGERS * e, r = i / 8, p = i % 8;
+    int4 v = make_int4(0, 0, 0, 0);
+    if (m0 + r < M) v = *reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + 8 * p);
+    *reinterpret_cast<int4*>(xs + swizzled(r, p)) = v;
+  }
+#pragma unroll 4
+  for (int e = 0; e < BN * 8 / STAGERS; ++e) reinterpret_cast<int4*>(ws)[t + STAGERS * e] = make_int4(0, 0, 0, 0);
+}
+
+// List position j's weight bytes for rows [n0, n0 + BN) at `ws` (row r, half j of its swizzled
+// 128-byte row): `value(r)` the byte of row r.
+template <typename T, int BN, typename Value>
+__device__ __forceinline__ void put_column(unsigned char* ws, int j, int t, Value value) {
+#pragma unroll
+  for (int r = t; r < BN; r += STAGERS)
+    *reinterpret_cast<T*>(ws + swizzled(r, j / 8) + 2 * (j % 8)) = from_float<T>(static_cast<float>(value(r)));
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}  // namespace
+
+template <typename T, int BN, int CONSUMERS, int STAGES, int SPLITS>
+__device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const TensorMap& w_map,
+                                                 const float* __restrict__ absmax, const float* __restrict__ SCB,
+                                                 const void* __restrict__ bias, int bias_kind,
+                                                 const T* __restrict__ Xc, int ldc, const signed char* __restrict__ W,
+                                                 int ldw, const int* __restrict__ columns,
+                                                 const int* __restrict__ outlier_count, int M, int N, int K,
+                                                 T* __restrict__ out, int ldo, unsigned int* __restrict__ spent_mask,
+                                                 int spent_words, int early_weights) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = TokensTile<BN, CONSUMERS, STAGES>;
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES], scales_ready, staged, unstaged;
+  __shared__ float row_scales[C::TOKENS];
+  const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
+  unsigned char* ring = smem_raw + (base - raw);
+  unsigned char* xs = ring + C::RING_BYTES;  // the staging area
+  unsigned char* ws = xs + C::XC_BYTES;
+  const int m0 = blockIdx.x * C::TOKENS, n0 = blockIdx.y * BN;
+  const KRange range = split_k<BK, SPLITS>(K, blockIdx.z);
+  const int first = range.first, count = range.count;
+  const int group = threadIdx.x / 128, lane = threadIdx.x % 32;
+
+  allow_dependents();
+  if (threadIdx.x == 0) {
+    barrier_init(smem_address(&scales_ready), 32);
+    barrier_init(smem_address(&staged), 1);
+    barrier_init(smem_address(&unstaged), 4 * CONSUMERS);
+    // a stage goes back once the consumers' warps and the two staging warps have arrived
+    init_ring<STAGES>(full, empty, 4 * CONSUMERS + 2);  // its fence covers the others too
+  }
+  __syncthreads();
+
+  float d[BN / 2];
+  if (group == 0) {
+    const int warp = threadIdx.x / 32;
+    if (threadIdx.x == 0) {
+      prefetch_map(x_map);
+      prefetch_map(w_map);
+      // The first stages' weight boxes stream while the kernels before still run (the weight is
+      // no output of a kernel that lets this one start early: int8_wgmma.cu's early_weights).
+      const int early = early_weights ? min(count, STAGES) : 0;
+      for (int i = 0; i < early; ++i) {
+        const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
+        copy_box(base + i * C::STAGE_BYTES + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
+      }
+      wait_for_prerequisites();  // the quantized rows
+      for (int i = 0; i < early; ++i)
+        copy_box(base + i * C::STAGE_BYTES, x_map, (first + i) * BK, m0, smem_address(&full[i]));
+      for (int i = early; i < count; ++i) {
+        const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
+        const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
+        copy_box(stage, x_map, (first + i) * BK, m0, bar);
+        copy_box(stage + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
+      }
+    } else if (warp == 1) {
+      wait_for_prerequisites();  // the quantize kernel's absmax
+      for (int t = lane; t < C::TOKENS; t += 32) row_scales[t] = absmax[min(m0 + t, M - 1)] / 127.0f;
+      barrier_arrive(smem_address(&scales_ready));
+    } else if (warp >= 2) {
+      wait_for_prerequisites();  // the gather kernel's Xc, list and count
+      const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+      const int t = threadIdx.x - 64, in_first = min(outliers, CHUNK), k_end = min(K, (first + count) * BK);
+      // The first chunk's columns: list positions lane and 32 + lane (-1 past the list).
+      const int low = lane < in_first ? columns[lane] : -1, high = 32 + lane < in_first ? columns[32 + lane] : -1;
+      if (outliers > 0) {
+        begin_first_chunk<T, BN, C::TOKENS>(Xc, ldc, M, m0, xs, ws, t);
+        named_barrier<2, STAGERS>();  // ws zeroed before any of its halves is written
+        for (int j = 0; j < in_first; ++j) {  // columns past a split block's K range: loaded
+          const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32);
+          if (c >= k_end)
+            put_column<T, BN>(ws, j, t, [&](int r) {
+              return n0 + r < N ? W[static_cast<long long>(n0 + r) * ldw + c] : static_cast<signed char>(0);
+            });
+        }
+      }
+      // The ring: the first chunk's columns inside each stage picked from its weight box (rows past
+      // N are zeros from the copy), then the stage handed back.
+      for (int i = 0, j = 0; i < count; ++i) {
+        const int slot = i % STAGES, k0 = (first + i) * BK;
+        barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+        const unsigned char* tile = ring + slot * C::STAGE_BYTES + C::X_BYTES;
+        for (; j < in_first; ++j) {
+          const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32) - k0;
+          if (c >= BK) break;
+          put_column<T, BN>(ws, j, t, [&](int r) {
+            return static_cast<signed char>(tile[r * BK + ((((c >> 4) ^ r) & 7) << 4) + (c & 15)]);
+          });
+        }
+        __syncwarp();
+        if (lane == 0) barrier_arrive(smem_address(&empty[slot]));
+      }
+      for (int c0 = 0, c = 0; c0 < outliers; c0 += CHUNK, ++c) {
+        if (c > 0) {  // later chunks: loaded
+          barrier_wait(smem_address(&unstaged), (c - 1) & 1);
+          stage_outlier_chunk<T, BN, C::TOKENS>(c0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, xs, ws, t);
+        }
+        fence_async_shared();       // the stores become visible to the consumers' wgmmas
+        named_barrier<2, STAGERS>();  // every staging thread's stores are done
+        if (t == 0) barrier_arrive(smem_address(&staged));
+      }
+    } else {
+      wait_for_prerequisites();  // before the epilogue's stores
+    }
+  } else {
+    wait_for_prerequisites();
+    if (spent_mask != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
+      for (int w = threadIdx.x - 128; w < spent_words; w += 128 * CONSUMERS) spent_mask[w] = 0u;
+    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+    const int tokens = 64 * (group - 1);  // the warpgroup's first token in the tile
+    int acc[BN / 2];
+#pragma unroll
+    for (int j = 0; j < BN / 2; ++j) acc[j] = 0;
+    for (int i = 0; i < count; ++i) {
+      const int slot = i % STAGES;
+      barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+      const unsigned stage = base + slot * C::STAGE_BYTES;
+      fence_operands(acc);
+      wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < BK / 32; ++s)
+        WgmmaTokensS8<BN>::run(acc, descriptor(stage + tokens * BK + 32 * s), descriptor(stage + C::X_BYTES + 32 * s));
+      wgmma_commit();
+      wgmma_wait<1>();
+      fence_operands(acc);
+      if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+    }
+    wgmma_wait<0>();
+    fence_operands(acc);
+    // acc[4j + 2h + e]: token 16 warp + g + 8h of the warpgroup's, weight row 8j + 2q + e; scaled
+    // as int8_gemm.cu does (the int32 sum converted to fp32, times absmax / 127).
+    const int warp = (threadIdx.x / 32) % 4, g = lane / 4;
+    barrier_wait(smem_address(&scales_ready), 0);
+    const float scale[2] = {row_scales[tokens + 16 * warp + g], row_scales[tokens + 16 * warp + g + 8]};
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) d[4 * j + r] = static_cast<float>(acc[4 * j + r]) * scale[r >> 1];
+    const unsigned xa = smem_address(xs) + tokens * 128, wa = smem_address(ws);
+    for (int c0 = 0, c = 0; c0 < outliers; c0 += CHUNK, ++c) {
+      barrier_wait(smem_address(&staged), c & 1);
+      fence_operands(d);
+      wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < CHUNK / 16; ++s) WgmmaTokensSS<BN, T>::run(d, descriptor(xa + 32 * s), descriptor(wa + 32 * s));
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_operands(d);
+      if (lane == 0) barrier_arrive(smem_address(&unstaged));
+    }
+  }
+
+  // The epilogue: the tile through shared memory (the ring is no longer read), partial[token][n].
+  constexpr int EPI = C::EPILOGUE_THREADS;
+  const ColumnScales<4> scales = load_column_scales<4>(n0 + partial_sums_column<BN, EPI>(), N, SCB, bias, bias_kind);
+  __syncthreads();  // every stage consumed
+  float* partial = reinterpret_cast<float*>(ring);
+  if (group > 0) {
+    const int warp = (threadIdx.x / 32) % 4, g = lane / 4, q = lane % 4;
+    const int token = 64 * (group - 1) + 16 * warp + g;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        *reinterpret_cast<float2*>(partial + (token + 8 * h) * C::LDP + 8 * j + 2 * q) =
+            make_float2(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
+  }
+  if constexpr (SPLITS > 1) cluster_barrier();  // every block's partial tile is complete and visible
+  else __syncthreads();
+  if (threadIdx.x < EPI)
+    write_partial_sums<T, SPLITS, C::TOKENS, BN, EPI>(partial, C::LDP, m0, n0, M, N, out, ldo, scales);
+  if constexpr (SPLITS > 1) cluster_barrier();  // no block leaves while another reads its memory
+#else
+  __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
+#endif
+}
+
+template <typename T, int BN, int CONSUMERS, int STAGES>
+__global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) int8_wgmma_tokens(INT8_WGMMA_PARAMS) {
+  int8_tokens_gemm<T, BN, CONSUMERS, STAGES, 1>(INT8_WGMMA_ARGS);
+}
+template <typename T, int BN, int CONSUMERS, int STAGES, int SPLITS>
+__global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) CLUSTER_ALONG_Z(SPLITS)
+    int8_wgmma_tokens_split(INT8_WGMMA_PARAMS) {
+  int8_tokens_gemm<T, BN, CONSUMERS, STAGES, SPLITS>(INT8_WGMMA_ARGS);
+}
+
+#define INSTANTIATE(T, BN, CONSUMERS, STAGES)                                                       \
+  template __global__ void int8_wgmma_tokens<T, BN, CONSUMERS, STAGES> SIGNATURE(T);                \
+  template __global__ void int8_wgmma_tokens_split<T, BN, CONSUMERS, STAGES, 2> SIGNATURE(T);       \
+  template __global__ void int8_wgmma_tokens_split<T, BN, CONSUMERS, STAGES, 4> SIGNATURE(T);
+// 96, 128 and 224 weight rows by 64 or 128 tokens; as many stages as fit beside the staging area.
+#define INSTANTIATE_TILES(T)                                                                      \
+  INSTANTIATE(T, 96, 1, 10) INSTANTIATE(T, 96, 2, 7) INSTANTIATE(T, 128, 1, 8) INSTANTIATE(T, 128, 2, 6) \
+  INSTANTIATE(T, 224, 1, 5) INSTANTIATE(T, 224, 2, 4)
+INSTANTIATE_TILES(__half)
+INSTANTIATE_TILES(__nv_bfloat16)

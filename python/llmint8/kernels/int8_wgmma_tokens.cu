@@ -1,0 +1,1 @@
+../../../cuda/int8_wgmma_tokens.cu

@@ -1,0 +1,1 @@
+../../../cuda/wgmma_tokens.cuh
