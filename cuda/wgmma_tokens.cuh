@@ -1,8 +1,8 @@
-// wgmma with both operands in shared memory, for int8_wgmma_tokens.cu (generated for its
-// weight-row counts N): d (64 tokens x N weight rows) += A (64 tokens x k, shared memory) *
-// B (k x N, shared memory), both K-major with the 128-byte swizzle (hopper.cuh's descriptor);
-// s8 x s8 -> s32 (k 32) and fp16 / bf16 -> fp32 (k 16). Included inside its anonymous
-// namespace.
+// wgmma with both operands in shared memory, for int8_wgmma_tokens.cu (generated for
+// its weight-row counts N): d (64 tokens x N weight rows) += A (64 tokens x k, shared
+// memory) * B (k x N, shared memory), both K-major with the 128-byte swizzle (hopper.cuh's
+// descriptor); s8 x s8 -> s32 (k 32) and fp16 / bf16 -> fp32 (k 16). Included inside its
+// anonymous namespace. Written by scripts/gen_wgmma_tokens.py 96 128 224.
 template <int N> struct WgmmaTokensS8;
 template <int N, typename T> struct WgmmaTokensSS;
 #define TOKENS_R8(i) "+r"(d[i + 0]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), \

@@ -134,3 +134,15 @@ def test_gpus_older_than_sm75_get_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "Tesla V100")
     with pytest.raises(llmint8.UnsupportedDeviceError, match=r"sm_70.*sm_75"):
         kernels.check_device(0)
+
+
+def test_wgmma_tokens_header_is_what_its_generator_writes_for_the_tiles():
+    """cuda/wgmma_tokens.cuh equals scripts/gen_wgmma_tokens.py's output for the weight-row
+    counts of INT8_TOKENS_TILES (the kernel instantiates no other)."""
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("gen", root / "scripts/gen_wgmma_tokens.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    counts = sorted({rows for rows, _, _ in kernels.INT8_TOKENS_TILES})
+    header = (kernels.KERNEL_DIR / "wgmma_tokens.cuh").read_text()
+    assert header == generator.source(counts)
