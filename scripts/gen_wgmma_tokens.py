@@ -42,23 +42,22 @@ unsigned long long a, unsigned long long b) {{
   }}"""
 
 
+FP_TAIL = ", 1, 1, 0, 0"  # fp16 / bf16: scale-a, scale-b, no transposes
+# The specializations, in order: (struct arguments, accumulator kind and type, instruction, the
+# instruction's operands after the predicate), each with {n} for the weight rows.
+SPECIALIZATIONS = [("WgmmaTokensS8<{n}>", "R", "int", "m64n{n}k32.s32.s8.s8", "")] + [
+    (f"WgmmaTokensSS<{{n}}, {ctype}>", "F", "float", f"m64n{{n}}k16.f32.{name}.{name}", FP_TAIL)
+    for ctype, name in (("__half", "f16"), ("__nv_bfloat16", "bf16"))
+]
+
+
 def source(counts: list[int]) -> str:
     out = [line.format(counts=" ".join(map(str, counts))) for line in HEADER]
-    for n in counts:
-        instruction = f"wgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8"
-        out.append(
-            f"template <> struct WgmmaTokensS8<{n}> {{\n"
-            + run_method(n, "R", "int", instruction, "")
-            + "\n};"
-        )
-    for ctype, name in (("__half", "f16"), ("__nv_bfloat16", "bf16")):
+    for struct, kind, ctype, shape, tail in SPECIALIZATIONS:
         for n in counts:
-            instruction = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{name}.{name}"
-            out.append(
-                f"template <> struct WgmmaTokensSS<{n}, {ctype}> {{\n"
-                + run_method(n, "F", "float", instruction, ", 1, 1, 0, 0")
-                + "\n};"
-            )
+            instruction = "wgmma.mma_async.sync.aligned." + shape.format(n=n)
+            method = run_method(n, kind, ctype, instruction, tail)
+            out.append(f"template <> struct {struct.format(n=n)} {{\n{method}\n}};")
     out += ["#undef TOKENS_R8", "#undef TOKENS_F8", "#undef TOKENS_ARGS", ""]
     return "\n".join(out)
 
