@@ -74,7 +74,7 @@ template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
 
 __device__ __forceinline__ int swizzled(int row, int piece) { return row * 128 + ((piece ^ (row & 7)) << 4); }
 
-// Stages chunk c0 of the listed outlier columns (thread t of STAGERS): Xc's rows [m0, m0 +
+// Stages chunk c0 > 0 of the listed outlier columns (thread t of STAGERS): Xc's rows [m0, m0 +
 // TOKENS) (zeros past M) at `xs`, the weight's rows [n0, n0 + BN) at the columns (zeros past the
 // list and past N) at `ws`, both as rows of CHUNK halves in the 128-byte swizzle.
 template <typename T, int BN, int TOKENS>
@@ -85,7 +85,7 @@ __device__ __forceinline__ void stage_outlier_chunk(int c0, const T* __restrict_
                                                     int t) {
   static_assert(TOKENS * 8 % STAGERS == 0 && BN % (STAGERS / 8) == 0, "the stagers share the pieces evenly");
   // Loops of compile-time length, unrolled by 2: the loads of 2 pieces in flight at once (one
-  // at a time, each a round trip to memory, the first chunk would outlast a short K loop).
+  // at a time, each a round trip to memory, every chunk would wait that long per piece).
 #pragma unroll 2
   for (int e = 0; e < TOKENS * 8 / STAGERS; ++e) {
     const int i = t + STAGERS * e, r = i / 8, p = i % 8;
@@ -115,7 +115,8 @@ __device__ __forceinline__ void stage_outlier_chunk(int c0, const T* __restrict_
 }
 
 // Chunk 0's Xc rows at `xs` (zeros past M) and its weight rows at `ws` zeroed (positions past the
-// list stay so; the others are picked from the ring or loaded by `load_unstreamed`).
+// list stay so; the others are picked from the ring's stages, or loaded where they lie past a
+// split block's K range).
 template <typename T, int BN, int TOKENS>
 __device__ __forceinline__ void begin_first_chunk(const T* __restrict__ Xc, int ldc, int M, int m0, unsigned char* xs,
                                                   unsigned char* ws, int t) {
