@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument(
         "--outliers", action="store_true",
-        help="sweep the number of outlier columns (0, 6, 64, 512, K/4, K) instead of the grid",
+        help="sweep the number of outlier columns (0, 6, 64, 512, K/4, K) instead of the grid"
+        " (at --rows where given)",
     )  # fmt: skip
     bench.add_argument(
         "--out", default=None, type=_output(), help="also write the table (markdown) here"

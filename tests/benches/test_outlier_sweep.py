@@ -24,3 +24,14 @@ def test_the_sweep_prints_one_row_per_column_count():
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert int(cells[3]) >= int(cells[2])  # C seen >= C planted
         assert float(cells[-2]) < 0.05  # relative error of ours
+
+
+def test_the_sweep_takes_the_row_counts_it_is_given():
+    from llmint8.tools.bench import run_bench
+
+    table = run_bench(device="cpu", quick=True, outliers=True, rows=[3, 5])
+    rows = [line for line in table.splitlines() if line.startswith("| 1024×")]
+    k = CPU_SHAPES[0][0]
+    assert [int(row.split("|")[2]) for row in rows] == [3] * len(columns_swept(k)) + [5] * len(
+        columns_swept(k)
+    )

@@ -27,8 +27,6 @@ from torch import nn
 
 import llmint8
 
-from . import UsageError
-
 GRID = [(4096, 4096), (4096, 11008), (11008, 4096), (8192, 28672)]
 ROWS = [1, 8, 32, 128, 512, 2048, 4096]
 CPU_GRID = [(1024, 1024), (1024, 4096), (4096, 1024), (4096, 4096), (4096, 11008), (11008, 4096)]
@@ -303,9 +301,7 @@ def run_bench(device=None, quick=False, out=None, plot=None, outliers=False, row
     `quick`: a small grid; `rows`: these row counts M instead of the grid's), prints each row as
     it is measured and returns the markdown table;
     `out` also writes it, `plot` writes the speed-up chart (PNG). `outliers`: instead, the sweep
-    over the number of outlier columns (`llmint8.tools.bench_outliers`)."""
-    if outliers and rows:
-        raise UsageError("--rows sets the layer grid's row counts; the outlier sweep has its own")
+    over the number of outlier columns (`llmint8.tools.bench_outliers`), at `rows` where given."""
     torch.manual_seed(0)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -313,7 +309,7 @@ def run_bench(device=None, quick=False, out=None, plot=None, outliers=False, row
     if outliers:
         from .bench_outliers import outlier_sweep_table
 
-        lines = outlier_sweep_table(device, quick)
+        lines = outlier_sweep_table(device, quick, rows)
     elif device.type == "cuda":
         lines = gpu_table(device, quick, rows)
     else:

@@ -41,12 +41,15 @@ def inputs_with_outliers(m: int, k: int, c: int, device, dtype, generator) -> to
     return x
 
 
-def outlier_sweep_table(device: torch.device, quick: bool) -> list[str]:
+def outlier_sweep_table(device: torch.device, quick: bool, rows=None) -> list[str]:
+    """The sweep's table on `device` (`quick`: its first row count only; `rows`: these row
+    counts instead of the sweep's)."""
     from .bench import _table, bnb_layer, graph_us, host_median_us, median_us, ours, rel_error
 
     gpu = device.type == "cuda"
     shapes = GPU_SHAPES if gpu else CPU_SHAPES
-    rows = (GPU_ROWS if gpu else CPU_ROWS)[:1] if quick else (GPU_ROWS if gpu else CPU_ROWS)
+    if rows is None:
+        rows = (GPU_ROWS if gpu else CPU_ROWS)[:1] if quick else (GPU_ROWS if gpu else CPU_ROWS)
     dtype = torch.float16 if gpu else torch.float32
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     title = f"{name}; outlier-column sweep (columns ×{SCALE:g}); µs per call (median)"
