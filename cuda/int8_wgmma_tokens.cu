@@ -20,15 +20,20 @@
 // warp 1 loads the tile's row scales into shared memory, warps 2 and 3 stage the outlier part
 // (below); warpgroups 1 .. CONSUMERS multiply (s8 wgmma m64 nBN k32, four per stage).
 //
-// The outlier part (block z = 0 of a split K): chunks of OUTLIER_CHUNK listed columns. The staging
-// warps copy each chunk's Xc rows (fp16 / bf16) and the weight's bytes at its columns (converted,
-// exact) into a staging area beside the ring, in the 128-byte swizzle the descriptors name, and
-// arrive on `staged`; the consumers, after the K loop and the row scaling, add the chunk's fp16 /
-// bf16 wgmmas to their fp32 sums and hand the area back (`unstaged`). The first chunk's weight
-// bytes are picked from the ring's stages as the stream brings them (the staging warps follow the
-// ring: each stage waits for their arrival too), as int8_wgmma.cu does: loaded from memory, each
-// a scattered read of DRAM, they slowed the weight's stream by 6-28 us (benches/NOTES.md v38).
-// Only columns past a split block's K range and later chunks' are loaded.
+// The outlier part (block z = 0 of a split K): chunks of OUTLIER_CHUNK listed columns, Xc's rows
+// (fp16 / bf16) and the weight's bytes at the chunk's columns (converted, exact) staged in the
+// 128-byte swizzle the descriptors name; the consumers, after the K loop and the row scaling, add
+// each chunk's fp16 / bf16 wgmmas to their fp32 sums. The first chunk goes to a staging area
+// beside the ring (the staging warps, `staged`); its weight bytes are picked from the ring's
+// stages as the stream brings them (the staging warps follow the ring: each stage waits for their
+// arrival too), as int8_wgmma.cu does: loaded from memory, each a scattered read of DRAM, they
+// slowed the weight's stream by 6-28 us (benches/NOTES.md v38). Only its columns past a split
+// block's K range are loaded. Later chunks (more than OUTLIER_CHUNK columns) go to the ring's
+// slots once the consumers and the staging warps are done with the ring (`ring_free`): all four
+// warps of warpgroup 0 load them, up to STAGES chunks ahead of the consumers (`tail_full`,
+// `tail_empty`), the weight's bytes 8 list positions at a time (one 8-byte load where they are 8
+// consecutive columns). One chunk at a time through the staging area, loaded by two warps, cost
+// 8-15 us a chunk (benches/NOTES.md v40).
 //
 // Split K and the end of a block as int8_wgmma.cu (write_partial_sums; the partial tile is
 // [token][weight row], as the accumulators lie), as are the mask zeroing of block (0, 0, 0)
@@ -48,6 +53,7 @@ namespace {
 constexpr int BK = 128;              // K columns (bytes) per stage
 constexpr int CHUNK = OUTLIER_CHUNK;  // outlier columns per staged chunk
 [[maybe_unused]] constexpr int STAGERS = 64;  // warps 2 and 3 of warpgroup 0
+[[maybe_unused]] constexpr int LOADERS = 128;  // warpgroup 0: later chunks
 
 template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
   static constexpr int TOKENS = 64 * CONSUMERS;
@@ -74,61 +80,65 @@ template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
 
 __device__ __forceinline__ int swizzled(int row, int piece) { return row * 128 + ((piece ^ (row & 7)) << 4); }
 
-// Stages chunk c0 > 0 of the listed outlier columns (thread t of STAGERS): Xc's rows [m0, m0 +
-// TOKENS) (zeros past M) at `xs`, the weight's rows [n0, n0 + BN) at the columns (zeros past the
-// list and past N) at `ws`, both as rows of CHUNK halves in the 128-byte swizzle.
-template <typename T, int BN, int TOKENS>
-__device__ __forceinline__ void stage_outlier_chunk(int c0, const T* __restrict__ Xc, int ldc,
-                                                    const signed char* __restrict__ W, int ldw,
-                                                    const int* __restrict__ columns, int outliers, int M,
-                                                    int N, int m0, int n0, unsigned char* xs, unsigned char* ws,
-                                                    int t) {
-  static_assert(TOKENS * 8 % STAGERS == 0 && BN % (STAGERS / 8) == 0, "the stagers share the pieces evenly");
-  // Loops of compile-time length, unrolled by 2: the loads of 2 pieces in flight at once (one
-  // at a time, each a round trip to memory, every chunk would wait that long per piece).
-#pragma unroll 2
-  for (int e = 0; e < TOKENS * 8 / STAGERS; ++e) {
-    const int i = t + STAGERS * e, r = i / 8, p = i % 8;
-    int4 v = make_int4(0, 0, 0, 0);
-    if (m0 + r < M) v = *reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + c0 + 8 * p);
-    *reinterpret_cast<int4*>(xs + swizzled(r, p)) = v;
+// Xc's rows [m0, m0 + TOKENS) at list positions [c0, c0 + CHUNK) (zeros past M) at `xs` as rows
+// of CHUNK halves in the 128-byte swizzle (thread t of THREADS; every load in flight at once).
+template <typename T, int TOKENS, int THREADS>
+__device__ __forceinline__ void stage_xc(int c0, const T* __restrict__ Xc, int ldc, int M, int m0, unsigned char* xs,
+                                         int t) {
+  static_assert(TOKENS * 8 % THREADS == 0, "the threads share the pieces evenly");
+  constexpr int E = TOKENS * 8 / THREADS;
+  int4 v[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const int i = t + THREADS * e, r = i / 8, p = i % 8;
+    v[e] = m0 + r < M ? *reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + c0 + 8 * p)
+                      : make_int4(0, 0, 0, 0);
   }
-  // Thread t's pieces all hold the list's positions c0 + 8 p .. + 7 with p = t % 8.
-  const int p = t % 8;
-  int at[8];
 #pragma unroll
-  for (int e = 0; e < 8; ++e) at[e] = c0 + 8 * p + e < outliers ? columns[c0 + 8 * p + e] : -1;
-#pragma unroll 2
-  for (int e = 0; e < BN / (STAGERS / 8); ++e) {
-    const int r = t / 8 + (STAGERS / 8) * e, n = n0 + r;
-    unsigned word[2] = {0u, 0u};  // the 8 bytes, zero past the list and past N
-#pragma unroll
-    for (int b = 0; b < 8; ++b)
-      if (at[b] >= 0 && n < N)
-        word[b / 4] |= static_cast<unsigned>(static_cast<unsigned char>(W[static_cast<long long>(n) * ldw + at[b]]))
-                       << (8 * (b % 4));
-    int4 v;
-    to_pairs(word[0], v.x, v.y, T{});
-    to_pairs(word[1], v.z, v.w, T{});
-    *reinterpret_cast<int4*>(ws + swizzled(r, p)) = v;
+  for (int e = 0; e < E; ++e) {
+    const int i = t + THREADS * e;
+    *reinterpret_cast<int4*>(xs + swizzled(i / 8, i % 8)) = v[e];
   }
 }
 
-// Chunk 0's Xc rows at `xs` (zeros past M) and its weight rows at `ws` zeroed (positions past the
-// list stay so; the others are picked from the ring's stages, or loaded where they lie past a
-// split block's K range).
-template <typename T, int BN, int TOKENS>
-__device__ __forceinline__ void begin_first_chunk(const T* __restrict__ Xc, int ldc, int M, int m0, unsigned char* xs,
-                                                  unsigned char* ws, int t) {
-#pragma unroll 4
-  for (int e = 0; e < TOKENS * 8 / STAGERS; ++e) {
-    const int i = t + STAGERS * e, r = i / 8, p = i % 8;
-    int4 v = make_int4(0, 0, 0, 0);
-    if (m0 + r < M) v = *reinterpret_cast<const int4*>(Xc + static_cast<long long>(m0 + r) * ldc + 8 * p);
-    *reinterpret_cast<int4*>(xs + swizzled(r, p)) = v;
+// The weight's rows [n0, n0 + BN) at list positions [c0, c0 + CHUNK) (zeros past the list and
+// past N) at `ws` as rows of CHUNK halves in the 128-byte swizzle (thread t of THREADS). Thread
+// t's pieces all hold positions c0 + 8 p .. + 7 with p = t % 8: one 8-byte load a row where they
+// are 8 consecutive, aligned columns (dense outlier columns), else 8 byte loads.
+template <typename T, int BN, int THREADS>
+__device__ __forceinline__ void stage_weight_chunk(int c0, const signed char* __restrict__ W, int ldw,
+                                                   const int* __restrict__ columns, int outliers, int N, int n0,
+                                                   unsigned char* ws, int t) {
+  static_assert(BN * 8 % THREADS == 0 && THREADS % 8 == 0, "the threads share the pieces evenly");
+  constexpr int E = BN * 8 / THREADS;
+  const int p = t % 8;
+  int at[8];
+#pragma unroll
+  for (int b = 0; b < 8; ++b) at[b] = c0 + 8 * p + b < outliers ? columns[c0 + 8 * p + b] : -1;
+  const bool run = at[7] >= 0 && at[7] - at[0] == 7 && at[0] % 8 == 0;  // the list ascends
+  unsigned word[E][2];
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const int n = n0 + t / 8 + (THREADS / 8) * e;
+    const signed char* row = W + static_cast<long long>(n) * ldw;
+    word[e][0] = word[e][1] = 0u;
+    if (n < N && run) {
+      const uint2 v = *reinterpret_cast<const uint2*>(row + at[0]);
+      word[e][0] = v.x;
+      word[e][1] = v.y;
+    } else if (n < N) {
+#pragma unroll
+      for (int b = 0; b < 8; ++b)
+        if (at[b] >= 0) word[e][b / 4] |= static_cast<unsigned>(static_cast<unsigned char>(row[at[b]])) << (8 * (b % 4));
+    }
   }
-#pragma unroll 4
-  for (int e = 0; e < BN * 8 / STAGERS; ++e) reinterpret_cast<int4*>(ws)[t + STAGERS * e] = make_int4(0, 0, 0, 0);
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    int4 v;
+    to_pairs(word[e][0], v.x, v.y, T{});
+    to_pairs(word[e][1], v.z, v.w, T{});
+    *reinterpret_cast<int4*>(ws + swizzled(t / 8 + (THREADS / 8) * e, p)) = v;
+  }
 }
 
 // List position j's weight bytes for rows [n0, n0 + BN) at `ws` (row r, half j of its swizzled
@@ -154,7 +164,8 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = TokensTile<BN, CONSUMERS, STAGES>;
   extern __shared__ unsigned char smem_raw[];
-  __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES], scales_ready, staged, unstaged;
+  __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES], scales_ready, staged, ring_free;
+  __shared__ __align__(8) unsigned long long tail_full[STAGES], tail_empty[STAGES];  // later chunks
   __shared__ float row_scales[C::TOKENS];
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
@@ -169,7 +180,11 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
   if (threadIdx.x == 0) {
     barrier_init(smem_address(&scales_ready), 32);
     barrier_init(smem_address(&staged), 1);
-    barrier_init(smem_address(&unstaged), 4 * CONSUMERS);
+    barrier_init(smem_address(&ring_free), 4 * CONSUMERS + 2);  // the consumers' and staging warps
+    for (int s = 0; s < STAGES; ++s) {
+      barrier_init(smem_address(&tail_full[s]), 4);  // the four warps of warpgroup 0
+      barrier_init(smem_address(&tail_empty[s]), 4 * CONSUMERS);
+    }
     // a stage goes back once the consumers' warps and the two staging warps have arrived
     init_ring<STAGES>(full, empty, 4 * CONSUMERS + 2);  // its fence covers the others too
   }
@@ -208,7 +223,9 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
       // The first chunk's columns: list positions lane and 32 + lane (-1 past the list).
       const int low = lane < in_first ? columns[lane] : -1, high = 32 + lane < in_first ? columns[32 + lane] : -1;
       if (outliers > 0) {
-        begin_first_chunk<T, BN, C::TOKENS>(Xc, ldc, M, m0, xs, ws, t);
+        stage_xc<T, C::TOKENS, STAGERS>(0, Xc, ldc, M, m0, xs, t);
+#pragma unroll 4
+        for (int e = 0; e < BN * 8 / STAGERS; ++e) reinterpret_cast<int4*>(ws)[t + STAGERS * e] = make_int4(0, 0, 0, 0);
         named_barrier<2, STAGERS>();  // ws zeroed before any of its halves is written
         for (int j = 0; j < in_first; ++j) {  // columns past a split block's K range: loaded
           const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32);
@@ -234,17 +251,32 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
         __syncwarp();
         if (lane == 0) barrier_arrive(smem_address(&empty[slot]));
       }
-      for (int c0 = 0, c = 0; c0 < outliers; c0 += CHUNK, ++c) {
-        if (c > 0) {  // later chunks: loaded
-          barrier_wait(smem_address(&unstaged), (c - 1) & 1);
-          stage_outlier_chunk<T, BN, C::TOKENS>(c0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, xs, ws, t);
-        }
-        fence_async_shared();       // the stores become visible to the consumers' wgmmas
+      __syncwarp();
+      if (lane == 0) barrier_arrive(smem_address(&ring_free));  // no more reads of the ring
+      if (outliers > 0) {
+        fence_async_shared();         // the stores become visible to the consumers' wgmmas
         named_barrier<2, STAGERS>();  // every staging thread's stores are done
         if (t == 0) barrier_arrive(smem_address(&staged));
       }
     } else {
       wait_for_prerequisites();  // before the epilogue's stores
+    }
+    // Chunks past the first: the whole warpgroup, into the ring's slots (chunk c into slot (c - 1)
+    // % STAGES) once the consumers and the staging warps are done with the ring.
+    wait_for_prerequisites();  // the gather kernel's Xc, list and count (every thread reads them)
+    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+    if (outliers > CHUNK) {
+      barrier_wait(smem_address(&ring_free), 0);
+      for (int c0 = CHUNK, c = 1; c0 < outliers; c0 += CHUNK, ++c) {
+        const int slot = (c - 1) % STAGES, round = (c - 1) / STAGES;
+        if (round > 0) barrier_wait(smem_address(&tail_empty[slot]), (round - 1) & 1);
+        unsigned char* chunk = ring + slot * C::STAGE_BYTES;
+        stage_xc<T, C::TOKENS, LOADERS>(c0, Xc, ldc, M, m0, chunk, threadIdx.x);
+        stage_weight_chunk<T, BN, LOADERS>(c0, W, ldw, columns, outliers, N, n0, chunk + C::X_BYTES, threadIdx.x);
+        fence_async_shared();  // the stores become visible to the consumers' wgmmas
+        __syncwarp();
+        if (lane == 0) barrier_arrive(smem_address(&tail_full[slot]));
+      }
     }
   } else {
     wait_for_prerequisites();
@@ -271,6 +303,7 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
     }
     wgmma_wait<0>();
     fence_operands(acc);
+    if (lane == 0) barrier_arrive(smem_address(&ring_free));  // no more reads of the ring
     // acc[4j + 2h + e]: token 16 warp + g + 8h of the warpgroup's, weight row 8j + 2q + e; scaled
     // as int8_gemm.cu does (the int32 sum converted to fp32, times absmax / 127).
     const int warp = (threadIdx.x / 32) % 4, g = lane / 4;
@@ -280,9 +313,18 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
     for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) d[4 * j + r] = static_cast<float>(acc[4 * j + r]) * scale[r >> 1];
-    const unsigned xa = smem_address(xs) + tokens * 128, wa = smem_address(ws);
+    // Chunk 0 from the staging area, chunk c > 0 from ring slot (c - 1) % STAGES.
     for (int c0 = 0, c = 0; c0 < outliers; c0 += CHUNK, ++c) {
-      barrier_wait(smem_address(&staged), c & 1);
+      const int slot = (c - 1) % STAGES;
+      unsigned xa = smem_address(xs), wa = smem_address(ws);
+      if (c == 0) {
+        barrier_wait(smem_address(&staged), 0);
+      } else {
+        barrier_wait(smem_address(&tail_full[slot]), ((c - 1) / STAGES) & 1);
+        xa = base + slot * C::STAGE_BYTES;
+        wa = xa + C::X_BYTES;
+      }
+      xa += tokens * 128;
       fence_operands(d);
       wgmma_fence();
 #pragma unroll
@@ -290,7 +332,7 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
       wgmma_commit();
       wgmma_wait<0>();
       fence_operands(d);
-      if (lane == 0) barrier_arrive(smem_address(&unstaged));
+      if (c > 0 && lane == 0) barrier_arrive(smem_address(&tail_empty[slot]));
     }
   }
 

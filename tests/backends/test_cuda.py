@@ -812,14 +812,21 @@ def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(
     monkeypatch, dtype, tokens, splits, weight_rows
 ):
     """Every int8_wgmma.cu and int8_wgmma_tokens.cu (`weight_rows`) instantiation within the
-    CPU's rounding and the float64 reference's bound, with 0, 3, 70 (two chunks) and every column
-    an outlier; deterministic; without outlier columns and K unsplit bit-equal to the mma.sync
-    GEMM (the same int32 sums and fp32 epilogue)."""
+    CPU's rounding and the float64 reference's bound, with 0, 3, 70 (two chunks), 700 (scattered,
+    more chunks than the ring has stages) and every column an outlier; deterministic; without
+    outlier columns and K unsplit bit-equal to the mma.sync GEMM (the same int32 sums and fp32
+    epilogue)."""
     _skip_without_wgmma()
     generator = torch.Generator().manual_seed(tokens * 10 + splits + weight_rows)
     try:
         for m, k, n in INT8_WGMMA_SHAPES:
-            for columns, bias_dtype in ((0, None), (3, dtype), (70, torch.float32), (k, dtype)):
+            for columns, bias_dtype in (
+                (0, None),
+                (3, dtype),
+                (70, torch.float32),
+                (700, None),
+                (k, dtype),
+            ):
                 x, columns = planted_outliers(m, k, min(columns, k), generator)
                 x = x.to(dtype)
                 weight = torch.randn(n, k, generator=generator).to(dtype)
