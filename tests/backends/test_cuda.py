@@ -827,6 +827,8 @@ def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(
                 (700, None),
                 (k, dtype),
             ):
+                if columns > k:
+                    continue  # more than K: the every-column case covers it
                 x, columns = planted_outliers(m, k, min(columns, k), generator)
                 x = x.to(dtype)
                 weight = torch.randn(n, k, generator=generator).to(dtype)

@@ -8,10 +8,11 @@ a few rows); C sweeps 0, 6, 64, 512, K/4 and K. LLM.int8() computes those column
 point: the target is that this costs about what the floating-point product over C columns does,
 so that an int8 layer is never slower than the floating-point one plus a small constant.
 
-Columns: `fp` the floating-point nn.Linear (fp16 on a GPU, fp32 on the CPU), `ours t=6` (LLM.int8()
-forced: ``arithmetic="int8"``) eager and (GPU) graph-replayed, `default graph` the default layer
-(``arithmetic="auto"``: weight-only for few rows, where no column is an outlier), `bnb t=6` eager,
-`vs fp` = fp / ours t=6 eager (above 1: faster), `C seen` the outlier columns the layer found (at
+Columns: `fp` the floating-point nn.Linear (fp16 on a GPU, fp32 on the CPU) eager and (GPU)
+graph-replayed, `ours t=6` (LLM.int8() forced: ``arithmetic="int8"``) eager and (GPU)
+graph-replayed, `default graph` the default layer (``arithmetic="auto"``: weight-only for few
+rows, where no column is an outlier), `bnb t=6` eager, `vs fp` = fp / ours t=6 eager and `graph vs
+fp` = fp graph / ours t=6 graph (above 1: faster), `C seen` the outlier columns the layer found (at
 least C), and relative errors against the fp output.
 µs per call, medians.
 """
@@ -23,7 +24,7 @@ from functools import partial
 import torch
 from torch import nn
 
-GPU_SHAPES = [(4096, 11008)]
+GPU_SHAPES = [(4096, 11008), (8192, 28672)]
 GPU_ROWS = [1, 16, 2048]
 CPU_SHAPES = [(1024, 2816)]
 CPU_ROWS = [16, 256]
@@ -54,8 +55,8 @@ def outlier_sweep_table(device: torch.device, quick: bool, rows=None) -> list[st
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     title = f"{name}; outlier-column sweep (columns ×{SCALE:g}); µs per call (median)"
     header = (
-        "| K×N | M | C | C seen | fp | ours t=6 | ours t=6 graph | default graph | bnb t=6 | "
-        "vs fp | err default | err ours | err bnb |"
+        "| K×N | M | C | C seen | fp | fp graph | ours t=6 | ours t=6 graph | default graph | "
+        "bnb t=6 | vs fp | graph vs fp | err default | err ours | err bnb |"
     )
     generator = torch.Generator().manual_seed(0)
 
@@ -76,6 +77,7 @@ def outlier_sweep_table(device: torch.device, quick: bool, rows=None) -> list[st
                     reference = linear(x)
                     seen = int(((x.abs() >= 6.0).any(dim=0)).sum())
                     t_fp, t_ours = timed(partial(linear, x)), timed(partial(layer, x))
+                    g_fp = graph_us(partial(linear, x)) if gpu else float("nan")
                     g_ours = graph_us(partial(layer, x)) if gpu else float("nan")
                     g_default = graph_us(partial(default, x)) if gpu else float("nan")
                     t_bnb = timed(partial(bnb, x)) if bnb is not None else float("nan")
@@ -83,9 +85,9 @@ def outlier_sweep_table(device: torch.device, quick: bool, rows=None) -> list[st
                     e_default = rel_error(default(x), reference)
                     e_bnb = rel_error(bnb(x), reference) if bnb is not None else float("nan")
                 yield (
-                    f"| {k}×{n} | {m} | {c} | {seen} | {t_fp:.1f} | {t_ours:.1f} | {g_ours:.1f} | "
-                    f"{g_default:.1f} | {t_bnb:.1f} | {t_fp / t_ours:.2f}× | {e_default:.4f} | "
-                    f"{e_ours:.4f} | {e_bnb:.4f} |"
+                    f"| {k}×{n} | {m} | {c} | {seen} | {t_fp:.1f} | {g_fp:.1f} | {t_ours:.1f} | "
+                    f"{g_ours:.1f} | {g_default:.1f} | {t_bnb:.1f} | {t_fp / t_ours:.2f}× | "
+                    f"{g_fp / g_ours:.2f}× | {e_default:.4f} | {e_ours:.4f} | {e_bnb:.4f} |"
                 )
         del linear, layer, default, bnb
         if gpu:
