@@ -21,6 +21,13 @@
 // OUTLIER_CHUNK, at least cols rounded up to one; xc and wc 16-byte aligned), count [1] int32,
 // columns [cols] int32 or null: where set, block 0 also writes the list c_0 .. c_{C-1} there (for
 // int8_wgmma.cu, which reads the weight's outlier columns in place: it passes rows_w = 0).
+// hot_tiles [ceil(ceil(cols / 128) / 32)] uint32 or null: where set and there are more than
+// OUTLIER_CHUNK columns (int8_wgmma.cu's dense outlier part), nothing is listed or gathered:
+// instead bit t of hot_tiles tells whether K tile t (columns [128 t, 128 t + 128)) holds an
+// outlier column (block 0), and for those tiles xc [rows_x, ldc] receives x with every other
+// column zero (Xo; x, xc and ldx, ldc 16-byte aligned); the outlier columns of q are zeroed as
+// always. A warp takes a (row, tile) pair at a time, each lane four columns: the grid may then
+// have up to rows_x * ceil(cols / 128) / 8 blocks of work.
 // clear = 1: the mask is the stream's own (the caller keeps it zeroed between calls instead of
 // zeroing it before each), with an arrival counter at mask[ceil(cols / 32)]; each block counts
 // itself in once it has read the mask for the last time, and the last one zeroes the mask words
@@ -98,6 +105,48 @@ __device__ __forceinline__ void leave_mask_zeroed(unsigned int* mask, int words,
   __threadfence();
   for (int w = threadIdx.x; w <= words; w += THREADS) mask[w] = 0u;
 }
+
+// The dense outlier part (see the header): block 0 writes hot_tiles; every warp of the grid takes
+// (row, tile) pairs of hot tiles, lane l columns 128 t + 4 l .. + 3 (mask word 4 t + l / 8).
+template <typename T>
+__device__ __forceinline__ void write_dense_tiles(const unsigned int* __restrict__ mask, int words,
+                                                  const T* __restrict__ x, int ldx,
+                                                  signed char* __restrict__ q, int ldq,
+                                                  T* __restrict__ xo, int ldo, int rows, int cols,
+                                                  unsigned int* __restrict__ hot_tiles) {
+  using V = typename Four<4 * sizeof(T)>::type;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tiles = (cols + 127) / 128;
+  if (blockIdx.x == 0)
+    for (int t0 = 0; t0 < tiles; t0 += THREADS) {
+      const int t = t0 + threadIdx.x;
+      bool hot = false;
+      for (int w = 4 * t; t < tiles && w < min(4 * t + 4, words); ++w) hot |= mask[w] != 0u;
+      const unsigned int bits = __ballot_sync(0xffffffffu, hot);
+      if (lane == 0 && t0 + 32 * warp < tiles) hot_tiles[t0 / 32 + warp] = bits;
+    }
+  const long long items = (long long)rows * tiles, step = (long long)gridDim.x * ROWS_PER_BLOCK;
+  for (long long item = (long long)blockIdx.x * ROWS_PER_BLOCK + warp; item < items; item += step) {
+    const long long row = item / tiles;
+    const int t = static_cast<int>(item - row * tiles), c = 128 * t + 4 * lane;
+    const int w = 4 * t + lane / 8;
+    const unsigned int bits = w < words ? (mask[w] >> (4 * lane % 32)) & 0xFu : 0u;
+    if (!__any_sync(0xffffffffu, bits != 0u)) continue;  // a tile without outlier columns
+    if (c >= cols) continue;  // past K: the tensor map reads zeros there
+    V v = *reinterpret_cast<const V*>(x + row * ldx + c);
+    T* values = reinterpret_cast<T*>(&v);
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (!((bits >> e) & 1u)) values[e] = from_float<T>(0.0f);
+    *reinterpret_cast<V*>(xo + row * ldo + c) = v;
+    if (bits != 0u) {
+      unsigned int* codes = reinterpret_cast<unsigned int*>(q + row * ldq + c);
+      unsigned int keep = 0u;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) keep |= (bits >> e) & 1u ? 0u : 0xffu << (8 * e);
+      *codes &= keep;
+    }
+  }
+}
 }  // namespace
 
 template <typename T>
@@ -105,7 +154,7 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     unsigned int* __restrict__ mask, const T* __restrict__ x, int ldx, signed char* __restrict__ q,
     int ldq, const signed char* __restrict__ w, int ldw, T* __restrict__ xc,
     signed char* __restrict__ wc, int ldc, int* __restrict__ count, int rows_x, int rows_w,
-    int cols, int* __restrict__ columns, int clear) {
+    int cols, int* __restrict__ columns, int clear, unsigned int* __restrict__ hot_tiles) {
   allow_dependents();
   wait_for_prerequisites();
   __shared__ __align__(16) int list[LIST_CAPACITY];
@@ -118,6 +167,11 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   outliers.count(mask, 0, words, scan_scratch);
   const int total = outliers.total;
   if (blockIdx.x == 0 && threadIdx.x == 0) *count = total;
+  if (hot_tiles != nullptr && total > OUTLIER_CHUNK) {
+    write_dense_tiles(mask, words, x, ldx, q, ldq, xc, ldc, rows_x, cols, hot_tiles);
+    leave_mask_zeroed(mask, words, clear, count_in(mask, words, clear));
+    return;
+  }
   const int padded = (total + OUTLIER_CHUNK - 1) / OUTLIER_CHUNK * OUTLIER_CHUNK;
   if (padded <= FEW_COLUMNS && (long long)rows_w * padded < (1ll << 31)) {
     // Few columns (the usual case): a warp per weight row would leave most lanes idle and chain
@@ -178,7 +232,7 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   template __global__ void gather_outlier_columns<T>(unsigned int*, const T*, int, signed char*,  \
                                                      int, const signed char*, int, T*,            \
                                                      signed char*, int, int*, int, int, int, int*, \
-                                                     int);
+                                                     int, unsigned int*);
 INSTANTIATE(__half)
 INSTANTIATE(__nv_bfloat16)
 INSTANTIATE(float)

@@ -158,6 +158,30 @@ WGMMA_F16_BF16(__half, "f16")
 WGMMA_F16_BF16(__nv_bfloat16, "bf16")
 #undef WGMMA_F16_BF16
 
+// ---- the weight as the register operand ----
+// Byte offset of 16-byte piece `piece` of row `row` in a tile of 128-byte rows with the 128-byte
+// swizzle (TMA's layout; the 8 rows a warp's lanes read at once lie on distinct banks).
+__device__ __forceinline__ int weight_piece(int row, int piece) { return row * 128 + ((piece ^ (row & 7)) << 4); }
+
+// The A fragments (fp16 / bf16, exact) of a weight tile of 128-byte int8 rows (`ws`, swizzled as
+// weight_piece says) for the lane (g, q) of a consumer warp whose rows start at `row`: a[s] = rows
+// row + g, row + g + 8, columns 16 s + (2q, 2q + 1) and 16 s + (2q + 8, 2q + 9).
+template <typename T, int STEPS>
+__device__ __forceinline__ void load_weights(int (&a)[STEPS][4], const unsigned char* ws, int row, int g, int q) {
+  static_assert(STEPS <= 8, "a row holds 8 k16 steps");
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = row + g + 8 * h;
+#pragma unroll
+    for (int s = 0; s < STEPS; ++s) {
+      const unsigned char* piece = ws + weight_piece(r, s) + 2 * q;
+      const unsigned word = *reinterpret_cast<const unsigned short*>(piece) |
+                            (static_cast<unsigned>(*reinterpret_cast<const unsigned short*>(piece + 8)) << 16);
+      to_pairs(word, a[s][h], a[s][2 + h], T{});
+    }
+  }
+}
+
 // ---- the end of a block ----
 // The K range of split `split` of SPLITS: K tiles [first, first + count) of ceil(K / BK).
 struct KRange {

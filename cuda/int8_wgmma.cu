@@ -28,6 +28,18 @@
 // fp32 operations); with them, or K split (fp32 partial tiles added), the fp32 sums are added in
 // another order.
 //
+// More than one chunk of outlier columns (the dense outlier part, where `hot_tiles` is given):
+// chunk after chunk after the K loop cost 8-15 us each, each scattered weight byte its own read
+// (benches/NOTES.md v40, v43). Instead the gather kernel leaves Xo [M, ldc] in Xc's place, the
+// activations with every column but the outlier ones zero, written for the K tiles that hold an
+// outlier column (bit t of hot_tiles: K tile t), and the K loop multiplies those tiles twice: the
+// int8 product as always (Xq's outlier columns are zero), and the weight tile the stream brought,
+// converted into A fragments in registers (exact), times Xo's tile (two TMA boxes of 64 columns,
+// fp16 / bf16, issued by warp 2 of the producer warpgroup into buffers in the ring's last slots)
+// by fp16 / bf16 wgmmas into fp32 sums beside the int32 ones: the outlier part costs a tensor-core
+// product over the hot K tiles, whatever the number of columns. Each block of a split K does its
+// own K range's.
+//
 // Split K (SPLITS > 1) as weight_only_wgmma.cu: the SPLITS blocks of an output tile form a
 // thread-block cluster along grid z, each multiplies a contiguous range of K tiles and block r
 // adds tokens [r, r + 1) * NTOK / SPLITS of all partial tiles through distributed shared memory
@@ -38,8 +50,9 @@
 // memory Int8Tile<NTOK, STAGES>::SMEM_BYTES. Parameters: the tensor maps of Xq and CB (int8, boxes
 // of 128 columns by NTOK and by 128 rows, 128-byte swizzle), absmax [M] f32, SCB [N] f32, bias [N]
 // or null in the dtype bias_kind names (common.cuh), Xc [M, ldc] T (16-byte aligned, ldc a
-// multiple of 64, rows padded with zeros to whole chunks), CB [N, ldw] int8 (as the tensor map's),
-// columns [C] int32, outlier_count [1] int32 or null, M, N, K, out [M, ldo] T, spent_mask
+// multiple of 64, rows padded with zeros to whole chunks; Xo there in the dense case), CB [N, ldw]
+// int8 (as the tensor map's), columns [C] int32, outlier_count [1] int32 or null, M, N, K,
+// out [M, ldo] T, spent_mask
 // [spent_words] uint32 or null: the stream's outlier mask, which the gather kernel has read for the
 // last time once this kernel's wait returns; block (0, 0, 0)'s consumers zero it then, so that the
 // next call's quantize kernel finds it zeroed (no memset, no arrival counter in the gather),
@@ -47,7 +60,9 @@
 // for the kernel before (the launcher sets it for programmatic dependents whose blocks fit beside
 // the quantize kernel's: 1-4 us per replayed forward at 16-64 rows; in plain stream order the
 // first X box would only wait behind them). K a multiple of 16; Xq, CB and their row strides
-// 16-byte aligned.
+// 16-byte aligned. xo_map: Xo's tensor map (T, boxes of 64 columns by NTOK, 128-byte swizzle;
+// any map where hot_tiles is null), hot_tiles [ceil(ceil(K / 128) / 32)] uint32 or null (no
+// dense outlier part: the columns are always listed and gathered).
 #include "common.cuh"
 #include "hopper.cuh"
 #include "int8_wgmma_params.cuh"
@@ -70,12 +85,25 @@ template <int NTOK, int STAGES> struct Int8Tile {
   static constexpr int STAGE_BYTES = X_BYTES + W_BYTES;
   static constexpr int LDP = BN + 4;         // partial tile row, floats
   static constexpr int RING_BYTES = STAGES * STAGE_BYTES;
+  // The dense outlier part's buffers of Xo (a K tile: two boxes of 64 columns, fp16 / bf16, by
+  // NTOK tokens) take the ring's last XO_SLOTS slots, with outlier columns or not (the producer
+  // then needs no count: benches/NOTES.md v43), so that the block's shared memory stays as it
+  // was. None for 128-token tiles: their int32 and fp32 sums and the fragments (160 registers)
+  // spill at the 168 a consumer has (setmaxnreg measured no better under NVRTC).
+  static constexpr bool DENSE = NTOK <= 64;
+  static constexpr int XO_HALF = NTOK * 128;
+  static constexpr int XO_BYTES = 2 * XO_HALF;
+  static constexpr int XO_SLOTS = NTOK == 32 ? 1 : NTOK == 64 ? 2 : 0;
+  static constexpr int XO_BUFFERS = XO_SLOTS * STAGE_BYTES / XO_BYTES;  // 32: 2, 64: 3
+  static constexpr int XO_RING = DENSE ? XO_BUFFERS : 1;  // what the (then unused) loops count by
+  static_assert(!DENSE || (XO_BUFFERS >= 2 && STAGES - XO_SLOTS >= 4), "Xo in flight, and a ring");
   static_assert(NTOK * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
   static_assert(NTOK * 2 * CHUNK <= RING_BYTES, "an outlier chunk of Xc fits in the ring");
   static constexpr int SMEM_BYTES = RING_BYTES + 1024;  // + alignment of the ring to 1024 bytes
   static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
   static_assert(NTOK % 16 == 0 && NTOK <= 128, "wgmma n");
 };
+constexpr int MAX_XO_BUFFERS = 3;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define S8_D8(i) "+r"(d[i + 0]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), \
@@ -251,28 +279,31 @@ __device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], con
 }
 
 // Producer stage i: K columns [k0, k0 + BK) of Xq's token rows from m0 and of the weight's rows
-// from n0 into slot i % STAGES of the ring at shared address `base`.
+// from n0 into slot i % SLOTS of the ring at shared address `base` (SLOTS: STAGES - XO_SLOTS).
 template <int NTOK, int STAGES>
 __device__ __forceinline__ void produce_int8_stage(int i, unsigned long long* full, unsigned long long* empty,
                                                    unsigned base, const TensorMap& x_map,
                                                    const TensorMap& w_map, int k0, int m0, int n0) {
   using C = Int8Tile<NTOK, STAGES>;
-  const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
-  const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
+  constexpr int SLOTS = STAGES - C::XO_SLOTS;
+  const unsigned bar = claim_stage<SLOTS>(i, full, empty, C::STAGE_BYTES);
+  const unsigned stage = base + (i % SLOTS) * C::STAGE_BYTES;
   copy_box(stage, x_map, k0, m0, bar);
   copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
 }
 
 // Consumer stage i of the warpgroup whose weight rows start at `rows` in the tile: wait for the
 // stage's copies, issue its four k32 wgmmas on acc, then (this group in flight) wait for stage
-// i - 1's group and hand that stage back to the producer.
-template <int NTOK, int STAGES>
+// i - 1's groups, call `done_before` (what else those groups read is free then) and hand that
+// stage back to the producer.
+template <int NTOK, int STAGES, typename DoneBefore>
 __device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], unsigned long long* full,
                                                    unsigned long long* empty, unsigned base, int rows,
-                                                   int lane) {
+                                                   int lane, DoneBefore done_before) {
   using C = Int8Tile<NTOK, STAGES>;
-  const int slot = i % STAGES;
-  barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+  constexpr int SLOTS = STAGES - C::XO_SLOTS;
+  const int slot = i % SLOTS;
+  barrier_wait(smem_address(&full[slot]), (i / SLOTS) & 1);
   const unsigned stage = base + slot * C::STAGE_BYTES;
   fence_operands(acc);
   wgmma_fence();
@@ -282,7 +313,8 @@ __device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], 
   wgmma_commit();
   wgmma_wait<1>();
   fence_operands(acc);
-  if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+  done_before();
+  if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % SLOTS]));
 }
 
 // d = acc * row_scales[token] (absmax / 127 of the tile's tokens, in shared memory) for lane q's
@@ -300,22 +332,29 @@ __device__ __forceinline__ void scale_by_rows(const int (&acc)[NTOK / 2], float 
       d[4 * j + 2 + e] = static_cast<float>(acc[4 * j + 2 + e]) * scale;
     }
 }
+
+// Whether K tile t holds an outlier column (the gather kernel's bits; the same for every thread).
+__device__ __forceinline__ bool tile_hot(const unsigned int* __restrict__ hot_tiles, int t) {
+  return (hot_tiles[t >> 5] >> (t & 31)) & 1u;
+}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }  // namespace
 
 template <typename T, int NTOK, int STAGES, int SPLITS>
-__device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const TensorMap& w_map,
+__device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const TensorMap& w_map, const TensorMap& xo_map,
                                                 const float* __restrict__ absmax, const float* __restrict__ SCB,
                                                 const void* __restrict__ bias, int bias_kind,
                                                 const T* __restrict__ Xc, int ldc, const signed char* __restrict__ W,
                                                 int ldw, const int* __restrict__ columns,
                                                 const int* __restrict__ outlier_count, int M, int N, int K,
                                                 T* __restrict__ out, int ldo, unsigned int* __restrict__ spent_mask,
-                                                int spent_words, int early_weights) {
+                                                int spent_words, int early_weights,
+                                                const unsigned int* __restrict__ hot_tiles) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = Int8Tile<NTOK, STAGES>;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES];
+  __shared__ __align__(8) unsigned long long xo_full[MAX_XO_BUFFERS], xo_empty[MAX_XO_BUFFERS];
   // The tile's row scales, loaded by warp 1 while the K loop runs (`scales_ready`: its 32 lanes'
   // arrivals): read from global memory after the K loop, their round trip cost each tile ~2-6 µs
   // at the end of its stream (benches/NOTES.md v29).
@@ -323,6 +362,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   __shared__ float row_scales[NTOK];
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
+  const unsigned xo_base = base + (STAGES - C::XO_SLOTS) * C::STAGE_BYTES;
   const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * BN;
   const KRange range = split_k<BK, SPLITS>(K, blockIdx.z);
   const int first = range.first, count = range.count;
@@ -331,7 +371,11 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   allow_dependents();
   if (threadIdx.x == 0) {
     barrier_init(smem_address(&scales_ready), 32);
-    init_ring<STAGES>(full, empty, 4 * CONSUMERS);  // its fence covers scales_ready too
+    for (int b = 0; b < C::XO_BUFFERS; ++b) {
+      barrier_init(smem_address(&xo_full[b]), 1);
+      barrier_init(smem_address(&xo_empty[b]), 4 * CONSUMERS);
+    }
+    init_ring<STAGES>(full, empty, 4 * CONSUMERS);  // its fence covers the others too
   }
   __syncthreads();
 
@@ -343,9 +387,12 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       // The first stages' weight boxes stream while the quantize and gather kernels still run:
       // the weight is no output of a kernel that lets this one start early (quantize_rows.cu
       // holds its dependents back wherever it writes anything but a forward's activations).
-      const int early = early_weights ? min(count, STAGES) : 0;
+      // The ring's slots: those the dense outlier part leaves it, with outlier columns or not
+      // (deciding on the count would hold the copies back by its load).
+      constexpr int SLOTS = STAGES - C::XO_SLOTS;
+      const int early = early_weights ? min(count, SLOTS) : 0;
       for (int i = 0; i < early; ++i) {
-        const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
+        const unsigned bar = claim_stage<SLOTS>(i, full, empty, C::STAGE_BYTES);
         copy_box(base + i * C::STAGE_BYTES + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
       }
       wait_for_prerequisites();  // the quantized rows, their scales and outlier columns
@@ -357,6 +404,22 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       wait_for_prerequisites();  // the quantize kernel's absmax
       for (int t = threadIdx.x - 32; t < NTOK; t += 32) row_scales[t] = absmax[min(m0 + t, M - 1)] / 127.0f;
       barrier_arrive(smem_address(&scales_ready));
+    } else if (C::DENSE && threadIdx.x == 64 && hot_tiles != nullptr) {
+      // The dense outlier part's Xo tiles, one per hot K tile, up to XO_BUFFERS ahead of the
+      // consumers (a thread of its own: the weight's stream never waits for them).
+      prefetch_map(xo_map);
+      wait_for_prerequisites();  // the gather kernel's Xo, bits and count
+      if (outlier_count != nullptr && *outlier_count > CHUNK)
+        for (int i = 0, h = 0; i < count; ++i) {
+          const int t = first + i, b = h % C::XO_RING;
+          if (!tile_hot(hot_tiles, t)) continue;
+          if (h >= C::XO_RING) barrier_wait(smem_address(&xo_empty[b]), (h / C::XO_RING - 1) & 1);
+          const unsigned bar = smem_address(&xo_full[b]), dst = xo_base + b * C::XO_BYTES;
+          arrive_expecting(bar, C::XO_BYTES);
+          copy_box(dst, xo_map, t * BK, m0, bar);
+          copy_box(dst + C::XO_HALF, xo_map, t * BK + 64, m0, bar);
+          ++h;
+        }
     }
   } else {
     wait_for_prerequisites();
@@ -364,9 +427,11 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       for (int w = threadIdx.x - 128; w < spent_words; w += CONSUMER_THREADS) spent_mask[w] = 0u;
     const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, q = lane % 4;
     const int rows = 64 * (group - 1);  // the warpgroup's weight rows in the tile
-    // The first outlier chunk's first HELD_STEPS k16 steps held from before the K loop on
-    // (OutlierChunk).
-    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+    // The dense outlier part (more than a chunk of columns, hot_tiles given), or the first outlier
+    // chunk's first HELD_STEPS k16 steps held from before the K loop on (OutlierChunk).
+    const int listed_count = outlier_count != nullptr ? *outlier_count : 0;
+    const bool dense = C::DENSE && hot_tiles != nullptr && listed_count > CHUNK;
+    const int outliers = !dense && blockIdx.z == 0 ? listed_count : 0;
     const int k_begin = first * BK, k_end = min(K, (first + count) * BK);
     OutlierChunk<NTOK, HELD_STEPS> held;
     if (outliers > 0)
@@ -375,16 +440,55 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     int acc[NTOK / 2];
 #pragma unroll
     for (int j = 0; j < NTOK / 2; ++j) acc[j] = 0;
-    for (int i = 0; i < count; ++i) {
-      consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane);
-      if (outliers > 0)  // stage i is handed back only after stage i + 1's wgmmas are issued
-        pick_outlier_bytes<NTOK>(held, ring + (i % STAGES) * C::STAGE_BYTES + C::X_BYTES, k_begin + i * BK, rows,
-                                 warp, lane);
+    if (!C::DENSE || !dense) {
+      for (int i = 0; i < count; ++i) {
+        consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane, [] {});
+        if (outliers > 0)  // stage i is handed back only after stage i + 1's wgmmas are issued
+          pick_outlier_bytes<NTOK>(held, ring + (i % (STAGES - C::XO_SLOTS)) * C::STAGE_BYTES + C::X_BYTES, k_begin + i * BK,
+                                   rows, warp, lane);
+      }
+      wgmma_wait<0>();
+      fence_operands(acc);
+      barrier_wait(smem_address(&scales_ready), 0);
+      scale_by_rows<NTOK>(acc, d, row_scales, q);
+    } else {
+      // Stage i: its int8 wgmmas issued, then (stage i - 1's groups complete: its slot, its Xo
+      // buffer and the fragments free) where tile i is hot, its weight converted into the A
+      // fragments while they run and its fp16 / bf16 wgmmas issued onto o.
+      float o[NTOK / 2];
+#pragma unroll
+      for (int j = 0; j < NTOK / 2; ++j) o[j] = 0.0f;
+      int a[BK / 16][4];
+      constexpr int SLOTS = STAGES - C::XO_SLOTS;
+      for (int i = 0, h = 0, held_buffer = -1; i < count; ++i) {
+        consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane, [&] {
+          fence_operands(o);
+          if (held_buffer >= 0 && lane == 0) barrier_arrive(smem_address(&xo_empty[held_buffer]));
+        });
+        held_buffer = -1;
+        const int slot = i % SLOTS;
+        if (tile_hot(hot_tiles, first + i)) {
+          const int b = h % C::XO_RING;
+          load_weights<T>(a, ring + slot * C::STAGE_BYTES + C::X_BYTES, rows + 16 * warp, lane / 4, q);
+          barrier_wait(smem_address(&xo_full[b]), (h / C::XO_RING) & 1);
+          const unsigned xo = xo_base + b * C::XO_BYTES;
+          wgmma_fence();
+#pragma unroll
+          for (int s = 0; s < BK / 16; ++s)
+            Wgmma<NTOK, T>::run(o, a[s], descriptor(xo + (s / 4) * C::XO_HALF + 32 * (s % 4)));
+          wgmma_commit();
+          held_buffer = b;
+          ++h;
+        }
+      }
+      wgmma_wait<0>();
+      fence_operands(acc);
+      fence_operands(o);
+      barrier_wait(smem_address(&scales_ready), 0);
+      scale_by_rows<NTOK>(acc, d, row_scales, q);
+#pragma unroll
+      for (int j = 0; j < NTOK / 2; ++j) d[j] += o[j];
     }
-    wgmma_wait<0>();
-    fence_operands(acc);
-    barrier_wait(smem_address(&scales_ready), 0);
-    scale_by_rows<NTOK>(acc, d, row_scales, q);
     if (outliers > 0) {
       multiply_outlier_chunk<T, NTOK>(d, held, 0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
       for (int c0 = CHUNK; c0 < outliers; c0 += CHUNK) {

@@ -5,16 +5,17 @@
 
 #define INT8_WGMMA_PARAMS                                                                          \
   const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,                \
-      const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
+      const __grid_constant__ TensorMap xo_map, const float *__restrict__ absmax, const float *__restrict__ SCB, const void *__restrict__ bias, \
       int bias_kind, const T *__restrict__ Xc, int ldc, const signed char *__restrict__ W, int ldw,     \
       const int *__restrict__ columns, const int *__restrict__ outlier_count, int M, int N, int K,       \
       T *__restrict__ out, int ldo, unsigned int *__restrict__ spent_mask, int spent_words,          \
-      int early_weights
+      int early_weights, const unsigned int *__restrict__ hot_tiles
 #define INT8_WGMMA_ARGS                                                                           \
-  x_map, w_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo, \
-      spent_mask, spent_words, early_weights
+  x_map, w_map, xo_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo, \
+      spent_mask, spent_words, early_weights, hot_tiles
 
 #define SIGNATURE(T)                                                                              \
-  (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const float*, \
+  (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, \
+   const float*, const float*,                                                                    \
    const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int, \
-   unsigned int*, int, int)
+   unsigned int*, int, int, const unsigned int*)

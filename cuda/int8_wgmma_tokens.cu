@@ -35,6 +35,9 @@
 // consecutive columns). One chunk at a time through the staging area, loaded by two warps, cost
 // 8-15 us a chunk (benches/NOTES.md v40).
 //
+// xo_map and hot_tiles (int8_wgmma.cu's dense outlier part) are not read: the gather kernel lists
+// the columns for this kernel in every case.
+//
 // Split K and the end of a block as int8_wgmma.cu (write_partial_sums; the partial tile is
 // [token][weight row], as the accumulators lie), as are the mask zeroing of block (0, 0, 0)
 // (spent_mask) and early_weights. Without outlier columns and K unsplit the output equals
@@ -154,13 +157,15 @@ __device__ __forceinline__ void put_column(unsigned char* ws, int j, int t, Valu
 
 template <typename T, int BN, int CONSUMERS, int STAGES, int SPLITS>
 __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const TensorMap& w_map,
+                                                 [[maybe_unused]] const TensorMap& xo_map,
                                                  const float* __restrict__ absmax, const float* __restrict__ SCB,
                                                  const void* __restrict__ bias, int bias_kind,
                                                  const T* __restrict__ Xc, int ldc, const signed char* __restrict__ W,
                                                  int ldw, const int* __restrict__ columns,
                                                  const int* __restrict__ outlier_count, int M, int N, int K,
                                                  T* __restrict__ out, int ldo, unsigned int* __restrict__ spent_mask,
-                                                 int spent_words, int early_weights) {
+                                                 int spent_words, int early_weights,
+                                                 [[maybe_unused]] const unsigned int* __restrict__ hot_tiles) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = TokensTile<BN, CONSUMERS, STAGES>;
   extern __shared__ unsigned char smem_raw[];

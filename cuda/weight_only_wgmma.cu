@@ -67,27 +67,9 @@ template <int NTOK, int STAGES, int HALVES = 1> struct WgmmaTile {
 // ---- staging ----
 // A stage is two boxes of X (64 columns each by NTOK token rows, fp16 / bf16, 128-byte swizzle:
 // 16-byte piece c of row r at r * 128 + ((c ^ (r % 8)) * 16), the layout the wgmma descriptor
-// names) and one of the weight (BK = 128 columns by BN rows, int8, 128-byte swizzle as well, so
-// that the 8 rows a warp's lanes read at once lie on distinct banks). Rows of 128 bytes: boxes of
-// 64-byte weight rows streamed at about half the rate (benches/NOTES.md).
-__device__ __forceinline__ int weight_piece(int row, int piece) { return row * 128 + ((piece ^ (row & 7)) << 4); }
-
-// The A fragments of one stage for the lane (g, q) of a consumer warp whose rows start at `row`:
-// a[s] = rows row + g, row + g + 8, columns 16 s + (2q, 2q + 1) and 16 s + (2q + 8, 2q + 9).
-template <typename T>
-__device__ __forceinline__ void load_weights(int (&a)[STEPS][4], const unsigned char* ws, int row, int g, int q) {
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = row + g + 8 * h;
-#pragma unroll
-    for (int s = 0; s < STEPS; ++s) {
-      const unsigned char* piece = ws + weight_piece(r, s) + 2 * q;
-      const unsigned word = *reinterpret_cast<const unsigned short*>(piece) |
-                            (static_cast<unsigned>(*reinterpret_cast<const unsigned short*>(piece + 8)) << 16);
-      to_pairs(word, a[s][h], a[s][2 + h], T{});
-    }
-  }
-}
+// names) and one of the weight (BK = 128 columns by BN rows, int8, 128-byte swizzle as well:
+// hopper.cuh's load_weights reads its A fragments). Rows of 128 bytes: boxes of 64-byte weight
+// rows streamed at about half the rate (benches/NOTES.md).
 
 // Producer stage i: K columns [k0, k0 + BK) of X's token rows from m0 and of the weight's rows
 // from n0 into slot i % STAGES of the ring at shared address `base`.

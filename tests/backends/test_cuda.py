@@ -803,6 +803,29 @@ def _int8_tokens_plans():
             for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
 
 
+def _int8_call_within_cpu_rounding(x, weight, bias, dtype, what):
+    """int8_linear at threshold 6 on the GPU (the plan as forced; into a poisoned output, and
+    again: deterministic) within the float64 reference's bound and the CPU backend's rounding.
+    Returns the output (on the CPU) and the GPU arguments."""
+    CB, SCB = F.quantize_weight(weight)
+    args = (x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda())
+    m, n = x.shape[0], weight.shape[0]
+    out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
+    got = cuda_backend.int8_linear(*args, 6.0, None, out=out)
+    again = cuda_backend.int8_linear(*args, 6.0, None)
+    assert torch.equal(got, again), f"{what}: not deterministic"
+    got = got.cpu()
+    assert not got.isnan().any(), f"{what}: unwritten (poisoned) outputs remain"
+    expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
+    bound = int8_linear_bound(x, weight, 6.0, dtype, bias)
+    assert_within_bound(got, reference_linear(x, weight, bias), bound, what)
+    magnitude = x.double().abs() @ weight.double().abs().t()
+    eps = torch.finfo(dtype).eps
+    rounding = 2 * eps * (expected.double().abs() + 1e-3 * magnitude)
+    assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{what} vs cpu")
+    return got, args
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(
     "tokens, splits, weight_rows",
@@ -834,31 +857,48 @@ def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(
                 weight = torch.randn(n, k, generator=generator).to(dtype)
                 bias = None if bias_dtype is None else torch.randn(n, generator=generator)
                 bias = None if bias is None else bias.to(bias_dtype)
-                CB, SCB = F.quantize_weight(weight)
-                args = (x.cuda(), CB.cuda(), SCB.cuda(), None if bias is None else bias.cuda())
                 what = f"{(m, k, n)} {len(columns)} outliers, plan {(tokens, splits, weight_rows)}"
                 _forced_plan(monkeypatch, "wgmma", tokens, splits, weight_rows)
-                out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
-                got = cuda_backend.int8_linear(*args, 6.0, None, out=out)
-                again = cuda_backend.int8_linear(*args, 6.0, None)
-                assert torch.equal(got, again), f"{what}: not deterministic"
-                got = got.cpu()
-                assert not got.isnan().any(), f"{what}: unwritten (poisoned) outputs remain"
+                got, args = _int8_call_within_cpu_rounding(x, weight, bias, dtype, what)
                 if not len(columns) and splits == 1:  # split K adds fp32 partial tiles
                     _forced_plan(monkeypatch, "gemm", 32, 1)
                     mma = cuda_backend.int8_linear(*args, 6.0, None).cpu()
                     assert torch.equal(got, mma), f"{what}: differs from int8_gemm.cu"
-                expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)
-                bound = int8_linear_bound(x, weight, 6.0, dtype, bias)
-                assert_within_bound(got, reference_linear(x, weight, bias), bound, what)
-                magnitude = x.double().abs() @ weight.double().abs().t()
-                eps = torch.finfo(dtype).eps
-                rounding = 2 * eps * (expected.double().abs() + 1e-3 * magnitude)
-                assert_within_bound(got, expected, rounding + 1e-4 * magnitude, f"{what} vs cpu")
     finally:
         cuda_backend._layouts.clear()
     for workspace in cuda_backend._streamk_workspaces.values():
         assert not workspace[: 4 * cuda_backend.STREAMK_MAX_TILES].view(torch.int32).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    "tokens, splits", [(t, s) for t, s in _int8_wgmma_plans() if t in (32, 64)]
+)
+def test_int8_wgmma_dense_outlier_part_skips_cold_tiles(monkeypatch, dtype, tokens, splits):
+    """int8_wgmma.cu's dense outlier part (more than a chunk of columns) where some K tiles hold
+    none: runs of columns inside a few tiles, one tile holding them all, the last (partial) tile,
+    and every tile but the first; rows that fill no token tile; within the CPU's rounding."""
+    _skip_without_wgmma()
+    generator = torch.Generator().manual_seed(tokens * 10 + splits)
+    try:
+        for m, k, n in [(40, 1040, 200), (64, 2048, 128), (100, 4096, 300)]:
+            for runs in (
+                [(130, 60), (900, 30)],  # two tiles hot, the rest cold
+                [(256, 100)],  # one tile, more than a chunk
+                [(k - 80, 80)],  # the last tile (partial where k % 128 != 0)
+                [(128, k - 128)],  # every tile but the first
+            ):
+                columns = torch.cat([torch.arange(a, a + c) for a, c in runs])
+                x = torch.randn(m, k, generator=generator)
+                x[:, columns] *= 20.0
+                x = x.to(dtype)
+                weight = torch.randn(n, k, generator=generator).to(dtype)
+                bias = torch.randn(n, generator=generator).to(dtype)
+                what = f"{(m, k, n)} runs {runs}, plan {(tokens, splits)}"
+                _forced_plan(monkeypatch, "wgmma", tokens, splits)
+                _int8_call_within_cpu_rounding(x, weight, bias, dtype, what)
+    finally:
+        cuda_backend._layouts.clear()
 
 
 def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pays():

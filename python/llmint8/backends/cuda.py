@@ -42,6 +42,7 @@ from .cuda_kernels import (
     GEMM_TILE_COLS,
     GEMV_ROW_GROUPS,
     INT8_TOKENS_TILES,
+    INT8_WGMMA_DENSE_TILES,
     INT8_WGMMA_TOKEN_TILES,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
@@ -127,6 +128,9 @@ GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
 # once and then copies rows until none are left (one block per 8 rows listed them 3600 times for
 # 8192x28672: 17.6 us of a 145 us forward at M = 128, benches/NOTES.md v11).
 GATHER_BLOCKS_PER_SM = 8
+# (row, K tile) pairs per warp of the gather kernel where it writes int8_wgmma.cu's dense outlier
+# part (Xo), and the grid's size follows.
+DENSE_PAIRS_PER_WARP = 4
 # "auto" arithmetic takes the weight-only kernel up to WEIGHT_ONLY_MAX_ROWS rows, and for weights
 # of at most E elements up to the R rows of the first (E, R) in WEIGHT_ONLY_ROW_LIMITS: its cost
 # grows with the rows (each block's tokens re-read the weight from L2), LLM.int8()'s (cuBLAS and
@@ -264,7 +268,8 @@ class _Workspace(NamedTuple):
     scales, a zero-initialised region (outlier mask words, split-K tile counters), the split-K
     partial sums, cuBLAS's int32 product, and for the GEMM plans with outlier columns their count
     and the gathered columns of the activations (xc) and of the weight (wc), `ldc` apart; for
-    int8_wgmma.cu, which reads the weight's outlier columns in place, wc holds their list."""
+    int8_wgmma.cu, which reads the weight's outlier columns in place, wc holds their list, xc
+    also its dense outlier part's Xo ([m, ldc]), and `hot` that part's bits of hot K tiles."""
 
     absmax: int
     mask: int  # start of the zeroed region
@@ -277,6 +282,7 @@ class _Workspace(NamedTuple):
     xc: int
     wc: int
     ldc: int
+    hot: int
     size: int
 
     q = 0
@@ -302,9 +308,10 @@ class _Workspace(NamedTuple):
         ldc = _ceil(k, OUTLIER_CHUNK) * OUTLIER_CHUNK if gather else 0
         xc = _ceil(count + 4, 256) * 256
         wc = _ceil(xc + itemsize * m * ldc, 256) * 256
-        size = wc + (4 if plan_.kernel == "wgmma" else n) * ldc
+        hot = wc + (4 if plan_.kernel == "wgmma" else n) * ldc
+        size = hot + (4 * _ceil(_ceil(k, K_TILE), 32) if plan_.kernel == "wgmma" and gather else 0)
         return _Workspace(absmax, mask, mask_bytes + 4 * tiles, mask_bytes, counters, partials,
-                          product, count, xc, wc, ldc, size)  # fmt: skip
+                          product, count, xc, wc, ldc, hot, size)  # fmt: skip
 
 
 _layouts: dict[tuple, tuple[Plan, _Workspace]] = {}
@@ -473,6 +480,7 @@ class _Operands(NamedTuple):
     count: int = 0
     spent_mask: int = 0
     spent_words: int = 0
+    hot: int = 0  # int8_wgmma.cu's dense outlier part: its bits of hot K tiles (0: none)
 
 
 class _Launch(NamedTuple):
@@ -580,13 +588,18 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     rows = WGMMA_WEIGHT_ROWS
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
+    hot = ops.hot if tokens in INT8_WGMMA_DENSE_TILES else 0
+    xo_map = x_map  # read only with hot K tiles
+    if hot:
+        dtype = next(t for t, name in C_TYPES.items() if name == dtype_name)
+        xo_map = tensor_map_at(ops.xc, dtype, m, k, ops.ldc * 2, 64, tokens, 128)
     args = (
-        x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
+        x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(tokens),
+        _early_weights(tokens), hot,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
-    return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 15, False)
+    return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 16, False)
 
 
 def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name):
@@ -603,35 +616,40 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_tokens_shared_memory(rows, tokens // 64, stages)
     args = (
-        x_map, w_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
+        x_map, w_map, x_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(tokens),
+        _early_weights(tokens), 0,
     )  # fmt: skip
     name = int8_tokens_name(dtype_name, rows, tokens // 64, splits)
     product = kernel(index, "int8_wgmma_tokens.cu", name)
     grid = (_ceil(m, tokens), _ceil(n, rows), splits)
-    return _Launch(product, grid, shared, args, None, 15, False)
+    return _Launch(product, grid, shared, args, None, 16, False)
 
 
 def _gather_launch(
     x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace, listed: bool = False,
-    clear: bool = False,
+    clear: bool = False, dense: bool = False,
 ) -> _Launch:  # fmt: skip
     """gather_outlier_columns.cu as a `_Launch` whose input parameter is x's address: the
     outlier columns of x and CB into the workspace's xc and wc (and their count), and zeroed in
     the int8 activations; with `listed` (int8_wgmma.cu) CB's are left in place and wc receives
-    the list of the columns instead; with `clear` the mask is a `_stream_mask`, left zeroed."""
+    the list of the columns instead; with `clear` the mask is a `_stream_mask`, left zeroed; with
+    `dense` (int8_wgmma.cu's dense outlier part) more than a chunk of columns go as Xo into xc
+    and the bits of hot K tiles into the workspace's `hot` instead."""
     m, k = x.shape
     n = 0 if listed else CB.shape[0]
     gather = kernel(
         x.device.index, "gather_outlier_columns.cu", f"gather_outlier_columns<{C_TYPES[x.dtype]}>"
     )
     resident = GATHER_BLOCKS_PER_SM * sm_count(x.device.index)
-    blocks = min(_ceil(m + n, GATHER_ROWS_PER_BLOCK), resident)
+    rows = m + n
+    if dense:  # a warp per (row, K tile) pair, about four pairs each
+        rows = max(rows, _ceil(m * _ceil(k, K_TILE), DENSE_PAIRS_PER_WARP))
+    blocks = min(_ceil(rows, GATHER_ROWS_PER_BLOCK), resident)
     args = (
         mask, x.data_ptr(), x.stride(0), q, k, CB.data_ptr(), CB.stride(0), base + ws.xc,
         0 if listed else base + ws.wc, ws.ldc, base + ws.count, m, n, k,
-        base + ws.wc if listed else 0, int(clear),
+        base + ws.wc if listed else 0, int(clear), base + ws.hot if dense else 0,
     )  # fmt: skip
     return _Launch(gather, (blocks, 1, 1), 0, args, 1, None, False)
 
@@ -731,15 +749,19 @@ def _int8_call(
     # else by the gather kernel's last block (an arrival counter: ~1 us more, benches/NOTES.md v28).
     listed = plan_.kernel == "wgmma"
     spent = mask if stream_mask is not None and listed else 0
+    # int8_wgmma.cu (not its tokens form) with token tiles that have the dense outlier part
+    dense = gathered and listed and not plan_.weight_rows
+    dense = dense and plan_.tile_rows in INT8_WGMMA_DENSE_TILES
     if gathered:
         clear = stream_mask is not None and not listed
-        steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, listed, clear))
+        steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, listed, clear, dense))
     ops = _Operands(
         base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
         mask, out_ptr, 0, ldo,
         base + ws.xc if gathered else 0, base + ws.wc if gathered else 0, ws.ldc,
         base + ws.count if gathered else 0, spent, _ceil(k, 32) if spent else 0,
+        base + ws.hot if dense else 0,
     )  # fmt: skip
     steps += _product_steps(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype, raw=False)
     vector_input = _quantize_vectorized(x, base + ws.q)

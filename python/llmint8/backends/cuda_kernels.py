@@ -624,6 +624,11 @@ INT8_WGMMA_TOKEN_TILES = ((32, 10), (64, 8), (128, 6))
 OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 
 
+INT8_WGMMA_DENSE_TILES = (32, 64)
+"""int8_wgmma.cu's token tiles with the dense outlier part (Int8Tile<NTOK, STAGES>::DENSE); the
+128-token tiles gather the outlier columns always."""
+
+
 def int8_wgmma_shared_memory(tokens: int, stages: int) -> int:
     """int8_wgmma.cu's Int8Tile<NTOK, STAGES>::SMEM_BYTES: stages of int8 X and weight tiles
     (128 bytes of K per row) and 1024 bytes to align the ring."""
@@ -781,17 +786,17 @@ LAYOUTS = {
     # A B M N K lda ldb absmax SCB bias bias_kind Xc Wc ldc outlier_count out out_i32 ldo partials
     # tile_counters k_tiles_per_split
     "int8_gemm.cu": "PPiiiiiPPPiPPiPPPiPPi",
-    # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols columns clear
-    "gather_outlier_columns.cu": "PPiPiPiPPiPiiiPi",
+    # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols columns clear hot_tiles
+    "gather_outlier_columns.cu": "PPiPiPiPPiPiiiPiP",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
     "weight_only_tma.cu": "128sPiPPiiiiPi",  # x_map CB ldw SCB bias bias_kind M N K out ldo
     # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
     "weight_only_wgmma.cu": "128s128sPPiiiiPi",
-    # x_map w_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out ldo
-    # spent_mask spent_words early_weights
-    "int8_wgmma.cu": "128s128sPPPiPiPiPPiiiPiPii",
-    "int8_wgmma_tokens.cu": "128s128sPPPiPiPiPPiiiPiPii",  # int8_wgmma.cu's
+    # x_map w_map xo_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out
+    # ldo spent_mask spent_words early_weights hot_tiles
+    "int8_wgmma.cu": "128s128s128sPPPiPiPiPPiiiPiPiiP",
+    "int8_wgmma_tokens.cu": "128s128s128sPPPiPiPiPPiiiPiPiiP",  # int8_wgmma.cu's
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
 KERNEL_LAYOUTS = {

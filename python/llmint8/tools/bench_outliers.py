@@ -24,7 +24,7 @@ from functools import partial
 import torch
 from torch import nn
 
-GPU_SHAPES = [(4096, 11008), (8192, 28672)]
+GPU_SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096), (8192, 28672)]
 GPU_ROWS = [1, 16, 2048]
 CPU_SHAPES = [(1024, 2816)]
 CPU_ROWS = [16, 256]
