@@ -94,9 +94,10 @@ template <int NTOK, int STAGES> struct Int8Tile {
   static constexpr int XO_HALF = NTOK * 128;
   static constexpr int XO_BYTES = 2 * XO_HALF;
   static constexpr int XO_SLOTS = NTOK == 32 ? 1 : NTOK == 64 ? 2 : 0;
+  static constexpr int SLOTS = STAGES - XO_SLOTS;  // the ring's
   static constexpr int XO_BUFFERS = XO_SLOTS * STAGE_BYTES / XO_BYTES;  // 32: 2, 64: 3
   static constexpr int XO_RING = DENSE ? XO_BUFFERS : 1;  // what the (then unused) loops count by
-  static_assert(!DENSE || (XO_BUFFERS >= 2 && STAGES - XO_SLOTS >= 4), "Xo in flight, and a ring");
+  static_assert(!DENSE || (XO_BUFFERS >= 2 && SLOTS >= 4), "Xo in flight, and a ring");
   static_assert(NTOK * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
   static_assert(NTOK * 2 * CHUNK <= RING_BYTES, "an outlier chunk of Xc fits in the ring");
   static constexpr int SMEM_BYTES = RING_BYTES + 1024;  // + alignment of the ring to 1024 bytes
@@ -279,15 +280,14 @@ __device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], con
 }
 
 // Producer stage i: K columns [k0, k0 + BK) of Xq's token rows from m0 and of the weight's rows
-// from n0 into slot i % SLOTS of the ring at shared address `base` (SLOTS: STAGES - XO_SLOTS).
+// from n0 into slot i % SLOTS of the ring at shared address `base`.
 template <int NTOK, int STAGES>
 __device__ __forceinline__ void produce_int8_stage(int i, unsigned long long* full, unsigned long long* empty,
                                                    unsigned base, const TensorMap& x_map,
                                                    const TensorMap& w_map, int k0, int m0, int n0) {
   using C = Int8Tile<NTOK, STAGES>;
-  constexpr int SLOTS = STAGES - C::XO_SLOTS;
-  const unsigned bar = claim_stage<SLOTS>(i, full, empty, C::STAGE_BYTES);
-  const unsigned stage = base + (i % SLOTS) * C::STAGE_BYTES;
+  const unsigned bar = claim_stage<C::SLOTS>(i, full, empty, C::STAGE_BYTES);
+  const unsigned stage = base + (i % C::SLOTS) * C::STAGE_BYTES;
   copy_box(stage, x_map, k0, m0, bar);
   copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
 }
@@ -301,9 +301,8 @@ __device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], 
                                                    unsigned long long* empty, unsigned base, int rows,
                                                    int lane, DoneBefore done_before) {
   using C = Int8Tile<NTOK, STAGES>;
-  constexpr int SLOTS = STAGES - C::XO_SLOTS;
-  const int slot = i % SLOTS;
-  barrier_wait(smem_address(&full[slot]), (i / SLOTS) & 1);
+  const int slot = i % C::SLOTS;
+  barrier_wait(smem_address(&full[slot]), (i / C::SLOTS) & 1);
   const unsigned stage = base + slot * C::STAGE_BYTES;
   fence_operands(acc);
   wgmma_fence();
@@ -314,7 +313,7 @@ __device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], 
   wgmma_wait<1>();
   fence_operands(acc);
   done_before();
-  if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % SLOTS]));
+  if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % C::SLOTS]));
 }
 
 // d = acc * row_scales[token] (absmax / 127 of the tile's tokens, in shared memory) for lane q's
@@ -362,7 +361,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   __shared__ float row_scales[NTOK];
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
-  const unsigned xo_base = base + (STAGES - C::XO_SLOTS) * C::STAGE_BYTES;
+  const unsigned xo_base = base + C::SLOTS * C::STAGE_BYTES;
   const int m0 = blockIdx.x * NTOK, n0 = blockIdx.y * BN;
   const KRange range = split_k<BK, SPLITS>(K, blockIdx.z);
   const int first = range.first, count = range.count;
@@ -389,10 +388,9 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       // holds its dependents back wherever it writes anything but a forward's activations).
       // The ring's slots: those the dense outlier part leaves it, with outlier columns or not
       // (deciding on the count would hold the copies back by its load).
-      constexpr int SLOTS = STAGES - C::XO_SLOTS;
-      const int early = early_weights ? min(count, SLOTS) : 0;
+      const int early = early_weights ? min(count, C::SLOTS) : 0;
       for (int i = 0; i < early; ++i) {
-        const unsigned bar = claim_stage<SLOTS>(i, full, empty, C::STAGE_BYTES);
+        const unsigned bar = claim_stage<C::SLOTS>(i, full, empty, C::STAGE_BYTES);
         copy_box(base + i * C::STAGE_BYTES + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
       }
       wait_for_prerequisites();  // the quantized rows, their scales and outlier columns
@@ -444,8 +442,8 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       for (int i = 0; i < count; ++i) {
         consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane, [] {});
         if (outliers > 0)  // stage i is handed back only after stage i + 1's wgmmas are issued
-          pick_outlier_bytes<NTOK>(held, ring + (i % (STAGES - C::XO_SLOTS)) * C::STAGE_BYTES + C::X_BYTES, k_begin + i * BK,
-                                   rows, warp, lane);
+          pick_outlier_bytes<NTOK>(held, ring + (i % C::SLOTS) * C::STAGE_BYTES + C::X_BYTES, k_begin + i * BK, rows,
+                                   warp, lane);
       }
       wgmma_wait<0>();
       fence_operands(acc);
@@ -459,14 +457,13 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
 #pragma unroll
       for (int j = 0; j < NTOK / 2; ++j) o[j] = 0.0f;
       int a[BK / 16][4];
-      constexpr int SLOTS = STAGES - C::XO_SLOTS;
       for (int i = 0, h = 0, held_buffer = -1; i < count; ++i) {
         consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane, [&] {
           fence_operands(o);
           if (held_buffer >= 0 && lane == 0) barrier_arrive(smem_address(&xo_empty[held_buffer]));
         });
         held_buffer = -1;
-        const int slot = i % SLOTS;
+        const int slot = i % C::SLOTS;
         if (tile_hot(hot_tiles, first + i)) {
           const int b = h % C::XO_RING;
           load_weights<T>(a, ring + slot * C::STAGE_BYTES + C::X_BYTES, rows + 16 * warp, lane / 4, q);
