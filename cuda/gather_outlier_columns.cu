@@ -22,11 +22,11 @@
 // columns [cols] int32 or null: where set, block 0 also writes the list c_0 .. c_{C-1} there (for
 // int8_wgmma.cu, which reads the weight's outlier columns in place: it passes rows_w = 0).
 // hot_tiles [ceil(ceil(cols / 128) / 32)] uint32 or null: where set and there are more than
-// OUTLIER_CHUNK columns (int8_wgmma.cu's dense outlier part), nothing is listed or gathered:
-// instead bit t of hot_tiles tells whether K tile t (columns [128 t, 128 t + 128)) holds an
-// outlier column (block 0), and for those tiles xc [rows_x, ldc] receives x with every other
-// column zero (Xo; x, xc and ldx, ldc 16-byte aligned); the outlier columns of q are zeroed as
-// always. A warp takes a (row, tile) pair at a time, each lane four columns: the grid may then
+// OUTLIER_CHUNK columns (the dense outlier part of int8_wgmma.cu and int8_wgmma_tokens.cu),
+// nothing is listed or gathered: instead bit t of hot_tiles tells whether K tile t (columns
+// [128 t, 128 t + 128)) holds an outlier column (block 0), and for those tiles xc [rows_x, ldc]
+// receives x with every other column zero (Xo; x, xc and ldx, ldc 16-byte aligned); the outlier
+// columns of q are zeroed as always. A warp takes a (row, tile) pair at a time, each lane four columns: the grid may then
 // have up to rows_x * ceil(cols / 128) / 8 blocks of work.
 // clear = 1: the mask is the stream's own (the caller keeps it zeroed between calls instead of
 // zeroing it before each), with an arrival counter at mask[ceil(cols / 32)]; each block counts

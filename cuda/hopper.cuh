@@ -63,17 +63,22 @@ __device__ __forceinline__ void init_ring(unsigned long long* full, unsigned lon
   }
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
-// The producer's step i: waits until the consumers have handed slot i % STAGES back (from the
-// second round on) and makes the slot's `full` barrier expect `bytes`; returns that barrier (the
-// caller then issues the slot's copies on it).
-template <int STAGES>
-__device__ __forceinline__ unsigned claim_stage(int i, unsigned long long* full, unsigned long long* empty,
-                                                unsigned bytes) {
-  const int slot = i % STAGES;
-  if (i >= STAGES) barrier_wait(smem_address(&empty[slot]), (i / STAGES - 1) & 1);
+// The producer's step i on a ring of `slots` slots: waits until the consumers have handed slot
+// i % slots back (from the second round on) and makes the slot's `full` barrier expect `bytes`;
+// returns that barrier (the caller then issues the slot's copies on it).
+__device__ __forceinline__ unsigned claim_slot(int i, int slots, unsigned long long* full, unsigned long long* empty,
+                                               unsigned bytes) {
+  const int slot = i % slots;
+  if (i >= slots) barrier_wait(smem_address(&empty[slot]), (i / slots - 1) & 1);
   const unsigned bar = smem_address(&full[slot]);
   arrive_expecting(bar, bytes);
   return bar;
+}
+// The same on a ring of STAGES slots.
+template <int STAGES>
+__device__ __forceinline__ unsigned claim_stage(int i, unsigned long long* full, unsigned long long* empty,
+                                                unsigned bytes) {
+  return claim_slot(i, STAGES, full, empty, bytes);
 }
 
 // ---- wgmma ----
@@ -179,6 +184,33 @@ __device__ __forceinline__ void load_weights(int (&a)[STEPS][4], const unsigned 
                             (static_cast<unsigned>(*reinterpret_cast<const unsigned short*>(piece + 8)) << 16);
       to_pairs(word, a[s][h], a[s][2 + h], T{});
     }
+  }
+}
+
+// ---- the dense outlier part (int8_wgmma.cu, int8_wgmma_tokens.cu) ----
+// Whether K tile t holds an outlier column (the gather kernel's bits; the same for every thread).
+__device__ __forceinline__ bool tile_hot(const unsigned int* __restrict__ hot_tiles, int t) {
+  return (hot_tiles[t >> 5] >> (t & 31)) & 1u;
+}
+
+// The dense outlier part's copies (a thread of its own): Xo's tile for each hot K tile t of
+// [first, first + count), two boxes of 64 columns by the block's tokens from row m0 (`half`
+// bytes each), into BUFFERS buffers of 2 * half bytes from shared address `xo_base`, up to BUFFERS
+// ahead of the consumers (`xo_full`: the copies' bytes; `xo_empty`: the consumers' arrivals once
+// their wgmmas have read a buffer).
+template <int BUFFERS>
+__device__ __forceinline__ void copy_hot_tiles(const TensorMap& xo_map, const unsigned int* __restrict__ hot_tiles,
+                                               int first, int count, int m0, unsigned xo_base, unsigned half,
+                                               unsigned long long* xo_full, unsigned long long* xo_empty) {
+  for (int i = 0, h = 0; i < count; ++i) {
+    const int t = first + i, b = h % BUFFERS;
+    if (!tile_hot(hot_tiles, t)) continue;
+    if (h >= BUFFERS) barrier_wait(smem_address(&xo_empty[b]), (h / BUFFERS - 1) & 1);
+    const unsigned bar = smem_address(&xo_full[b]), dst = xo_base + b * 2 * half;
+    arrive_expecting(bar, 2 * half);
+    copy_box(dst, xo_map, t * 128, m0, bar);
+    copy_box(dst + half, xo_map, t * 128 + 64, m0, bar);
+    ++h;
   }
 }
 

@@ -331,11 +331,6 @@ __device__ __forceinline__ void scale_by_rows(const int (&acc)[NTOK / 2], float 
       d[4 * j + 2 + e] = static_cast<float>(acc[4 * j + 2 + e]) * scale;
     }
 }
-
-// Whether K tile t holds an outlier column (the gather kernel's bits; the same for every thread).
-__device__ __forceinline__ bool tile_hot(const unsigned int* __restrict__ hot_tiles, int t) {
-  return (hot_tiles[t >> 5] >> (t & 31)) & 1u;
-}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }  // namespace
 
@@ -408,16 +403,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       prefetch_map(xo_map);
       wait_for_prerequisites();  // the gather kernel's Xo, bits and count
       if (outlier_count != nullptr && *outlier_count > CHUNK)
-        for (int i = 0, h = 0; i < count; ++i) {
-          const int t = first + i, b = h % C::XO_RING;
-          if (!tile_hot(hot_tiles, t)) continue;
-          if (h >= C::XO_RING) barrier_wait(smem_address(&xo_empty[b]), (h / C::XO_RING - 1) & 1);
-          const unsigned bar = smem_address(&xo_full[b]), dst = xo_base + b * C::XO_BYTES;
-          arrive_expecting(bar, C::XO_BYTES);
-          copy_box(dst, xo_map, t * BK, m0, bar);
-          copy_box(dst + C::XO_HALF, xo_map, t * BK + 64, m0, bar);
-          ++h;
-        }
+        copy_hot_tiles<C::XO_RING>(xo_map, hot_tiles, first, count, m0, xo_base, C::XO_HALF, xo_full, xo_empty);
     }
   } else {
     wait_for_prerequisites();

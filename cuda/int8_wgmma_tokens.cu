@@ -35,8 +35,20 @@
 // consecutive columns). One chunk at a time through the staging area, loaded by two warps, cost
 // 8-15 us a chunk (benches/NOTES.md v40).
 //
-// xo_map and hot_tiles (int8_wgmma.cu's dense outlier part) are not read: the gather kernel lists
-// the columns for this kernel in every case.
+// More than one chunk of columns where `hot_tiles` is given (the dense outlier part, the tiles
+// whose two sets of sums fit the registers: TokensTile::DENSE): as int8_wgmma.cu's, the gather
+// kernel leaves Xo in Xc's place (the activations with every column but the outlier ones zero, for
+// the K tiles that hold one: bit t of hot_tiles) and lists nothing, and the K loop multiplies each
+// hot tile twice, the int8 product as always and Xo's tile times the weight tile the stream
+// brought, by fp16 / bf16 wgmmas onto fp32 sums beside the int32 ones. Here the weight is wgmma's
+// B operand, which only shared memory holds: the consumers convert the stage's weight tile
+// (exact) into a buffer of fp16 / bf16 rows (`w16`, one: a hot tile's conversion waits for the
+// previous one's wgmmas, complete once the next stage's int8 wgmmas are issued), while that
+// stage's int8 wgmmas run; warp 3 of warpgroup 0 copies Xo's tiles (two TMA boxes of 64 columns
+// by the block's tokens) into XO_BUFFERS buffers ahead of them. The buffers take the staging area
+// and the ring's last slots: the ring has DENSE_SLOTS slots then, STAGES otherwise (the producer
+// issues its first DENSE_SLOTS stages before it reads the count). The staging warps only hand the
+// stages back. Each block of a split K does its own K range's.
 //
 // Split K and the end of a block as int8_wgmma.cu (write_partial_sums; the partial tile is
 // [token][weight row], as the accumulators lie), as are the mask zeroing of block (0, 0, 0)
@@ -76,6 +88,22 @@ template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
   static_assert(TOKENS * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
   static constexpr int SMEM_BYTES = RING_BYTES + XC_BYTES + WC_BYTES + 1024;  // + alignment
   static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
+  // The dense outlier part: fp32 sums beside the int32 ones (BN / 2 registers more) fit the one-
+  // consumer tiles of up to 128 rows (255 registers a thread) and the two-consumer tile of 96 (168).
+  static constexpr bool DENSE = BN <= 128 && (CONSUMERS == 1 || BN <= 96);
+  static constexpr int W16_HALF = BN * 128;  // a row of 64 fp16 / bf16 weights per weight row
+  static constexpr int W16_BYTES = 2 * W16_HALF;
+  static constexpr int XO_HALF = TOKENS * 128;  // a box of 64 columns of Xo
+  static constexpr int XO_BYTES = 2 * XO_HALF;
+  static constexpr int XO_BUFFERS = 2;
+  static constexpr int DENSE_BYTES = W16_BYTES + XO_BUFFERS * XO_BYTES;
+  static constexpr int DENSE_SLOTS =
+      DENSE ? (RING_BYTES + XC_BYTES + WC_BYTES - DENSE_BYTES) / STAGE_BYTES : STAGES;
+  static_assert(!DENSE || DENSE_SLOTS >= 4, "a ring beside the dense part's buffers");
+  // Two consumers with the dense part: held to the registers they had without it (128, no
+  // spills), so that a block still fits an SM beside a gather kernel's block (48 x 256) under
+  // programmatic dependent launch (145 unbounded; not measured apart: benches/NOTES.md v44).
+  static constexpr int MAX_REGISTERS = DENSE && CONSUMERS == 2 ? 128 : 255;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -152,12 +180,64 @@ __device__ __forceinline__ void put_column(unsigned char* ws, int j, int t, Valu
   for (int r = t; r < BN; r += STAGERS)
     *reinterpret_cast<T*>(ws + swizzled(r, j / 8) + 2 * (j % 8)) = from_float<T>(static_cast<float>(value(r)));
 }
+// The dense outlier part's B operand: a stage's weight tile (`tile`: BN rows of BK int8 bytes,
+// 128-byte swizzle) as fp16 / bf16 (exact) at `w16`, two halves (K columns [0, 64), [64, 128)) of
+// BN rows of 128 bytes in the same swizzle (thread t of THREADS, a 16-byte piece at a time).
+template <typename T, int BN, int THREADS>
+__device__ __forceinline__ void convert_weight_tile(const unsigned char* tile, unsigned char* w16, int t) {
+  static_assert(BN * 8 % THREADS == 0, "the threads share the pieces evenly");
+#pragma unroll 1  // unrolled: 33 registers more (int8_wgmma_tokens<T, 96, 1, 10>: 161)
+  for (int e = 0; e < BN * 8 / THREADS; ++e) {
+    const int i = t + THREADS * e, r = i / 8, p = i % 8;
+    const int4 v = *reinterpret_cast<const int4*>(tile + swizzled(r, p));
+    int4 lo, hi;  // columns 16 p .. + 7 and 16 p + 8 .. + 15
+    to_pairs(v.x, lo.x, lo.y, T{});
+    to_pairs(v.y, lo.z, lo.w, T{});
+    to_pairs(v.z, hi.x, hi.y, T{});
+    to_pairs(v.w, hi.z, hi.w, T{});
+    // Pieces 0-3 go to the first half, 4-7 to the second, each as pieces 2 (p % 4) and + 1 of row
+    // r; the second half's threads store their odd piece first (the same row of both halves lies
+    // on the same banks).
+    unsigned char* row = w16 + (p / 4) * (BN * 128);
+    const int piece = 2 * (p % 4), upper = p / 4;
+    *reinterpret_cast<int4*>(row + swizzled(r, piece + upper)) = upper ? hi : lo;
+    *reinterpret_cast<int4*>(row + swizzled(r, piece + 1 - upper)) = upper ? lo : hi;
+  }
+}
+
+// Consumer stage i on a ring of `slots` slots, for the warpgroup whose tokens start at `tokens`
+// in the tile: waits for the stage's copies, issues its four k32 wgmmas onto acc, then (this group
+// in flight) waits for the groups before it; returns the stage's slot.
+template <int BN, int STAGE_BYTES, int X_BYTES>
+__device__ __forceinline__ int consume_tokens_stage(int i, int slots, int (&acc)[BN / 2], unsigned long long* full,
+                                                    unsigned base, int tokens) {
+  const int slot = i % slots;
+  barrier_wait(smem_address(&full[slot]), (i / slots) & 1);
+  const unsigned stage = base + slot * STAGE_BYTES;
+  fence_operands(acc);
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < BK / 32; ++s)
+    WgmmaTokensS8<BN>::run(acc, descriptor(stage + tokens * BK + 32 * s), descriptor(stage + X_BYTES + 32 * s));
+  wgmma_commit();
+  wgmma_wait<1>();
+  fence_operands(acc);
+  return slot;
+}
+
+// Whether the block runs the dense outlier part (the same for every thread; the count is read
+// only where the tile has it).
+template <bool DENSE>
+__device__ __forceinline__ bool dense_part(const int* __restrict__ outlier_count,
+                                           const unsigned int* __restrict__ hot_tiles) {
+  return DENSE && hot_tiles != nullptr && outlier_count != nullptr && *outlier_count > CHUNK;
+}
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }  // namespace
 
 template <typename T, int BN, int CONSUMERS, int STAGES, int SPLITS>
 __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const TensorMap& w_map,
-                                                 [[maybe_unused]] const TensorMap& xo_map,
+                                                 const TensorMap& xo_map,
                                                  const float* __restrict__ absmax, const float* __restrict__ SCB,
                                                  const void* __restrict__ bias, int bias_kind,
                                                  const T* __restrict__ Xc, int ldc, const signed char* __restrict__ W,
@@ -165,17 +245,20 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
                                                  const int* __restrict__ outlier_count, int M, int N, int K,
                                                  T* __restrict__ out, int ldo, unsigned int* __restrict__ spent_mask,
                                                  int spent_words, int early_weights,
-                                                 [[maybe_unused]] const unsigned int* __restrict__ hot_tiles) {
+                                                 const unsigned int* __restrict__ hot_tiles) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = TokensTile<BN, CONSUMERS, STAGES>;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) unsigned long long full[STAGES], empty[STAGES], scales_ready, staged, ring_free;
   __shared__ __align__(8) unsigned long long tail_full[STAGES], tail_empty[STAGES];  // later chunks
+  __shared__ __align__(8) unsigned long long xo_full[C::XO_BUFFERS], xo_empty[C::XO_BUFFERS];  // dense part
   __shared__ float row_scales[C::TOKENS];
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
   unsigned char* xs = ring + C::RING_BYTES;  // the staging area
   unsigned char* ws = xs + C::XC_BYTES;
+  unsigned char* w16 = ring + C::DENSE_SLOTS * C::STAGE_BYTES;  // the dense part's buffers
+  const unsigned w16_base = base + C::DENSE_SLOTS * C::STAGE_BYTES, xo_base = w16_base + C::W16_BYTES;
   const int m0 = blockIdx.x * C::TOKENS, n0 = blockIdx.y * BN;
   const KRange range = split_k<BK, SPLITS>(K, blockIdx.z);
   const int first = range.first, count = range.count;
@@ -190,6 +273,10 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
       barrier_init(smem_address(&tail_full[s]), 4);  // the four warps of warpgroup 0
       barrier_init(smem_address(&tail_empty[s]), 4 * CONSUMERS);
     }
+    for (int b = 0; b < C::XO_BUFFERS; ++b) {
+      barrier_init(smem_address(&xo_full[b]), 1);
+      barrier_init(smem_address(&xo_empty[b]), 4 * CONSUMERS);
+    }
     // a stage goes back once the consumers' warps and the two staging warps have arrived
     init_ring<STAGES>(full, empty, 4 * CONSUMERS + 2);  // its fence covers the others too
   }
@@ -203,17 +290,26 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
       prefetch_map(w_map);
       // The first stages' weight boxes stream while the kernels before still run (the weight is
       // no output of a kernel that lets this one start early: int8_wgmma.cu's early_weights).
-      const int early = early_weights ? min(count, STAGES) : 0;
+      // The first DENSE_SLOTS stages lie in the same slots with the dense part or without: they
+      // go before the count is read.
+      const int ahead = min(count, C::DENSE_SLOTS), early = early_weights ? ahead : 0;
       for (int i = 0; i < early; ++i) {
         const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
         copy_box(base + i * C::STAGE_BYTES + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
       }
       wait_for_prerequisites();  // the quantized rows
-      for (int i = 0; i < early; ++i)
-        copy_box(base + i * C::STAGE_BYTES, x_map, (first + i) * BK, m0, smem_address(&full[i]));
-      for (int i = early; i < count; ++i) {
-        const unsigned bar = claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
-        const unsigned stage = base + (i % STAGES) * C::STAGE_BYTES;
+      for (int i = 0; i < ahead; ++i) {
+        const unsigned stage = base + i * C::STAGE_BYTES, bar = smem_address(&full[i]);
+        if (i >= early) {
+          claim_stage<STAGES>(i, full, empty, C::STAGE_BYTES);
+          copy_box(stage + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
+        }
+        copy_box(stage, x_map, (first + i) * BK, m0, bar);
+      }
+      const int slots = dense_part<C::DENSE>(outlier_count, hot_tiles) ? C::DENSE_SLOTS : STAGES;
+      for (int i = ahead; i < count; ++i) {
+        const unsigned bar = claim_slot(i, slots, full, empty, C::STAGE_BYTES);
+        const unsigned stage = base + (i % slots) * C::STAGE_BYTES;
         copy_box(stage, x_map, (first + i) * BK, m0, bar);
         copy_box(stage + C::X_BYTES, w_map, (first + i) * BK, n0, bar);
       }
@@ -222,46 +318,63 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
       for (int t = lane; t < C::TOKENS; t += 32) row_scales[t] = absmax[min(m0 + t, M - 1)] / 127.0f;
       barrier_arrive(smem_address(&scales_ready));
     } else if (warp >= 2) {
-      wait_for_prerequisites();  // the gather kernel's Xc, list and count
-      const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
-      const int t = threadIdx.x - 64, in_first = min(outliers, CHUNK), k_end = min(K, (first + count) * BK);
-      // The first chunk's columns: list positions lane and 32 + lane (-1 past the list).
-      const int low = lane < in_first ? columns[lane] : -1, high = 32 + lane < in_first ? columns[32 + lane] : -1;
-      if (outliers > 0) {
-        stage_xc<T, C::TOKENS, STAGERS>(0, Xc, ldc, M, m0, xs, t);
-#pragma unroll 4
-        for (int e = 0; e < BN * 8 / STAGERS; ++e) reinterpret_cast<int4*>(ws)[t + STAGERS * e] = make_int4(0, 0, 0, 0);
-        named_barrier<2, STAGERS>();  // ws zeroed before any of its halves is written
-        for (int j = 0; j < in_first; ++j) {  // columns past a split block's K range: loaded
-          const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32);
-          if (c >= k_end)
-            put_column<T, BN>(ws, j, t, [&](int r) {
-              return n0 + r < N ? W[static_cast<long long>(n0 + r) * ldw + c] : static_cast<signed char>(0);
-            });
+      wait_for_prerequisites();  // the gather kernel's Xc, list and count (or Xo and its bits)
+      if (dense_part<C::DENSE>(outlier_count, hot_tiles)) {
+        if (warp == 3 && lane == 0) {
+          prefetch_map(xo_map);
+          copy_hot_tiles<C::XO_BUFFERS>(xo_map, hot_tiles, first, count, m0, xo_base, C::XO_HALF, xo_full, xo_empty);
+        } else if (warp == 2) {
+          // Nothing to pick: each stage handed back for both staging warps once it has arrived.
+          for (int i = 0; i < count; ++i) {
+            const int slot = i % C::DENSE_SLOTS;
+            barrier_wait(smem_address(&full[slot]), (i / C::DENSE_SLOTS) & 1);
+            if (lane == 0) {
+              barrier_arrive(smem_address(&empty[slot]));
+              barrier_arrive(smem_address(&empty[slot]));
+            }
+          }
         }
-      }
-      // The ring: the first chunk's columns inside each stage picked from its weight box (rows past
-      // N are zeros from the copy), then the stage handed back.
-      for (int i = 0, j = 0; i < count; ++i) {
-        const int slot = i % STAGES, k0 = (first + i) * BK;
-        barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
-        const unsigned char* tile = ring + slot * C::STAGE_BYTES + C::X_BYTES;
-        for (; j < in_first; ++j) {
-          const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32) - k0;
-          if (c >= BK) break;
-          put_column<T, BN>(ws, j, t, [&](int r) {
-            return static_cast<signed char>(tile[r * BK + ((((c >> 4) ^ r) & 7) << 4) + (c & 15)]);
-          });
+      } else {
+        const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+        const int t = threadIdx.x - 64, in_first = min(outliers, CHUNK), k_end = min(K, (first + count) * BK);
+        // The first chunk's columns: list positions lane and 32 + lane (-1 past the list).
+        const int low = lane < in_first ? columns[lane] : -1, high = 32 + lane < in_first ? columns[32 + lane] : -1;
+        if (outliers > 0) {
+          stage_xc<T, C::TOKENS, STAGERS>(0, Xc, ldc, M, m0, xs, t);
+#pragma unroll 4
+          for (int e = 0; e < BN * 8 / STAGERS; ++e) reinterpret_cast<int4*>(ws)[t + STAGERS * e] = make_int4(0, 0, 0, 0);
+          named_barrier<2, STAGERS>();  // ws zeroed before any of its halves is written
+          for (int j = 0; j < in_first; ++j) {  // columns past a split block's K range: loaded
+            const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32);
+            if (c >= k_end)
+              put_column<T, BN>(ws, j, t, [&](int r) {
+                return n0 + r < N ? W[static_cast<long long>(n0 + r) * ldw + c] : static_cast<signed char>(0);
+              });
+          }
+        }
+        // The ring: the first chunk's columns inside each stage picked from its weight box (rows past
+        // N are zeros from the copy), then the stage handed back.
+        for (int i = 0, j = 0; i < count; ++i) {
+          const int slot = i % STAGES, k0 = (first + i) * BK;
+          barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
+          const unsigned char* tile = ring + slot * C::STAGE_BYTES + C::X_BYTES;
+          for (; j < in_first; ++j) {
+            const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32) - k0;
+            if (c >= BK) break;
+            put_column<T, BN>(ws, j, t, [&](int r) {
+              return static_cast<signed char>(tile[r * BK + ((((c >> 4) ^ r) & 7) << 4) + (c & 15)]);
+            });
+          }
+          __syncwarp();
+          if (lane == 0) barrier_arrive(smem_address(&empty[slot]));
         }
         __syncwarp();
-        if (lane == 0) barrier_arrive(smem_address(&empty[slot]));
-      }
-      __syncwarp();
-      if (lane == 0) barrier_arrive(smem_address(&ring_free));  // no more reads of the ring
-      if (outliers > 0) {
-        fence_async_shared();         // the stores become visible to the consumers' wgmmas
-        named_barrier<2, STAGERS>();  // every staging thread's stores are done
-        if (t == 0) barrier_arrive(smem_address(&staged));
+        if (lane == 0) barrier_arrive(smem_address(&ring_free));  // no more reads of the ring
+        if (outliers > 0) {
+          fence_async_shared();         // the stores become visible to the consumers' wgmmas
+          named_barrier<2, STAGERS>();  // every staging thread's stores are done
+          if (t == 0) barrier_arrive(smem_address(&staged));
+        }
       }
     } else {
       wait_for_prerequisites();  // before the epilogue's stores
@@ -269,7 +382,8 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
     // Chunks past the first: the whole warpgroup, into the ring's slots (chunk c into slot (c - 1)
     // % STAGES) once the consumers and the staging warps are done with the ring.
     wait_for_prerequisites();  // the gather kernel's Xc, list and count (every thread reads them)
-    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+    const bool dense = dense_part<C::DENSE>(outlier_count, hot_tiles);
+    const int outliers = !dense && outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
     if (outliers > CHUNK) {
       barrier_wait(smem_address(&ring_free), 0);
       for (int c0 = CHUNK, c = 1; c0 < outliers; c0 += CHUNK, ++c) {
@@ -287,27 +401,55 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
     wait_for_prerequisites();
     if (spent_mask != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
       for (int w = threadIdx.x - 128; w < spent_words; w += 128 * CONSUMERS) spent_mask[w] = 0u;
-    const int outliers = outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
+    const bool dense = dense_part<C::DENSE>(outlier_count, hot_tiles);
+    const int outliers = !dense && outlier_count != nullptr && blockIdx.z == 0 ? *outlier_count : 0;
     const int tokens = 64 * (group - 1);  // the warpgroup's first token in the tile
     int acc[BN / 2];
 #pragma unroll
     for (int j = 0; j < BN / 2; ++j) acc[j] = 0;
-    for (int i = 0; i < count; ++i) {
-      const int slot = i % STAGES;
-      barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
-      const unsigned stage = base + slot * C::STAGE_BYTES;
+    float o[C::DENSE ? BN / 2 : 1];  // the dense part's sums
+    if (!dense) {
+      for (int i = 0; i < count; ++i) {
+        consume_tokens_stage<BN, C::STAGE_BYTES, C::X_BYTES>(i, STAGES, acc, full, base, tokens);
+        if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+      }
+      // in each branch: moves of acc where the two branches meet, before this wait, made ptxas
+      // serialize every wgmma of the kernel (C7515; 2-3 us at C = 0: benches/NOTES.md v44)
+      wgmma_wait<0>();
       fence_operands(acc);
-      wgmma_fence();
+    } else if constexpr (C::DENSE) {
+      // Stage i: its int8 wgmmas issued, then (stage i - 1's groups complete: its slot, its Xo
+      // buffer and w16 free) where tile i is hot, its weight tile converted into w16 while they
+      // run and Xo's tile times it issued onto o.
 #pragma unroll
-      for (int s = 0; s < BK / 32; ++s)
-        WgmmaTokensS8<BN>::run(acc, descriptor(stage + tokens * BK + 32 * s), descriptor(stage + C::X_BYTES + 32 * s));
-      wgmma_commit();
-      wgmma_wait<1>();
+      for (int j = 0; j < BN / 2; ++j) o[j] = 0.0f;
+      for (int i = 0, h = 0, held = -1; i < count; ++i) {
+        const int slot = consume_tokens_stage<BN, C::STAGE_BYTES, C::X_BYTES>(i, C::DENSE_SLOTS, acc, full, base, tokens);
+        fence_operands(o);
+        if (held >= 0 && lane == 0) barrier_arrive(smem_address(&xo_empty[held]));
+        if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % C::DENSE_SLOTS]));
+        held = -1;
+        if (!tile_hot(hot_tiles, first + i)) continue;
+        const int b = h % C::XO_BUFFERS;
+        if constexpr (CONSUMERS > 1) named_barrier<1, 128 * CONSUMERS>();  // every consumer's w16 reads done
+        convert_weight_tile<T, BN, 128 * CONSUMERS>(ring + slot * C::STAGE_BYTES + C::X_BYTES, w16, threadIdx.x - 128);
+        fence_async_shared();  // the stores become visible to the wgmmas
+        named_barrier<1, 128 * CONSUMERS>();  // w16 complete
+        barrier_wait(smem_address(&xo_full[b]), (h / C::XO_BUFFERS) & 1);
+        const unsigned xo = xo_base + b * C::XO_BYTES + tokens * 128;
+        wgmma_fence();
+#pragma unroll
+        for (int s = 0; s < BK / 16; ++s)
+          WgmmaTokensSS<BN, T>::run(o, descriptor(xo + (s / 4) * C::XO_HALF + 32 * (s % 4)),
+                                    descriptor(w16_base + (s / 4) * C::W16_HALF + 32 * (s % 4)));
+        wgmma_commit();
+        held = b;
+        ++h;
+      }
+      wgmma_wait<0>();
       fence_operands(acc);
-      if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % STAGES]));
+      fence_operands(o);
     }
-    wgmma_wait<0>();
-    fence_operands(acc);
     if (lane == 0) barrier_arrive(smem_address(&ring_free));  // no more reads of the ring
     // acc[4j + 2h + e]: token 16 warp + g + 8h of the warpgroup's, weight row 8j + 2q + e; scaled
     // as int8_gemm.cu does (the int32 sum converted to fp32, times absmax / 127).
@@ -318,6 +460,13 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
     for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) d[4 * j + r] = static_cast<float>(acc[4 * j + r]) * scale[r >> 1];
+    if constexpr (C::DENSE) {
+      if (dense) {
+        fence_operands(o);
+#pragma unroll
+        for (int j = 0; j < BN / 2; ++j) d[j] += o[j];
+      }
+    }
     // Chunk 0 from the staging area, chunk c > 0 from ring slot (c - 1) % STAGES.
     for (int c0 = 0, c = 0; c0 < outliers; c0 += CHUNK, ++c) {
       const int slot = (c - 1) % STAGES;
@@ -367,12 +516,13 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
 }
 
 template <typename T, int BN, int CONSUMERS, int STAGES>
-__global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) int8_wgmma_tokens(INT8_WGMMA_PARAMS) {
+__global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1)
+    __maxnreg__((TokensTile<BN, CONSUMERS, STAGES>::MAX_REGISTERS)) int8_wgmma_tokens(INT8_WGMMA_PARAMS) {
   int8_tokens_gemm<T, BN, CONSUMERS, STAGES, 1>(INT8_WGMMA_ARGS);
 }
 template <typename T, int BN, int CONSUMERS, int STAGES, int SPLITS>
 __global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) CLUSTER_ALONG_Z(SPLITS)
-    int8_wgmma_tokens_split(INT8_WGMMA_PARAMS) {
+    __maxnreg__((TokensTile<BN, CONSUMERS, STAGES>::MAX_REGISTERS)) int8_wgmma_tokens_split(INT8_WGMMA_PARAMS) {
   int8_tokens_gemm<T, BN, CONSUMERS, STAGES, SPLITS>(INT8_WGMMA_ARGS);
 }
 

@@ -870,16 +870,28 @@ def test_int8_wgmma_plans_match_the_mma_gemm_and_cpu(
         assert not workspace[: 4 * cuda_backend.STREAMK_MAX_TILES].view(torch.int32).any()
 
 
+def _dense_plans():
+    """The wgmma plans with the dense outlier part: (tokens, splits, weight rows)."""
+    if cuda_backend is None:
+        return []
+    dense_tokens = cuda_backend.INT8_WGMMA_DENSE_TILES
+    dense_tiles = cuda_backend.INT8_TOKENS_DENSE_TILES
+    return [(t, s, 0) for t, s in _int8_wgmma_plans() if t in dense_tokens] + [
+        (t, s, r) for t, s, r in _int8_tokens_plans() if (r, t // 64) in dense_tiles
+    ]
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize(
-    "tokens, splits", [(t, s) for t, s in _int8_wgmma_plans() if t in (32, 64)]
-)
-def test_int8_wgmma_dense_outlier_part_skips_cold_tiles(monkeypatch, dtype, tokens, splits):
-    """int8_wgmma.cu's dense outlier part (more than a chunk of columns) where some K tiles hold
-    none: runs of columns inside a few tiles, one tile holding them all, the last (partial) tile,
-    and every tile but the first; rows that fill no token tile; within the CPU's rounding."""
+@pytest.mark.parametrize("tokens, splits, weight_rows", _dense_plans())
+def test_int8_wgmma_dense_outlier_part_skips_cold_tiles(
+    monkeypatch, dtype, tokens, splits, weight_rows
+):
+    """The dense outlier part of int8_wgmma.cu and int8_wgmma_tokens.cu (`weight_rows`): more
+    than a chunk of columns where some K tiles hold none: runs of columns inside a few tiles, one
+    tile holding them all, the last (partial) tile, and every tile but the first; rows that fill
+    no token tile; within the CPU's rounding."""
     _skip_without_wgmma()
-    generator = torch.Generator().manual_seed(tokens * 10 + splits)
+    generator = torch.Generator().manual_seed(tokens * 10 + splits + weight_rows)
     try:
         for m, k, n in [(40, 1040, 200), (64, 2048, 128), (100, 4096, 300)]:
             for runs in (
@@ -894,8 +906,8 @@ def test_int8_wgmma_dense_outlier_part_skips_cold_tiles(monkeypatch, dtype, toke
                 x = x.to(dtype)
                 weight = torch.randn(n, k, generator=generator).to(dtype)
                 bias = torch.randn(n, generator=generator).to(dtype)
-                what = f"{(m, k, n)} runs {runs}, plan {(tokens, splits)}"
-                _forced_plan(monkeypatch, "wgmma", tokens, splits)
+                what = f"{(m, k, n)} runs {runs}, plan {(tokens, splits, weight_rows)}"
+                _forced_plan(monkeypatch, "wgmma", tokens, splits, weight_rows)
                 _int8_call_within_cpu_rounding(x, weight, bias, dtype, what)
     finally:
         cuda_backend._layouts.clear()

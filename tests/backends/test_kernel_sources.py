@@ -44,6 +44,9 @@ def cuda_include_dir() -> Path:
     ],
 )
 def test_every_kernel_instantiation_compiles(file, arch):
+    """Every instantiation compiles for `arch`; for sm_90a (through ptxas) with no wgmma that ptxas
+    serializes (its C75xx "Potential Performance Loss": every wgmma of the kernel then waits
+    for the one before; 2-3 us a forward, benches/NOTES.md v44)."""
     source = (kernels.KERNEL_DIR / file).read_text()
     program = nvrtc.createProgram(source, file, [], [])
     for expression in kernels.EXPRESSIONS[file]:
@@ -55,11 +58,15 @@ def test_every_kernel_instantiation_compiles(file, arch):
         f"-I{kernels.KERNEL_DIR}",
         f"-I{cuda_include_dir()}",
         f"-arch={arch}",
+        *(["-Xptxas=-v"] if arch.startswith("sm_") else []),
     ]
     try:
         nvrtc.compileProgram(program, options)
     except Exception as err:  # the log says which line failed
         pytest.fail(f"{file}: {err}\n{nvrtc.getProgramLog(program)}")
+    serialized = [line for line in nvrtc.getProgramLog(program).splitlines()
+                  if "wgmma.mma_async instructions are serialized" in line]  # fmt: skip
+    assert not serialized, f"{file}: ptxas serializes wgmmas:\n" + "\n".join(serialized[:4])
     for expression in kernels.EXPRESSIONS[file]:
         assert nvrtc.getLoweredName(program, expression)
     assert ".entry" in nvrtc.getPTX(program).decode(errors="replace")

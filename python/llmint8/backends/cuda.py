@@ -41,6 +41,7 @@ from .cuda_kernels import (
     C_TYPES,
     GEMM_TILE_COLS,
     GEMV_ROW_GROUPS,
+    INT8_TOKENS_DENSE_TILES,
     INT8_TOKENS_TILES,
     INT8_WGMMA_DENSE_TILES,
     INT8_WGMMA_TOKEN_TILES,
@@ -128,7 +129,7 @@ GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
 # once and then copies rows until none are left (one block per 8 rows listed them 3600 times for
 # 8192x28672: 17.6 us of a 145 us forward at M = 128, benches/NOTES.md v11).
 GATHER_BLOCKS_PER_SM = 8
-# (row, K tile) pairs per warp of the gather kernel where it writes int8_wgmma.cu's dense outlier
+# (row, K tile) pairs per warp of the gather kernel where it writes the wgmma kernels' dense outlier
 # part (Xo), and the grid's size follows.
 DENSE_PAIRS_PER_WARP = 4
 # "auto" arithmetic takes the weight-only kernel up to WEIGHT_ONLY_MAX_ROWS rows, and for weights
@@ -480,7 +481,7 @@ class _Operands(NamedTuple):
     count: int = 0
     spent_mask: int = 0
     spent_words: int = 0
-    hot: int = 0  # int8_wgmma.cu's dense outlier part: its bits of hot K tiles (0: none)
+    hot: int = 0  # the wgmma kernels' dense outlier part: its bits of hot K tiles (0: none)
 
 
 class _Launch(NamedTuple):
@@ -589,10 +590,7 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
     hot = ops.hot if tokens in INT8_WGMMA_DENSE_TILES else 0
-    xo_map = x_map  # read only with hot K tiles
-    if hot:
-        dtype = next(t for t, name in C_TYPES.items() if name == dtype_name)
-        xo_map = tensor_map_at(ops.xc, dtype, m, k, ops.ldc * 2, 64, tokens, 128)
+    xo_map = _xo_map(ops, hot, m, k, tokens, dtype_name, x_map)
     args = (
         x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
@@ -600,6 +598,23 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
     return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 16, False)
+
+
+def _has_dense_part(plan_: Plan) -> bool:
+    """Whether the wgmma plan's kernel has the dense outlier part (int8_wgmma.cu's and
+    int8_wgmma_tokens.cu's tiles whose sums fit the registers with it)."""
+    if plan_.weight_rows:
+        return (plan_.weight_rows, plan_.tile_rows // 64) in INT8_TOKENS_DENSE_TILES
+    return plan_.tile_rows in INT8_WGMMA_DENSE_TILES
+
+
+def _xo_map(ops: _Operands, hot: int, m: int, k: int, tokens: int, dtype_name: str, x_map):
+    """The tensor map of the dense outlier part's Xo in `ops.xc` (boxes of 64 columns by `tokens`
+    rows) where the launch passes `hot` bits, else `x_map` (then not read)."""
+    if not hot:
+        return x_map
+    dtype = next(t for t, name in C_TYPES.items() if name == dtype_name)
+    return tensor_map_at(ops.xc, dtype, m, k, ops.ldc * 2, 64, tokens, 128)
 
 
 def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name):
@@ -615,10 +630,12 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
     x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_tokens_shared_memory(rows, tokens // 64, stages)
+    hot = ops.hot if (rows, tokens // 64) in INT8_TOKENS_DENSE_TILES else 0
+    xo_map = _xo_map(ops, hot, m, k, tokens, dtype_name, x_map)
     args = (
-        x_map, w_map, x_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
+        x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(tokens), 0,
+        _early_weights(tokens), hot,
     )  # fmt: skip
     name = int8_tokens_name(dtype_name, rows, tokens // 64, splits)
     product = kernel(index, "int8_wgmma_tokens.cu", name)
@@ -634,7 +651,7 @@ def _gather_launch(
     outlier columns of x and CB into the workspace's xc and wc (and their count), and zeroed in
     the int8 activations; with `listed` (int8_wgmma.cu) CB's are left in place and wc receives
     the list of the columns instead; with `clear` the mask is a `_stream_mask`, left zeroed; with
-    `dense` (int8_wgmma.cu's dense outlier part) more than a chunk of columns go as Xo into xc
+    `dense` (the wgmma kernels' dense outlier part) more than a chunk of columns go as Xo into xc
     and the bits of hot K tiles into the workspace's `hot` instead."""
     m, k = x.shape
     n = 0 if listed else CB.shape[0]
@@ -749,9 +766,7 @@ def _int8_call(
     # else by the gather kernel's last block (an arrival counter: ~1 us more, benches/NOTES.md v28).
     listed = plan_.kernel == "wgmma"
     spent = mask if stream_mask is not None and listed else 0
-    # int8_wgmma.cu (not its tokens form) with token tiles that have the dense outlier part
-    dense = gathered and listed and not plan_.weight_rows
-    dense = dense and plan_.tile_rows in INT8_WGMMA_DENSE_TILES
+    dense = gathered and listed and _has_dense_part(plan_)
     if gathered:
         clear = stream_mask is not None and not listed
         steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, listed, clear, dense))

@@ -654,6 +654,12 @@ INT8_TOKENS_TILES = ((96, 1, 10), (96, 2, 7), (128, 1, 8), (128, 2, 6), (224, 1,
 warpgroups of 64 tokens each and the depth of its ring (its SPLITS: WGMMA_SPLITS)."""
 
 
+INT8_TOKENS_DENSE_TILES = ((96, 1), (128, 1), (96, 2))
+"""int8_wgmma_tokens.cu's (BN, CONSUMERS) tiles with the dense outlier part
+(TokensTile<BN, CONSUMERS, STAGES>::DENSE: the int32 and fp32 sums fit a consumer's registers);
+the others list and stage the outlier columns always."""
+
+
 def int8_tokens_shared_memory(rows: int, consumers: int, stages: int) -> int:
     """int8_wgmma_tokens.cu's TokensTile<BN, CONSUMERS, STAGES>::SMEM_BYTES: stages of int8
     tokens and weight rows (128 bytes of K each), the staging area of an outlier chunk (a row of
