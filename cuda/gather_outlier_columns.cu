@@ -26,8 +26,8 @@
 // nothing is listed or gathered: instead bit t of hot_tiles tells whether K tile t (columns
 // [128 t, 128 t + 128)) holds an outlier column (block 0), and for those tiles xc [rows_x, ldc]
 // receives x with every other column zero (Xo; x, xc and ldx, ldc 16-byte aligned); the outlier
-// columns of q are zeroed as always. A warp takes a (row, tile) pair at a time, each lane four columns: the grid may then
-// have up to rows_x * ceil(cols / 128) / 8 blocks of work.
+// columns of q are zeroed as always. A warp takes a (row, tile) pair at a time, each lane four
+// columns: the grid may then have up to rows_x * ceil(cols / 128) / 8 blocks of work.
 // clear = 1: the mask is the stream's own (the caller keeps it zeroed between calls instead of
 // zeroing it before each), with an arrival counter at mask[ceil(cols / 32)]; each block counts
 // itself in once it has read the mask for the last time, and the last one zeroes the mask words

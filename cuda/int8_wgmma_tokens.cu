@@ -88,8 +88,9 @@ template <int BN, int CONSUMERS, int STAGES> struct TokensTile {
   static_assert(TOKENS * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
   static constexpr int SMEM_BYTES = RING_BYTES + XC_BYTES + WC_BYTES + 1024;  // + alignment
   static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
-  // The dense outlier part: fp32 sums beside the int32 ones (BN / 2 registers more) fit the one-
-  // consumer tiles of up to 128 rows (255 registers a thread) and the two-consumer tile of 96 (168).
+  // The dense outlier part: fp32 sums beside the int32 ones (BN / 2 registers more) fit the
+  // one-consumer tiles of up to 128 rows (255 registers a thread) and the two-consumer tile of 96
+  // rows (168).
   static constexpr bool DENSE = BN <= 128 && (CONSUMERS == 1 || BN <= 96);
   static constexpr int W16_HALF = BN * 128;  // a row of 64 fp16 / bf16 weights per weight row
   static constexpr int W16_BYTES = 2 * W16_HALF;
@@ -352,8 +353,8 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
               });
           }
         }
-        // The ring: the first chunk's columns inside each stage picked from its weight box (rows past
-        // N are zeros from the copy), then the stage handed back.
+        // The ring: the first chunk's columns inside each stage picked from its weight box (rows
+        // past N are zeros from the copy), then the stage handed back.
         for (int i = 0, j = 0; i < count; ++i) {
           const int slot = i % STAGES, k0 = (first + i) * BK;
           barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
