@@ -589,12 +589,11 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     rows = WGMMA_WEIGHT_ROWS
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
-    hot = ops.hot if tokens in INT8_WGMMA_DENSE_TILES else 0
-    xo_map = _xo_map(ops, hot, m, k, tokens, dtype_name, x_map)
+    xo_map = _xo_map(ops, m, k, tokens, dtype_name, x_map)
     args = (
         x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(tokens), hot,
+        _early_weights(tokens), ops.hot,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
     return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 16, False)
@@ -608,10 +607,11 @@ def _has_dense_part(plan_: Plan) -> bool:
     return plan_.tile_rows in INT8_WGMMA_DENSE_TILES
 
 
-def _xo_map(ops: _Operands, hot: int, m: int, k: int, tokens: int, dtype_name: str, x_map):
+def _xo_map(ops: _Operands, m: int, k: int, tokens: int, dtype_name: str, x_map):
     """The tensor map of the dense outlier part's Xo in `ops.xc` (boxes of 64 columns by `tokens`
-    rows) where the launch passes `hot` bits, else `x_map` (then not read)."""
-    if not hot:
+    rows) where `ops.hot` is given (`_int8_call`: only for plans `_has_dense_part`), else `x_map`
+    (then not read)."""
+    if not ops.hot:
         return x_map
     dtype = next(t for t, name in C_TYPES.items() if name == dtype_name)
     return tensor_map_at(ops.xc, dtype, m, k, ops.ldc * 2, 64, tokens, 128)
@@ -630,12 +630,11 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
     x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_tokens_shared_memory(rows, tokens // 64, stages)
-    hot = ops.hot if (rows, tokens // 64) in INT8_TOKENS_DENSE_TILES else 0
-    xo_map = _xo_map(ops, hot, m, k, tokens, dtype_name, x_map)
+    xo_map = _xo_map(ops, m, k, tokens, dtype_name, x_map)
     args = (
         x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(tokens), hot,
+        _early_weights(tokens), ops.hot,
     )  # fmt: skip
     name = int8_tokens_name(dtype_name, rows, tokens // 64, splits)
     product = kernel(index, "int8_wgmma_tokens.cu", name)
