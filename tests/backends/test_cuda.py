@@ -803,6 +803,12 @@ def _int8_tokens_plans():
             for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
 
 
+def _poison_workspaces():
+    """Every byte of this thread's cached workspaces 0xff (NaN as fp16 / bf16, -1 as int8)."""
+    for workspace in getattr(cuda_backend._local, "workspaces", {}).values():
+        workspace.fill_(0xFF)
+
+
 def _int8_call_within_cpu_rounding(x, weight, bias, dtype, what):
     """int8_linear at threshold 6 on the GPU (the plan as forced; into a poisoned output, and
     again: deterministic) within the float64 reference's bound and the CPU backend's rounding.
@@ -812,8 +818,9 @@ def _int8_call_within_cpu_rounding(x, weight, bias, dtype, what):
     m, n = x.shape[0], weight.shape[0]
     out = torch.full((m, n), POISON[dtype], dtype=dtype, device="cuda")
     got = cuda_backend.int8_linear(*args, 6.0, None, out=out)
+    _poison_workspaces()  # what a call reads it writes first, or it has no meaning (padded rows)
     again = cuda_backend.int8_linear(*args, 6.0, None)
-    assert torch.equal(got, again), f"{what}: not deterministic"
+    assert torch.equal(got, again), f"{what}: not deterministic, or read unwritten workspace"
     got = got.cpu()
     assert not got.isnan().any(), f"{what}: unwritten (poisoned) outputs remain"
     expected = cpu_backend.int8_linear(x, CB, SCB, bias, 6.0, None)

@@ -230,6 +230,15 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _tile_rows(m: int, plan_: Plan) -> int:
+    """The rows of the wgmma kernels' tensor maps of the int8 activations and of Xo: m rounded up
+    to whole token tiles (`plan_.tile_rows`), so that no box reaches past its map's rows (a box
+    part past them cost int8_wgmma_tokens.cu 1.8 us at 32 rows on 4096x11008, and its dense
+    outlier part's Xo copies 7 more: benches/NOTES.md v47). The workspace has room for them; the
+    rows past m hold bytes of no meaning, and no kernel writes their sums. m elsewhere."""
+    return _ceil(m, plan_.tile_rows) * plan_.tile_rows if plan_.kernel == "wgmma" else m
+
+
 def plan(
     index: int, m: int, n: int, k: int, *, cublas_ok: bool, raw: bool = False,
     wgmma_ok: bool = False,
@@ -270,7 +279,8 @@ class _Workspace(NamedTuple):
     partial sums, cuBLAS's int32 product, and for the GEMM plans with outlier columns their count
     and the gathered columns of the activations (xc) and of the weight (wc), `ldc` apart; for
     int8_wgmma.cu, which reads the weight's outlier columns in place, wc holds their list, xc
-    also its dense outlier part's Xo ([m, ldc]), and `hot` that part's bits of hot K tiles."""
+    also its dense outlier part's Xo ([m, ldc]), and `hot` that part's bits of hot K tiles. For
+    the wgmma kernels the int8 activations and Xo have room for `_tile_rows` rows."""
 
     absmax: int
     mask: int  # start of the zeroed region
@@ -290,7 +300,8 @@ class _Workspace(NamedTuple):
 
     @staticmethod
     def of(m: int, n: int, k: int, plan_: Plan, detect: bool, gather: bool, itemsize: int):
-        absmax = _ceil(m * k, 256) * 256
+        rows = _tile_rows(m, plan_)
+        absmax = _ceil(rows * k, 256) * 256
         mask = _ceil(absmax + 4 * m, 256) * 256
         mask_bytes = 4 * _ceil(k, 32) if detect else 0
         counters = mask + mask_bytes
@@ -308,7 +319,7 @@ class _Workspace(NamedTuple):
         # Up to every column an outlier: room for K of them (whole chunks).
         ldc = _ceil(k, OUTLIER_CHUNK) * OUTLIER_CHUNK if gather else 0
         xc = _ceil(count + 4, 256) * 256
-        wc = _ceil(xc + itemsize * m * ldc, 256) * 256
+        wc = _ceil(xc + itemsize * rows * ldc, 256) * 256
         hot = wc + (4 if plan_.kernel == "wgmma" else n) * ldc
         size = hot + (4 * _ceil(_ceil(k, K_TILE), 32) if plan_.kernel == "wgmma" and gather else 0)
         return _Workspace(absmax, mask, mask_bytes + 4 * tiles, mask_bytes, counters, partials,
@@ -585,7 +596,8 @@ def _early_weights(tokens: int) -> int:
 def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
     """int8_wgmma.cu's plan (tokens, splits) for `ops` (MODE 1 operands; `ops.wc`: the list of
     outlier columns) as a `_Launch`."""
-    x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
+    padded = _ceil(m, tokens) * tokens  # `_tile_rows`
+    x_map = tensor_map_at(ops.a, torch.int8, padded, k, ops.lda, WGMMA_K_TILE, tokens, 128)
     rows = WGMMA_WEIGHT_ROWS
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
@@ -609,12 +621,13 @@ def _has_dense_part(plan_: Plan) -> bool:
 
 def _xo_map(ops: _Operands, m: int, k: int, tokens: int, dtype_name: str, x_map):
     """The tensor map of the dense outlier part's Xo in `ops.xc` (boxes of 64 columns by `tokens`
-    rows) where `ops.hot` is given (`_int8_call`: only for plans `_has_dense_part`), else `x_map`
-    (then not read)."""
+    rows, `_tile_rows` rows) where `ops.hot` is given (`_int8_call`: only for plans
+    `_has_dense_part`), else `x_map` (then not read)."""
     if not ops.hot:
         return x_map
     dtype = next(t for t, name in C_TYPES.items() if name == dtype_name)
-    return tensor_map_at(ops.xc, dtype, m, k, ops.ldc * 2, 64, tokens, 128)
+    padded = _ceil(m, tokens) * tokens
+    return tensor_map_at(ops.xc, dtype, padded, k, ops.ldc * 2, 64, tokens, 128)
 
 
 def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name):
@@ -627,7 +640,8 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
             f"int8_wgmma_tokens.cu has no plan of {tokens} tokens, {rows} weight rows and "
             f"{splits} splits: {INT8_TOKENS_TILES}"
         )
-    x_map = tensor_map_at(ops.a, torch.int8, m, k, ops.lda, WGMMA_K_TILE, tokens, 128)
+    padded = _ceil(m, tokens) * tokens  # `_tile_rows`
+    x_map = tensor_map_at(ops.a, torch.int8, padded, k, ops.lda, WGMMA_K_TILE, tokens, 128)
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_tokens_shared_memory(rows, tokens // 64, stages)
     xo_map = _xo_map(ops, m, k, tokens, dtype_name, x_map)
