@@ -2,7 +2,8 @@
 of three; what the dense outlier part costs where it does not run.
 usage: python benches/attempts/v44/probe_c0.py LABEL
 PROBE_TILES="96,1;128,1": INT8_TOKENS_DENSE_TILES for this run ("" none); PROBE_SMALL_GATHER=1:
-the gather kernel's grid as without the dense part; PROBE_C="0,6": these C only."""
+the gather kernel's grid as without the dense part; PROBE_C="0,6": these C only;
+PROBE_ROWS="32,128": these rows only."""
 
 import os
 import sys
@@ -28,7 +29,7 @@ k, n = 4096, 11008
 linear = nn.Linear(k, n).cuda().half()
 layer = ours(linear, 6.0, "cuda", arithmetic="int8")
 row = []
-for m in (32, 64, 128):
+for m in [int(r) for r in os.environ.get("PROBE_ROWS", "32,64,128").split(",")]:
     for c in [int(c) for c in os.environ.get("PROBE_C", "0,6,512").split(",")]:
         x = inputs_with_outliers(m, k, c, "cuda", torch.float16, gen)
         with torch.no_grad():
