@@ -230,13 +230,13 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _tile_rows(m: int, plan_: Plan) -> int:
+def _tile_rows(m: int, tokens: int) -> int:
     """The rows of the wgmma kernels' tensor maps of the int8 activations and of Xo: m rounded up
-    to whole token tiles (`plan_.tile_rows`), so that no box reaches past its map's rows (a box
-    part past them cost int8_wgmma_tokens.cu 1.8 us at 32 rows on 4096x11008, and its dense
-    outlier part's Xo copies 7 more: benches/NOTES.md v47). The workspace has room for them; the
-    rows past m hold bytes of no meaning, and no kernel writes their sums. m elsewhere."""
-    return _ceil(m, plan_.tile_rows) * plan_.tile_rows if plan_.kernel == "wgmma" else m
+    to whole token tiles of `tokens`, so that no box reaches past its map's rows (a box part past
+    them cost int8_wgmma_tokens.cu 1.8 us at 32 rows on 4096x11008, and its dense outlier part's
+    Xo copies 7 more: benches/NOTES.md v47). The workspace has room for them; the rows past m
+    hold bytes of no meaning, and no kernel writes their sums."""
+    return _ceil(m, tokens) * tokens
 
 
 def plan(
@@ -300,7 +300,7 @@ class _Workspace(NamedTuple):
 
     @staticmethod
     def of(m: int, n: int, k: int, plan_: Plan, detect: bool, gather: bool, itemsize: int):
-        rows = _tile_rows(m, plan_)
+        rows = _tile_rows(m, plan_.tile_rows) if plan_.kernel == "wgmma" else m
         absmax = _ceil(rows * k, 256) * 256
         mask = _ceil(absmax + 4 * m, 256) * 256
         mask_bytes = 4 * _ceil(k, 32) if detect else 0
@@ -596,7 +596,7 @@ def _early_weights(tokens: int) -> int:
 def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
     """int8_wgmma.cu's plan (tokens, splits) for `ops` (MODE 1 operands; `ops.wc`: the list of
     outlier columns) as a `_Launch`."""
-    padded = _ceil(m, tokens) * tokens  # `_tile_rows`
+    padded = _tile_rows(m, tokens)
     x_map = tensor_map_at(ops.a, torch.int8, padded, k, ops.lda, WGMMA_K_TILE, tokens, 128)
     rows = WGMMA_WEIGHT_ROWS
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
@@ -626,8 +626,7 @@ def _xo_map(ops: _Operands, m: int, k: int, tokens: int, dtype_name: str, x_map)
     if not ops.hot:
         return x_map
     dtype = next(t for t, name in C_TYPES.items() if name == dtype_name)
-    padded = _ceil(m, tokens) * tokens
-    return tensor_map_at(ops.xc, dtype, padded, k, ops.ldc * 2, 64, tokens, 128)
+    return tensor_map_at(ops.xc, dtype, _tile_rows(m, tokens), k, ops.ldc * 2, 64, tokens, 128)
 
 
 def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name):
@@ -640,7 +639,7 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
             f"int8_wgmma_tokens.cu has no plan of {tokens} tokens, {rows} weight rows and "
             f"{splits} splits: {INT8_TOKENS_TILES}"
         )
-    padded = _ceil(m, tokens) * tokens  # `_tile_rows`
+    padded = _tile_rows(m, tokens)
     x_map = tensor_map_at(ops.a, torch.int8, padded, k, ops.lda, WGMMA_K_TILE, tokens, 128)
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     shared = int8_tokens_shared_memory(rows, tokens // 64, stages)
