@@ -25,15 +25,15 @@
 // 128-byte swizzle the descriptors name; the consumers, after the K loop and the row scaling, add
 // each chunk's fp16 / bf16 wgmmas to their fp32 sums. The first chunk goes to a staging area
 // beside the ring (the staging warps, `staged`); its weight bytes are picked from the ring's
-// stages as the stream brings them (the staging warps follow the ring: each stage waits for their
-// arrival too), as int8_wgmma.cu does: loaded from memory, each a scattered read of DRAM, they
-// slowed the weight's stream by 6-28 us (benches/NOTES.md v38). Only its columns past a split
-// block's K range are loaded. Later chunks (more than OUTLIER_CHUNK columns) go to the ring's
-// slots once the consumers and the staging warps are done with the ring (`ring_free`): all four
-// warps of warpgroup 0 load them, up to STAGES chunks ahead of the consumers (`tail_full`,
-// `tail_empty`), the weight's bytes 8 list positions at a time (one 8-byte load where they are 8
-// consecutive columns). One chunk at a time through the staging area, loaded by two warps, cost
-// 8-15 us a chunk (benches/NOTES.md v40).
+// stages as the stream brings them (the staging warps follow the ring, each taking alternate
+// slots, a lane per weight row: each stage waits for their arrival too), as int8_wgmma.cu does:
+// loaded from memory, each a scattered read of DRAM, they slowed the weight's stream by 6-28 us
+// (benches/NOTES.md v38). Only its columns past a split block's K range are loaded. Later chunks
+// (more than OUTLIER_CHUNK columns) go to the ring's slots once the consumers and the staging
+// warps are done with the ring (`ring_free`): all four warps of warpgroup 0 load them, up to
+// STAGES chunks ahead of the consumers (`tail_full`, `tail_empty`), the weight's bytes 8 list
+// positions at a time (one 8-byte load where they are 8 consecutive columns). One chunk at a time
+// through the staging area, loaded by two warps, cost 8-15 us a chunk (benches/NOTES.md v40).
 //
 // More than one chunk of columns where `hot_tiles` is given (the dense outlier part, the tiles
 // whose two sets of sums fit the registers: TokensTile::DENSE): as int8_wgmma.cu's, the gather
@@ -173,13 +173,40 @@ __device__ __forceinline__ void stage_weight_chunk(int c0, const signed char* __
   }
 }
 
-// List position j's weight bytes for rows [n0, n0 + BN) at `ws` (row r, half j of its swizzled
-// 128-byte row): `value(r)` the byte of row r.
-template <typename T, int BN, typename Value>
-__device__ __forceinline__ void put_column(unsigned char* ws, int j, int t, Value value) {
+// The signed byte whose bits are `b` as T, exactly: 2^23 + (b + 128) minus 2^23 + 128 in fp32 (an
+// add, where int-to-float conversion runs at a quarter of the rate).
+template <typename T> __device__ __forceinline__ T exact_byte(unsigned b) {
+  return from_float<T>(__uint_as_float(0x4B000000u | ((b ^ 0x80u) & 0xFFu)) - 8388736.0f);
+}
+
+// List positions j0, j0 + step, .. below j1 of the first chunk (position j's column: lane j % 32
+// of `low` for j < 32, of `high` past it; j0, j1 the same for the warp) for the weight rows [0, BN)
+// at `ws` (row r, half j of its swizzled 128-byte row), by one warp: lane l takes the rows l + 32 u,
+// whose bytes `load(c, u)` gives (bits of the signed byte at column c), all of a column's loads in
+// flight at once; the rows' swizzle is the lane's (r & 7 = l & 7). A column at a time by both
+// staging warps, one shuffle, load and conversion after another per row, cost 0.25 us a column at
+// 32 rows on 4096x11008 (benches/NOTES.md v49).
+template <typename T, int BN, typename Load>
+__device__ __forceinline__ void put_columns(unsigned char* ws, int low, int high, int j0, int j1, int step, int lane,
+                                            Load load) {
+  constexpr int ROWS = (BN + 31) / 32;
+  for (int j = j0; j < j1; j += step) {
+    const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32);
+    unsigned v[ROWS];
 #pragma unroll
-  for (int r = t; r < BN; r += STAGERS)
-    *reinterpret_cast<T*>(ws + swizzled(r, j / 8) + 2 * (j % 8)) = from_float<T>(static_cast<float>(value(r)));
+    for (int u = 0; u < ROWS; ++u) v[u] = lane + 32 * u < BN ? load(c, u) : 0u;
+    unsigned char* at = ws + swizzled(lane, j / 8) + 2 * (j % 8);
+#pragma unroll
+    for (int u = 0; u < ROWS; ++u)
+      if (lane + 32 * u < BN) *reinterpret_cast<T*>(at + 32 * 128 * u) = exact_byte<T>(v[u]);
+  }
+}
+
+// How many of the first chunk's list positions hold a column below `limit` (the list ascends;
+// `low`, `high` as put_columns', -1 past the list). Every lane of the warp calls it.
+__device__ __forceinline__ int listed_below(int low, int high, int limit) {
+  return __popc(__ballot_sync(0xffffffffu, low >= 0 && low < limit)) +
+         __popc(__ballot_sync(0xffffffffu, high >= 0 && high < limit));
 }
 // The dense outlier part's B operand: a stage's weight tile (`tile`: BN rows of BK int8 bytes,
 // 128-byte swizzle) as fp16 / bf16 (exact) at `w16`, two halves (K columns [0, 64), [64, 128)) of
@@ -345,29 +372,35 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
 #pragma unroll 4
           for (int e = 0; e < BN * 8 / STAGERS; ++e) reinterpret_cast<int4*>(ws)[t + STAGERS * e] = make_int4(0, 0, 0, 0);
           named_barrier<2, STAGERS>();  // ws zeroed before any of its halves is written
-          for (int j = 0; j < in_first; ++j) {  // columns past a split block's K range: loaded
-            const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32);
-            if (c >= k_end)
-              put_column<T, BN>(ws, j, t, [&](int r) {
-                return n0 + r < N ? W[static_cast<long long>(n0 + r) * ldw + c] : static_cast<signed char>(0);
-              });
-          }
+          // columns past a split block's K range: loaded, the two warps taking alternate ones
+          put_columns<T, BN>(ws, low, high, listed_below(low, high, k_end) + warp - 2, in_first, 2, lane,
+                             [&](int c, int u) {
+                               const int n = n0 + lane + 32 * u;
+                               return n < N ? static_cast<unsigned>(static_cast<unsigned char>(
+                                                  W[static_cast<long long>(n) * ldw + c]))
+                                            : 0u;
+                             });
         }
         // The ring: the first chunk's columns inside each stage picked from its weight box (rows
-        // past N are zeros from the copy), then the stage handed back.
-        for (int i = 0, j = 0; i < count; ++i) {
+        // past N are zeros from the copy), then the stage handed back for both staging warps. The
+        // two warps take alternate slots (each waits for every phase of its slots' barriers: a wait
+        // for a phase two ahead of the barrier's would pass at once).
+        for (int i = 0; i < count; ++i) {
           const int slot = i % STAGES, k0 = (first + i) * BK;
+          if (slot % 2 != warp - 2) continue;
           barrier_wait(smem_address(&full[slot]), (i / STAGES) & 1);
           const unsigned char* tile = ring + slot * C::STAGE_BYTES + C::X_BYTES;
-          for (; j < in_first; ++j) {
-            const int c = __shfl_sync(0xffffffffu, j < 32 ? low : high, j % 32) - k0;
-            if (c >= BK) break;
-            put_column<T, BN>(ws, j, t, [&](int r) {
-              return static_cast<signed char>(tile[r * BK + ((((c >> 4) ^ r) & 7) << 4) + (c & 15)]);
-            });
-          }
+          put_columns<T, BN>(ws, low, high, listed_below(low, high, k0), listed_below(low, high, min(k0 + BK, k_end)),
+                             1, lane, [&](int c, int u) {
+                               c -= k0;
+                               return static_cast<unsigned>(
+                                   tile[(lane + 32 * u) * BK + ((((c >> 4) ^ lane) & 7) << 4) + (c & 15)]);
+                             });
           __syncwarp();
-          if (lane == 0) barrier_arrive(smem_address(&empty[slot]));
+          if (lane == 0) {
+            barrier_arrive(smem_address(&empty[slot]));
+            barrier_arrive(smem_address(&empty[slot]));
+          }
         }
         __syncwarp();
         if (lane == 0) barrier_arrive(smem_address(&ring_free));  // no more reads of the ring
