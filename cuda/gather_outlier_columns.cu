@@ -28,6 +28,8 @@
 // receives x with every other column zero (Xo; x, xc and ldx, ldc 16-byte aligned); the outlier
 // columns of q are zeroed as always. A warp takes a (row, tile) pair at a time, each lane four
 // columns: the grid may then have up to rows_x * ceil(cols / 128) / 8 blocks of work.
+// hand_over_above: -1, or where "auto" hands calls with more outlier columns than that over to
+// the weight-only product (hopper.cuh): for those this kernel writes the count alone.
 // clear = 1: the mask is the stream's own (the caller keeps it zeroed between calls instead of
 // zeroing it before each), with an arrival counter at mask[ceil(cols / 32)]; each block counts
 // itself in once it has read the mask for the last time, and the last one zeroes the mask words
@@ -154,7 +156,8 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
     unsigned int* __restrict__ mask, const T* __restrict__ x, int ldx, signed char* __restrict__ q,
     int ldq, const signed char* __restrict__ w, int ldw, T* __restrict__ xc,
     signed char* __restrict__ wc, int ldc, int* __restrict__ count, int rows_x, int rows_w,
-    int cols, int* __restrict__ columns, int clear, unsigned int* __restrict__ hot_tiles) {
+    int cols, int* __restrict__ columns, int clear, unsigned int* __restrict__ hot_tiles,
+    int hand_over_above) {
   allow_dependents();
   wait_for_prerequisites();
   __shared__ __align__(16) int list[LIST_CAPACITY];
@@ -167,6 +170,10 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   outliers.count(mask, 0, words, scan_scratch);
   const int total = outliers.total;
   if (blockIdx.x == 0 && threadIdx.x == 0) *count = total;
+  if (hand_over_above >= 0 && total > hand_over_above) {  // the weight-only kernel takes the call
+    leave_mask_zeroed(mask, words, clear, count_in(mask, words, clear));
+    return;
+  }
   if (hot_tiles != nullptr && total > OUTLIER_CHUNK) {
     write_dense_tiles(mask, words, x, ldx, q, ldq, xc, ldc, rows_x, cols, hot_tiles);
     leave_mask_zeroed(mask, words, clear, count_in(mask, words, clear));
@@ -232,7 +239,7 @@ __global__ void __launch_bounds__(THREADS) gather_outlier_columns(
   template __global__ void gather_outlier_columns<T>(unsigned int*, const T*, int, signed char*,  \
                                                      int, const signed char*, int, T*,            \
                                                      signed char*, int, int*, int, int, int, int*, \
-                                                     int, unsigned int*);
+                                                     int, unsigned int*, int);
 INSTANTIATE(__half)
 INSTANTIATE(__nv_bfloat16)
 INSTANTIATE(float)

@@ -11,6 +11,42 @@ struct alignas(64) TensorMap {
   unsigned long long words[16];
 };
 
+// ---- the "auto" arithmetic's hand-over from LLM.int8() to the weight-only product ----
+// Where a call's input holds many outlier columns, LLM.int8()'s outlier part costs more than
+// multiplying every column in fp16 / bf16. "auto" then launches both products after the gather
+// kernel, and the count that kernel wrote picks one on the GPU (no host sync): the int8 kernel
+// (int8_wgmma.cu, int8_wgmma_tokens.cu) returns at once where the count exceeds its
+// `weight_only_above`, zeroing the stream's mask it would have zeroed (block (0, 0, 0)), and the
+// weight-only kernel launched after it (weight_only_wgmma.cu) returns at once where it does not.
+// Both decide before anything else (every thread of a grid takes the same branch), so with
+// `weight_only_above` >= 0 the int8 kernel streams no weight before its dependency wait; the
+// gather kernel, told the same limit, then leaves the outlier columns where they are.
+
+// Both let their dependents launch first: the weight-only kernel's blocks (or the next kernel's)
+// then wait beside them, or take an SM as soon as one is free, rather than after the whole grid
+// (2.8 us per forward on 4096x11008 at 128 rows, benches/NOTES.md v51).
+
+// Whether an int8 kernel hands this call over (weight_only_above < 0 or no count: never).
+__device__ __forceinline__ bool hands_over_to_weight_only(const int* outlier_count, int weight_only_above,
+                                                          unsigned int* spent_mask, int spent_words) {
+  allow_dependents();
+  if (weight_only_above < 0 || outlier_count == nullptr) return false;
+  wait_for_prerequisites();  // the gather kernel's count
+  if (*outlier_count <= weight_only_above) return false;
+  if (spent_mask != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
+    for (int w = threadIdx.x; w < spent_words; w += blockDim.x) spent_mask[w] = 0u;
+  return true;
+}
+
+// Whether a weight-only kernel gated by `gate_count` leaves this call to the int8 kernel before it
+// (null: not gated, it always runs).
+__device__ __forceinline__ bool left_to_int8(const int* gate_count, int gate_above) {
+  allow_dependents();
+  if (gate_count == nullptr) return false;
+  wait_for_prerequisites();  // the int8 kernel, complete after the gather kernel's count
+  return *gate_count <= gate_above;
+}
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ unsigned smem_address(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));

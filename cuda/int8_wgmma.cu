@@ -62,7 +62,9 @@
 // first X box would only wait behind them). K a multiple of 16; Xq, CB and their row strides
 // 16-byte aligned. xo_map: Xo's tensor map (T, boxes of 64 columns by NTOK, 128-byte swizzle;
 // any map where hot_tiles is null), hot_tiles [ceil(ceil(K / 128) / 32)] uint32 or null (no
-// dense outlier part: the columns are always listed and gathered).
+// dense outlier part: the columns are always listed and gathered), weight_only_above: -1, or the
+// most outlier columns this kernel multiplies: with more it returns at once and the weight-only
+// kernel launched after it computes the output (hopper.cuh's hand-over; early_weights 0 then).
 #include "common.cuh"
 #include "hopper.cuh"
 #include "int8_wgmma_params.cuh"
@@ -490,10 +492,12 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
 
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) int8_wgmma(INT8_WGMMA_PARAMS) {
+  if (hands_over_to_weight_only(outlier_count, weight_only_above, spent_mask, spent_words)) return;
   int8_wgmma_gemm<T, NTOK, STAGES, 1>(INT8_WGMMA_ARGS);
 }
 template <typename T, int NTOK, int STAGES, int SPLITS>
 __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) int8_wgmma_split(INT8_WGMMA_PARAMS) {
+  if (hands_over_to_weight_only(outlier_count, weight_only_above, spent_mask, spent_words)) return;
   int8_wgmma_gemm<T, NTOK, STAGES, SPLITS>(INT8_WGMMA_ARGS);
 }
 

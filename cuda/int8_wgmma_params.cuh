@@ -1,6 +1,7 @@
 // The kernel parameters int8_wgmma.cu and int8_wgmma_tokens.cu share (int8_wgmma.cu's header
 // describes them): as a parameter list, as the arguments that pass them on, and as the signature
-// their explicit instantiations name (T: the activations' type).
+// their explicit instantiations name (T: the activations' type). The kernels take
+// `weight_only_above` themselves (hopper.cuh's hand-over) and pass the rest on.
 #pragma once
 
 #define INT8_WGMMA_PARAMS                                                                          \
@@ -9,7 +10,7 @@
       int bias_kind, const T *__restrict__ Xc, int ldc, const signed char *__restrict__ W, int ldw,     \
       const int *__restrict__ columns, const int *__restrict__ outlier_count, int M, int N, int K,       \
       T *__restrict__ out, int ldo, unsigned int *__restrict__ spent_mask, int spent_words,          \
-      int early_weights, const unsigned int *__restrict__ hot_tiles
+      int early_weights, const unsigned int *__restrict__ hot_tiles, int weight_only_above
 #define INT8_WGMMA_ARGS                                                                           \
   x_map, w_map, xo_map, absmax, SCB, bias, bias_kind, Xc, ldc, W, ldw, columns, outlier_count, M, N, K, out, ldo, \
       spent_mask, spent_words, early_weights, hot_tiles
@@ -18,4 +19,4 @@
   (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, \
    const float*, const float*,                                                                    \
    const void*, int, const T*, int, const signed char*, int, const int*, const int*, int, int, int, T*, int, \
-   unsigned int*, int, int, const unsigned int*)
+   unsigned int*, int, int, const unsigned int*, int)

@@ -552,11 +552,13 @@ __device__ __forceinline__ void int8_tokens_gemm(const TensorMap& x_map, const T
 template <typename T, int BN, int CONSUMERS, int STAGES>
 __global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1)
     __maxnreg__((TokensTile<BN, CONSUMERS, STAGES>::MAX_REGISTERS)) int8_wgmma_tokens(INT8_WGMMA_PARAMS) {
+  if (hands_over_to_weight_only(outlier_count, weight_only_above, spent_mask, spent_words)) return;
   int8_tokens_gemm<T, BN, CONSUMERS, STAGES, 1>(INT8_WGMMA_ARGS);
 }
 template <typename T, int BN, int CONSUMERS, int STAGES, int SPLITS>
 __global__ void __launch_bounds__(128 * (1 + CONSUMERS), 1) CLUSTER_ALONG_Z(SPLITS)
     __maxnreg__((TokensTile<BN, CONSUMERS, STAGES>::MAX_REGISTERS)) int8_wgmma_tokens_split(INT8_WGMMA_PARAMS) {
+  if (hands_over_to_weight_only(outlier_count, weight_only_above, spent_mask, spent_words)) return;
   int8_tokens_gemm<T, BN, CONSUMERS, STAGES, SPLITS>(INT8_WGMMA_ARGS);
 }
 

@@ -35,7 +35,10 @@
 // so that the second and later token tiles find it in L2), block = 384 threads, dynamic shared
 // memory WgmmaTile<NTOK, STAGES>::SMEM_BYTES. Parameters: the tensor maps of X (fp16 / bf16,
 // box 64 x NTOK, 128-byte swizzle) and CB (int8, box 128 x 128, 128-byte swizzle), then
-// SCB [N] f32, bias [N] or null in the dtype bias_kind names (common.cuh), M, N, K, out [M, ldo].
+// SCB [N] f32, bias [N] or null in the dtype bias_kind names (common.cuh), M, N, K, out [M, ldo],
+// gate_count [1] int32 or null, gate_above: with gate_count set the kernel is the "auto"
+// arithmetic's weight-only half and computes the output only where *gate_count > gate_above
+// (hopper.cuh's hand-over; the int8 kernel launched before it computes it otherwise).
 #include "common.cuh"
 #include "hopper.cuh"
 
@@ -352,42 +355,46 @@ __device__ __forceinline__ void wgmma_streamk(const TensorMap& x_map, const Tens
 #define WGMMA_PARAMS                                                                        \
   const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,         \
       const float *__restrict__ SCB, const void *__restrict__ bias, int bias_kind, int M,   \
-      int N, int K, T *__restrict__ out, int ldo
+      int N, int K, T *__restrict__ out, int ldo, const int *__restrict__ gate_count, int gate_above
 #define WGMMA_ARGS x_map, w_map, SCB, bias, bias_kind, M, N, K, out, ldo
 
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma(WGMMA_PARAMS) {
+  if (left_to_int8(gate_count, gate_above)) return;
   wgmma_gemm<T, NTOK, STAGES, 1>(WGMMA_ARGS);
 }
 template <typename T, int NTOK, int STAGES, int SPLITS>
 __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) weight_only_wgmma_split(WGMMA_PARAMS) {
+  if (left_to_int8(gate_count, gate_above)) return;
   wgmma_gemm<T, NTOK, STAGES, SPLITS>(WGMMA_ARGS);
 }
 
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma_streamk(WGMMA_PARAMS, float* __restrict__ partials,
                                                                       int* __restrict__ counters) {
+  if (left_to_int8(gate_count, gate_above)) return;
   wgmma_streamk<T, NTOK, STAGES, 1>(WGMMA_ARGS, partials, counters);
 }
 // Stream-K over wide tiles (256 weight rows: the weight's tensor map has boxes of 256 rows).
 template <typename T, int NTOK, int STAGES>
 __global__ void __launch_bounds__(THREADS, 1) weight_only_wgmma_streamk_wide(WGMMA_PARAMS, float* __restrict__ partials,
                                                                            int* __restrict__ counters) {
+  if (left_to_int8(gate_count, gate_above)) return;
   wgmma_streamk<T, NTOK, STAGES, 2>(WGMMA_ARGS, partials, counters);
 }
 
-#define SIGNATURE(T) (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const void*, int, int, int, int, T*, int)
+#define SIGNATURE(T) (const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, const void*, int, int, int, int, T*, int, const int*, int)
 #define INSTANTIATE(T, NTOK, STAGES)                                                \
   template __global__ void weight_only_wgmma<T, NTOK, STAGES> SIGNATURE(T);        \
   template __global__ void weight_only_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T); \
   template __global__ void weight_only_wgmma_split<T, NTOK, STAGES, 4> SIGNATURE(T); \
   template __global__ void weight_only_wgmma_streamk<T, NTOK, STAGES>(                  \
       const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, \
-      const void*, int, int, int, int, T*, int, float*, int*);
+      const void*, int, int, int, int, T*, int, const int*, int, float*, int*);
 #define INSTANTIATE_WIDE(T, NTOK, STAGES)                                                  \
   template __global__ void weight_only_wgmma_streamk_wide<T, NTOK, STAGES>(                     \
       const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, const float*, \
-      const void*, int, int, int, int, T*, int, float*, int*);
+      const void*, int, int, int, int, T*, int, const int*, int, float*, int*);
 // Token tiles of 32, 64 and 128 by 128 weight rows; stages so that about 40 KB of weights are in
 // flight per block. Wide tiles (stream-K only): 32 and 64 tokens by 256 weight rows.
 #define INSTANTIATE_TILES(T) \

@@ -17,7 +17,10 @@ Numerics (every backend follows them; the CPU backend is the reference):
   faster: fp16 / bf16 activations of few rows on a GPU): ``y = x @ (CB * SCB / 127).T + bias``
   with ``x`` in its own precision, fp32 accumulation. No activation is quantized and every column
   is computed in floating point, so its error is that of the weight's quantization alone, below
-  LLM.int8()'s; ``arithmetic="int8"`` forces LLM.int8()'s int8 product everywhere.
+  LLM.int8()'s; ``arithmetic="int8"`` forces LLM.int8()'s int8 product everywhere. Where "auto"
+  takes LLM.int8() on a GPU whose kernels can, an input with many outlier columns is multiplied
+  weight-only instead, decided on the GPU by their count (backends/cuda.py's
+  ``_hand_over_above``).
 
 Accepted activations: float16, bfloat16 and float32 (computed like the others; the output has the
 input's dtype). Weights of any floating dtype are quantized without a round trip through fp16.

@@ -1141,7 +1141,10 @@ def test_auto_takes_weight_only_for_few_fp16_rows_and_llm_int8_else(monkeypatch,
     cases = [(1, torch.float16, True), (limit, torch.bfloat16, True),
              (limit + 1, torch.float16, False), (4, torch.float32, False)]  # fmt: skip
     for m, dtype, weight_only in cases:
-        x = (torch.randn(m, 512, generator=generator) * 3).to(dtype).cuda()
+        # five outlier columns: "auto" LLM.int8() keeps them (many would go weight-only too)
+        x = torch.randn(m, 512, generator=generator)
+        x[:, 100:105] *= 10.0
+        x = x.to(dtype).cuda()
         assert cuda_backend.prefers_weight_only(x, CB) == weight_only, (m, dtype)
         auto = F.int8_linear(x, CB, SCB, threshold=6.0)
         chosen = "weight_only" if weight_only else "int8"

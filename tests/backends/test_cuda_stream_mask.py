@@ -105,12 +105,12 @@ def test_gathered_calls_zero_no_mask_and_the_gemv_still_does():
             assert call.zero_bytes == 0, m
         gather, product = call.steps[1], call.steps[-1]
         mask = call.stream_mask.data_ptr()
-        # the gather's `clear` (before hot_tiles); the product's spent_mask and spent_words
-        # (before early_weights and hot_tiles)
+        # the gather's `clear` (before hot_tiles and hand_over_above); the product's spent_mask
+        # and spent_words (before early_weights, hot_tiles and weight_only_above)
         if kernel == "wgmma":  # int8_wgmma.cu zeroes the mask, the gather takes no count
-            assert gather.args[-2] == 0 and product.args[-4:-2] == (mask, 1024 // 32), m
+            assert gather.args[-3] == 0 and product.args[-5:-3] == (mask, 1024 // 32), m
         else:
-            assert gather.args[-2] == 1, m
+            assert gather.args[-3] == 1, m
     x, _ = with_columns(1, 1024, 5, 1)
     call = cuda_backend._int8_call(x, CB, SCB, bias, 6.0, None, 0, 384, stream)
     assert call.stream_mask is None and call.zero_bytes >= 4 * (1024 // 32)

@@ -4,7 +4,9 @@ Each backend module provides the same functions on 2-D tensors (the caller flatt
 and checks dtypes):
 
 - ``quantize_rows(x, threshold, outlier_cols) -> (q, row_absmax, outlier_cols)``
-- ``int8_linear(x, CB, SCB, bias, threshold, outlier_cols) -> y``
+- ``int8_linear(x, CB, SCB, bias, threshold, outlier_cols, auto=False) -> y``: LLM.int8();
+  with ``auto`` (a call of ``arithmetic="auto"``) the backend may multiply an input with many
+  outlier columns weight-only instead, where it finds their number without a host sync
 - ``int8_matmul(a, b) -> int32 [M, N]``  (``a`` int8 ``[M, K]``, ``b`` int8 ``[N, K]``)
 - ``weight_only_linear(x, CB, SCB, bias) -> y``: the activations in floating point times the
   dequantized weight (no activation quantization)
@@ -84,7 +86,7 @@ def linear(
     backend = backend_for(x.device)
     if arithmetic == "weight_only" or (arithmetic == "auto" and backend.prefers_weight_only(x, CB)):
         return backend.weight_only_linear(x, CB, SCB, bias)
-    return backend.int8_linear(x, CB, SCB, bias, threshold, outlier_cols)
+    return backend.int8_linear(x, CB, SCB, bias, threshold, outlier_cols, auto=arithmetic == "auto")
 
 
 def dequantized(values: Tensor, row_absmax: Tensor, dtype: torch.dtype) -> Tensor:

@@ -112,8 +112,11 @@ def int8_linear(
     bias: Optional[Tensor],
     threshold: float,
     outlier_cols: Optional[Tensor],
+    auto: bool = False,
 ) -> Tensor:
-    """``x @ W.T + bias`` with W given by its int8 rows ``CB`` [N, K] and row absmax ``SCB`` [N]."""
+    """``x @ W.T + bias`` with W given by its int8 rows ``CB`` [N, K] and row absmax ``SCB`` [N].
+    `auto` ("auto" arithmetic's call) changes nothing here: the CPU multiplies LLM.int8() at any
+    number of outlier columns."""
     q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
     accumulator = int8_matmul(q, CB)
     out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)

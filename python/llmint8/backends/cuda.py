@@ -155,6 +155,17 @@ WGMMA_WEIGHT_ONLY_ROW_LIMITS = ((1 << 24, 256), (1 << 26, 128))
 WGMMA_INT8_FILL_SHARE = 0.5
 WGMMA_INT8_FILLS_ROW_LIMITS = ((1 << 26, 32),)
 WGMMA_INT8_FILLS_MAX_ROWS = 16
+# Where "auto" takes LLM.int8() on the wgmma kernels, a call whose input holds many outlier
+# columns is handed over to the weight-only product on the GPU (hopper.cuh: both kernels launched,
+# the gather kernel's count picks one): from more than HAND_OVER_DENSE_ABOVE columns on plans with
+# the dense outlier part (which then multiplies nearly every K tile twice: 4096x11008 at 128 rows
+# 55.8 us at C = 512 against 23.0 at C = 0, the weight-only product ~32), from more than
+# HAND_OVER_LISTED_ABOVE on the others (their listed columns cost ~0.25 us each: 8192x28672 at 128
+# rows 211 us at C = 512, and cross the weight-only product near 100 columns at 32-64 rows, near
+# 200 at 128; benches/NOTES.md v51), by the plan's token tile. LLMINT8_HAND_OVER=0 turns it off.
+HAND_OVER_DENSE_ABOVE = OUTLIER_CHUNK
+HAND_OVER_LISTED_ABOVE = {32: 2 * OUTLIER_CHUNK, 64: 2 * OUTLIER_CHUNK, 128: 3 * OUTLIER_CHUNK}
+_HAND_OVER = os.environ.get("LLMINT8_HAND_OVER", "1") != "0"
 # From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
 # block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
 # re-reads the weight per 16 tokens. Below it the per-16-token kernel measured faster on most
@@ -493,6 +504,7 @@ class _Operands(NamedTuple):
     spent_mask: int = 0
     spent_words: int = 0
     hot: int = 0  # the wgmma kernels' dense outlier part: its bits of hot K tiles (0: none)
+    weight_only_above: int = -1  # the wgmma kernels' hand-over (`_hand_over_above`; -1: none)
 
 
 class _Launch(NamedTuple):
@@ -586,11 +598,14 @@ _EARLY_WEIGHTS = os.environ.get("LLMINT8_EARLY_WEIGHTS", "1") != "0"
 EARLY_WEIGHT_MAX_TOKENS = 64
 
 
-def _early_weights(tokens: int) -> int:
+def _early_weights(tokens: int, ops: _Operands) -> int:
     """int8_wgmma.cu's `early_weights` for a launch of `tokens`-token tiles made now: only as a
     dependent (captured, dependent launch on): in plain stream order the kernel before has
-    finished, and the first X box would wait behind the weight's (1 µs per forward)."""
-    return int(_EARLY_WEIGHTS and tokens <= EARLY_WEIGHT_MAX_TOKENS and launches_dependent())
+    finished, and the first X box would wait behind the weight's (1 µs per forward). Never
+    with the hand-over to the weight-only kernel (`ops.weight_only_above`), which the kernel
+    decides before it copies anything."""
+    early = _EARLY_WEIGHTS and tokens <= EARLY_WEIGHT_MAX_TOKENS and ops.weight_only_above < 0
+    return int(early and launches_dependent())
 
 
 def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
@@ -605,7 +620,7 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     args = (
         x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(tokens), ops.hot,
+        _early_weights(tokens, ops), ops.hot, ops.weight_only_above,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
     return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 16, False)
@@ -647,7 +662,7 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
     args = (
         x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,
-        _early_weights(tokens), ops.hot,
+        _early_weights(tokens, ops), ops.hot, ops.weight_only_above,
     )  # fmt: skip
     name = int8_tokens_name(dtype_name, rows, tokens // 64, splits)
     product = kernel(index, "int8_wgmma_tokens.cu", name)
@@ -657,14 +672,15 @@ def _int8_tokens_launch(index, m, n, k, ops: _Operands, plan_: Plan, dtype_name)
 
 def _gather_launch(
     x: Tensor, CB: Tensor, q: int, mask: int, base: int, ws: _Workspace, listed: bool = False,
-    clear: bool = False, dense: bool = False,
+    clear: bool = False, dense: bool = False, hand_over_above: int = -1,
 ) -> _Launch:  # fmt: skip
     """gather_outlier_columns.cu as a `_Launch` whose input parameter is x's address: the
     outlier columns of x and CB into the workspace's xc and wc (and their count), and zeroed in
     the int8 activations; with `listed` (int8_wgmma.cu) CB's are left in place and wc receives
     the list of the columns instead; with `clear` the mask is a `_stream_mask`, left zeroed; with
     `dense` (the wgmma kernels' dense outlier part) more than a chunk of columns go as Xo into xc
-    and the bits of hot K tiles into the workspace's `hot` instead."""
+    and the bits of hot K tiles into the workspace's `hot` instead; with `hand_over_above` >= 0
+    more columns than that are left in place (the call's weight-only product takes them)."""
     m, k = x.shape
     n = 0 if listed else CB.shape[0]
     gather = kernel(
@@ -679,6 +695,7 @@ def _gather_launch(
         mask, x.data_ptr(), x.stride(0), q, k, CB.data_ptr(), CB.stride(0), base + ws.xc,
         0 if listed else base + ws.wc, ws.ldc, base + ws.count, m, n, k,
         base + ws.wc if listed else 0, int(clear), base + ws.hot if dense else 0,
+        hand_over_above,
     )  # fmt: skip
     return _Launch(gather, (blocks, 1, 1), 0, args, 1, None, False)
 
@@ -740,11 +757,13 @@ class _Int8Call(NamedTuple):
 
 def _int8_call(
     x: Tensor, CB: Tensor, scb: Tensor, bias: Optional[Tensor], threshold: float,
-    outlier_cols: Optional[Tensor], out_ptr: int, ldo: int, stream: int,
+    outlier_cols: Optional[Tensor], out_ptr: int, ldo: int, stream: int, auto: bool = False,
 ) -> _Int8Call:  # fmt: skip
     """The launches of `int8_linear` for x [m, k] (m, n, k > 0), CB, scb and bias contiguous,
     writing rows of `ldo` elements at `out_ptr`: quantize, gather (with outlier columns) and the
-    product, on the workspace of this thread and `stream`."""
+    product, on the workspace of this thread and `stream`; with `auto` and a plan that can
+    (`_hand_over_above`), also the weight-only product that takes calls with many outlier
+    columns over."""
     m, k = x.shape
     n = CB.shape[0]
     index = x.device.index
@@ -779,20 +798,39 @@ def _int8_call(
     listed = plan_.kernel == "wgmma"
     spent = mask if stream_mask is not None and listed else 0
     dense = gathered and listed and _has_dense_part(plan_)
+    above = _hand_over_above(x, CB, plan_) if auto and detect and gathered else -1
     if gathered:
         clear = stream_mask is not None and not listed
-        steps.append(_gather_launch(x, CB, base + ws.q, mask, base, ws, listed, clear, dense))
+        gather = _gather_launch(x, CB, base + ws.q, mask, base, ws, listed, clear, dense, above)
+        steps.append(gather)
     ops = _Operands(
         base + ws.q, k, CB.data_ptr(), CB.stride(0), base + ws.absmax, scb.data_ptr(),
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], x.data_ptr(), x.stride(0),
         mask, out_ptr, 0, ldo,
         base + ws.xc if gathered else 0, base + ws.wc if gathered else 0, ws.ldc,
         base + ws.count if gathered else 0, spent, _ceil(k, 32) if spent else 0,
-        base + ws.hot if dense else 0,
+        base + ws.hot if dense else 0, above,
     )  # fmt: skip
     steps += _product_steps(index, m, n, k, ops, plan_, base, ws, aligned, x.dtype, raw=False)
-    vector_input = _quantize_vectorized(x, base + ws.q)
+    if above >= 0:
+        gate = (base + ws.count, above)
+        steps.append(_weight_only_launch(x, CB, scb, bias, out_ptr, ldo, gate=gate))
+    # a hand-over's weight-only kernel reads x through a tensor map: 16-byte aligned inputs only
+    vector_input = _quantize_vectorized(x, base + ws.q) or above >= 0
     return _Int8Call(scratch, zero_at, zero_bytes, steps, vector_input, stream_mask)
+
+
+def _hand_over_above(x: Tensor, CB: Tensor, plan_: Plan) -> int:
+    """The outlier columns above which "auto" hands an LLM.int8() call over to the weight-only
+    product (see HAND_OVER_DENSE_ABOVE), or -1 where it does not: plans of other kernels than the
+    wgmma ones, fp32 inputs, operands the weight-only wgmma kernel cannot read, or turned off."""
+    if not (_HAND_OVER and plan_.kernel == "wgmma" and x.dtype != torch.float32):
+        return -1
+    if not _aligned(x.shape[1], CB, x):
+        return -1
+    if _has_dense_part(plan_):
+        return HAND_OVER_DENSE_ABOVE
+    return HAND_OVER_LISTED_ABOVE[plan_.tile_rows]
 
 
 def int8_linear(
@@ -803,9 +841,12 @@ def int8_linear(
     threshold: float,
     outlier_cols: Optional[Tensor],
     out: Optional[Tensor] = None,
+    auto: bool = False,
 ) -> Tensor:
     """LLM.int8() linear: one quantize launch and one fused matmul launch (two with cuBLAS), no
-    host sync. Writes into `out` ([M, N], x.dtype, contiguous) when given."""
+    host sync. Writes into `out` ([M, N], x.dtype, contiguous) when given. `auto`: the call is
+    "auto" arithmetic's, which may hand inputs with many outlier columns over to the weight-only
+    product, decided on the GPU (`_hand_over_above`)."""
     x, CB = x.contiguous(), CB.contiguous()
     n = CB.shape[0]
     out, done = _output(x, n, bias, out)
@@ -815,7 +856,7 @@ def int8_linear(
     bias = None if bias is None else bias.contiguous()
     scb = SCB.contiguous()
     call = _int8_call(x, CB, scb, bias, threshold, outlier_cols, out.data_ptr(), out.stride(0),
-                      stream)  # fmt: skip
+                      stream, auto)  # fmt: skip
     _zero(call.zero_at, call.zero_bytes, stream)
     _run_int8(call)
     return out
@@ -1227,10 +1268,13 @@ def _weight_only_launch(
     gemm: Optional[tuple[tuple[int, int, int, int], int]] = None,
     wgmma: Optional[tuple[int, int]] = None,
     tma: Optional[tuple[int, int, int, int]] = None,
+    gate: tuple[int, int] = (0, 0),
 ) -> _Launch:
     """The launch of `weight_only_linear` for x [m, k], CB [n, k], SCB and bias, all contiguous
     (the caller keeps them alive until the launch), writing rows of `ldo` elements at
-    `out_ptr`."""
+    `out_ptr`. `gate`: (address of an outlier count, columns above which the kernel runs) for
+    the hand-over of an "auto" LLM.int8() call (`_int8_call`), on weight_only_wgmma.cu; (0, 0):
+    none."""
     m, k = x.shape
     n = CB.shape[0]
     index = x.device.index
@@ -1241,7 +1285,9 @@ def _weight_only_launch(
         _ptr(bias), 0 if bias is None else BIAS_KINDS[bias.dtype], m, n, k, out_ptr, ldo,
     )  # fmt: skip
     automatic = tiles is None and gemm is None and aligned
-    if tma is None and automatic and wgmma is None:
+    if gate[0] and (not automatic or tma is not None or not uses_wgmma(index)):
+        raise ValueError("a gated weight-only launch runs weight_only_wgmma.cu on aligned operands")
+    if tma is None and automatic and wgmma is None and not gate[0]:
         tma = weight_only_tma_plan(index, m, n, k)
     if tma is not None:
         if not aligned or not uses_wgmma(index):
@@ -1259,7 +1305,7 @@ def _weight_only_launch(
         resident = _resident_blocks(index, name, "weight_only_tma.cu", shared + static)
         dependent = grid[0] * grid[1] * grid[2] > resident * sm_count(index)
         return _Launch(tma_kernel, grid, shared, tma_args, 0, 9, True, None, dependent)
-    if wgmma is not None or (automatic and wgmma_serves(index, m, n)):
+    if wgmma is not None or (automatic and (gate[0] or wgmma_serves(index, m, n))):
         if not aligned:
             raise ValueError("weight_only_wgmma.cu needs 16-byte aligned operands")
         tokens, splits = wgmma or weight_only_wgmma_plan(index, m, n, k, dtype_name)
@@ -1281,7 +1327,7 @@ def _weight_only_launch(
         x_map = tensor_map_2d(x, 64, tokens, 128)  # two boxes per K tile
         w_map = tensor_map_2d(CB, WGMMA_K_TILE, rows, 128)
         wgmma_kernel = kernel(index, "weight_only_wgmma.cu", name)
-        wgmma_args = (x_map, w_map, *args[4:])
+        wgmma_args = (x_map, w_map, *args[4:], *gate)
         if workspace is None:
             grid = (_ceil(m, tokens), _ceil(n, WGMMA_WEIGHT_ROWS), splits)
             return _Launch(wgmma_kernel, grid, shared, wgmma_args, 0, 8, True)
@@ -1380,7 +1426,7 @@ def prepare_linear(
     if outlier_cols is not None or _workspaces_transient_now():
         return None  # static columns; or a workspace of this call's own, not one to keep
     stream = current_stream(x.device.index)
-    call = _int8_call(x2d, CB, SCB, bias, threshold, None, 0, n, stream)
+    call = _int8_call(x2d, CB, SCB, bias, threshold, None, 0, n, stream, arithmetic == "auto")
     if call.scratch.numel() > CACHED_WORKSPACE_BYTES:
         return None  # a workspace of its own per call (`_scratch`): not one to keep
     steps = [PreparedLaunch(*step) if isinstance(step, _Launch) else step for step in call.steps]

@@ -793,20 +793,22 @@ LAYOUTS = {
     # tile_counters k_tiles_per_split
     "int8_gemm.cu": "PPiiiiiPPPiPPiPPPiPPi",
     # mask x ldx q ldq w ldw xc wc ldc count rows_x rows_w cols columns clear hot_tiles
-    "gather_outlier_columns.cu": "PPiPiPiPPiPiiiPiP",
+    # hand_over_above
+    "gather_outlier_columns.cu": "PPiPiPiPPiPiiiPiPi",
     "weight_only_linear.cu": "PiPiPPiiiiPi",  # X ldx CB ldw SCB bias bias_kind M N K out ldo
     "weight_only_gemm.cu": "PiPiPPiiiiPi",  # the same
     "weight_only_tma.cu": "128sPiPPiiiiPi",  # x_map CB ldw SCB bias bias_kind M N K out ldo
-    # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo
-    "weight_only_wgmma.cu": "128s128sPPiiiiPi",
+    # x_map w_map (TMA tensor maps, 128 bytes each) SCB bias bias_kind M N K out ldo gate_count
+    # gate_above
+    "weight_only_wgmma.cu": "128s128sPPiiiiPiPi",
     # x_map w_map xo_map absmax SCB bias bias_kind Xc ldc W ldw columns outlier_count M N K out
-    # ldo spent_mask spent_words early_weights hot_tiles
-    "int8_wgmma.cu": "128s128s128sPPPiPiPiPPiiiPiPiiP",
-    "int8_wgmma_tokens.cu": "128s128s128sPPPiPiPiPPiiiPiPiiP",  # int8_wgmma.cu's
+    # ldo spent_mask spent_words early_weights hot_tiles weight_only_above
+    "int8_wgmma.cu": "128s128s128sPPPiPiPiPPiiiPiPiiPi",
+    "int8_wgmma_tokens.cu": "128s128s128sPPPiPiPiPPiiiPiPiiPi",  # int8_wgmma.cu's
 }
 # Kernels whose parameters differ from their file's: by the kernel's name.
 KERNEL_LAYOUTS = {
-    # ... out ldo, then the stream-K workspace: partial tiles, tile counters
+    # ... out ldo gate_count gate_above, then the stream-K workspace: partial tiles, tile counters
     "weight_only_wgmma_streamk": LAYOUTS["weight_only_wgmma.cu"] + "PP",
     "weight_only_wgmma_streamk_wide": LAYOUTS["weight_only_wgmma.cu"] + "PP",
 }
