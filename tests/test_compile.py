@@ -84,9 +84,9 @@ def test_the_custom_op_keeps_no_scratch_memory_past_the_call(monkeypatch):
     seen = []
     real = cpu_backend.int8_linear
 
-    def recording(*args):
+    def recording(*args, **kwargs):
         seen.append(backends.workspaces_are_transient())
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(cpu_backend, "int8_linear", recording)
     layer = _model()[0]
