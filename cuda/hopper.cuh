@@ -24,7 +24,8 @@ struct alignas(64) TensorMap {
 
 // Both let their dependents launch first: the weight-only kernel's blocks (or the next kernel's)
 // then wait beside them, or take an SM as soon as one is free, rather than after the whole grid
-// (2.8 us per forward on 4096x11008 at 128 rows, benches/NOTES.md v51).
+// (with the gather kernel's limit, 0.7 us per forward at C = 0 and 5 us above the limit on
+// 4096x11008 at 128 rows, benches/NOTES.md v51).
 
 // Whether an int8 kernel hands this call over (weight_only_above < 0 or no count: never).
 __device__ __forceinline__ bool hands_over_to_weight_only(const int* outlier_count, int weight_only_above,

@@ -8,17 +8,12 @@ zeroed either way; eager, prepared and graph-replayed calls alike."""
 import pytest
 import torch
 
-from llmint8 import functional as F
-
-from ..helpers import assert_within_bound, planted_outliers, reference_linear, weight_only_bound
+from ..helpers import assert_within_bound, reference_linear, weight_only_bound
+from .test_cuda import _forced_plan, _skip_without_wgmma
+from .test_cuda_stream_mask import layer_of, with_columns
 
 pytestmark = pytest.mark.gpu
 cuda_backend = pytest.importorskip("llmint8.backends.cuda") if torch.cuda.is_available() else None
-
-
-def _skip_without_wgmma():
-    if not cuda_backend.uses_wgmma(torch.cuda.current_device()):
-        pytest.skip("the hand-over runs on the wgmma kernels (sm_90)")
 
 
 def _plans():
@@ -33,35 +28,15 @@ def _plans():
 
 @pytest.fixture
 def forced_plan(monkeypatch):
-    """Forces int8_linear's plan (from 17 rows) to the one given; clears the layouts after."""
+    """test_cuda's `_forced_plan` for wgmma plans, returning the plan; the layouts cleared after
+    (they cache the forced plans by shape)."""
 
     def force(tokens, splits, weight_rows):
-        general = cuda_backend.plan
-
-        def plan(index, m, n, k, **kw):
-            if m <= cuda_backend.GEMV_MAX_ROWS:
-                return general(index, m, n, k, **kw)
-            return cuda_backend.Plan("wgmma", tokens, splits, 0, weight_rows)
-
-        monkeypatch.setattr(cuda_backend, "plan", plan)
-        cuda_backend._layouts.clear()
-        return plan(0, 100, 1, 1)
+        _forced_plan(monkeypatch, "wgmma", tokens, splits, weight_rows)
+        return cuda_backend.Plan("wgmma", tokens, splits, 0, weight_rows)
 
     yield force
     cuda_backend._layouts.clear()
-
-
-def _layer(seed, k, n, dtype):
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(n, k, generator=generator).to(dtype)
-    bias = torch.randn(n, generator=generator).to(dtype)
-    CB, SCB = F.quantize_weight(weight)
-    return CB.cuda(), SCB.cuda(), bias.cuda()
-
-
-def _input(seed, m, k, columns, dtype):
-    x, planted = planted_outliers(m, k, columns, torch.Generator().manual_seed(seed))
-    return x.to(dtype).cuda(), planted
 
 
 def _weight_only_on_its_plan(x, CB, SCB, bias):
@@ -91,7 +66,7 @@ def test_auto_hands_calls_with_many_outlier_columns_to_the_weight_only_product(
     _skip_without_wgmma()
     plan = forced_plan(tokens, splits, weight_rows)
     for m, k, n in [(40, 1040, 200), (100, 4096, 300)]:
-        CB, SCB, bias = _layer(m + k + n, k, n, dtype)
+        _, CB, SCB, bias = layer_of(k, n, m + k + n, dtype)
         probe = torch.empty(m, k, dtype=dtype, device="cuda")
         above = cuda_backend._hand_over_above(probe, CB, plan)
         dense = cuda_backend._has_dense_part(plan)
@@ -99,7 +74,7 @@ def test_auto_hands_calls_with_many_outlier_columns_to_the_weight_only_product(
         expected_above = cuda_backend.HAND_OVER_DENSE_ABOVE if dense else listed_above
         assert above == expected_above, (plan, above)
         for columns in (0, 5, above, above + 1, 3 * above, k):
-            x, planted = _input(columns + m, m, k, min(columns, k), dtype)
+            x, planted = with_columns(m, k, min(columns, k), columns + m, dtype)
             what = f"{(m, k, n)} {len(planted)} outlier columns, plan {plan}"
             auto = cuda_backend.int8_linear(x, CB, SCB, bias, 6.0, None, auto=True)
             _left_clean()
@@ -121,8 +96,8 @@ def test_forced_int8_and_fp32_calls_never_hand_over(forced_plan):
     plans of other kernels have no hand-over; LLMINT8_HAND_OVER=0 (here: the flag) turns it off."""
     _skip_without_wgmma()
     plan = forced_plan(64, 1, 0)
-    CB, SCB, bias = _layer(1, 1024, 256, torch.float16)
-    x, _ = _input(2, 64, 1024, 300, torch.float16)
+    _, CB, SCB, bias = layer_of(1024, 256, 1)
+    x, _ = with_columns(64, 1024, 300, 2)
     stream = torch.cuda.current_stream().cuda_stream
     forced = cuda_backend._int8_call(x, CB, SCB, bias, 6.0, None, 0, 256, stream)
     auto = cuda_backend._int8_call(x, CB, SCB, bias, 6.0, None, 0, 256, stream, auto=True)
@@ -154,9 +129,9 @@ def test_prepared_and_replayed_auto_calls_hand_over_per_input(
     plan = forced_plan(tokens, 1, weight_rows)
     monkeypatch.setattr(cuda_backend, "prefers_weight_only", lambda x, CB: False)
     m, k, n = 48, 2048, 320
-    CB, SCB, bias = _layer(7, k, n, torch.float16)
+    _, CB, SCB, bias = layer_of(k, n, 7)
     above = cuda_backend._hand_over_above(torch.empty(m, k, device="cuda").half(), CB, plan)
-    inputs = [_input(10 + c, m, k, c, torch.float16)[0] for c in (3, above + 40, 0, k, above)]
+    inputs = [with_columns(m, k, c, 10 + c)[0] for c in (3, above + 40, 0, k, above)]
     eager = [cuda_backend.int8_linear(x, CB, SCB, bias, 6.0, None, auto=True) for x in inputs]
     prepared = cuda_backend.prepare_linear(inputs[0], CB, SCB, bias, 6.0, None, "auto")
     assert prepared is not None
