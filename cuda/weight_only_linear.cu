@@ -261,7 +261,8 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
   INSTANTIATE(T, 2, 1, 1, 2, ALIGNED, 0) INSTANTIATE(T, 1, 1, 2, 2, ALIGNED, 0)                   \
   INSTANTIATE(T, 1, 2, 1, 1, ALIGNED, 0) INSTANTIATE(T, 2, 2, 1, 1, ALIGNED, 0)                   \
   INSTANTIATE(T, 2, 2, 2, 1, ALIGNED, 0) INSTANTIATE(T, 2, 2, 4, 1, ALIGNED, 0)
-#define INSTANTIATE_STAGED(T) INSTANTIATE(T, 1, 1, 1, 1, true, 4) INSTANTIATE(T, 2, 2, 1, 1, true, 4)
+#define INSTANTIATE_STAGED(T) \
+  INSTANTIATE(T, 1, 1, 1, 1, true, 4) INSTANTIATE(T, 2, 2, 1, 1, true, 4) INSTANTIATE(T, 1, 2, 1, 1, true, 4)
 INSTANTIATE_TILES(__half, true)
 INSTANTIATE_TILES(__half, false)
 INSTANTIATE_TILES(__nv_bfloat16, true)

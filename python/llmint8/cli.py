@@ -74,6 +74,7 @@ def _bench(args: argparse.Namespace) -> int:
         plot=args.plot,
         outliers=args.outliers,
         rows=args.rows,
+        shapes=args.shapes,
     )  # fmt: skip  (prints rows)
     if args.plot:
         print(f"plot: {args.plot}")
@@ -115,6 +116,12 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def _weight_shape(text: str) -> tuple[int, int]:
+    from .tools.bench import weight_shape
+
+    return weight_shape(text)
 
 
 def _output(suffix=None):
@@ -253,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--rows", metavar="M", type=_positive, nargs="+", default=None,
         help="these row counts (tokens) instead of the grid's",
+    )  # fmt: skip
+    bench.add_argument(
+        "--shapes", metavar="KxN", type=_weight_shape, nargs="+", default=None,
+        help="these weight shapes (in by out features, e.g. 4096x11008) instead of the grid's",
     )  # fmt: skip
     bench.add_argument(
         "--outliers", action="store_true",

@@ -583,6 +583,39 @@ def test_weight_only_plan_takes_the_tma_kernel_for_9_to_16_rows_of_wide_weights(
         assert torch.equal(captured, registers)
 
 
+def test_weight_only_plan_takes_the_narrow_ring_where_its_blocks_fit_one_per_sm():
+    """9-16 rows by weights of up to 16 rows per SM take the ring tile of 16-row blocks (the
+    32-row ring's blocks would leave SMs idle); more weight rows, more token blocks or up to 8
+    rows keep the other ring tiles; the launch of a 2048-row layer runs the narrow ring and gives
+    its register twin's bits."""
+    index = torch.cuda.current_device()
+    narrow = cuda_backend.WEIGHT_ONLY_NARROW_RING_TILES[2]
+    rings = cuda_backend.WEIGHT_ONLY_RING_TILES
+    if not cuda_backend.weight_only_tile_fits(index, narrow):
+        pytest.skip("the narrow ring tile's shared memory does not fit this GPU")
+    sms = cuda_backend.sm_count(index)
+    cuda_backend._weight_only_tiles.clear()
+    assert cuda_backend.weight_only_tiles(index, 16, 16 * sms) == narrow
+    assert cuda_backend.weight_only_tiles(index, 9, 16 * sms - 5) == narrow
+    assert cuda_backend.weight_only_tiles(index, 16, 16 * sms + 16) == rings[2]
+    assert cuda_backend.weight_only_tiles(index, 32, 16 * sms) != narrow
+    assert cuda_backend.weight_only_tiles(index, 8, 16 * sms) == rings[1]
+    n = min(2048, 16 * sms)
+    torch.manual_seed(12)
+    layer = llmint8.nn.Linear8bitLt(512, n, has_fp16_weights=False, threshold=6.0).cuda()
+    weight = layer.weight
+    with torch.no_grad():
+        x = torch.randn(16, 512, device="cuda", dtype=torch.float16)
+        launch = cuda_backend._weight_only_launch(x, weight, weight.SCB, layer.bias, 0, n)
+        name = cuda_backend.weight_only_name("__half", narrow, True)
+        assert launch.kernel is cuda_backend.kernel(index, "weight_only_linear.cu", name)
+        twin = (*narrow[:4], 0)
+        registers = cuda_backend.weight_only_linear(
+            x, weight.data, weight.SCB, layer.bias, tiles=twin
+        )
+        assert torch.equal(layer(x), registers)
+
+
 def test_weight_only_plan_splits_k_for_17_to_32_rows_of_long_narrow_weights():
     """17-32 rows by weights of fewer than TMA_MIN_WEIGHT_ROWS rows and at least TMA_SPLIT_MIN_K
     columns run weight_only_tma.cu's 32-token tile with K split in two, eager, prepared and

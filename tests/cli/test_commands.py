@@ -140,6 +140,8 @@ def test_bench_on_cpu_prints_the_table_and_plots(tmp_path):
         (lambda d, t: ["bench", "--device", "tpu"], "--device"),
         (lambda d, t: ["bench", "--rows", "0"], "--rows"),
         (lambda d, t: ["bench", "--outliers", "--rows", "0"], "--rows"),
+        (lambda d, t: ["bench", "--shapes", "4096"], "--shapes"),
+        (lambda d, t: ["bench", "--shapes", "0x16"], "--shapes"),
         (lambda d, t: ["quantize", t / "f64.safetensors", t / "o.safetensors"], "float64 weights"),
         (lambda d, t: ["quantize", t / "norms.safetensors", t / "o.safetensors"], "no linear"),
     ],

@@ -52,6 +52,7 @@ from .cuda_kernels import (
     WEIGHT_ONLY_GEMM_K_TILE,
     WEIGHT_ONLY_GEMM_SPLITS,
     WEIGHT_ONLY_GEMM_TILES,
+    WEIGHT_ONLY_NARROW_RING_TILES,
     WEIGHT_ONLY_RING_TILES,
     WEIGHT_ONLY_TILES,
     WEIGHT_ONLY_TMA_TILES,
@@ -948,6 +949,8 @@ def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") ->
     fits on the GPU and its blocks fit one wave of its resident slots, that tile: its warps keep
     STAGES - 1 chunks in flight from shared memory, which pays where few blocks stream the
     weight; blocks in waves do as well with the register tiles, which fit more blocks per SM.
+    Before it, the narrower ring tile (WEIGHT_ONLY_NARROW_RING_TILES) where its blocks fit one
+    per SM: on weights of few rows the wider tile's blocks leave SMs idle.
     Otherwise the register tile of least estimated cost: the weight bytes plus the activation
     re-reads (each block reads its tokens' rows once: 2 * tokens / rows-per-block times the
     weight bytes, at ACTIVATION_REREAD_COST of a weight byte's cost), over the fill of the GPU's
@@ -970,6 +973,12 @@ def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") ->
         blocks = _ceil(n, 16 * row_tiles * warp_rows) * _ceil(m, 8 * token_tiles)
         return blocks, _resident_blocks(index, name, "weight_only_linear.cu", shared) * sms
 
+    narrow = WEIGHT_ONLY_NARROW_RING_TILES.get(token_tiles)
+    if narrow is not None:
+        blocks, slots = blocks_and_slots(narrow)
+        if blocks <= min(slots, sms):
+            _weight_only_tiles[key] = narrow
+            return narrow
     ring = WEIGHT_ONLY_RING_TILES[token_tiles]
     blocks, slots = blocks_and_slots(ring)
     if blocks <= slots:

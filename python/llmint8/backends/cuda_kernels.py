@@ -457,7 +457,7 @@ def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
 WEIGHT_ONLY_TILES = (
     (1, 1, 1, 1, 0), (2, 1, 1, 1, 0), (4, 1, 1, 1, 0), (1, 1, 1, 2, 0), (2, 1, 1, 2, 0),
     (1, 1, 2, 2, 0), (1, 2, 1, 1, 0), (2, 2, 1, 1, 0), (2, 2, 2, 1, 0), (2, 2, 4, 1, 0),
-    (1, 1, 1, 1, 4), (2, 2, 1, 1, 4),
+    (1, 1, 1, 1, 4), (2, 2, 1, 1, 4), (1, 2, 1, 1, 4),
 )  # fmt: skip
 """weight_only_linear.cu's (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN, STAGES) instantiations: row
 and token tiles of 16 weight rows and 8 tokens per warp, warps in WARP_ROWS groups of rows (the
@@ -467,6 +467,11 @@ ones run the same tile with STAGES = 0)."""
 WEIGHT_ONLY_RING_TILES = {1: (1, 1, 1, 1, 4), 2: (2, 2, 1, 1, 4)}
 """The ring tile weight_only_tiles takes for one and two token tiles where its blocks fit one
 wave (benches/weight-only-h200.md)."""
+WEIGHT_ONLY_NARROW_RING_TILES = {2: (1, 2, 1, 1, 4)}
+"""The ring tile weight_only_tiles takes before WEIGHT_ONLY_RING_TILES' for two token tiles where
+its blocks fit one per SM: weights of up to 16 rows per SM (2048 on 132 SMs), where the wider
+tile's blocks would leave half the SMs idle (benches/NOTES.md v52: 4096×2048 at 16 rows 8.2 ->
+6.5 µs; on 4096 rows, two blocks per SM, it measured slower than the wider tile)."""
 WEIGHT_ONLY_TYPES = ("__half", "__nv_bfloat16")
 
 

@@ -4,7 +4,8 @@ eager and replayed from a CUDA graph. `ours t=6` is the default layer (``arithme
 weight-only int8 for few rows, LLM.int8() else); `int8 t=6` and `ours t=0` force LLM.int8().
 On the CPU: fp32 nn.Linear vs llmint8 at thresholds 0 and 6.
 
-    llmint8 bench [--quick] [--rows M ...] [--device cuda:0] [--out results.md] [--plot chart.png]
+    llmint8 bench [--quick] [--shapes KxN ...] [--rows M ...] [--device cuda:0] [--out results.md]
+        [--plot chart.png]
     python benches/linear.py ...   (the same)
 
 Times are medians after warm-up (µs per call; CUDA events on a GPU, the host clock on the CPU).
@@ -196,8 +197,8 @@ def _table(title, header, rows_fn, grid):
     return lines
 
 
-def gpu_table(device, quick, rows=None):
-    grid = GRID[::3] if quick else GRID
+def gpu_table(device, quick, rows=None, shapes=None):
+    grid = shapes or (GRID[::3] if quick else GRID)
     rows = rows or ([1, 16, 128, 4096] if quick else ROWS)
     with torch.cuda.device(device):
         bandwidth = copy_bandwidth()
@@ -263,8 +264,8 @@ def interleaved_us(fns, min_rounds=9, max_rounds=80, tolerance=0.03, budget_s=4.
     return [statistics.median(s) for s in samples], (q1, statistics.median(ratios), q3), len(ratios)
 
 
-def cpu_table(quick, rows=None):
-    grid = CPU_GRID[:1] if quick else CPU_GRID
+def cpu_table(quick, rows=None, shapes=None):
+    grid = shapes or (CPU_GRID[:1] if quick else CPU_GRID)
     rows = rows or ([1, 16] if quick else CPU_ROWS)
     title = (
         f"CPU ({torch.get_num_threads()} threads); µs per call (median). fp32: nn.Linear in fp32; "
@@ -296,10 +297,13 @@ def cpu_table(quick, rows=None):
     return _table(title, header, rows_for, grid)
 
 
-def run_bench(device=None, quick=False, out=None, plot=None, outliers=False, rows=None) -> str:
+def run_bench(
+    device=None, quick=False, out=None, plot=None, outliers=False, rows=None, shapes=None
+) -> str:
     """`llmint8 bench`: runs the layer grid on `device` (default: the first GPU, else the CPU;
     `quick`: a small grid; `rows`: these row counts M instead of the grid's), prints each row as
-    it is measured and returns the markdown table;
+    it is measured and returns the markdown table; `shapes`: these (K, N) weight shapes instead
+    of the grid's);
     `out` also writes it, `plot` writes the speed-up chart (PNG). `outliers`: instead, the sweep
     over the number of outlier columns (`llmint8.tools.bench_outliers`), at `rows` where given."""
     torch.manual_seed(0)
@@ -309,11 +313,11 @@ def run_bench(device=None, quick=False, out=None, plot=None, outliers=False, row
     if outliers:
         from .bench_outliers import outlier_sweep_table
 
-        lines = outlier_sweep_table(device, quick, rows)
+        lines = outlier_sweep_table(device, quick, rows, shapes)
     elif device.type == "cuda":
-        lines = gpu_table(device, quick, rows)
+        lines = gpu_table(device, quick, rows, shapes)
     else:
-        lines = cpu_table(quick, rows)
+        lines = cpu_table(quick, rows, shapes)
     table = "\n".join(lines) + "\n"
     if out:
         from .outputs import write_atomically
@@ -334,8 +338,22 @@ def main(argv=None):
     parser.add_argument("--plot", default=None, help="also write a speed-up chart (PNG)")
     parser.add_argument("--outliers", action="store_true", help="the outlier-column sweep")
     parser.add_argument("--rows", type=row_count, nargs="+", help="row counts M (the grid's)")
+    parser.add_argument(
+        "--shapes", type=weight_shape, nargs="+", help="weight shapes KxN (the grid's)"
+    )
     args = parser.parse_args(argv)
-    run_bench(args.device, args.quick, args.out, args.plot, args.outliers, args.rows)
+    run_bench(args.device, args.quick, args.out, args.plot, args.outliers, args.rows, args.shapes)
+
+
+def weight_shape(text: str) -> tuple[int, int]:
+    """An argparse type: a weight shape KxN (in features by out features, whole numbers of at
+    least 1), as the tables print it (x or ×)."""
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"must be KxN (in by out features, e.g. 4096x11008), got {text!r}"
+        )
+    return int(parts[0]), int(parts[1])
 
 
 def row_count(text: str) -> int:

@@ -42,13 +42,13 @@ def inputs_with_outliers(m: int, k: int, c: int, device, dtype, generator) -> to
     return x
 
 
-def outlier_sweep_table(device: torch.device, quick: bool, rows=None) -> list[str]:
+def outlier_sweep_table(device: torch.device, quick: bool, rows=None, shapes=None) -> list[str]:
     """The sweep's table on `device` (`quick`: its first row count only; `rows`: these row
-    counts instead of the sweep's)."""
+    counts instead of the sweep's; `shapes`: these (K, N) weight shapes instead of its own)."""
     from .bench import _table, bnb_layer, graph_us, host_median_us, median_us, ours, rel_error
 
     gpu = device.type == "cuda"
-    shapes = GPU_SHAPES if gpu else CPU_SHAPES
+    shapes = shapes or (GPU_SHAPES if gpu else CPU_SHAPES)
     if rows is None:
         rows = (GPU_ROWS if gpu else CPU_ROWS)[:1] if quick else (GPU_ROWS if gpu else CPU_ROWS)
     dtype = torch.float16 if gpu else torch.float32
