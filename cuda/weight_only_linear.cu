@@ -252,17 +252,19 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
       int);
 // The tiles benches/kernel_choice.py --weight-only found worth having (four token tiles, deeper
 // register pipelines and two-chunk spans with two token tiles cost registers, hence occupancy,
-// and measured slower at every shape) with the register pipeline, aligned or not; and the two
-// ring tiles the plan takes where their blocks fit one wave (a dozen others measured no better;
-// benches/NOTES.md v17).
+// and measured slower at every shape) with the register pipeline, aligned or not; and the ring
+// tiles the plan takes where their blocks fit one wave (a dozen others measured no better;
+// benches/NOTES.md v17), among them the 16-row one for two token tiles on weights of few rows
+// (v52).
 #define INSTANTIATE_TILES(T, ALIGNED)                                                            \
   INSTANTIATE(T, 1, 1, 1, 1, ALIGNED, 0) INSTANTIATE(T, 2, 1, 1, 1, ALIGNED, 0)                   \
   INSTANTIATE(T, 4, 1, 1, 1, ALIGNED, 0) INSTANTIATE(T, 1, 1, 1, 2, ALIGNED, 0)                   \
   INSTANTIATE(T, 2, 1, 1, 2, ALIGNED, 0) INSTANTIATE(T, 1, 1, 2, 2, ALIGNED, 0)                   \
   INSTANTIATE(T, 1, 2, 1, 1, ALIGNED, 0) INSTANTIATE(T, 2, 2, 1, 1, ALIGNED, 0)                   \
   INSTANTIATE(T, 2, 2, 2, 1, ALIGNED, 0) INSTANTIATE(T, 2, 2, 4, 1, ALIGNED, 0)
-#define INSTANTIATE_STAGED(T) \
-  INSTANTIATE(T, 1, 1, 1, 1, true, 4) INSTANTIATE(T, 2, 2, 1, 1, true, 4) INSTANTIATE(T, 1, 2, 1, 1, true, 4)
+#define INSTANTIATE_STAGED(T)                                             \
+  INSTANTIATE(T, 1, 1, 1, 1, true, 4) INSTANTIATE(T, 2, 2, 1, 1, true, 4) \
+  INSTANTIATE(T, 1, 2, 1, 1, true, 4)
 INSTANTIATE_TILES(__half, true)
 INSTANTIATE_TILES(__half, false)
 INSTANTIATE_TILES(__nv_bfloat16, true)

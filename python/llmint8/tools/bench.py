@@ -301,11 +301,11 @@ def run_bench(
     device=None, quick=False, out=None, plot=None, outliers=False, rows=None, shapes=None
 ) -> str:
     """`llmint8 bench`: runs the layer grid on `device` (default: the first GPU, else the CPU;
-    `quick`: a small grid; `rows`: these row counts M instead of the grid's), prints each row as
-    it is measured and returns the markdown table; `shapes`: these (K, N) weight shapes instead
-    of the grid's);
-    `out` also writes it, `plot` writes the speed-up chart (PNG). `outliers`: instead, the sweep
-    over the number of outlier columns (`llmint8.tools.bench_outliers`), at `rows` where given."""
+    `quick`: a small grid; `rows`: these row counts M instead of the grid's; `shapes`: these (K,
+    N) weight shapes instead of the grid's), prints each row as it is measured and returns the
+    markdown table; `out` also writes it, `plot` writes the speed-up chart (PNG). `outliers`:
+    instead, the sweep over the number of outlier columns (`llmint8.tools.bench_outliers`), at
+    `rows` and `shapes` where given."""
     torch.manual_seed(0)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
