@@ -5,11 +5,25 @@
 //! values at a time are sign-extended to int16 and multiplied in pairs into int32 (`vpmaddwd`:
 //! exact, no saturation: a pair sums to at most 2 * 128 * 128); elsewhere a portable loop.
 //! Sums wrap in int32 as the GPU's and torch's int32 accumulators do (only past k = 131072 at
-//! int8's extremes).
+//! int8's extremes). Where sharing is enabled (`openmp::share_threads`), the threads are those of
+//! the OpenMP runtime the process has loaded instead of rayon's.
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::openmp;
+
+/// The sums' rows (and the picked weight columns), written by threads each in its own range.
+struct Shared<T>(*mut T);
+// SAFETY: the threads write disjoint ranges (see `product`).
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Where value `start` lies.
+    fn at(&self, start: usize) -> *mut T {
+        self.0.wrapping_add(start)
+    }
+}
 
 /// Weight rows one thread task takes: enough to amortise the task, few enough to balance.
 const ROWS_PER_TASK: usize = 64;
@@ -23,12 +37,30 @@ const ROW_BLOCK: usize = 4;
 
 /// `a` [rows, k] times `b` [n, k] transposed into `out` [rows, n], all row-major.
 pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Result<Vec<i32>> {
+    product(a, rows, b, n, k, &[]).map(|(sums, _)| sums)
+}
+
+/// `int8_product`, and the weight's columns `cols` [n, cols.len()] (row-major) picked while its
+/// rows stream through the product. Columns must lie below k.
+pub fn product(
+    a: &[i8],
+    rows: usize,
+    b: &[i8],
+    n: usize,
+    k: usize,
+    cols: &[usize],
+) -> Result<(Vec<i32>, Vec<i8>)> {
     if a.len() != rows * k || b.len() != n * k {
         return Err(Error::Shape(format!(
             "int8 product: {} activation values for [{rows}, {k}] and {} weight values for \
              [{n}, {k}]",
             a.len(),
             b.len()
+        )));
+    }
+    if let Some(&col) = cols.iter().find(|&&c| c >= k) {
+        return Err(Error::Outliers(format!(
+            "column {col} of a weight with {k} columns"
         )));
     }
     // The activations as int16, each row padded with zeros to whole pieces of 16.
@@ -39,29 +71,55 @@ pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Resu
             *w = i16::from(v);
         }
     }
-    // Computed transposed ([n, rows]: each task writes whole rows), then laid out [rows, n].
+    // Computed transposed ([n, rows]: each range of weight rows writes whole rows), then laid
+    // out [rows, n].
     let mut transposed = vec![0i32; n * rows];
-    if rows > 0 && k > 0 {
-        let task = |(sums, weights): (&mut [i32], &[i8])| {
-            for (sum_row, weight_row) in sums.chunks_mut(rows).zip(weights.chunks(k)) {
-                weight_row_times_activations(&wide, padded, weight_row, sum_row);
-            }
+    let c = cols.len();
+    let mut picked = vec![0i8; n * c];
+    let (sums, picks) = (Shared(transposed.as_mut_ptr()), Shared(picked.as_mut_ptr()));
+    // Weight rows start .. end: their sums and picked columns.
+    let range = |start: usize, end: usize| {
+        // SAFETY: the ranges run by different threads are disjoint, inside `transposed` and
+        // `picked`, which outlive every call.
+        let (sums, picked) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(sums.at(start * rows), (end - start) * rows),
+                std::slice::from_raw_parts_mut(picks.at(start * c), (end - start) * c),
+            )
         };
-        let (sum_rows, weight_rows) = (ROWS_PER_TASK * rows, ROWS_PER_TASK * k);
-        if rows * n * k >= PARALLEL_PRODUCTS {
-            transposed
-                .par_chunks_mut(sum_rows)
-                .zip(b.par_chunks(weight_rows))
-                .for_each(task);
-        } else {
-            transposed
-                .chunks_mut(sum_rows)
-                .zip(b.chunks(weight_rows))
-                .for_each(task);
+        for (j, weight_row) in b[start * k..end * k].chunks(k.max(1)).enumerate() {
+            if rows > 0 && k > 0 {
+                weight_row_times_activations(
+                    &wide,
+                    padded,
+                    weight_row,
+                    &mut sums[j * rows..][..rows],
+                );
+            }
+            for (pick, &col) in picked[j * c..][..c].iter_mut().zip(cols) {
+                *pick = weight_row[col];
+            }
         }
+    };
+    if k > 0 && rows * n * k >= PARALLEL_PRODUCTS {
+        match openmp::runtime().filter(|omp| omp.max_threads() > 1) {
+            // Each thread of the region a contiguous range of weight rows.
+            Some(omp) => omp.parallel(&|thread, threads| {
+                let per = n.div_ceil(threads);
+                let start = (thread * per).min(n);
+                range(start, (start + per).min(n));
+            }),
+            None => (0..n.div_ceil(ROWS_PER_TASK))
+                .into_par_iter()
+                .for_each(|task| {
+                    range(task * ROWS_PER_TASK, ((task + 1) * ROWS_PER_TASK).min(n));
+                }),
+        }
+    } else if k > 0 {
+        range(0, n);
     }
     if rows <= 1 {
-        return Ok(transposed); // [n, 1] is [1, n]
+        return Ok((transposed, picked)); // [n, 1] is [1, n]
     }
     let mut out = vec![0i32; rows * n];
     for (j, sums) in transposed.chunks(rows).enumerate() {
@@ -69,7 +127,7 @@ pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Resu
             out[i * n + j] = s;
         }
     }
-    Ok(out)
+    Ok((out, picked))
 }
 
 /// `sums[i] = dot(activation row i, weight_row)` for every activation row.

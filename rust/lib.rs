@@ -7,9 +7,11 @@
 pub mod dtype;
 pub mod error;
 pub mod format;
+pub mod int8_linear;
 pub mod int8_product;
 pub mod layout;
 pub mod metadata;
+pub mod openmp;
 pub mod outliers;
 pub mod pack;
 pub mod reader;

@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use crate::dtype;
 use crate::error::Error;
 use crate::format::{self, TensorRef};
+use crate::int8_linear as linear;
 use crate::int8_product as product;
 use crate::metadata;
 use crate::outliers::{self, OutlierStats};
@@ -288,6 +289,101 @@ fn int8_product<'py>(
     PyArray1::from_vec(py, out).reshape([rows, n])
 }
 
+/// The scaled product [rows, n], the outlier columns found and the weight's outlier columns
+/// [n, columns].
+type ScaledProduct<'py> = (
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray2<i8>>,
+);
+
+/// LLM.int8()'s quantized part on the CPU (`int8_linear`): C-contiguous activations `x` [rows, k]
+/// as float32 values or float16 / bfloat16 bits (`kind`: "float32", "float16", "bfloat16"), the
+/// weight's int8 rows `cb` [n, k] and scales `scb` [n], outlier columns from `threshold` or the
+/// ascending-or-not `static_cols`. Returns the scaled product [rows, n] float32, the outlier
+/// columns found (int64, ascending; empty with static columns) and the weight's outlier columns
+/// (found or static) [n, columns] int8.
+#[pyfunction]
+#[pyo3(signature = (x, kind, cb, scb, threshold, static_cols = None))]
+fn int8_linear<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    kind: &str,
+    cb: PyReadonlyArray2<'py, i8>,
+    scb: PyReadonlyArray1<'py, f32>,
+    threshold: f32,
+    static_cols: Option<PyReadonlyArray1<'py, i64>>,
+) -> PyResult<ScaledProduct<'py>> {
+    let (n, k) = (cb.shape()[0], cb.shape()[1]);
+    let cb = c_contiguous(&cb, "int8 linear: cb")?;
+    let scb = scb
+        .as_slice()
+        .map_err(|_| ShapeError::new_err("int8 linear: scb must be contiguous"))?;
+    let cols: Option<Vec<usize>> = match &static_cols {
+        None => None,
+        Some(cols) => Some(
+            cols.as_array()
+                .iter()
+                .map(|&c| usize::try_from(c))
+                .collect::<Result<_, _>>()
+                .map_err(|_| OutlierError::new_err("int8 linear: a negative outlier column"))?,
+        ),
+    };
+    let outliers = match &cols {
+        Some(cols) => linear::Outliers::Static(cols),
+        None => linear::Outliers::Threshold(threshold),
+    };
+    let forward = |values: linear::Activations, rows: usize, xk: usize| {
+        if xk != k {
+            return Err(ShapeError::new_err(format!(
+                "int8 linear: x has {xk} columns and cb [{n}, {k}]"
+            )));
+        }
+        py.detach(|| linear::int8_linear(values, rows, k, cb, n, scb, outliers))
+            .map(|f| (rows, f))
+            .map_err(PyErr::from)
+    };
+    let (rows, result) = match kind {
+        "float32" => {
+            let x: PyReadonlyArray2<f32> = x.extract()?;
+            let (rows, xk) = (x.shape()[0], x.shape()[1]);
+            forward(
+                linear::Activations::F32(c_contiguous(&x, "int8 linear: x")?),
+                rows,
+                xk,
+            )?
+        }
+        "float16" | "bfloat16" => {
+            let x: PyReadonlyArray2<u16> = x.extract()?;
+            let (rows, xk) = (x.shape()[0], x.shape()[1]);
+            let bits = c_contiguous(&x, "int8 linear: x")?;
+            let values = if kind == "float16" {
+                linear::Activations::F16(bits)
+            } else {
+                linear::Activations::Bf16(bits)
+            };
+            forward(values, rows, xk)?
+        }
+        other => {
+            return Err(ShapeError::new_err(format!(
+                "int8 linear: activations of kind {other:?} (float32, float16 or bfloat16)"
+            )))
+        }
+    };
+    let out = PyArray1::from_vec(py, result.out).reshape([rows, n])?;
+    let picked = result.weight_cols.len().checked_div(n).unwrap_or(0);
+    let weight_cols = PyArray1::from_vec(py, result.weight_cols).reshape([n, picked])?;
+    let cols = result.outlier_cols.into_iter().map(|c| c as i64).collect();
+    Ok((out, PyArray1::from_vec(py, cols), weight_cols))
+}
+
+/// Whether the CPU products' threads are those of the OpenMP runtime the process has loaded
+/// (`enable`, where one is loaded) rather than rayon's; returns whether they are now.
+#[pyfunction]
+fn share_openmp_threads(enable: bool) -> bool {
+    crate::openmp::share_threads(enable)
+}
+
 fn to_i64(indices: Vec<u32>) -> Vec<i64> {
     indices.into_iter().map(i64::from).collect()
 }
@@ -422,6 +518,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sorted_unique, m)?)?;
     m.add_function(wrap_pyfunction!(union_indices, m)?)?;
     m.add_function(wrap_pyfunction!(int8_product, m)?)?;
+    m.add_function(wrap_pyfunction!(int8_linear, m)?)?;
+    m.add_function(wrap_pyfunction!(share_openmp_threads, m)?)?;
     m.add_class::<PyOutlierStats>()?;
     Ok(())
 }

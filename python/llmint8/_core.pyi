@@ -52,6 +52,16 @@ def sorted_unique(indices: npt.NDArray[np.int64], n_cols: int) -> npt.NDArray[np
 def union_indices(
     a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], n_cols: int
 ) -> npt.NDArray[np.int64]: ...
+def int8_linear(
+    x: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    kind: str,
+    cb: npt.NDArray[np.int8],
+    scb: npt.NDArray[np.float32],
+    threshold: float,
+    static_cols: npt.NDArray[np.int64] | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int8]]: ...
+def share_openmp_threads(enable: bool) -> bool: ...
+def int8_product(a: npt.NDArray[np.int8], b: npt.NDArray[np.int8]) -> npt.NDArray[np.int32]: ...
 
 class OutlierStats:
     def __init__(self, n_cols: int) -> None: ...

@@ -98,9 +98,92 @@ def test_int8_linear_keeps_the_bits_of_the_int32_product(m, threshold):
     CB, SCB = llmint8.functional.quantize_weight(weight)
     bias = torch.randn(300, generator=generator)
     got = cpu.int8_linear(x, CB, SCB, bias, threshold, None)
-    with mock.patch.object(cpu, "int8_matmul", lambda a, b: torch._int_mm(a, b.t())):
+    with (
+        mock.patch.object(cpu, "int8_matmul", lambda a, b: torch._int_mm(a, b.t())),
+        mock.patch.object(cpu, "uses_core_product", lambda m, n, k: False),
+    ):
         before = cpu.int8_linear(x, CB, SCB, bias, threshold, None)
     assert torch.equal(got, before)
+
+
+def _torch_ops_forward(x, CB, SCB, bias, threshold, cols):
+    """The backend's forward through its PyTorch ops (`quantize_rows`, the scaling), the product
+    exact in float BLAS slices: what the core's forward must give bit for bit."""
+    with mock.patch.object(cpu, "uses_core_product", lambda m, n, k: False):
+        return cpu.int8_linear(x, CB, SCB, bias, threshold, cols)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(0, 9),
+    k=st.sampled_from([0, 1, 15, 16, 17, 100, 1040]),
+    n=st.integers(0, 24),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]),
+    threshold=st.sampled_from([0.0, -1.0, 1.5, 6.0, float("nan")]),
+    static=st.booleans(),
+    special=st.sampled_from([None, float("nan"), float("inf"), -float("inf"), 0.0]),
+    with_bias=st.booleans(),
+)
+def test_the_cores_forward_gives_the_bits_of_the_torch_ops(
+    seed, m, k, n, dtype, threshold, static, special, with_bias
+):
+    """Where the core multiplies, it also quantizes and scales (`_core.int8_linear`): every
+    output the same bits as the backend's PyTorch ops give (NaN where they give NaN), with
+    thresholds that find columns or not, static columns, float32 / float16 / bfloat16 inputs,
+    rows of zeros, NaN and infinities."""
+    generator = torch.Generator().manual_seed(seed)
+    x = (torch.randn(m, k, generator=generator) * 3).to(dtype)
+    if special is not None and m and k:
+        x[m // 2, k // 3] = special
+    if m > 1:
+        x[-1] = 0.0
+    CB, SCB = llmint8.functional.quantize_weight(torch.randn(n, k, generator=generator))
+    bias = torch.randn(n, generator=generator).to(dtype) if with_bias else None
+    cols = None
+    if static and k:
+        cols = torch.randint(0, k, (min(k, 3),), generator=generator)
+    assert cpu.uses_core_product(m, n, k)
+    got = cpu.int8_linear(x, CB, SCB, bias, threshold, cols)
+    want = _torch_ops_forward(x, CB, SCB, bias, threshold, cols)
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape == (m, n)
+    torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("m", [1, 16, 64])
+def test_the_cores_forward_on_a_layer_with_outliers(m):
+    """A 4096-column layer with planted outlier columns: the core's forward (threaded product
+    past 2**25 products) gives the PyTorch ops' bits and finds the planted columns."""
+    generator = torch.Generator().manual_seed(m)
+    x = torch.randn(m, 4096, generator=generator).half()
+    x[:, [5, 900, 4095]] *= 20
+    x[0, [5, 900, 4095]] = torch.tensor([7.0, -9.0, 12.0]).half()  # outliers in every call
+    CB, SCB = llmint8.functional.quantize_weight(torch.randn(1024, 4096, generator=generator))
+    bias = torch.randn(1024, generator=generator).half()
+    _, found, picked = cpu._core_scaled_product(x, CB, SCB, 6.0, None)
+    assert torch.equal(picked, CB[:, found])
+    assert {5, 900, 4095} <= set(found.tolist())
+    got = cpu.int8_linear(x, CB, SCB, bias, 6.0, None)
+    assert torch.equal(got, _torch_ops_forward(x, CB, SCB, bias, 6.0, None))
+
+
+def test_the_cores_forward_refuses_what_does_not_fit():
+    x, CB = np.zeros((2, 8), dtype=np.float32), np.zeros((3, 8), dtype=np.int8)
+    SCB = np.ones(3, dtype=np.float32)
+    with pytest.raises(llmint8.ShapeError, match="x has 9 columns"):
+        _core.int8_linear(np.zeros((2, 9), dtype=np.float32), "float32", CB, SCB, 6.0)
+    with pytest.raises(llmint8.ShapeError, match='kind "float64"'):
+        _core.int8_linear(x, "float64", CB, SCB, 6.0)
+    with pytest.raises(llmint8.ShapeError, match="C-contiguous"):
+        _core.int8_linear(np.zeros((8, 2), dtype=np.float32).T, "float32", CB, SCB, 6.0)
+    with pytest.raises(llmint8.ShapeError, match="scales"):
+        _core.int8_linear(x, "float32", CB, np.ones(2, dtype=np.float32), 6.0)
+    with pytest.raises(llmint8.OutlierError, match="column 8"):
+        _core.int8_linear(x, "float32", CB, SCB, 6.0, np.array([8], dtype=np.int64))
+    with pytest.raises(llmint8.OutlierError, match="negative"):
+        _core.int8_linear(x, "float32", CB, SCB, 6.0, np.array([-1], dtype=np.int64))
+    with pytest.raises(TypeError):
+        _core.int8_linear(x.astype(np.float64), "float32", CB, SCB, 6.0)
 
 
 def test_the_core_refuses_operands_that_do_not_fit():

@@ -7,6 +7,7 @@ of weight rows at a time (the dequantized copy never holds the whole weight).
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -15,6 +16,14 @@ from torch import Tensor
 from .. import _core
 
 INT8_MAX = 127.0
+
+# The core's threaded products run on the threads of torch's OpenMP runtime (a parallel region
+# of it) where torch has one: its workers keep spinning for milliseconds after each parallel torch
+# op, and a second pool beside them (rayon's) ran 2-5x slower on a 2-core machine
+# (benches/cpu.md). LLMINT8_SHARE_OPENMP=0 keeps rayon's.
+SHARES_OPENMP_THREADS = _core.share_openmp_threads(
+    torch.backends.openmp.is_available() and os.environ.get("LLMINT8_SHARE_OPENMP", "1") != "0"
+)
 
 
 def quantize_rows(
@@ -105,6 +114,11 @@ def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+# The activations the core's forward takes (`_core.int8_linear`), as numpy sees them: float32
+# values, or float16 / bfloat16 bits.
+_CORE_KINDS = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
 def int8_linear(
     x: Tensor,
     CB: Tensor,
@@ -116,16 +130,49 @@ def int8_linear(
 ) -> Tensor:
     """``x @ W.T + bias`` with W given by its int8 rows ``CB`` [N, K] and row absmax ``SCB`` [N].
     `auto` ("auto" arithmetic's call) changes nothing here: the CPU multiplies LLM.int8() at any
-    number of outlier columns."""
-    q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
-    accumulator = int8_matmul(q, CB)
-    out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)
+    number of outlier columns. Where the core multiplies (`uses_core_product`) it also quantizes
+    the activations and scales the sums in the same call (`_core.int8_linear`: the same float
+    operations in the same order as `quantize_rows` and the scaling below, so the same bits, and
+    no PyTorch op of its own before the product: torch's threads still spinning after one slowed
+    the core's threaded product 2-5x, benches/cpu.md)."""
+    (m, k), n = x.shape, CB.shape[0]
+    if uses_core_product(m, n, k) and x.dtype in _CORE_KINDS and SCB.dtype == torch.float32:
+        out, outlier_cols, picked = _core_scaled_product(x, CB, SCB, threshold, outlier_cols)
+    else:
+        q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
+        accumulator = int8_matmul(q, CB)
+        out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)
+        picked = None
     if outlier_cols.numel() > 0:
-        weight_cols = CB[:, outlier_cols].float() * (SCB[:, None] / INT8_MAX)
+        if picked is None:
+            picked = CB[:, outlier_cols]
+        weight_cols = picked.float() * (SCB[:, None] / INT8_MAX)
         out += x[:, outlier_cols].float() @ weight_cols.t()
     if bias is not None:
         out += bias.float()
     return out.to(x.dtype)
+
+
+def _core_scaled_product(
+    x: Tensor, CB: Tensor, SCB: Tensor, threshold: float, outlier_cols: Optional[Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The core's quantize, product and scaling of `x` by `CB`: (float32 [M, N], the outlier
+    columns: the static ones as given, else those `threshold` found, and `CB`'s values in them
+    [N, C], picked as its rows streamed through the product)."""
+    kind = _CORE_KINDS[x.dtype]
+    values = x.detach().contiguous()
+    if kind != "float32":
+        values = values.view(torch.int16)  # the bits; numpy has no bfloat16
+    array = values.numpy()
+    if kind != "float32":
+        array = array.view("uint16")
+    static = None if outlier_cols is None else outlier_cols.long()
+    out, found, picked = _core.int8_linear(
+        array, kind, CB.contiguous().numpy(), SCB.contiguous().numpy(), float(threshold),
+        None if static is None else static.contiguous().numpy(),
+    )  # fmt: skip
+    cols = static if static is not None else torch.from_numpy(found)
+    return torch.from_numpy(out), cols, torch.from_numpy(picked).reshape(CB.shape[0], len(cols))
 
 
 WEIGHT_ONLY_ROWS_PER_STEP = 1024

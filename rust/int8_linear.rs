@@ -1,0 +1,336 @@
+//! LLM.int8()'s forward on the CPU up to its float epilogue, in one call: the activations'
+//! row-wise absmax quantization with outlier columns taken out (found from a threshold, or given),
+//! the exact int8 product (`int8_product`) and the scaling of its int32 sums, with the same float
+//! operations in the same order as the CPU backend's PyTorch ops, so the outputs are the same
+//! bits. The outlier columns' own product and the bias stay with the caller.
+//!
+//! For X [rows, k] and the weight's int8 rows CB [n, k] with their absmax SCB [n]:
+//! - outlier columns: with static columns those, else with `threshold > 0` every column holding
+//!   an element with `|x| >= threshold` (such elements, not their columns, leave their row's
+//!   absmax), else none;
+//! - `absmax[i]`: the largest `|x[i][c]|` over the elements that count (NaN if any is NaN);
+//! - `q[i][c] = clamp(round_half_even(x * (127 * (1 / absmax[i]))), -127, 127)` (0 where
+//!   absmax is not positive; NaN to 0, infinities to +-127), 0 in the outlier columns;
+//! - `out[i][j] = (sum_c q[i][c] * CB[j][c]) as f32 * (absmax[i] / 127) * (SCB[j] / 127)`.
+
+use crate::error::{Error, Result};
+use crate::int8_product::product;
+
+/// The activations as they come: float32 values, or float16 / bfloat16 bit patterns.
+#[derive(Clone, Copy, Debug)]
+pub enum Activations<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+    Bf16(&'a [u16]),
+}
+
+impl Activations<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Activations::F32(v) => v.len(),
+            Activations::F16(v) | Activations::Bf16(v) => v.len(),
+        }
+    }
+
+    /// The values widened to float32 (exact).
+    fn to_f32(self) -> Vec<f32> {
+        match self {
+            Activations::F32(v) => v.to_vec(),
+            Activations::F16(v) => v
+                .iter()
+                .map(|&b| half::f16::from_bits(b).to_f32())
+                .collect(),
+            Activations::Bf16(v) => v
+                .iter()
+                .map(|&b| f32::from_bits(u32::from(b) << 16))
+                .collect(),
+        }
+    }
+}
+
+/// Where the outlier columns come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Outliers<'a> {
+    /// Every column holding an element of at least this magnitude (none if not positive).
+    Threshold(f32),
+    /// These columns, whatever the values.
+    Static(&'a [usize]),
+}
+
+/// The scaled product, the outlier columns found (ascending; empty for static columns, which
+/// the caller has) and the weight's outlier columns `[n, columns]` (found or static, in that
+/// order), picked as its rows stream through the product, for the caller's product of them.
+#[derive(Debug)]
+pub struct Forward {
+    pub out: Vec<f32>,
+    pub outlier_cols: Vec<usize>,
+    pub weight_cols: Vec<i8>,
+}
+
+/// LLM.int8()'s quantized part of `x` [rows, k] times `cb` [n, k] transposed, scaled: `out`
+/// [rows, n] row-major (see the module's documentation).
+pub fn int8_linear(
+    x: Activations,
+    rows: usize,
+    k: usize,
+    cb: &[i8],
+    n: usize,
+    scb: &[f32],
+    outliers: Outliers,
+) -> Result<Forward> {
+    if x.len() != rows * k || cb.len() != n * k || scb.len() != n {
+        return Err(Error::Shape(format!(
+            "int8 linear: {} activation values for [{rows}, {k}], {} weight values and {} \
+             scales for [{n}, {k}]",
+            x.len(),
+            cb.len(),
+            scb.len()
+        )));
+    }
+    let x = x.to_f32();
+    let mut is_outlier = vec![false; k];
+    let (threshold, static_cols) = match outliers {
+        Outliers::Static(cols) => {
+            for &c in cols {
+                *is_outlier.get_mut(c).ok_or_else(|| {
+                    Error::Outliers(format!("column {c} of an input with {k} columns"))
+                })? = true;
+            }
+            (None, cols)
+        }
+        Outliers::Threshold(t) if t > 0.0 => (Some(t), &[][..]),
+        Outliers::Threshold(_) => (None, &[][..]),
+    };
+    let mut absmax = vec![0f32; rows];
+    for (row, max) in x.chunks(k.max(1)).zip(absmax.iter_mut()) {
+        for (c, &v) in row.iter().enumerate() {
+            let mut magnitude = v.abs();
+            match threshold {
+                Some(t) if magnitude >= t => {
+                    is_outlier[c] = true;
+                    magnitude = 0.0;
+                }
+                None if is_outlier[c] => magnitude = 0.0,
+                _ => {}
+            }
+            if magnitude.is_nan() || magnitude > *max {
+                *max = if max.is_nan() { *max } else { magnitude };
+            }
+        }
+    }
+    let mut q = vec![0i8; rows * k];
+    for ((row, q_row), &max) in x.chunks(k.max(1)).zip(q.chunks_mut(k.max(1))).zip(&absmax) {
+        let inverse = if max > 0.0 { (1.0 / max) * 127.0 } else { 0.0 };
+        for ((&v, q), &outlier) in row.iter().zip(q_row.iter_mut()).zip(&is_outlier) {
+            if !outlier {
+                *q = quantize(v * inverse);
+            }
+        }
+    }
+    let outlier_cols: Vec<usize> = match threshold {
+        Some(_) => (0..k).filter(|&c| is_outlier[c]).collect(),
+        None => Vec::new(),
+    };
+    let picked = if threshold.is_some() {
+        &outlier_cols[..]
+    } else {
+        static_cols
+    };
+    let (sums, weight_cols) = product(&q, rows, cb, n, k, picked)?;
+    let column_scales: Vec<f32> = scb.iter().map(|&s| s / 127.0).collect();
+    let mut out = Vec::with_capacity(rows * n);
+    for (row_sums, &max) in sums.chunks(n.max(1)).zip(&absmax) {
+        let row_scale = max / 127.0;
+        out.extend(
+            row_sums
+                .iter()
+                .zip(&column_scales)
+                .map(|(&s, &column_scale)| s as f32 * row_scale * column_scale),
+        );
+    }
+    Ok(Forward {
+        out,
+        outlier_cols,
+        weight_cols,
+    })
+}
+
+/// `round_half_even(value)` as int8, clamped to [-127, 127]; NaN to 0.
+fn quantize(value: f32) -> i8 {
+    if value.is_nan() {
+        return 0;
+    }
+    value.round_ties_even().clamp(-127.0, 127.0) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The module's formulas, written out element by element (f64 where the result is exact).
+    fn reference(
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        cb: &[i8],
+        n: usize,
+        scb: &[f32],
+        t: f32,
+    ) -> Forward {
+        let mut cols = vec![false; k];
+        for i in 0..rows {
+            for c in 0..k {
+                if t > 0.0 && x[i * k + c].abs() >= t {
+                    cols[c] = true;
+                }
+            }
+        }
+        let mut out = vec![0f32; rows * n];
+        for i in 0..rows {
+            let row = &x[i * k..(i + 1) * k];
+            let counted = row
+                .iter()
+                .filter(|v| !(t > 0.0 && v.abs() >= t))
+                .map(|v| v.abs());
+            let max = counted.fold(0f32, |m, a| {
+                if m.is_nan() || a.is_nan() {
+                    f32::NAN
+                } else {
+                    m.max(a)
+                }
+            });
+            let inverse = if max > 0.0 { 127.0 * (1.0 / max) } else { 0.0 };
+            for j in 0..n {
+                let mut sum = 0i64;
+                for c in 0..k {
+                    if !cols[c] {
+                        sum += i64::from(quantize(row[c] * inverse)) * i64::from(cb[j * k + c]);
+                    }
+                }
+                out[i * n + j] = sum as i32 as f32 * (max / 127.0) * (scb[j] / 127.0);
+            }
+        }
+        let outlier_cols = (0..k).filter(|&c| cols[c]).collect();
+        Forward {
+            out,
+            outlier_cols,
+            weight_cols: Vec::new(),
+        }
+    }
+
+    fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_formulas(
+            rows in 0usize..6, n in 0usize..40, k in 0usize..70, seed in any::<u64>(),
+            scale in 0.0f32..30.0, threshold in -1.0f32..8.0,
+        ) {
+            let x = values(seed, rows * k, scale);
+            let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0).iter().map(|&v| v as i8).collect();
+            let scb: Vec<f32> = values(seed ^ 9, n, 4.0).iter().map(|v| v.abs() + 0.01).collect();
+            let got = int8_linear(
+                Activations::F32(&x), rows, k, &cb, n, &scb, Outliers::Threshold(threshold),
+            ).unwrap();
+            let expected = reference(&x, rows, k, &cb, n, &scb, threshold);
+            let picked: Vec<i8> = (0..n)
+                .flat_map(|j| expected.outlier_cols.iter().map(move |&c| (j, c)))
+                .map(|(j, c)| cb[j * k + c])
+                .collect();
+            prop_assert_eq!(&got.weight_cols, &picked);
+            prop_assert_eq!(got.outlier_cols, expected.outlier_cols);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&got.out), bits(&expected.out));
+        }
+    }
+
+    #[test]
+    fn half_precision_inputs_widen_exactly() {
+        let x: Vec<f32> = vec![0.5, -3.0, 7.25, 1.0 / 1024.0];
+        let f16: Vec<u16> = x
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        let bf16: Vec<u16> = x.iter().map(|&v| (v.to_bits() >> 16) as u16).collect();
+        let cb = [1i8, -2, 3, 127, 5, 6, -7, 8];
+        let scb = [2.0f32, 0.5];
+        let outliers = Outliers::Threshold(6.0);
+        let want = int8_linear(Activations::F32(&x), 1, 4, &cb, 2, &scb, outliers).unwrap();
+        for input in [Activations::F16(&f16), Activations::Bf16(&bf16)] {
+            let got = int8_linear(input, 1, 4, &cb, 2, &scb, outliers).unwrap();
+            assert_eq!(got.out, want.out);
+            assert_eq!(got.outlier_cols, vec![2]);
+        }
+    }
+
+    #[test]
+    fn static_columns_are_left_out_and_not_reported() {
+        let x = [100.0f32, 1.0, -2.0, 0.5];
+        let (cb, scb) = ([1i8, 1, 1, 1], [127.0f32]);
+        let got = int8_linear(
+            Activations::F32(&x),
+            1,
+            4,
+            &cb,
+            1,
+            &scb,
+            Outliers::Static(&[0]),
+        )
+        .unwrap();
+        assert!(got.outlier_cols.is_empty());
+        assert_eq!(got.weight_cols, vec![1]);
+        // absmax 2 over the other columns: q = [0, 64 (63.5 to even), -127, 32 (31.75)]
+        assert_eq!(got.out, vec![(64 - 127 + 32) as f32 * (2.0 / 127.0)]);
+        let err = int8_linear(
+            Activations::F32(&x),
+            1,
+            4,
+            &cb,
+            1,
+            &scb,
+            Outliers::Static(&[4]),
+        );
+        assert!(err.unwrap_err().to_string().contains("column 4"));
+    }
+
+    #[test]
+    fn non_finite_values_follow_the_backend() {
+        // A NaN makes its row's absmax NaN: every q 0, every output NaN (0 * NaN).
+        let x = [1.0f32, f32::NAN, 2.0, 3.0, f32::INFINITY, -1.0];
+        let (cb, scb) = ([1i8, 2, 3], [127.0f32]);
+        let got = int8_linear(
+            Activations::F32(&x),
+            2,
+            3,
+            &cb,
+            1,
+            &scb,
+            Outliers::Threshold(0.0),
+        )
+        .unwrap();
+        assert!(got.out[0].is_nan());
+        // An infinity: absmax inf, 1 / inf = 0, every q 0 (inf * 0 is NaN -> 0), output 0 * inf.
+        assert!(got.out[1].is_nan());
+        let err = int8_linear(
+            Activations::F32(&x),
+            2,
+            4,
+            &cb,
+            1,
+            &scb,
+            Outliers::Threshold(0.0),
+        );
+        assert!(err.unwrap_err().to_string().contains("int8 linear"));
+    }
+}
