@@ -34,6 +34,12 @@ const ROWS_PER_TASK: usize = 64;
 const PARALLEL_PRODUCTS: usize = 1 << 25;
 /// Activation rows multiplied together with one converted piece of a weight row.
 const ROW_BLOCK: usize = 4;
+/// Activation rows from which the AVX2 product runs in blocks of K_BLOCK columns and tiles of
+/// two weight rows (below, one weight row's pass over every activation row stays in cache).
+const BLOCKED_MIN_ROWS: usize = 16;
+/// Columns per block of the blocked product: the activations' block (rows * K_BLOCK int16) stays
+/// in the core's L2 while every weight row of the range passes over it.
+const K_BLOCK: usize = 512;
 
 /// `a` [rows, k] times `b` [n, k] transposed into `out` [rows, n], all row-major.
 pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Result<Vec<i32>> {
@@ -87,15 +93,11 @@ pub fn product(
                 std::slice::from_raw_parts_mut(picks.at(start * c), (end - start) * c),
             )
         };
-        for (j, weight_row) in b[start * k..end * k].chunks(k.max(1)).enumerate() {
-            if rows > 0 && k > 0 {
-                weight_row_times_activations(
-                    &wide,
-                    padded,
-                    weight_row,
-                    &mut sums[j * rows..][..rows],
-                );
-            }
+        let weights = &b[start * k..end * k];
+        if rows > 0 && k > 0 {
+            weight_rows_times_activations(&wide, padded, rows, weights, k, sums);
+        }
+        for (j, weight_row) in weights.chunks(k.max(1)).enumerate() {
             for (pick, &col) in picked[j * c..][..c].iter_mut().zip(cols) {
                 *pick = weight_row[col];
             }
@@ -130,6 +132,31 @@ pub fn product(
     Ok((out, picked))
 }
 
+/// `sums[j * rows + i] = dot(activation row i, weight row j)` for the weight rows `weights`
+/// [.., k] and every activation row: from BLOCKED_MIN_ROWS rows on AVX2 in blocks of K (the
+/// activations' block stays in cache for every weight row) and tiles of two weight rows by four
+/// activation rows; else one weight row at a time.
+fn weight_rows_times_activations(
+    wide: &[i16],
+    padded: usize,
+    rows: usize,
+    weights: &[i8],
+    k: usize,
+    sums: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if rows >= BLOCKED_MIN_ROWS && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { avx2::blocked(wide, padded, rows, weights, k, sums) };
+            return;
+        }
+    }
+    for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
+        weight_row_times_activations(wide, padded, weight_row, sums);
+    }
+}
+
 /// `sums[i] = dot(activation row i, weight_row)` for every activation row.
 fn weight_row_times_activations(wide: &[i16], padded: usize, weight_row: &[i8], sums: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
@@ -156,7 +183,104 @@ fn portable(wide: &[i16], padded: usize, weight_row: &[i8], sums: &mut [i32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::ROW_BLOCK;
+    use super::{K_BLOCK, ROW_BLOCK};
+
+    /// The blocked product (see `weight_rows_times_activations`): per block of K_BLOCK
+    /// columns, tiles of W <= 2 weight rows by R <= 4 activation rows, their partial sums added
+    /// to `sums` (wrapping); the columns past the last whole piece of 16 one by one at the end.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn blocked(
+        wide: &[i16],
+        padded: usize,
+        rows: usize,
+        weights: &[i8],
+        k: usize,
+        sums: &mut [i32],
+    ) {
+        let n = weights.len() / k;
+        let whole = k / 16 * 16;
+        sums.fill(0);
+        let mut k0 = 0;
+        while k0 < whole {
+            let k1 = (k0 + K_BLOCK).min(whole);
+            let mut j = 0;
+            while j < n {
+                let mut i = 0;
+                while i < rows {
+                    match ((n - j).min(2), (rows - i).min(ROW_BLOCK)) {
+                        (1, 1) => tile::<1, 1>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                        (1, 2) => tile::<1, 2>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                        (1, 3) => tile::<1, 3>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                        (1, _) => tile::<1, 4>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                        (_, 1) => tile::<2, 1>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                        (_, 2) => tile::<2, 2>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                        (_, 3) => tile::<2, 3>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                        _ => tile::<2, 4>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
+                    }
+                    i += ROW_BLOCK;
+                }
+                j += 2;
+            }
+            k0 = k1;
+        }
+        if whole < k {
+            for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
+                for (i, sum) in sums.iter_mut().enumerate() {
+                    let row = &wide[i * padded..];
+                    for (&xv, &wv) in row[whole..k].iter().zip(&weight_row[whole..]) {
+                        *sum = sum.wrapping_add(i32::from(xv) * i32::from(wv));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Weight rows j .. j + W by activation rows i .. i + R over columns k0 .. k1 (whole pieces
+    /// of 16): W * R int32 accumulators of 8 lanes, each weight piece converted once for the R
+    /// rows, each activation piece loaded once for the W weight rows.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile<const W: usize, const R: usize>(
+        wide: &[i16],
+        padded: usize,
+        weights: &[i8],
+        k: usize,
+        sums: &mut [i32],
+        rows: usize,
+        j: usize,
+        i: usize,
+        k0: usize,
+        k1: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_si256(); R]; W];
+        let w = weights.as_ptr().add(j * k);
+        let x = wide.as_ptr().add(i * padded);
+        let mut kk = k0;
+        while kk < k1 {
+            let mut pieces = [_mm256_setzero_si256(); W];
+            for (t, piece) in pieces.iter_mut().enumerate() {
+                // SAFETY: kk + 16 <= k1 <= whole <= k (weight rows j .. j + W exist).
+                *piece = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(t * k + kk) as *const __m128i));
+            }
+            #[allow(clippy::needless_range_loop)] // acc[t][r]: rows inside, weight rows outside
+            for r in 0..R {
+                // SAFETY: kk + 16 <= padded (activation rows i .. i + R exist).
+                let xs = _mm256_loadu_si256(x.add(r * padded + kk) as *const __m256i);
+                for (acc, piece) in acc.iter_mut().zip(&pieces) {
+                    acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(xs, *piece));
+                }
+            }
+            kk += 16;
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            for (r, acc) in acc.iter().enumerate() {
+                let mut lanes = [0i32; 8];
+                _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *acc);
+                let sum = &mut sums[(j + t) * rows + i + r];
+                *sum = lanes.iter().fold(*sum, |s, &v| s.wrapping_add(v));
+            }
+        }
+    }
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn weight_row_times_activations(
@@ -238,6 +362,26 @@ mod tests {
         #[test]
         fn matches_the_exact_sums(
             rows in 0usize..11, n in 0usize..150, k in 0usize..90, seed in any::<u64>()
+        ) {
+            let mut state = seed | 1;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as i8
+            };
+            let a: Vec<i8> = (0..rows * k).map(|_| next()).collect();
+            let b: Vec<i8> = (0..n * k).map(|_| next()).collect();
+            let got = int8_product(&a, rows, &b, n, k).unwrap();
+            prop_assert_eq!(got, reference(&a, rows, &b, n, k));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        #[test]
+        fn the_blocked_product_matches_the_exact_sums(
+            rows in BLOCKED_MIN_ROWS..40, n in 0usize..9, k in 0usize..1300, seed in any::<u64>()
         ) {
             let mut state = seed | 1;
             let mut next = || {

@@ -21,10 +21,7 @@ PATHS = ("core", "float32", "float64")
 def product_path(path: str):
     """Every product through one path: the core's, float32 slices, or float64."""
     core = path == "core"
-    with (
-        mock.patch.object(cpu, "CORE_PRODUCT_MAX_ROWS", 1 << 30 if core else -1),
-        mock.patch.object(cpu, "CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS", -1),
-    ):
+    with mock.patch.object(cpu, "CORE_PRODUCT_MAX_ROWS", 1 << 30 if core else -1):
         if path != "float64":
             yield
             return
@@ -78,12 +75,10 @@ def test_the_core_product_threads_large_products_exactly():
     assert torch.equal(cpu.int8_matmul(a, b).long(), a.long() @ b.long().t())
 
 
-def test_the_path_depends_on_rows_and_weight_size():
+def test_the_path_depends_on_the_rows():
     assert cpu.uses_core_product(1, 4096, 4096)
     assert cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS, 384, 384)
-    assert not cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS + 1, 384, 384)
-    assert cpu.uses_core_product(cpu.CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS, 4096, 4096)
-    assert not cpu.uses_core_product(cpu.CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS + 1, 4096, 4096)
+    assert not cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS + 1, 4096, 4096)
 
 
 @pytest.mark.parametrize("m", [1, 7, 100])

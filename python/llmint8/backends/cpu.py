@@ -71,28 +71,26 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
     return scaled.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
 
 
-# The exact int8 x int8 product on the CPU, two ways, measured on a 2-core AVX2 machine
-# (benches/cpu.md): for few rows of activations the core's (`_core.int8_product`: each weight
-# row read once as int8 and multiplied with every row, int16 multiply-adds on AVX2, threads over
-# the weight's rows): 2.2-3.1x faster than the float32 nn.Linear at one row; for many
-# rows the CPU's float BLAS on the int8 values: every product of two int8 values is an integer
-# of magnitude <= 2**14, so any partial sum over at most 1024 columns is an integer of magnitude
-# <= 2**24, which float32 holds exactly whatever the order of the additions (FMA included); the
-# product runs in slices of K of that width, each slice's exact sums converted to int32 and
-# added. torch._int_mm took 26-30x the time of the float32 product of the same shapes there
-# (torch 2.15) and returned wrong sums for K = 1 in torch 2.11. Either way the sums are exact, so
-# the outputs are the same bits.
-CORE_PRODUCT_MAX_ROWS = 64
-CORE_PRODUCT_LARGE_WEIGHT = 1 << 22  # elements; such weights take the core's product up to:
-CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS = 128
+# The exact int8 x int8 product on the CPU, two ways, measured on a 2-core x86-64 machine
+# (benches/cpu.md): up to CORE_PRODUCT_MAX_ROWS rows of activations the core's
+# (`_core.int8_product`: each weight row read once as int8, int16 multiply-adds on AVX2, from 16
+# rows in blocks of K that stay in cache for every weight row; threads over the weight's rows):
+# 2.2-3.1x faster than the float32 nn.Linear at one row, as fast as float BLAS on the int8
+# values at 512 rows and faster below; for more rows the CPU's float BLAS on the int8 values:
+# every product of two int8 values is an integer of magnitude <= 2**14, so any partial sum over
+# at most 1024 columns is an integer of magnitude <= 2**24, which float32 holds exactly whatever
+# the order of the additions (FMA included); the product runs in slices of K of that width, each
+# slice's exact sums converted to int32 and added. torch._int_mm took 26-30x the time of the
+# float32 product of the same shapes there (torch 2.15) and returned wrong sums for K = 1 in
+# torch 2.11. Either way the sums are exact, so the outputs are the same bits.
+CORE_PRODUCT_MAX_ROWS = 512
 EXACT_FLOAT32_COLUMNS = 1024
 
 
 def uses_core_product(m: int, n: int, k: int) -> bool:
-    """Whether an [m, k] x [n, k]^T product runs in the core (few rows) or in float BLAS."""
-    if m <= CORE_PRODUCT_MAX_ROWS:
-        return True
-    return m <= CORE_PRODUCT_LARGE_WEIGHT_MAX_ROWS and n * k >= CORE_PRODUCT_LARGE_WEIGHT
+    """Whether an [m, k] x [n, k]^T product runs in the core (up to CORE_PRODUCT_MAX_ROWS rows)
+    or in float BLAS."""
+    return m <= CORE_PRODUCT_MAX_ROWS
 
 
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
