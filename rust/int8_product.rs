@@ -358,20 +358,26 @@ mod tests {
         out
     }
 
+    /// Pseudo-random activations [rows, k] and weight [n, k] (xorshift).
+    fn operands(seed: u64, rows: usize, n: usize, k: usize) -> (Vec<i8>, Vec<i8>) {
+        let mut state = seed | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as i8
+        };
+        let a: Vec<i8> = (0..rows * k).map(|_| next()).collect();
+        let b: Vec<i8> = (0..n * k).map(|_| next()).collect();
+        (a, b)
+    }
+
     proptest! {
         #[test]
         fn matches_the_exact_sums(
             rows in 0usize..11, n in 0usize..150, k in 0usize..90, seed in any::<u64>()
         ) {
-            let mut state = seed | 1;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as i8
-            };
-            let a: Vec<i8> = (0..rows * k).map(|_| next()).collect();
-            let b: Vec<i8> = (0..n * k).map(|_| next()).collect();
+            let (a, b) = operands(seed, rows, n, k);
             let got = int8_product(&a, rows, &b, n, k).unwrap();
             prop_assert_eq!(got, reference(&a, rows, &b, n, k));
         }
@@ -383,15 +389,7 @@ mod tests {
         fn the_blocked_product_matches_the_exact_sums(
             rows in BLOCKED_MIN_ROWS..40, n in 0usize..9, k in 0usize..1300, seed in any::<u64>()
         ) {
-            let mut state = seed | 1;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as i8
-            };
-            let a: Vec<i8> = (0..rows * k).map(|_| next()).collect();
-            let b: Vec<i8> = (0..n * k).map(|_| next()).collect();
+            let (a, b) = operands(seed, rows, n, k);
             let got = int8_product(&a, rows, &b, n, k).unwrap();
             prop_assert_eq!(got, reference(&a, rows, &b, n, k));
         }
