@@ -56,6 +56,19 @@ pub fn product(
     k: usize,
     cols: &[usize],
 ) -> Result<(Vec<i32>, Vec<i8>)> {
+    product_with(a, rows, b, n, k, cols, vnni::available())
+}
+
+/// `product`, on AVX-512 VNNI where `vnni` (and the CPU has it), else AVX2 or portable loops.
+fn product_with(
+    a: &[i8],
+    rows: usize,
+    b: &[i8],
+    n: usize,
+    k: usize,
+    cols: &[usize],
+    vnni: bool,
+) -> Result<(Vec<i32>, Vec<i8>)> {
     if a.len() != rows * k || b.len() != n * k {
         return Err(Error::Shape(format!(
             "int8 product: {} activation values for [{rows}, {k}] and {} weight values for \
@@ -69,9 +82,21 @@ pub fn product(
             "column {col} of a weight with {k} columns"
         )));
     }
-    // The activations as int16, each row padded with zeros to whole pieces of 16.
+    // Where the blocked product runs on AVX-512 VNNI: the activations as unsigned bytes
+    // (x + 128), rows padded to whole pieces of 32.
+    let stride = k.div_ceil(32) * 32;
+    let shifted = (rows >= BLOCKED_MIN_ROWS && vnni && vnni::available()).then(|| {
+        let mut bytes = vec![0u8; rows * stride];
+        for (row, values) in bytes.chunks_mut(stride.max(1)).zip(a.chunks(k.max(1))) {
+            for (u, &v) in row.iter_mut().zip(values) {
+                *u = (v as u8) ^ 0x80;
+            }
+        }
+        bytes
+    });
+    // Elsewhere as int16, each row padded with zeros to whole pieces of 16.
     let padded = k.div_ceil(16) * 16;
-    let mut wide = vec![0i16; rows * padded];
+    let mut wide = vec![0i16; if shifted.is_some() { 0 } else { rows * padded }];
     for (row, values) in wide.chunks_mut(padded.max(1)).zip(a.chunks(k.max(1))) {
         for (w, &v) in row.iter_mut().zip(values) {
             *w = i16::from(v);
@@ -95,7 +120,11 @@ pub fn product(
         };
         let weights = &b[start * k..end * k];
         if rows > 0 && k > 0 {
-            weight_rows_times_activations(&wide, padded, rows, weights, k, sums);
+            match &shifted {
+                // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then).
+                Some(bytes) => unsafe { vnni::blocked(bytes, stride, rows, weights, k, sums) },
+                None => weight_rows_times_activations(&wide, padded, rows, weights, k, sums),
+            }
         }
         for (j, weight_row) in weights.chunks(k.max(1)).enumerate() {
             for (pick, &col) in picked[j * c..][..c].iter_mut().zip(cols) {
@@ -123,13 +152,23 @@ pub fn product(
     if rows <= 1 {
         return Ok((transposed, picked)); // [n, 1] is [1, n]
     }
-    let mut out = vec![0i32; rows * n];
-    for (j, sums) in transposed.chunks(rows).enumerate() {
-        for (i, &s) in sums.iter().enumerate() {
-            out[i * n + j] = s;
+    Ok((transpose(&transposed, n, rows), picked))
+}
+
+/// `values` [r, c] row-major, transposed to [c, r], in tiles that stay in cache.
+fn transpose(values: &[i32], r: usize, c: usize) -> Vec<i32> {
+    const TILE: usize = 32;
+    let mut out = vec![0i32; r * c];
+    for r0 in (0..r).step_by(TILE) {
+        for c0 in (0..c).step_by(TILE) {
+            for i in r0..(r0 + TILE).min(r) {
+                for j in c0..(c0 + TILE).min(c) {
+                    out[j * r + i] = values[i * c + j];
+                }
+            }
         }
     }
-    Ok((out, picked))
+    out
 }
 
 /// `sums[j * rows + i] = dot(activation row i, weight row j)` for the weight rows `weights`
@@ -176,6 +215,169 @@ fn portable(wide: &[i16], padded: usize, weight_row: &[i8], sums: &mut [i32]) {
         *sum = row.iter().zip(weight_row).fold(0i32, |acc, (&x, &w)| {
             acc.wrapping_add(i32::from(x) * i32::from(w))
         });
+    }
+}
+
+/// The blocked product on AVX-512 VNNI (256-bit registers, 32 of them): `vpdpbusd` multiplies
+/// 32 unsigned bytes by 32 signed ones and adds each 4 products into an int32 lane, so the
+/// activations go in as x + 128 and each sum then loses 128 times its weight row's sum over the
+/// same columns (exact in wrapping int32: sum (x + 128) w - 128 sum w = sum x w).
+mod vnni {
+    /// Whether this CPU runs it (detected at run time).
+    pub(super) fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) use x86::blocked;
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) unsafe fn blocked(_: &[u8], _: usize, _: usize, _: &[i8], _: usize, _: &mut [i32]) {
+        unreachable!("AVX-512 VNNI is x86-64's")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use std::arch::x86_64::*;
+
+        /// Columns per block: 128 activation rows' block (128 KB) stays in L2 while every
+        /// weight row of the range passes over it.
+        const K_BLOCK: usize = 1024;
+        /// Weight rows and activation rows per tile: 16 accumulators, 4 weight pieces and an
+        /// activation piece in the 32 registers.
+        const TILE_W: usize = 4;
+        const TILE_R: usize = 4;
+
+        /// `sums[j * rows + i] = dot(activation row i, weight row j)` for the weight rows
+        /// `weights` [.., k] and every activation row, from the activations as unsigned bytes
+        /// `shifted` [rows, stride] (x + 128): per block of K_BLOCK columns, tiles of up to 4 x 4,
+        /// then the 128 * (weight row sums) taken off and the columns past the last whole piece
+        /// of 32 added one by one.
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        pub(in super::super) unsafe fn blocked(
+            shifted: &[u8],
+            stride: usize,
+            rows: usize,
+            weights: &[i8],
+            k: usize,
+            sums: &mut [i32],
+        ) {
+            let n = weights.len() / k;
+            let whole = k / 32 * 32;
+            sums.fill(0);
+            let mut k0 = 0;
+            while k0 < whole {
+                let k1 = (k0 + K_BLOCK).min(whole);
+                let mut j = 0;
+                while j < n {
+                    let mut i = 0;
+                    while i < rows {
+                        let (w, r) = ((n - j).min(TILE_W), (rows - i).min(TILE_R));
+                        let args = (shifted, stride, weights, k, &mut *sums, rows, j, i, k0, k1);
+                        match (w, r) {
+                            (4, 4) => tile::<4, 4>(args),
+                            (4, 3) => tile::<4, 3>(args),
+                            (4, 2) => tile::<4, 2>(args),
+                            (4, _) => tile::<4, 1>(args),
+                            (3, 4) => tile::<3, 4>(args),
+                            (3, 3) => tile::<3, 3>(args),
+                            (3, 2) => tile::<3, 2>(args),
+                            (3, _) => tile::<3, 1>(args),
+                            (2, 4) => tile::<2, 4>(args),
+                            (2, 3) => tile::<2, 3>(args),
+                            (2, 2) => tile::<2, 2>(args),
+                            (2, _) => tile::<2, 1>(args),
+                            (_, 4) => tile::<1, 4>(args),
+                            (_, 3) => tile::<1, 3>(args),
+                            (_, 2) => tile::<1, 2>(args),
+                            _ => tile::<1, 1>(args),
+                        }
+                        i += TILE_R;
+                    }
+                    j += TILE_W;
+                }
+                k0 = k1;
+            }
+            let ones = _mm256_set1_epi8(1);
+            for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
+                let mut lanes = _mm256_setzero_si256();
+                let mut kk = 0;
+                while kk < whole {
+                    let w = _mm256_loadu_si256(weight_row.as_ptr().add(kk) as *const __m256i);
+                    lanes = _mm256_dpbusd_epi32(lanes, ones, w);
+                    kk += 32;
+                }
+                let correction = horizontal_sum(lanes).wrapping_mul(128);
+                for (i, sum) in sums.iter_mut().enumerate() {
+                    let mut s = sum.wrapping_sub(correction);
+                    let row = &shifted[i * stride..];
+                    for (&u, &w) in row[whole..k].iter().zip(&weight_row[whole..]) {
+                        s = s.wrapping_add(i32::from((u ^ 0x80) as i8) * i32::from(w));
+                    }
+                    *sum = s;
+                }
+            }
+        }
+
+        type Tile<'a> = (
+            &'a [u8],
+            usize,
+            &'a [i8],
+            usize,
+            &'a mut [i32],
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+        );
+
+        /// Weight rows j .. j + W by activation rows i .. i + R over columns k0 .. k1 (whole
+        /// pieces of 32): W * R accumulators, each piece loaded once.
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        unsafe fn tile<const W: usize, const R: usize>(args: Tile) {
+            let (shifted, stride, weights, k, sums, rows, j, i, k0, k1) = args;
+            let mut acc = [[_mm256_setzero_si256(); R]; W];
+            let w = weights.as_ptr().add(j * k);
+            let x = shifted.as_ptr().add(i * stride);
+            let mut kk = k0;
+            while kk < k1 {
+                let mut pieces = [_mm256_setzero_si256(); W];
+                for (t, piece) in pieces.iter_mut().enumerate() {
+                    // SAFETY: kk + 32 <= k1 <= k (weight rows j .. j + W exist).
+                    *piece = _mm256_loadu_si256(w.add(t * k + kk) as *const __m256i);
+                }
+                #[allow(clippy::needless_range_loop)] // acc[t][r]: rows inside, weights outside
+                for r in 0..R {
+                    // SAFETY: kk + 32 <= stride (activation rows i .. i + R exist).
+                    let xs = _mm256_loadu_si256(x.add(r * stride + kk) as *const __m256i);
+                    for (acc, piece) in acc.iter_mut().zip(&pieces) {
+                        acc[r] = _mm256_dpbusd_epi32(acc[r], xs, *piece);
+                    }
+                }
+                kk += 32;
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                for (r, acc) in acc.iter().enumerate() {
+                    let sum = &mut sums[(j + t) * rows + i + r];
+                    *sum = sum.wrapping_add(horizontal_sum(*acc));
+                }
+            }
+        }
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn horizontal_sum(lanes: __m256i) -> i32 {
+            let mut values = [0i32; 8];
+            _mm256_storeu_si256(values.as_mut_ptr() as *mut __m256i, lanes);
+            values.iter().fold(0i32, |s, &v| s.wrapping_add(v))
+        }
     }
 }
 
@@ -390,8 +592,29 @@ mod tests {
             rows in BLOCKED_MIN_ROWS..40, n in 0usize..9, k in 0usize..1300, seed in any::<u64>()
         ) {
             let (a, b) = operands(seed, rows, n, k);
-            let got = int8_product(&a, rows, &b, n, k).unwrap();
-            prop_assert_eq!(got, reference(&a, rows, &b, n, k));
+            let expected = reference(&a, rows, &b, n, k);
+            for vnni in [true, false] {
+                let (got, _) = product_with(&a, rows, &b, n, k, &[], vnni).unwrap();
+                prop_assert_eq!(&got, &expected, "vnni {}", vnni);
+            }
+        }
+    }
+
+    #[test]
+    fn the_blocked_products_take_int8_extremes() {
+        let (rows, n, k) = (20, 9, 1100);
+        let a: Vec<i8> = (0..rows * k)
+            .map(|i| if i % 3 == 0 { -128 } else { 127 })
+            .collect();
+        let b: Vec<i8> = (0..n * k)
+            .map(|i| if i % 5 == 0 { -128 } else { 127 })
+            .collect();
+        let expected = reference(&a, rows, &b, n, k);
+        for vnni in [true, false] {
+            assert_eq!(
+                product_with(&a, rows, &b, n, k, &[], vnni).unwrap().0,
+                expected
+            );
         }
     }
 

@@ -21,7 +21,10 @@ PATHS = ("core", "float32", "float64")
 def product_path(path: str):
     """Every product through one path: the core's, float32 slices, or float64."""
     core = path == "core"
-    with mock.patch.object(cpu, "CORE_PRODUCT_MAX_ROWS", 1 << 30 if core else -1):
+    with (
+        mock.patch.object(cpu, "CORE_PRODUCT_MAX_ROWS", 1 << 30 if core else -1),
+        mock.patch.object(cpu, "CORE_PRODUCT_LONG_K", 0 if core else 1 << 30),
+    ):
         if path != "float64":
             yield
             return
@@ -78,7 +81,8 @@ def test_the_core_product_threads_large_products_exactly():
 def test_the_path_depends_on_the_rows():
     assert cpu.uses_core_product(1, 4096, 4096)
     assert cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS, 384, 384)
-    assert not cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS + 1, 4096, 4096)
+    assert not cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS + 1, 1536, 384)
+    assert cpu.uses_core_product(4096, 4096, cpu.CORE_PRODUCT_LONG_K)
 
 
 @pytest.mark.parametrize("m", [1, 7, 100])

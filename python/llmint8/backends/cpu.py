@@ -72,11 +72,14 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
 
 
 # The exact int8 x int8 product on the CPU, two ways, measured on a 2-core x86-64 machine
-# (benches/cpu.md): up to CORE_PRODUCT_MAX_ROWS rows of activations the core's
-# (`_core.int8_product`: each weight row read once as int8, int16 multiply-adds on AVX2, from 16
-# rows in blocks of K that stay in cache for every weight row; threads over the weight's rows):
-# 2.2-3.1x faster than the float32 nn.Linear at one row, as fast as float BLAS on the int8
-# values at 512 rows and faster below; for more rows the CPU's float BLAS on the int8 values:
+# (benches/cpu.md): up to CORE_PRODUCT_MAX_ROWS rows of activations, and for any number where
+# the rows have CORE_PRODUCT_LONG_K columns or more, the core's (`_core.int8_product`: each weight
+# row read once as int8; from 16 rows in blocks of K that stay in cache for every weight row, in
+# tiles of weight rows by activation rows, on AVX-512 VNNI or int16 multiply-adds on AVX2;
+# threads over the weight's rows): 2.2-3.1x faster than the float32 nn.Linear at one row, 1.9x
+# at 512 rows of 4096 columns with VNNI, as fast as float BLAS on the int8 values there without;
+# where the rows are short and many the CPU's float BLAS on the int8 values (the core's tiles
+# measured slower than it at 2048 rows of 384 columns):
 # every product of two int8 values is an integer of magnitude <= 2**14, so any partial sum over
 # at most 1024 columns is an integer of magnitude <= 2**24, which float32 holds exactly whatever
 # the order of the additions (FMA included); the product runs in slices of K of that width, each
@@ -84,13 +87,14 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
 # float32 product of the same shapes there (torch 2.15) and returned wrong sums for K = 1 in
 # torch 2.11. Either way the sums are exact, so the outputs are the same bits.
 CORE_PRODUCT_MAX_ROWS = 512
+CORE_PRODUCT_LONG_K = 2048
 EXACT_FLOAT32_COLUMNS = 1024
 
 
 def uses_core_product(m: int, n: int, k: int) -> bool:
-    """Whether an [m, k] x [n, k]^T product runs in the core (up to CORE_PRODUCT_MAX_ROWS rows)
-    or in float BLAS."""
-    return m <= CORE_PRODUCT_MAX_ROWS
+    """Whether an [m, k] x [n, k]^T product runs in the core (up to CORE_PRODUCT_MAX_ROWS rows,
+    or rows of CORE_PRODUCT_LONG_K columns or more) or in float BLAS."""
+    return m <= CORE_PRODUCT_MAX_ROWS or k >= CORE_PRODUCT_LONG_K
 
 
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
