@@ -14,7 +14,14 @@
 //! - `out[i][j] = (sum_c q[i][c] * CB[j][c]) as f32 * (absmax[i] / 127) * (SCB[j] / 127)`.
 
 use crate::error::{Error, Result};
-use crate::int8_product::product;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::int8_product::{in_ranges, product, Shared};
+
+/// Elements (rows * columns) from which the quantization and the scaling run in ranges of rows
+/// on several threads.
+const PARALLEL_ELEMENTS: usize = 1 << 18;
 
 /// The activations as they come: float32 values, or float16 / bfloat16 bit patterns.
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +31,7 @@ pub enum Activations<'a> {
     Bf16(&'a [u16]),
 }
 
-impl Activations<'_> {
+impl<'a> Activations<'a> {
     fn len(&self) -> usize {
         match self {
             Activations::F32(v) => v.len(),
@@ -32,10 +39,10 @@ impl Activations<'_> {
         }
     }
 
-    /// The values widened to float32 (exact).
-    fn to_f32(self) -> Vec<f32> {
+    /// The values widened to float32 (exact; float32 ones borrowed).
+    fn to_f32(self) -> Cow<'a, [f32]> {
         match self {
-            Activations::F32(v) => v.to_vec(),
+            Activations::F32(v) => Cow::Borrowed(v),
             Activations::F16(v) => v
                 .iter()
                 .map(|&b| half::f16::from_bits(b).to_f32())
@@ -88,45 +95,66 @@ pub fn int8_linear(
         )));
     }
     let x = x.to_f32();
-    let mut is_outlier = vec![false; k];
-    let (threshold, static_cols) = match outliers {
-        Outliers::Static(cols) => {
-            for &c in cols {
-                *is_outlier.get_mut(c).ok_or_else(|| {
-                    Error::Outliers(format!("column {c} of an input with {k} columns"))
-                })? = true;
-            }
-            (None, cols)
-        }
-        Outliers::Threshold(t) if t > 0.0 => (Some(t), &[][..]),
-        Outliers::Threshold(_) => (None, &[][..]),
+    let static_columns = match outliers {
+        Outliers::Static(cols) => cols,
+        Outliers::Threshold(_) => &[][..],
     };
+    let mut is_static = vec![false; k];
+    for &c in static_columns {
+        *is_static
+            .get_mut(c)
+            .ok_or_else(|| Error::Outliers(format!("column {c} of an input with {k} columns")))? =
+            true;
+    }
+    let threshold = match outliers {
+        Outliers::Threshold(t) if t > 0.0 => Some(t),
+        _ => None,
+    };
+    let parallel = rows * k >= PARALLEL_ELEMENTS;
+    // Each row's absmax, and the columns found (rows in ranges, possibly on several threads).
+    let found: Vec<AtomicBool> = (0..k).map(|_| AtomicBool::new(false)).collect();
     let mut absmax = vec![0f32; rows];
-    for (row, max) in x.chunks(k.max(1)).zip(absmax.iter_mut()) {
-        for (c, &v) in row.iter().enumerate() {
-            let mut magnitude = v.abs();
-            match threshold {
-                Some(t) if magnitude >= t => {
-                    is_outlier[c] = true;
-                    magnitude = 0.0;
+    let maxima = Shared(absmax.as_mut_ptr());
+    in_ranges(rows, parallel, &|start, end| {
+        for i in start..end {
+            let mut max = 0f32;
+            for (c, &v) in x[i * k..(i + 1) * k].iter().enumerate() {
+                let mut magnitude = v.abs();
+                match threshold {
+                    Some(t) if magnitude >= t => {
+                        found[c].store(true, Ordering::Relaxed);
+                        magnitude = 0.0;
+                    }
+                    None if is_static[c] => magnitude = 0.0,
+                    _ => {}
                 }
-                None if is_outlier[c] => magnitude = 0.0,
-                _ => {}
+                if magnitude.is_nan() || magnitude > max {
+                    max = if max.is_nan() { max } else { magnitude };
+                }
             }
-            if magnitude.is_nan() || magnitude > *max {
-                *max = if max.is_nan() { *max } else { magnitude };
-            }
+            // SAFETY: row i belongs to this range alone; `absmax` outlives the call.
+            unsafe { *maxima.at(i) = max };
         }
-    }
+    });
+    let is_outlier: Vec<bool> = match threshold {
+        Some(_) => found.iter().map(|f| f.load(Ordering::Relaxed)).collect(),
+        None => is_static,
+    };
     let mut q = vec![0i8; rows * k];
-    for ((row, q_row), &max) in x.chunks(k.max(1)).zip(q.chunks_mut(k.max(1))).zip(&absmax) {
-        let inverse = if max > 0.0 { (1.0 / max) * 127.0 } else { 0.0 };
-        for ((&v, q), &outlier) in row.iter().zip(q_row.iter_mut()).zip(&is_outlier) {
-            if !outlier {
-                *q = quantize(v * inverse);
+    let quantized = Shared(q.as_mut_ptr());
+    in_ranges(rows, parallel, &|start, end| {
+        for i in start..end {
+            let max = absmax[i];
+            let inverse = if max > 0.0 { (1.0 / max) * 127.0 } else { 0.0 };
+            // SAFETY: row i belongs to this range alone; `q` outlives the call.
+            let q_row = unsafe { std::slice::from_raw_parts_mut(quantized.at(i * k), k) };
+            for ((&v, q), &outlier) in x[i * k..(i + 1) * k].iter().zip(q_row).zip(&is_outlier) {
+                if !outlier {
+                    *q = quantize(v * inverse);
+                }
             }
         }
-    }
+    });
     let outlier_cols: Vec<usize> = match threshold {
         Some(_) => (0..k).filter(|&c| is_outlier[c]).collect(),
         None => Vec::new(),
@@ -134,20 +162,24 @@ pub fn int8_linear(
     let picked = if threshold.is_some() {
         &outlier_cols[..]
     } else {
-        static_cols
+        static_columns
     };
     let (sums, weight_cols) = product(&q, rows, cb, n, k, picked)?;
     let column_scales: Vec<f32> = scb.iter().map(|&s| s / 127.0).collect();
-    let mut out = Vec::with_capacity(rows * n);
-    for (row_sums, &max) in sums.chunks(n.max(1)).zip(&absmax) {
-        let row_scale = max / 127.0;
-        out.extend(
-            row_sums
-                .iter()
-                .zip(&column_scales)
-                .map(|(&s, &column_scale)| s as f32 * row_scale * column_scale),
-        );
-    }
+    let mut out = vec![0f32; rows * n];
+    let scaled = Shared(out.as_mut_ptr());
+    in_ranges(rows, rows * n >= PARALLEL_ELEMENTS, &|start, end| {
+        for i in start..end {
+            let row_scale = absmax[i] / 127.0;
+            // SAFETY: row i belongs to this range alone; `out` outlives the call.
+            let out_row = unsafe { std::slice::from_raw_parts_mut(scaled.at(i * n), n) };
+            for ((o, &s), &column_scale) in
+                out_row.iter_mut().zip(&sums[i * n..]).zip(&column_scales)
+            {
+                *o = s as f32 * row_scale * column_scale;
+            }
+        }
+    });
     Ok(Forward {
         out,
         outlier_cols,
@@ -155,12 +187,14 @@ pub fn int8_linear(
     })
 }
 
-/// `round_half_even(value)` as int8, clamped to [-127, 127]; NaN to 0.
+/// `round_half_even(value)` as int8, clamped to [-127, 127]; NaN to 0. Clamped first (the same
+/// result: 127.5 rounds to 128, clamped to 127 either way), then rounded by adding and taking
+/// off 1.5 * 2^23, which leaves no fraction bits in float32's round-to-nearest-even: exact
+/// below 2^22, vectorized, where `round_ties_even` is a library call on baseline x86-64.
 fn quantize(value: f32) -> i8 {
-    if value.is_nan() {
-        return 0;
-    }
-    value.round_ties_even().clamp(-127.0, 127.0) as i8
+    const ROUNDER: f32 = 12_582_912.0;
+    let v = value.clamp(-127.0, 127.0); // NaN stays NaN, and `as` makes it 0
+    ((v + ROUNDER) - ROUNDER) as i8
 }
 
 #[cfg(test)]
@@ -205,7 +239,13 @@ mod tests {
                 let mut sum = 0i64;
                 for c in 0..k {
                     if !cols[c] {
-                        sum += i64::from(quantize(row[c] * inverse)) * i64::from(cb[j * k + c]);
+                        let v = row[c] * inverse;
+                        let q = if v.is_nan() {
+                            0
+                        } else {
+                            v.round_ties_even().clamp(-127.0, 127.0) as i8
+                        };
+                        sum += i64::from(q) * i64::from(cb[j * k + c]);
                     }
                 }
                 out[i * n + j] = sum as i32 as f32 * (max / 127.0) * (scb[j] / 127.0);
@@ -253,6 +293,30 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&got.out), bits(&expected.out));
         }
+    }
+
+    #[test]
+    fn quantize_rounds_half_to_even_and_clamps() {
+        for v in [
+            0.5f32,
+            1.5,
+            2.5,
+            3.49,
+            126.5,
+            127.4,
+            127.5,
+            128.0,
+            1e9,
+            f32::INFINITY,
+        ] {
+            for v in [v, -v] {
+                let expected = v.round_ties_even().clamp(-127.0, 127.0) as i8;
+                assert_eq!(quantize(v), expected, "{v}");
+            }
+        }
+        assert_eq!(quantize(f32::NAN), 0);
+        assert_eq!(quantize(2.5), 2);
+        assert_eq!(quantize(-3.5), -4);
     }
 
     #[test]

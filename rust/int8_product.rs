@@ -14,13 +14,13 @@ use crate::error::{Error, Result};
 use crate::openmp;
 
 /// The sums' rows (and the picked weight columns), written by threads each in its own range.
-struct Shared<T>(*mut T);
+pub(crate) struct Shared<T>(pub(crate) *mut T);
 // SAFETY: the threads write disjoint ranges (see `product`).
 unsafe impl<T> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
     /// Where value `start` lies.
-    fn at(&self, start: usize) -> *mut T {
+    pub(crate) fn at(&self, start: usize) -> *mut T {
         self.0.wrapping_add(start)
     }
 }
@@ -40,6 +40,21 @@ const BLOCKED_MIN_ROWS: usize = 16;
 /// Columns per block of the blocked product: the activations' block (rows * K_BLOCK int16) stays
 /// in the core's L2 while every weight row of the range passes over it.
 const K_BLOCK: usize = 512;
+
+/// The instructions the blocked product runs on with this CPU: "avx512vnni", "avx2" or
+/// "portable".
+pub fn blocked_kernel() -> &'static str {
+    if vnni::available() {
+        return "avx512vnni";
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "portable"
+}
 
 /// `a` [rows, k] times `b` [n, k] transposed into `out` [rows, n], all row-major.
 pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Result<Vec<i32>> {
@@ -132,27 +147,38 @@ fn product_with(
             }
         }
     };
-    if k > 0 && rows * n * k >= PARALLEL_PRODUCTS {
-        match openmp::runtime().filter(|omp| omp.max_threads() > 1) {
-            // Each thread of the region a contiguous range of weight rows.
-            Some(omp) => omp.parallel(&|thread, threads| {
-                let per = n.div_ceil(threads);
-                let start = (thread * per).min(n);
-                range(start, (start + per).min(n));
-            }),
-            None => (0..n.div_ceil(ROWS_PER_TASK))
-                .into_par_iter()
-                .for_each(|task| {
-                    range(task * ROWS_PER_TASK, ((task + 1) * ROWS_PER_TASK).min(n));
-                }),
-        }
-    } else if k > 0 {
-        range(0, n);
+    if k > 0 {
+        in_ranges(n, rows * n * k >= PARALLEL_PRODUCTS, &range);
     }
     if rows <= 1 {
         return Ok((transposed, picked)); // [n, 1] is [1, n]
     }
     Ok((transpose(&transposed, n, rows), picked))
+}
+
+/// `work(start, end)` over 0 .. count in contiguous ranges: with `parallel`, one range per
+/// thread of the loaded OpenMP runtime's region where sharing is on (`openmp`), else ranges of
+/// ROWS_PER_TASK on rayon's threads; otherwise all on the calling thread.
+pub(crate) fn in_ranges(count: usize, parallel: bool, work: &(dyn Fn(usize, usize) + Sync)) {
+    if !parallel {
+        work(0, count);
+        return;
+    }
+    match openmp::runtime().filter(|omp| omp.max_threads() > 1) {
+        Some(omp) => omp.parallel(&|thread, threads| {
+            let per = count.div_ceil(threads);
+            let start = (thread * per).min(count);
+            work(start, (start + per).min(count));
+        }),
+        None => (0..count.div_ceil(ROWS_PER_TASK))
+            .into_par_iter()
+            .for_each(|task| {
+                work(
+                    task * ROWS_PER_TASK,
+                    ((task + 1) * ROWS_PER_TASK).min(count),
+                )
+            }),
+    }
 }
 
 /// `values` [r, c] row-major, transposed to [c, r], in tiles that stay in cache.
@@ -365,8 +391,23 @@ mod vnni {
                 kk += 32;
             }
             for (t, acc) in acc.iter().enumerate() {
+                let at = (j + t) * rows + i;
+                if R == 4 {
+                    // The four rows' lanes summed at once: sums[at .. at + 4] in order.
+                    let pairs = _mm256_hadd_epi32(
+                        _mm256_hadd_epi32(acc[0], acc[1]),
+                        _mm256_hadd_epi32(acc[2], acc[3]),
+                    );
+                    let four = _mm_add_epi32(
+                        _mm256_castsi256_si128(pairs),
+                        _mm256_extracti128_si256::<1>(pairs),
+                    );
+                    let target = sums[at..at + 4].as_mut_ptr() as *mut __m128i;
+                    _mm_storeu_si128(target, _mm_add_epi32(_mm_loadu_si128(target), four));
+                    continue;
+                }
                 for (r, acc) in acc.iter().enumerate() {
-                    let sum = &mut sums[(j + t) * rows + i + r];
+                    let sum = &mut sums[at + r];
                     *sum = sum.wrapping_add(horizontal_sum(*acc));
                 }
             }

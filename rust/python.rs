@@ -377,6 +377,13 @@ fn int8_linear<'py>(
     Ok((out, PyArray1::from_vec(py, cols), weight_cols))
 }
 
+/// The instructions the core's blocked int8 product runs on with this CPU: "avx512vnni",
+/// "avx2" or "portable".
+#[pyfunction]
+fn int8_product_kernel() -> &'static str {
+    product::blocked_kernel()
+}
+
 /// Whether the CPU products' threads are those of the OpenMP runtime the process has loaded
 /// (`enable`, where one is loaded) rather than rayon's; returns whether they are now.
 #[pyfunction]
@@ -520,6 +527,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(int8_product, m)?)?;
     m.add_function(wrap_pyfunction!(int8_linear, m)?)?;
     m.add_function(wrap_pyfunction!(share_openmp_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(int8_product_kernel, m)?)?;
     m.add_class::<PyOutlierStats>()?;
     Ok(())
 }

@@ -22,6 +22,7 @@ def product_path(path: str):
     """Every product through one path: the core's, float32 slices, or float64."""
     core = path == "core"
     with (
+        mock.patch.object(cpu, "CORE_PRODUCT_KERNEL", cpu.CORE_PRODUCT_KERNEL if core else ""),
         mock.patch.object(cpu, "CORE_PRODUCT_MAX_ROWS", 1 << 30 if core else -1),
         mock.patch.object(cpu, "CORE_PRODUCT_LONG_K", 0 if core else 1 << 30),
     ):
@@ -79,6 +80,14 @@ def test_the_core_product_threads_large_products_exactly():
 
 
 def test_the_path_depends_on_the_rows():
+    assert cpu.CORE_PRODUCT_KERNEL in ("avx512vnni", "avx2", "portable")
+    with mock.patch.object(cpu, "CORE_PRODUCT_KERNEL", "avx512vnni"):
+        assert cpu.uses_core_product(8192, 1536, 384)
+    with mock.patch.object(cpu, "CORE_PRODUCT_KERNEL", "avx2"):
+        _the_avx2_rule()
+
+
+def _the_avx2_rule():
     assert cpu.uses_core_product(1, 4096, 4096)
     assert cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS, 384, 384)
     assert not cpu.uses_core_product(cpu.CORE_PRODUCT_MAX_ROWS + 1, 1536, 384)

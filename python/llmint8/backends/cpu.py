@@ -78,8 +78,9 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
 # tiles of weight rows by activation rows, on AVX-512 VNNI or int16 multiply-adds on AVX2;
 # threads over the weight's rows): 2.2-3.1x faster than the float32 nn.Linear at one row, 1.9x
 # at 512 rows of 4096 columns with VNNI, as fast as float BLAS on the int8 values there without;
-# where the rows are short and many the CPU's float BLAS on the int8 values (the core's tiles
-# measured slower than it at 2048 rows of 384 columns):
+# with AVX-512 VNNI at any shape (its layer faster than float BLAS's at 7168 rows of 384
+# columns); without, where the rows are short and many, the CPU's float BLAS on the int8 values
+# (the core's AVX2 tiles measured slower than it at 2048 rows of 384 columns):
 # every product of two int8 values is an integer of magnitude <= 2**14, so any partial sum over
 # at most 1024 columns is an integer of magnitude <= 2**24, which float32 holds exactly whatever
 # the order of the additions (FMA included); the product runs in slices of K of that width, each
@@ -87,13 +88,19 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
 # float32 product of the same shapes there (torch 2.15) and returned wrong sums for K = 1 in
 # torch 2.11. Either way the sums are exact, so the outputs are the same bits.
 CORE_PRODUCT_MAX_ROWS = 512
-CORE_PRODUCT_LONG_K = 2048
+CORE_PRODUCT_LONG_K = 1024
 EXACT_FLOAT32_COLUMNS = 1024
 
 
+CORE_PRODUCT_KERNEL = _core.int8_product_kernel()
+
+
 def uses_core_product(m: int, n: int, k: int) -> bool:
-    """Whether an [m, k] x [n, k]^T product runs in the core (up to CORE_PRODUCT_MAX_ROWS rows,
-    or rows of CORE_PRODUCT_LONG_K columns or more) or in float BLAS."""
+    """Whether an [m, k] x [n, k]^T product runs in the core (on AVX-512 VNNI always, else up
+    to CORE_PRODUCT_MAX_ROWS rows or rows of CORE_PRODUCT_LONG_K columns or more) or in float
+    BLAS."""
+    if CORE_PRODUCT_KERNEL == "avx512vnni":
+        return True
     return m <= CORE_PRODUCT_MAX_ROWS or k >= CORE_PRODUCT_LONG_K
 
 
