@@ -117,9 +117,12 @@ fn product_with(
             *w = i16::from(v);
         }
     }
-    // Computed transposed ([n, rows]: each range of weight rows writes whole rows), then laid
-    // out [rows, n].
-    let mut transposed = vec![0i32; n * rows];
+    // On VNNI written straight as [rows, n] (each range of weight rows its own columns);
+    // elsewhere computed transposed ([n, rows]: each range writes whole rows), then laid out.
+    let direct = shifted.is_some();
+    let mut out = vec![0i32; if direct { rows * n } else { 0 }];
+    let outs = Shared(out.as_mut_ptr());
+    let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];
     let c = cols.len();
     let mut picked = vec![0i8; n * c];
     let (sums, picks) = (Shared(transposed.as_mut_ptr()), Shared(picked.as_mut_ptr()));
@@ -127,18 +130,23 @@ fn product_with(
     let range = |start: usize, end: usize| {
         // SAFETY: the ranges run by different threads are disjoint, inside `transposed` and
         // `picked`, which outlive every call.
-        let (sums, picked) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(sums.at(start * rows), (end - start) * rows),
-                std::slice::from_raw_parts_mut(picks.at(start * c), (end - start) * c),
-            )
-        };
+        let picked =
+            unsafe { std::slice::from_raw_parts_mut(picks.at(start * c), (end - start) * c) };
         let weights = &b[start * k..end * k];
         if rows > 0 && k > 0 {
             match &shifted {
-                // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then).
-                Some(bytes) => unsafe { vnni::blocked(bytes, stride, rows, weights, k, sums) },
-                None => weight_rows_times_activations(&wide, padded, rows, weights, k, sums),
+                // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then); columns
+                // start .. end of `out` are this range's alone.
+                Some(bytes) => unsafe {
+                    vnni::panels(bytes, stride, rows, weights, k, n, &outs, start)
+                },
+                None => {
+                    // SAFETY: rows start .. end of `transposed` are this range's alone.
+                    let sums = unsafe {
+                        std::slice::from_raw_parts_mut(sums.at(start * rows), (end - start) * rows)
+                    };
+                    weight_rows_times_activations(&wide, padded, rows, weights, k, sums)
+                }
             }
         }
         for (j, weight_row) in weights.chunks(k.max(1)).enumerate() {
@@ -149,6 +157,9 @@ fn product_with(
     };
     if k > 0 {
         in_ranges(n, rows * n * k >= PARALLEL_PRODUCTS, &range);
+    }
+    if direct {
+        return Ok((out, picked));
     }
     if rows <= 1 {
         return Ok((transposed, picked)); // [n, 1] is [1, n]
@@ -244,7 +255,7 @@ fn portable(wide: &[i16], padded: usize, weight_row: &[i8], sums: &mut [i32]) {
     }
 }
 
-/// The blocked product on AVX-512 VNNI (256-bit registers, 32 of them): `vpdpbusd` multiplies
+/// The blocked product on AVX-512 VNNI (256-bit registers): `vpdpbusd` multiplies
 /// 32 unsigned bytes by 32 signed ones and adds each 4 products into an int32 lane, so the
 /// activations go in as x + 128 and each sum then loses 128 times its weight row's sum over the
 /// same columns (exact in wrapping int32: sum (x + 128) w - 128 sum w = sum x w).
@@ -262,10 +273,20 @@ mod vnni {
     }
 
     #[cfg(target_arch = "x86_64")]
-    pub(super) use x86::blocked;
+    pub(super) use x86::panels;
 
     #[cfg(not(target_arch = "x86_64"))]
-    pub(super) unsafe fn blocked(_: &[u8], _: usize, _: usize, _: &[i8], _: usize, _: &mut [i32]) {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn panels(
+        _: &[u8],
+        _: usize,
+        _: usize,
+        _: &[i8],
+        _: usize,
+        _: usize,
+        _: &super::Shared<i32>,
+        _: usize,
+    ) {
         unreachable!("AVX-512 VNNI is x86-64's")
     }
 
@@ -273,151 +294,137 @@ mod vnni {
     mod x86 {
         use std::arch::x86_64::*;
 
-        /// Columns per block: 128 activation rows' block (128 KB) stays in L2 while every
-        /// weight row of the range passes over it.
-        const K_BLOCK: usize = 1024;
-        /// Weight rows and activation rows per tile: 16 accumulators, 4 weight pieces and an
-        /// activation piece in the 32 registers.
-        const TILE_W: usize = 4;
-        const TILE_R: usize = 4;
+        /// Activation rows per block of the panel product: their bytes stay in cache while
+        /// every panel of the range passes over them.
+        const PANEL_ROW_BLOCK: usize = 64;
 
-        /// `sums[j * rows + i] = dot(activation row i, weight row j)` for the weight rows
-        /// `weights` [.., k] and every activation row, from the activations as unsigned bytes
-        /// `shifted` [rows, stride] (x + 128): per block of K_BLOCK columns, tiles of up to 4 x 4,
-        /// then the 128 * (weight row sums) taken off and the columns past the last whole piece
-        /// of 32 added one by one.
+        /// `out[i * n + col0 + j] = dot(activation row i, weight row j)` for the weight rows
+        /// `weights` [nr, k] and every activation row, from the activations as unsigned bytes
+        /// (x + 128). The weight rows are packed first into panels of 8 rows, each 4 columns
+        /// (a group) of the 8 rows one 32-byte piece, zeros past the rows and columns; a
+        /// piece times an activation row's 4 bytes broadcast (`vpdpbusd`) adds a group to the
+        /// 8 rows' sums in their own lanes: no horizontal sums, the outputs stored as they are,
+        /// less 128 times each row's sum.
+        #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-        pub(in super::super) unsafe fn blocked(
+        pub(in super::super) unsafe fn panels(
             shifted: &[u8],
             stride: usize,
             rows: usize,
             weights: &[i8],
             k: usize,
-            sums: &mut [i32],
+            n: usize,
+            out: &super::super::Shared<i32>,
+            col0: usize,
         ) {
-            let n = weights.len() / k;
-            let whole = k / 32 * 32;
-            sums.fill(0);
-            let mut k0 = 0;
-            while k0 < whole {
-                let k1 = (k0 + K_BLOCK).min(whole);
-                let mut j = 0;
-                while j < n {
-                    let mut i = 0;
-                    while i < rows {
-                        let (w, r) = ((n - j).min(TILE_W), (rows - i).min(TILE_R));
-                        let args = (shifted, stride, weights, k, &mut *sums, rows, j, i, k0, k1);
-                        match (w, r) {
-                            (4, 4) => tile::<4, 4>(args),
-                            (4, 3) => tile::<4, 3>(args),
-                            (4, 2) => tile::<4, 2>(args),
-                            (4, _) => tile::<4, 1>(args),
-                            (3, 4) => tile::<3, 4>(args),
-                            (3, 3) => tile::<3, 3>(args),
-                            (3, 2) => tile::<3, 2>(args),
-                            (3, _) => tile::<3, 1>(args),
-                            (2, 4) => tile::<2, 4>(args),
-                            (2, 3) => tile::<2, 3>(args),
-                            (2, 2) => tile::<2, 2>(args),
-                            (2, _) => tile::<2, 1>(args),
-                            (_, 4) => tile::<1, 4>(args),
-                            (_, 3) => tile::<1, 3>(args),
-                            (_, 2) => tile::<1, 2>(args),
-                            _ => tile::<1, 1>(args),
-                        }
-                        i += TILE_R;
-                    }
-                    j += TILE_W;
+            let nr = weights.len() / k;
+            let groups = k.div_ceil(4);
+            let count = nr.div_ceil(8);
+            let mut packed = vec![0i8; count * groups * 32];
+            let mut row_sums = vec![0i32; count * 8];
+            for (j, row) in weights.chunks(k).enumerate() {
+                let base = (j / 8) * groups * 32 + (j % 8) * 4;
+                for (c, &w) in row.iter().enumerate() {
+                    packed[base + (c / 4) * 32 + c % 4] = w;
                 }
-                k0 = k1;
+                row_sums[j] = row.iter().fold(0i32, |s, &w| s.wrapping_add(i32::from(w)));
             }
-            let ones = _mm256_set1_epi8(1);
-            for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
-                let mut lanes = _mm256_setzero_si256();
-                let mut kk = 0;
-                while kk < whole {
-                    let w = _mm256_loadu_si256(weight_row.as_ptr().add(kk) as *const __m256i);
-                    lanes = _mm256_dpbusd_epi32(lanes, ones, w);
-                    kk += 32;
-                }
-                let correction = horizontal_sum(lanes).wrapping_mul(128);
-                for (i, sum) in sums.iter_mut().enumerate() {
-                    let mut s = sum.wrapping_sub(correction);
-                    let row = &shifted[i * stride..];
-                    for (&u, &w) in row[whole..k].iter().zip(&weight_row[whole..]) {
-                        s = s.wrapping_add(i32::from((u ^ 0x80) as i8) * i32::from(w));
+            let corrections: Vec<__m256i> = row_sums
+                .chunks(8)
+                .map(|s| {
+                    let v = _mm256_loadu_si256(s.as_ptr() as *const __m256i);
+                    _mm256_slli_epi32::<7>(v)
+                })
+                .collect();
+            let panel = Panels {
+                shifted,
+                stride,
+                packed: &packed,
+                groups,
+                corrections: &corrections,
+                out,
+                n,
+                col0,
+                nr,
+            };
+            let mut i0 = 0;
+            while i0 < rows {
+                let i1 = (i0 + PANEL_ROW_BLOCK).min(rows);
+                let mut p = 0;
+                while p < count {
+                    let mut i = i0;
+                    while i < i1 {
+                        match ((count - p).min(2), (i1 - i).min(4)) {
+                            (2, 4) => panel.tile::<2, 4>(p, i),
+                            (2, 3) => panel.tile::<2, 3>(p, i),
+                            (2, 2) => panel.tile::<2, 2>(p, i),
+                            (2, _) => panel.tile::<2, 1>(p, i),
+                            (_, 4) => panel.tile::<1, 4>(p, i),
+                            (_, 3) => panel.tile::<1, 3>(p, i),
+                            (_, 2) => panel.tile::<1, 2>(p, i),
+                            _ => panel.tile::<1, 1>(p, i),
+                        }
+                        i += 4;
                     }
-                    *sum = s;
+                    p += 2;
                 }
+                i0 = i1;
             }
         }
 
-        type Tile<'a> = (
-            &'a [u8],
-            usize,
-            &'a [i8],
-            usize,
-            &'a mut [i32],
-            usize,
-            usize,
-            usize,
-            usize,
-            usize,
-        );
+        /// The operands of `panels`' tiles.
+        struct Panels<'a> {
+            shifted: &'a [u8],
+            stride: usize,
+            packed: &'a [i8],
+            groups: usize,
+            corrections: &'a [__m256i],
+            out: &'a super::super::Shared<i32>,
+            n: usize,
+            col0: usize,
+            nr: usize,
+        }
 
-        /// Weight rows j .. j + W by activation rows i .. i + R over columns k0 .. k1 (whole
-        /// pieces of 32): W * R accumulators, each piece loaded once.
-        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-        unsafe fn tile<const W: usize, const R: usize>(args: Tile) {
-            let (shifted, stride, weights, k, sums, rows, j, i, k0, k1) = args;
-            let mut acc = [[_mm256_setzero_si256(); R]; W];
-            let w = weights.as_ptr().add(j * k);
-            let x = shifted.as_ptr().add(i * stride);
-            let mut kk = k0;
-            while kk < k1 {
-                let mut pieces = [_mm256_setzero_si256(); W];
-                for (t, piece) in pieces.iter_mut().enumerate() {
-                    // SAFETY: kk + 32 <= k1 <= k (weight rows j .. j + W exist).
-                    *piece = _mm256_loadu_si256(w.add(t * k + kk) as *const __m256i);
-                }
-                #[allow(clippy::needless_range_loop)] // acc[t][r]: rows inside, weights outside
-                for r in 0..R {
-                    // SAFETY: kk + 32 <= stride (activation rows i .. i + R exist).
-                    let xs = _mm256_loadu_si256(x.add(r * stride + kk) as *const __m256i);
-                    for (acc, piece) in acc.iter_mut().zip(&pieces) {
-                        acc[r] = _mm256_dpbusd_epi32(acc[r], xs, *piece);
+        impl Panels<'_> {
+            /// Panels p .. p + P (8 weight rows each) by activation rows i .. i + R over every
+            /// group of 4 columns: R * P accumulators of 8 rows' sums.
+            #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+            unsafe fn tile<const P: usize, const R: usize>(&self, p: usize, i: usize) {
+                let mut acc = [[_mm256_setzero_si256(); P]; R];
+                let panel = self.packed.as_ptr().add(p * self.groups * 32);
+                let x = self.shifted.as_ptr().add(i * self.stride);
+                for g in 0..self.groups {
+                    let mut pieces = [_mm256_setzero_si256(); P];
+                    for (q, piece) in pieces.iter_mut().enumerate() {
+                        // SAFETY: panel p + q exists; group g lies inside it.
+                        let at = panel.add((q * self.groups + g) * 32);
+                        *piece = _mm256_loadu_si256(at as *const __m256i);
                     }
-                }
-                kk += 32;
-            }
-            for (t, acc) in acc.iter().enumerate() {
-                let at = (j + t) * rows + i;
-                if R == 4 {
-                    // The four rows' lanes summed at once: sums[at .. at + 4] in order.
-                    let pairs = _mm256_hadd_epi32(
-                        _mm256_hadd_epi32(acc[0], acc[1]),
-                        _mm256_hadd_epi32(acc[2], acc[3]),
-                    );
-                    let four = _mm_add_epi32(
-                        _mm256_castsi256_si128(pairs),
-                        _mm256_extracti128_si256::<1>(pairs),
-                    );
-                    let target = sums[at..at + 4].as_mut_ptr() as *mut __m128i;
-                    _mm_storeu_si128(target, _mm_add_epi32(_mm_loadu_si128(target), four));
-                    continue;
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        // SAFETY: 4 * g + 4 <= stride (k rounded up to 32) in row i + r.
+                        let bytes = (x.add(r * self.stride + 4 * g) as *const i32).read_unaligned();
+                        let broadcast = _mm256_set1_epi32(bytes);
+                        for (acc, piece) in acc.iter_mut().zip(&pieces) {
+                            *acc = _mm256_dpbusd_epi32(*acc, broadcast, *piece);
+                        }
+                    }
                 }
                 for (r, acc) in acc.iter().enumerate() {
-                    let sum = &mut sums[at + r];
-                    *sum = sum.wrapping_add(horizontal_sum(*acc));
+                    for (q, acc) in acc.iter().enumerate() {
+                        let sums = _mm256_sub_epi32(*acc, self.corrections[p + q]);
+                        let j0 = (p + q) * 8;
+                        let valid = (self.nr - j0).min(8);
+                        let target = self.out.at((i + r) * self.n + self.col0 + j0);
+                        if valid == 8 {
+                            _mm256_storeu_si256(target as *mut __m256i, sums);
+                        } else {
+                            let mut lanes = [0i32; 8];
+                            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums);
+                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), target, valid);
+                        }
+                    }
                 }
             }
-        }
-
-        #[target_feature(enable = "avx2")]
-        unsafe fn horizontal_sum(lanes: __m256i) -> i32 {
-            let mut values = [0i32; 8];
-            _mm256_storeu_si256(values.as_mut_ptr() as *mut __m256i, lanes);
-            values.iter().fold(0i32, |s, &v| s.wrapping_add(v))
         }
     }
 }
