@@ -65,13 +65,16 @@ pub enum Outliers<'a> {
 }
 
 /// The scaled product, the outlier columns found (ascending; empty for static columns, which
-/// the caller has) and the weight's outlier columns `[n, columns]` (found or static, in that
-/// order), picked as its rows stream through the product, for the caller's product of them.
+/// the caller has), and for the caller's product of the outlier columns (found or static, in
+/// that order): the activations' `[rows, columns]` as float32 and the weight's `[n, columns]`
+/// dequantized (`CB[j][c] as f32 * (SCB[j] / 127)`), picked as its rows stream through the
+/// product.
 #[derive(Debug)]
 pub struct Forward {
     pub out: Vec<f32>,
     pub outlier_cols: Vec<usize>,
-    pub weight_cols: Vec<i8>,
+    pub activation_cols: Vec<f32>,
+    pub weight_cols: Vec<f32>,
 }
 
 /// LLM.int8()'s quantized part of `x` [rows, k] times `cb` [n, k] transposed, scaled: `out`
@@ -164,8 +167,19 @@ pub fn int8_linear(
     } else {
         static_columns
     };
-    let (sums, weight_cols) = product(&q, rows, cb, n, k, picked)?;
+    let (sums, weight_picked) = product(&q, rows, cb, n, k, picked)?;
     let column_scales: Vec<f32> = scb.iter().map(|&s| s / 127.0).collect();
+    let c = picked.len();
+    let weight_cols = weight_picked
+        .chunks(c.max(1))
+        .zip(&column_scales)
+        .flat_map(|(row, &scale)| row.iter().map(move |&w| f32::from(w) * scale))
+        .collect();
+    let activation_cols = x
+        .chunks(k.max(1))
+        .take(if c > 0 { rows } else { 0 })
+        .flat_map(|row| picked.iter().map(move |&col| row[col]))
+        .collect();
     let mut out = vec![0f32; rows * n];
     let scaled = Shared(out.as_mut_ptr());
     in_ranges(rows, rows * n >= PARALLEL_ELEMENTS, &|start, end| {
@@ -183,6 +197,7 @@ pub fn int8_linear(
     Ok(Forward {
         out,
         outlier_cols,
+        activation_cols,
         weight_cols,
     })
 }
@@ -255,6 +270,7 @@ mod tests {
         Forward {
             out,
             outlier_cols,
+            activation_cols: Vec::new(),
             weight_cols: Vec::new(),
         }
     }
@@ -284,11 +300,16 @@ mod tests {
                 Activations::F32(&x), rows, k, &cb, n, &scb, Outliers::Threshold(threshold),
             ).unwrap();
             let expected = reference(&x, rows, k, &cb, n, &scb, threshold);
-            let picked: Vec<i8> = (0..n)
+            let picked: Vec<f32> = (0..n)
                 .flat_map(|j| expected.outlier_cols.iter().map(move |&c| (j, c)))
-                .map(|(j, c)| cb[j * k + c])
+                .map(|(j, c)| f32::from(cb[j * k + c]) * (scb[j] / 127.0))
                 .collect();
             prop_assert_eq!(&got.weight_cols, &picked);
+            let columns: Vec<f32> = (0..rows)
+                .flat_map(|i| expected.outlier_cols.iter().map(move |&c| (i, c)))
+                .map(|(i, c)| x[i * k + c])
+                .collect();
+            prop_assert_eq!(&got.activation_cols, &columns);
             prop_assert_eq!(got.outlier_cols, expected.outlier_cols);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&got.out), bits(&expected.out));
@@ -353,7 +374,8 @@ mod tests {
         )
         .unwrap();
         assert!(got.outlier_cols.is_empty());
-        assert_eq!(got.weight_cols, vec![1]);
+        assert_eq!(got.weight_cols, vec![1.0]);
+        assert_eq!(got.activation_cols, vec![100.0]);
         // absmax 2 over the other columns: q = [0, 64 (63.5 to even), -127, 32 (31.75)]
         assert_eq!(got.out, vec![(64 - 127 + 32) as f32 * (2.0 / 127.0)]);
         let err = int8_linear(

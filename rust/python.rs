@@ -289,20 +289,22 @@ fn int8_product<'py>(
     PyArray1::from_vec(py, out).reshape([rows, n])
 }
 
-/// The scaled product [rows, n], the outlier columns found and the weight's outlier columns
-/// [n, columns].
+/// The scaled product [rows, n], the outlier columns found, and the activations' [rows,
+/// columns] and the dequantized weight's [n, columns] outlier columns.
 type ScaledProduct<'py> = (
     Bound<'py, PyArray2<f32>>,
     Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray2<i8>>,
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray2<f32>>,
 );
 
 /// LLM.int8()'s quantized part on the CPU (`int8_linear`): C-contiguous activations `x` [rows, k]
 /// as float32 values or float16 / bfloat16 bits (`kind`: "float32", "float16", "bfloat16"), the
 /// weight's int8 rows `cb` [n, k] and scales `scb` [n], outlier columns from `threshold` or the
 /// ascending-or-not `static_cols`. Returns the scaled product [rows, n] float32, the outlier
-/// columns found (int64, ascending; empty with static columns) and the weight's outlier columns
-/// (found or static) [n, columns] int8.
+/// columns found (int64, ascending; empty with static columns), and of the outlier columns
+/// (found or static) the activations' [rows, columns] and the dequantized weight's [n, columns],
+/// float32.
 #[pyfunction]
 #[pyo3(signature = (x, kind, cb, scb, threshold, static_cols = None))]
 fn int8_linear<'py>(
@@ -371,10 +373,19 @@ fn int8_linear<'py>(
         }
     };
     let out = PyArray1::from_vec(py, result.out).reshape([rows, n])?;
-    let picked = result.weight_cols.len().checked_div(n).unwrap_or(0);
+    let picked = match &cols {
+        Some(cols) => cols.len(),
+        None => result.outlier_cols.len(),
+    };
     let weight_cols = PyArray1::from_vec(py, result.weight_cols).reshape([n, picked])?;
-    let cols = result.outlier_cols.into_iter().map(|c| c as i64).collect();
-    Ok((out, PyArray1::from_vec(py, cols), weight_cols))
+    let activation_cols = PyArray1::from_vec(py, result.activation_cols).reshape([rows, picked])?;
+    let found = result.outlier_cols.into_iter().map(|c| c as i64).collect();
+    Ok((
+        out,
+        PyArray1::from_vec(py, found),
+        activation_cols,
+        weight_cols,
+    ))
 }
 
 /// The instructions the core's blocked int8 product runs on with this CPU: "avx512vnni",

@@ -168,8 +168,9 @@ def test_the_cores_forward_on_a_layer_with_outliers(m):
     x[0, [5, 900, 4095]] = torch.tensor([7.0, -9.0, 12.0]).half()  # outliers in every call
     CB, SCB = llmint8.functional.quantize_weight(torch.randn(1024, 4096, generator=generator))
     bias = torch.randn(1024, generator=generator).half()
-    _, found, picked = cpu._core_scaled_product(x, CB, SCB, 6.0, None)
-    assert torch.equal(picked, CB[:, found])
+    _, found, x_cols, weight_cols = cpu._core_scaled_product(x, CB, SCB, 6.0, None)
+    assert torch.equal(x_cols, x[:, found].float())
+    assert torch.equal(weight_cols, CB[:, found].float() * (SCB[:, None] / 127.0))
     assert {5, 900, 4095} <= set(found.tolist())
     got = cpu.int8_linear(x, CB, SCB, bias, 6.0, None)
     assert torch.equal(got, _torch_ops_forward(x, CB, SCB, bias, 6.0, None))

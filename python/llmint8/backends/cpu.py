@@ -146,17 +146,18 @@ def int8_linear(
     the core's threaded product 2-5x, benches/cpu.md)."""
     (m, k), n = x.shape, CB.shape[0]
     if uses_core_product(m, n, k) and x.dtype in _CORE_KINDS and SCB.dtype == torch.float32:
-        out, outlier_cols, picked = _core_scaled_product(x, CB, SCB, threshold, outlier_cols)
+        out, outlier_cols, x_cols, weight_cols = _core_scaled_product(
+            x, CB, SCB, threshold, outlier_cols
+        )
     else:
         q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
         accumulator = int8_matmul(q, CB)
         out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)
-        picked = None
+        if outlier_cols.numel() > 0:
+            x_cols = x[:, outlier_cols].float()
+            weight_cols = CB[:, outlier_cols].float() * (SCB[:, None] / INT8_MAX)
     if outlier_cols.numel() > 0:
-        if picked is None:
-            picked = CB[:, outlier_cols]
-        weight_cols = picked.float() * (SCB[:, None] / INT8_MAX)
-        out += x[:, outlier_cols].float() @ weight_cols.t()
+        out += x_cols @ weight_cols.t()
     if bias is not None:
         out += bias.float()
     return out.to(x.dtype)
@@ -164,10 +165,12 @@ def int8_linear(
 
 def _core_scaled_product(
     x: Tensor, CB: Tensor, SCB: Tensor, threshold: float, outlier_cols: Optional[Tensor]
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The core's quantize, product and scaling of `x` by `CB`: (float32 [M, N], the outlier
-    columns: the static ones as given, else those `threshold` found, and `CB`'s values in them
-    [N, C], picked as its rows streamed through the product)."""
+    columns: the static ones as given, else those `threshold` found, and in them `x` [M, C] and
+    the dequantized weight [N, C] in float32, the same values as `x[:, cols].float()` and
+    `CB[:, cols].float() * (SCB[:, None] / 127)`, picked as the weight's rows streamed through
+    the product)."""
     kind = _CORE_KINDS[x.dtype]
     values = x.detach().contiguous()
     if kind != "float32":
@@ -176,12 +179,12 @@ def _core_scaled_product(
     if kind != "float32":
         array = array.view("uint16")
     static = None if outlier_cols is None else outlier_cols.long()
-    out, found, picked = _core.int8_linear(
+    out, found, x_cols, weight_cols = _core.int8_linear(
         array, kind, CB.contiguous().numpy(), SCB.contiguous().numpy(), float(threshold),
         None if static is None else static.contiguous().numpy(),
     )  # fmt: skip
     cols = static if static is not None else torch.from_numpy(found)
-    return torch.from_numpy(out), cols, torch.from_numpy(picked).reshape(CB.shape[0], len(cols))
+    return torch.from_numpy(out), cols, torch.from_numpy(x_cols), torch.from_numpy(weight_cols)
 
 
 WEIGHT_ONLY_ROWS_PER_STEP = 1024
