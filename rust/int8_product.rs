@@ -40,6 +40,11 @@ const BLOCKED_MIN_ROWS: usize = 16;
 /// Columns per block of the blocked product: the activations' block (rows * K_BLOCK int16) stays
 /// in the core's L2 while every weight row of the range passes over it.
 const K_BLOCK: usize = 512;
+/// Rows from which, or columns below which, the VNNI product packs the weight into panels (its
+/// sums need no horizontal adds, but the packing is one more pass over the weight per call:
+/// 4096 x 11008 at 32 rows 9 -> 24 ms, at 7168 rows of 384 columns 24.5 -> 6 ms; benches/cpu.md).
+const PANEL_MIN_ROWS: usize = 384;
+const PANEL_SHORT_K: usize = 1024;
 
 /// The instructions the blocked product runs on with this CPU: "avx512vnni", "avx2" or
 /// "portable".
@@ -117,9 +122,10 @@ fn product_with(
             *w = i16::from(v);
         }
     }
-    // On VNNI written straight as [rows, n] (each range of weight rows its own columns);
-    // elsewhere computed transposed ([n, rows]: each range writes whole rows), then laid out.
-    let direct = shifted.is_some();
+    // With many rows or short ones, VNNI's panels written straight as [rows, n] (each range of
+    // weight rows its own columns); elsewhere computed transposed ([n, rows]: each range writes
+    // whole rows), then laid out.
+    let direct = shifted.is_some() && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
     let mut out = vec![0i32; if direct { rows * n } else { 0 }];
     let outs = Shared(out.as_mut_ptr());
     let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];
@@ -137,9 +143,19 @@ fn product_with(
             match &shifted {
                 // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then); columns
                 // start .. end of `out` are this range's alone.
-                Some(bytes) => unsafe {
+                Some(bytes) if direct => unsafe {
                     vnni::panels(bytes, stride, rows, weights, k, n, &outs, start)
                 },
+                Some(bytes) => {
+                    // SAFETY: as below, and the CPU has AVX-512 VNNI.
+                    unsafe {
+                        let sums = std::slice::from_raw_parts_mut(
+                            sums.at(start * rows),
+                            (end - start) * rows,
+                        );
+                        vnni::blocked(bytes, stride, rows, weights, k, sums)
+                    }
+                }
                 None => {
                     // SAFETY: rows start .. end of `transposed` are this range's alone.
                     let sums = unsafe {
@@ -273,7 +289,12 @@ mod vnni {
     }
 
     #[cfg(target_arch = "x86_64")]
-    pub(super) use x86::panels;
+    pub(super) use x86::{blocked, panels};
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) unsafe fn blocked(_: &[u8], _: usize, _: usize, _: &[i8], _: usize, _: &mut [i32]) {
+        unreachable!("AVX-512 VNNI is x86-64's")
+    }
 
     #[cfg(not(target_arch = "x86_64"))]
     #[allow(clippy::too_many_arguments)]
@@ -293,6 +314,153 @@ mod vnni {
     #[cfg(target_arch = "x86_64")]
     mod x86 {
         use std::arch::x86_64::*;
+
+        /// Columns per block: 128 activation rows' block (128 KB) stays in L2 while every
+        /// weight row of the range passes over it.
+        const K_BLOCK: usize = 1024;
+        /// Weight rows and activation rows per tile: 16 accumulators, 4 weight pieces and an
+        /// activation piece in the 32 registers.
+        const TILE_W: usize = 4;
+        const TILE_R: usize = 4;
+
+        /// `sums[j * rows + i] = dot(activation row i, weight row j)` for the weight rows
+        /// `weights` [.., k] and every activation row, from the activations as unsigned bytes
+        /// `shifted` [rows, stride] (x + 128): per block of K_BLOCK columns, tiles of up to 4 x 4,
+        /// then the 128 * (weight row sums) taken off and the columns past the last whole piece
+        /// of 32 added one by one.
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        pub(in super::super) unsafe fn blocked(
+            shifted: &[u8],
+            stride: usize,
+            rows: usize,
+            weights: &[i8],
+            k: usize,
+            sums: &mut [i32],
+        ) {
+            let n = weights.len() / k;
+            let whole = k / 32 * 32;
+            sums.fill(0);
+            let mut k0 = 0;
+            while k0 < whole {
+                let k1 = (k0 + K_BLOCK).min(whole);
+                let mut j = 0;
+                while j < n {
+                    let mut i = 0;
+                    while i < rows {
+                        let (w, r) = ((n - j).min(TILE_W), (rows - i).min(TILE_R));
+                        let args = (shifted, stride, weights, k, &mut *sums, rows, j, i, k0, k1);
+                        match (w, r) {
+                            (4, 4) => tile::<4, 4>(args),
+                            (4, 3) => tile::<4, 3>(args),
+                            (4, 2) => tile::<4, 2>(args),
+                            (4, _) => tile::<4, 1>(args),
+                            (3, 4) => tile::<3, 4>(args),
+                            (3, 3) => tile::<3, 3>(args),
+                            (3, 2) => tile::<3, 2>(args),
+                            (3, _) => tile::<3, 1>(args),
+                            (2, 4) => tile::<2, 4>(args),
+                            (2, 3) => tile::<2, 3>(args),
+                            (2, 2) => tile::<2, 2>(args),
+                            (2, _) => tile::<2, 1>(args),
+                            (_, 4) => tile::<1, 4>(args),
+                            (_, 3) => tile::<1, 3>(args),
+                            (_, 2) => tile::<1, 2>(args),
+                            _ => tile::<1, 1>(args),
+                        }
+                        i += TILE_R;
+                    }
+                    j += TILE_W;
+                }
+                k0 = k1;
+            }
+            let ones = _mm256_set1_epi8(1);
+            for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
+                let mut lanes = _mm256_setzero_si256();
+                let mut kk = 0;
+                while kk < whole {
+                    let w = _mm256_loadu_si256(weight_row.as_ptr().add(kk) as *const __m256i);
+                    lanes = _mm256_dpbusd_epi32(lanes, ones, w);
+                    kk += 32;
+                }
+                let correction = horizontal_sum(lanes).wrapping_mul(128);
+                for (i, sum) in sums.iter_mut().enumerate() {
+                    let mut s = sum.wrapping_sub(correction);
+                    let row = &shifted[i * stride..];
+                    for (&u, &w) in row[whole..k].iter().zip(&weight_row[whole..]) {
+                        s = s.wrapping_add(i32::from((u ^ 0x80) as i8) * i32::from(w));
+                    }
+                    *sum = s;
+                }
+            }
+        }
+
+        type Tile<'a> = (
+            &'a [u8],
+            usize,
+            &'a [i8],
+            usize,
+            &'a mut [i32],
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+        );
+
+        /// Weight rows j .. j + W by activation rows i .. i + R over columns k0 .. k1 (whole
+        /// pieces of 32): W * R accumulators, each piece loaded once.
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        unsafe fn tile<const W: usize, const R: usize>(args: Tile) {
+            let (shifted, stride, weights, k, sums, rows, j, i, k0, k1) = args;
+            let mut acc = [[_mm256_setzero_si256(); R]; W];
+            let w = weights.as_ptr().add(j * k);
+            let x = shifted.as_ptr().add(i * stride);
+            let mut kk = k0;
+            while kk < k1 {
+                let mut pieces = [_mm256_setzero_si256(); W];
+                for (t, piece) in pieces.iter_mut().enumerate() {
+                    // SAFETY: kk + 32 <= k1 <= k (weight rows j .. j + W exist).
+                    *piece = _mm256_loadu_si256(w.add(t * k + kk) as *const __m256i);
+                }
+                #[allow(clippy::needless_range_loop)] // acc[t][r]: rows inside, weights outside
+                for r in 0..R {
+                    // SAFETY: kk + 32 <= stride (activation rows i .. i + R exist).
+                    let xs = _mm256_loadu_si256(x.add(r * stride + kk) as *const __m256i);
+                    for (acc, piece) in acc.iter_mut().zip(&pieces) {
+                        acc[r] = _mm256_dpbusd_epi32(acc[r], xs, *piece);
+                    }
+                }
+                kk += 32;
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                let at = (j + t) * rows + i;
+                if R == 4 {
+                    // The four rows' lanes summed at once: sums[at .. at + 4] in order.
+                    let pairs = _mm256_hadd_epi32(
+                        _mm256_hadd_epi32(acc[0], acc[1]),
+                        _mm256_hadd_epi32(acc[2], acc[3]),
+                    );
+                    let four = _mm_add_epi32(
+                        _mm256_castsi256_si128(pairs),
+                        _mm256_extracti128_si256::<1>(pairs),
+                    );
+                    let target = sums[at..at + 4].as_mut_ptr() as *mut __m128i;
+                    _mm_storeu_si128(target, _mm_add_epi32(_mm_loadu_si128(target), four));
+                    continue;
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    let sum = &mut sums[at + r];
+                    *sum = sum.wrapping_add(horizontal_sum(*acc));
+                }
+            }
+        }
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn horizontal_sum(lanes: __m256i) -> i32 {
+            let mut values = [0i32; 8];
+            _mm256_storeu_si256(values.as_mut_ptr() as *mut __m256i, lanes);
+            values.iter().fold(0i32, |s, &v| s.wrapping_add(v))
+        }
 
         /// Activation rows per block of the panel product: their bytes stay in cache while
         /// every panel of the range passes over them.
@@ -650,19 +818,23 @@ mod tests {
 
     #[test]
     fn the_blocked_products_take_int8_extremes() {
-        let (rows, n, k) = (20, 9, 1100);
-        let a: Vec<i8> = (0..rows * k)
-            .map(|i| if i % 3 == 0 { -128 } else { 127 })
-            .collect();
-        let b: Vec<i8> = (0..n * k)
-            .map(|i| if i % 5 == 0 { -128 } else { 127 })
-            .collect();
-        let expected = reference(&a, rows, &b, n, k);
-        for vnni in [true, false] {
-            assert_eq!(
-                product_with(&a, rows, &b, n, k, &[], vnni).unwrap().0,
-                expected
-            );
+        // VNNI's tiles (1100 columns) and panels (1000 columns, or many rows), and AVX2's.
+        for (rows, n, k) in [
+            (20, 9, 1100),
+            (20, 9, 1000),
+            (PANEL_MIN_ROWS + 16, 17, 1100),
+        ] {
+            let a: Vec<i8> = (0..rows * k)
+                .map(|i| if i % 3 == 0 { -128 } else { 127 })
+                .collect();
+            let b: Vec<i8> = (0..n * k)
+                .map(|i| if i % 5 == 0 { -128 } else { 127 })
+                .collect();
+            let expected = reference(&a, rows, &b, n, k);
+            for vnni in [true, false] {
+                let (got, _) = product_with(&a, rows, &b, n, k, &[], vnni).unwrap();
+                assert_eq!(got, expected, "{rows} x {k}, vnni {vnni}");
+            }
         }
     }
 
