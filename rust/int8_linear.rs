@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::int8_product::{in_ranges, product, Shared};
+use crate::int8_product::{in_ranges, scaled_product, Scales, Shared};
 
 /// Elements (rows * columns) from which the quantization and the scaling run in ranges of rows
 /// on several threads.
@@ -167,8 +167,13 @@ pub fn int8_linear(
     } else {
         static_columns
     };
-    let (sums, weight_picked) = product(&q, rows, cb, n, k, picked)?;
     let column_scales: Vec<f32> = scb.iter().map(|&s| s / 127.0).collect();
+    let row_scales: Vec<f32> = absmax.iter().map(|&a| a / 127.0).collect();
+    let scales = Scales {
+        rows: &row_scales,
+        columns: &column_scales,
+    };
+    let (out, weight_picked) = scaled_product(&q, rows, cb, n, k, picked, &scales)?;
     let c = picked.len();
     let weight_cols = weight_picked
         .chunks(c.max(1))
@@ -180,20 +185,6 @@ pub fn int8_linear(
         .take(if c > 0 { rows } else { 0 })
         .flat_map(|row| picked.iter().map(move |&col| row[col]))
         .collect();
-    let mut out = vec![0f32; rows * n];
-    let scaled = Shared(out.as_mut_ptr());
-    in_ranges(rows, rows * n >= PARALLEL_ELEMENTS, &|start, end| {
-        for i in start..end {
-            let row_scale = absmax[i] / 127.0;
-            // SAFETY: row i belongs to this range alone; `out` outlives the call.
-            let out_row = unsafe { std::slice::from_raw_parts_mut(scaled.at(i * n), n) };
-            for ((o, &s), &column_scale) in
-                out_row.iter_mut().zip(&sums[i * n..]).zip(&column_scales)
-            {
-                *o = s as f32 * row_scale * column_scale;
-            }
-        }
-    });
     Ok(Forward {
         out,
         outlier_cols,

@@ -76,10 +76,67 @@ pub fn product(
     k: usize,
     cols: &[usize],
 ) -> Result<(Vec<i32>, Vec<i8>)> {
-    product_with(a, rows, b, n, k, cols, vnni::available())
+    product_with(a, rows, b, n, k, cols, vnni::available(), None)
+        .map(|(sums, picked, _)| (sums, picked))
 }
 
-/// `product`, on AVX-512 VNNI where `vnni` (and the CPU has it), else AVX2 or portable loops.
+/// The scales of a scaled product: `out[i][j] = (sum as f32 * rows[i]) * columns[j]`.
+pub struct Scales<'a> {
+    pub rows: &'a [f32],
+    pub columns: &'a [f32],
+}
+
+/// Activation rows times columns from which the scaling runs in ranges of rows on several
+/// threads.
+const PARALLEL_SCALING: usize = 1 << 18;
+
+/// `product`'s sums scaled (`Scales`, in that order of float32 multiplications): by VNNI's
+/// panels as they are stored, elsewhere in a pass of their own.
+pub fn scaled_product(
+    a: &[i8],
+    rows: usize,
+    b: &[i8],
+    n: usize,
+    k: usize,
+    cols: &[usize],
+    scales: &Scales,
+) -> Result<(Vec<f32>, Vec<i8>)> {
+    if scales.rows.len() != rows || scales.columns.len() != n {
+        return Err(Error::Shape(format!(
+            "scaled product: {} row and {} column scales for [{rows}, {n}]",
+            scales.rows.len(),
+            scales.columns.len()
+        )));
+    }
+    let (sums, picked, scaled) =
+        product_with(a, rows, b, n, k, cols, vnni::available(), Some(scales))?;
+    if scaled {
+        // The panels stored float32 values' bits: the same size and alignment as int32.
+        let mut sums = std::mem::ManuallyDrop::new(sums);
+        let (pointer, length, capacity) = (sums.as_mut_ptr(), sums.len(), sums.capacity());
+        // SAFETY: the allocation is reused as float32 of the same length and capacity.
+        let out = unsafe { Vec::from_raw_parts(pointer as *mut f32, length, capacity) };
+        return Ok((out, picked));
+    }
+    let mut out = vec![0f32; rows * n];
+    let scaled = Shared(out.as_mut_ptr());
+    in_ranges(rows, rows * n >= PARALLEL_SCALING, &|start, end| {
+        for i in start..end {
+            // SAFETY: row i belongs to this range alone; `out` outlives the call.
+            let out_row = unsafe { std::slice::from_raw_parts_mut(scaled.at(i * n), n) };
+            let row_sums = &sums[i * n..(i + 1) * n];
+            for ((o, &s), &column) in out_row.iter_mut().zip(row_sums).zip(scales.columns) {
+                *o = s as f32 * scales.rows[i] * column;
+            }
+        }
+    });
+    Ok((out, picked))
+}
+
+/// `product`, on AVX-512 VNNI where `vnni` (and the CPU has it), else AVX2 or portable loops;
+/// with `scales` VNNI's panels store their sums scaled, as float32 bits (the third value says
+/// whether they did).
+#[allow(clippy::too_many_arguments)]
 fn product_with(
     a: &[i8],
     rows: usize,
@@ -88,7 +145,8 @@ fn product_with(
     k: usize,
     cols: &[usize],
     vnni: bool,
-) -> Result<(Vec<i32>, Vec<i8>)> {
+    scales: Option<&Scales>,
+) -> Result<(Vec<i32>, Vec<i8>, bool)> {
     if a.len() != rows * k || b.len() != n * k {
         return Err(Error::Shape(format!(
             "int8 product: {} activation values for [{rows}, {k}] and {} weight values for \
@@ -144,7 +202,7 @@ fn product_with(
                 // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then); columns
                 // start .. end of `out` are this range's alone.
                 Some(bytes) if direct => unsafe {
-                    vnni::panels(bytes, stride, rows, weights, k, n, &outs, start)
+                    vnni::panels(bytes, stride, rows, weights, k, n, &outs, start, scales)
                 },
                 Some(bytes) => {
                     // SAFETY: as below, and the CPU has AVX-512 VNNI.
@@ -175,12 +233,12 @@ fn product_with(
         in_ranges(n, rows * n * k >= PARALLEL_PRODUCTS, &range);
     }
     if direct {
-        return Ok((out, picked));
+        return Ok((out, picked, scales.is_some()));
     }
     if rows <= 1 {
-        return Ok((transposed, picked)); // [n, 1] is [1, n]
+        return Ok((transposed, picked, false)); // [n, 1] is [1, n]
     }
-    Ok((transpose(&transposed, n, rows), picked))
+    Ok((transpose(&transposed, n, rows), picked, false))
 }
 
 /// `work(start, end)` over 0 .. count in contiguous ranges: with `parallel`, one range per
@@ -307,6 +365,7 @@ mod vnni {
         _: usize,
         _: &super::Shared<i32>,
         _: usize,
+        _: Option<&super::Scales>,
     ) {
         unreachable!("AVX-512 VNNI is x86-64's")
     }
@@ -484,6 +543,7 @@ mod vnni {
             n: usize,
             out: &super::super::Shared<i32>,
             col0: usize,
+            scales: Option<&super::super::Scales>,
         ) {
             let nr = weights.len() / k;
             let groups = k.div_ceil(4);
@@ -511,6 +571,7 @@ mod vnni {
                 groups,
                 corrections: &corrections,
                 out,
+                scales,
                 n,
                 col0,
                 nr,
@@ -548,6 +609,7 @@ mod vnni {
             groups: usize,
             corrections: &'a [__m256i],
             out: &'a super::super::Shared<i32>,
+            scales: Option<&'a super::super::Scales<'a>>,
             n: usize,
             col0: usize,
             nr: usize,
@@ -579,9 +641,19 @@ mod vnni {
                 }
                 for (r, acc) in acc.iter().enumerate() {
                     for (q, acc) in acc.iter().enumerate() {
-                        let sums = _mm256_sub_epi32(*acc, self.corrections[p + q]);
+                        let mut sums = _mm256_sub_epi32(*acc, self.corrections[p + q]);
                         let j0 = (p + q) * 8;
                         let valid = (self.nr - j0).min(8);
+                        if let Some(scales) = self.scales {
+                            // (sum as f32 * row scale) * column scale, as float32 bits.
+                            let mut columns = [0f32; 8];
+                            let first = self.col0 + j0;
+                            columns[..valid].copy_from_slice(&scales.columns[first..first + valid]);
+                            let row = _mm256_set1_ps(scales.rows[i + r]);
+                            let values = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), row);
+                            let values = _mm256_mul_ps(values, _mm256_loadu_ps(columns.as_ptr()));
+                            sums = _mm256_castps_si256(values);
+                        }
                         let target = self.out.at((i + r) * self.n + self.col0 + j0);
                         if valid == 8 {
                             _mm256_storeu_si256(target as *mut __m256i, sums);
@@ -809,8 +881,18 @@ mod tests {
         ) {
             let (a, b) = operands(seed, rows, n, k);
             let expected = reference(&a, rows, &b, n, k);
+            let row_scales: Vec<f32> = (0..rows).map(|i| 0.37 + i as f32 / 7.0).collect();
+            let column_scales: Vec<f32> = (0..n).map(|j| 1.9 - j as f32 / 11.0).collect();
+            let scales = Scales { rows: &row_scales, columns: &column_scales };
+            let (scaled, _) = scaled_product(&a, rows, &b, n, k, &[], &scales).unwrap();
+            let want: Vec<u32> = expected
+                .iter()
+                .enumerate()
+                .map(|(e, &s)| (s as f32 * row_scales[e / n.max(1)] * column_scales[e % n.max(1)]).to_bits())
+                .collect();
+            prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
             for vnni in [true, false] {
-                let (got, _) = product_with(&a, rows, &b, n, k, &[], vnni).unwrap();
+                let (got, _, _) = product_with(&a, rows, &b, n, k, &[], vnni, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
             }
         }
@@ -832,7 +914,7 @@ mod tests {
                 .collect();
             let expected = reference(&a, rows, &b, n, k);
             for vnni in [true, false] {
-                let (got, _) = product_with(&a, rows, &b, n, k, &[], vnni).unwrap();
+                let (got, _, _) = product_with(&a, rows, &b, n, k, &[], vnni, None).unwrap();
                 assert_eq!(got, expected, "{rows} x {k}, vnni {vnni}");
             }
         }
