@@ -1,8 +1,8 @@
 //! LLM.int8()'s forward on the CPU up to its float epilogue, in one call: the activations'
-//! row-wise absmax quantization with outlier columns taken out (found from a threshold, or given),
-//! the exact int8 product (`int8_product`) and the scaling of its int32 sums, with the same float
-//! operations in the same order as the CPU backend's PyTorch ops, so the outputs are the same
-//! bits. The outlier columns' own product and the bias stay with the caller.
+//! row-wise absmax quantization with outlier columns taken out (found from a threshold, or
+//! given), the exact int8 product and the scaling of its int32 sums (`scaled_product`), with the
+//! same float operations in the same order as the CPU backend's PyTorch ops, so the outputs are
+//! the same bits. The outlier columns' own product and the bias stay with the caller.
 //!
 //! For X [rows, k] and the weight's int8 rows CB [n, k] with their absmax SCB [n]:
 //! - outlier columns: with static columns those, else with `threshold > 0` every column holding
@@ -13,10 +13,10 @@
 //!   absmax is not positive; NaN to 0, infinities to +-127), 0 in the outlier columns;
 //! - `out[i][j] = (sum_c q[i][c] * CB[j][c]) as f32 * (absmax[i] / 127) * (SCB[j] / 127)`.
 
-use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::error::{Error, Result};
 use crate::int8_product::{in_ranges, scaled_product, Scales, Shared};
 
 /// Elements (rows * columns) from which the quantization and the scaling run in ranges of rows

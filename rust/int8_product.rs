@@ -885,10 +885,11 @@ mod tests {
             let column_scales: Vec<f32> = (0..n).map(|j| 1.9 - j as f32 / 11.0).collect();
             let scales = Scales { rows: &row_scales, columns: &column_scales };
             let (scaled, _) = scaled_product(&a, rows, &b, n, k, &[], &scales).unwrap();
+            let scale = |e: usize| (row_scales[e / n.max(1)], column_scales[e % n.max(1)]);
             let want: Vec<u32> = expected
                 .iter()
                 .enumerate()
-                .map(|(e, &s)| (s as f32 * row_scales[e / n.max(1)] * column_scales[e % n.max(1)]).to_bits())
+                .map(|(e, &s)| (s as f32 * scale(e).0 * scale(e).1).to_bits())
                 .collect();
             prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
             for vnni in [true, false] {

@@ -71,22 +71,21 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
     return scaled.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
 
 
-# The exact int8 x int8 product on the CPU, two ways, measured on a 2-core x86-64 machine
-# (benches/cpu.md): up to CORE_PRODUCT_MAX_ROWS rows of activations, and for any number where
-# the rows have CORE_PRODUCT_LONG_K columns or more, the core's (`_core.int8_product`: each weight
-# row read once as int8; from 16 rows in blocks of K that stay in cache for every weight row, in
-# tiles of weight rows by activation rows, on AVX-512 VNNI or int16 multiply-adds on AVX2;
-# threads over the weight's rows): 2.2-3.1x faster than the float32 nn.Linear at one row, 1.9x
-# at 512 rows of 4096 columns with VNNI, as fast as float BLAS on the int8 values there without;
-# with AVX-512 VNNI at any shape (its layer faster than float BLAS's at 7168 rows of 384
-# columns); without, where the rows are short and many, the CPU's float BLAS on the int8 values
-# (the core's AVX2 tiles measured slower than it at 2048 rows of 384 columns):
-# every product of two int8 values is an integer of magnitude <= 2**14, so any partial sum over
-# at most 1024 columns is an integer of magnitude <= 2**24, which float32 holds exactly whatever
-# the order of the additions (FMA included); the product runs in slices of K of that width, each
-# slice's exact sums converted to int32 and added. torch._int_mm took 26-30x the time of the
-# float32 product of the same shapes there (torch 2.15) and returned wrong sums for K = 1 in
-# torch 2.11. Either way the sums are exact, so the outputs are the same bits.
+# The exact int8 x int8 product on the CPU, two ways (benches/cpu.md, a 2-core x86-64 machine):
+# - The core's (`_core.int8_linear`, `_core.int8_product`): each weight row read once as int8;
+#   from 16 rows in blocks that stay in cache, on AVX-512 VNNI (x + 128 through vpdpbusd) or
+#   with int16 multiply-adds on AVX2; threads over the weight's rows. With VNNI for every shape
+#   (2.7-5x the float32 nn.Linear on 4096-wide weights at 1-512 rows); without, up to
+#   CORE_PRODUCT_MAX_ROWS rows or rows of CORE_PRODUCT_LONG_K columns or more (2.2-3.1x at one
+#   row, as fast as float BLAS at 512 rows of 4096 columns, slower than it at 2048 rows of 384).
+# - Float BLAS on the int8 values otherwise: every product of two int8 values is an integer of
+#   magnitude <= 2**14, so any partial sum over at most 1024 columns is an integer of magnitude
+#   <= 2**24, which float32 holds exactly whatever the order of the additions (FMA included); the
+#   product runs in slices of K of that width, each slice's exact sums converted to int32 and
+#   added.
+# torch._int_mm took 26-30x the time of the float32 product of the same shapes (torch 2.15) and
+# returned wrong sums for K = 1 in torch 2.11. Either way the sums are exact, so the outputs are
+# the same bits.
 CORE_PRODUCT_MAX_ROWS = 512
 CORE_PRODUCT_LONG_K = 1024
 EXACT_FLOAT32_COLUMNS = 1024
