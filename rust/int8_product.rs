@@ -266,6 +266,41 @@ pub(crate) fn in_ranges(count: usize, parallel: bool, work: &(dyn Fn(usize, usiz
     }
 }
 
+/// A blocked product's tile: the activations [rows, stride] (u8 for VNNI, i16 for AVX2) and their
+/// stride, the weight rows and k, the sums [n, rows] and rows, the tile's first weight row j and
+/// activation row i, its columns k0 .. k1.
+type TileArgs<'a, X> = (
+    &'a [X],
+    usize,
+    &'a [i8],
+    usize,
+    &'a mut [i32],
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+/// `tile(j, i, k0, k1, w, r)` for every tile of up to `tile_w` of the `n` weight rows by up to
+/// `tile_r` of the `rows` activation rows, per block of `k_block` columns of 0 .. `whole`
+/// (blocks outermost, then weight rows, then activation rows: a block's activations stay in
+/// cache for every weight row, a tile's weight rows for every activation row).
+fn for_each_tile(
+    (n, rows, whole, k_block): (usize, usize, usize, usize),
+    (tile_w, tile_r): (usize, usize),
+    mut tile: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
+    for k0 in (0..whole).step_by(k_block.max(1)) {
+        let k1 = (k0 + k_block).min(whole);
+        for j in (0..n).step_by(tile_w) {
+            for i in (0..rows).step_by(tile_r) {
+                tile(j, i, k0, k1, (n - j).min(tile_w), (rows - i).min(tile_r));
+            }
+        }
+    }
+}
+
 /// `values` [r, c] row-major, transposed to [c, r], in tiles that stay in cache.
 fn transpose(values: &[i32], r: usize, c: usize) -> Vec<i32> {
     const TILE: usize = 32;
@@ -399,39 +434,31 @@ mod vnni {
             let n = weights.len() / k;
             let whole = k / 32 * 32;
             sums.fill(0);
-            let mut k0 = 0;
-            while k0 < whole {
-                let k1 = (k0 + K_BLOCK).min(whole);
-                let mut j = 0;
-                while j < n {
-                    let mut i = 0;
-                    while i < rows {
-                        let (w, r) = ((n - j).min(TILE_W), (rows - i).min(TILE_R));
-                        let args = (shifted, stride, weights, k, &mut *sums, rows, j, i, k0, k1);
-                        match (w, r) {
-                            (4, 4) => tile::<4, 4>(args),
-                            (4, 3) => tile::<4, 3>(args),
-                            (4, 2) => tile::<4, 2>(args),
-                            (4, _) => tile::<4, 1>(args),
-                            (3, 4) => tile::<3, 4>(args),
-                            (3, 3) => tile::<3, 3>(args),
-                            (3, 2) => tile::<3, 2>(args),
-                            (3, _) => tile::<3, 1>(args),
-                            (2, 4) => tile::<2, 4>(args),
-                            (2, 3) => tile::<2, 3>(args),
-                            (2, 2) => tile::<2, 2>(args),
-                            (2, _) => tile::<2, 1>(args),
-                            (_, 4) => tile::<1, 4>(args),
-                            (_, 3) => tile::<1, 3>(args),
-                            (_, 2) => tile::<1, 2>(args),
-                            _ => tile::<1, 1>(args),
-                        }
-                        i += TILE_R;
+            let shape = (n, rows, whole, K_BLOCK);
+            super::super::for_each_tile(shape, (TILE_W, TILE_R), |j, i, k0, k1, w, r| {
+                let args = (shifted, stride, weights, k, &mut *sums, rows, j, i, k0, k1);
+                // SAFETY: the CPU has AVX-512 VNNI (the caller's contract); the tile lies inside.
+                unsafe {
+                    match (w, r) {
+                        (4, 4) => tile::<4, 4>(args),
+                        (4, 3) => tile::<4, 3>(args),
+                        (4, 2) => tile::<4, 2>(args),
+                        (4, _) => tile::<4, 1>(args),
+                        (3, 4) => tile::<3, 4>(args),
+                        (3, 3) => tile::<3, 3>(args),
+                        (3, 2) => tile::<3, 2>(args),
+                        (3, _) => tile::<3, 1>(args),
+                        (2, 4) => tile::<2, 4>(args),
+                        (2, 3) => tile::<2, 3>(args),
+                        (2, 2) => tile::<2, 2>(args),
+                        (2, _) => tile::<2, 1>(args),
+                        (_, 4) => tile::<1, 4>(args),
+                        (_, 3) => tile::<1, 3>(args),
+                        (_, 2) => tile::<1, 2>(args),
+                        _ => tile::<1, 1>(args),
                     }
-                    j += TILE_W;
                 }
-                k0 = k1;
-            }
+            });
             let ones = _mm256_set1_epi8(1);
             for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
                 let mut lanes = _mm256_setzero_si256();
@@ -441,7 +468,7 @@ mod vnni {
                     lanes = _mm256_dpbusd_epi32(lanes, ones, w);
                     kk += 32;
                 }
-                let correction = horizontal_sum(lanes).wrapping_mul(128);
+                let correction = super::super::avx2::horizontal_sum(lanes).wrapping_mul(128);
                 for (i, sum) in sums.iter_mut().enumerate() {
                     let mut s = sum.wrapping_sub(correction);
                     let row = &shifted[i * stride..];
@@ -453,23 +480,10 @@ mod vnni {
             }
         }
 
-        type Tile<'a> = (
-            &'a [u8],
-            usize,
-            &'a [i8],
-            usize,
-            &'a mut [i32],
-            usize,
-            usize,
-            usize,
-            usize,
-            usize,
-        );
-
         /// Weight rows j .. j + W by activation rows i .. i + R over columns k0 .. k1 (whole
         /// pieces of 32): W * R accumulators, each piece loaded once.
         #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-        unsafe fn tile<const W: usize, const R: usize>(args: Tile) {
+        unsafe fn tile<const W: usize, const R: usize>(args: super::super::TileArgs<u8>) {
             let (shifted, stride, weights, k, sums, rows, j, i, k0, k1) = args;
             let mut acc = [[_mm256_setzero_si256(); R]; W];
             let w = weights.as_ptr().add(j * k);
@@ -509,16 +523,9 @@ mod vnni {
                 }
                 for (r, acc) in acc.iter().enumerate() {
                     let sum = &mut sums[at + r];
-                    *sum = sum.wrapping_add(horizontal_sum(*acc));
+                    *sum = sum.wrapping_add(super::super::avx2::horizontal_sum(*acc));
                 }
             }
-        }
-
-        #[target_feature(enable = "avx2")]
-        unsafe fn horizontal_sum(lanes: __m256i) -> i32 {
-            let mut values = [0i32; 8];
-            _mm256_storeu_si256(values.as_mut_ptr() as *mut __m256i, lanes);
-            values.iter().fold(0i32, |s, &v| s.wrapping_add(v))
         }
 
         /// Activation rows per block of the panel product: their bytes stay in cache while
@@ -675,6 +682,14 @@ mod avx2 {
 
     use super::{K_BLOCK, ROW_BLOCK};
 
+    /// The wrapping int32 sum of the 8 lanes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn horizontal_sum(lanes: __m256i) -> i32 {
+        let mut values = [0i32; 8];
+        _mm256_storeu_si256(values.as_mut_ptr() as *mut __m256i, lanes);
+        values.iter().fold(0i32, |s, &v| s.wrapping_add(v))
+    }
+
     /// The blocked product (see `weight_rows_times_activations`): per block of K_BLOCK
     /// columns, tiles of W <= 2 weight rows by R <= 4 activation rows, their partial sums added
     /// to `sums` (wrapping); the columns past the last whole piece of 16 one by one at the end.
@@ -690,29 +705,23 @@ mod avx2 {
         let n = weights.len() / k;
         let whole = k / 16 * 16;
         sums.fill(0);
-        let mut k0 = 0;
-        while k0 < whole {
-            let k1 = (k0 + K_BLOCK).min(whole);
-            let mut j = 0;
-            while j < n {
-                let mut i = 0;
-                while i < rows {
-                    match ((n - j).min(2), (rows - i).min(ROW_BLOCK)) {
-                        (1, 1) => tile::<1, 1>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                        (1, 2) => tile::<1, 2>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                        (1, 3) => tile::<1, 3>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                        (1, _) => tile::<1, 4>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                        (_, 1) => tile::<2, 1>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                        (_, 2) => tile::<2, 2>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                        (_, 3) => tile::<2, 3>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                        _ => tile::<2, 4>(wide, padded, weights, k, sums, rows, j, i, k0, k1),
-                    }
-                    i += ROW_BLOCK;
+        let shape = (n, rows, whole, K_BLOCK);
+        super::for_each_tile(shape, (2, ROW_BLOCK), |j, i, k0, k1, w, r| {
+            let args = (wide, padded, weights, k, &mut *sums, rows, j, i, k0, k1);
+            // SAFETY: the CPU has AVX2 (the caller's contract); the tile lies inside.
+            unsafe {
+                match (w, r) {
+                    (1, 1) => tile::<1, 1>(args),
+                    (1, 2) => tile::<1, 2>(args),
+                    (1, 3) => tile::<1, 3>(args),
+                    (1, _) => tile::<1, 4>(args),
+                    (_, 1) => tile::<2, 1>(args),
+                    (_, 2) => tile::<2, 2>(args),
+                    (_, 3) => tile::<2, 3>(args),
+                    _ => tile::<2, 4>(args),
                 }
-                j += 2;
             }
-            k0 = k1;
-        }
+        });
         if whole < k {
             for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
                 for (i, sum) in sums.iter_mut().enumerate() {
@@ -728,20 +737,9 @@ mod avx2 {
     /// Weight rows j .. j + W by activation rows i .. i + R over columns k0 .. k1 (whole pieces
     /// of 16): W * R int32 accumulators of 8 lanes, each weight piece converted once for the R
     /// rows, each activation piece loaded once for the W weight rows.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2")]
-    unsafe fn tile<const W: usize, const R: usize>(
-        wide: &[i16],
-        padded: usize,
-        weights: &[i8],
-        k: usize,
-        sums: &mut [i32],
-        rows: usize,
-        j: usize,
-        i: usize,
-        k0: usize,
-        k1: usize,
-    ) {
+    unsafe fn tile<const W: usize, const R: usize>(args: super::TileArgs<i16>) {
+        let (wide, padded, weights, k, sums, rows, j, i, k0, k1) = args;
         let mut acc = [[_mm256_setzero_si256(); R]; W];
         let w = weights.as_ptr().add(j * k);
         let x = wide.as_ptr().add(i * padded);
@@ -764,10 +762,8 @@ mod avx2 {
         }
         for (t, acc) in acc.iter().enumerate() {
             for (r, acc) in acc.iter().enumerate() {
-                let mut lanes = [0i32; 8];
-                _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *acc);
                 let sum = &mut sums[(j + t) * rows + i + r];
-                *sum = lanes.iter().fold(*sum, |s, &v| s.wrapping_add(v));
+                *sum = sum.wrapping_add(horizontal_sum(*acc));
             }
         }
     }
@@ -818,9 +814,7 @@ mod avx2 {
             kk += 16;
         }
         for (r, acc) in acc.iter().enumerate() {
-            let mut lanes = [0i32; 8];
-            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *acc);
-            let mut sum = lanes.iter().fold(0i32, |s, &v| s.wrapping_add(v));
+            let mut sum = horizontal_sum(*acc);
             let row = &wide[(first + r) * padded..];
             for (&xv, &wv) in row[whole..k].iter().zip(&weight_row[whole..]) {
                 sum = sum.wrapping_add(i32::from(xv) * i32::from(wv));
