@@ -115,32 +115,43 @@ pub fn int8_linear(
     };
     let parallel = rows * k >= PARALLEL_ELEMENTS;
     // Each row's absmax, and the columns found (rows in ranges, possibly on several threads).
-    let found: Vec<AtomicBool> = (0..k).map(|_| AtomicBool::new(false)).collect();
+    let found: Vec<AtomicBool> = match threshold {
+        Some(_) => (0..k).map(|_| AtomicBool::new(false)).collect(),
+        None => Vec::new(),
+    };
+    let any_found = AtomicBool::new(false);
     let mut absmax = vec![0f32; rows];
     let maxima = Shared(absmax.as_mut_ptr());
+    let static_flags = if static_columns.is_empty() {
+        &[][..]
+    } else {
+        &is_static[..]
+    };
+    // NaN where no threshold applies: no magnitude is >= NaN.
+    let limit = threshold.unwrap_or(f32::NAN);
     in_ranges(rows, parallel, &|start, end| {
         for i in start..end {
-            let mut max = 0f32;
-            for (c, &v) in x[i * k..(i + 1) * k].iter().enumerate() {
-                let mut magnitude = v.abs();
-                match threshold {
-                    Some(t) if magnitude >= t => {
+            let row = &x[i * k..(i + 1) * k];
+            let (max, over) = counted_absmax(row, static_flags, limit);
+            if over {
+                any_found.store(true, Ordering::Relaxed);
+                for (c, &v) in row.iter().enumerate() {
+                    if v.abs() >= limit {
                         found[c].store(true, Ordering::Relaxed);
-                        magnitude = 0.0;
                     }
-                    None if is_static[c] => magnitude = 0.0,
-                    _ => {}
-                }
-                if magnitude.is_nan() || magnitude > max {
-                    max = if max.is_nan() { max } else { magnitude };
                 }
             }
             // SAFETY: row i belongs to this range alone; `absmax` outlives the call.
             unsafe { *maxima.at(i) = max };
         }
     });
+    // A flag per column, or none where no column is an outlier.
     let is_outlier: Vec<bool> = match threshold {
-        Some(_) => found.iter().map(|f| f.load(Ordering::Relaxed)).collect(),
+        Some(_) if any_found.load(Ordering::Relaxed) => {
+            found.iter().map(|f| f.load(Ordering::Relaxed)).collect()
+        }
+        Some(_) => Vec::new(),
+        None if static_columns.is_empty() => Vec::new(),
         None => is_static,
     };
     let mut q = vec![0i8; rows * k];
@@ -151,16 +162,22 @@ pub fn int8_linear(
             let inverse = if max > 0.0 { (1.0 / max) * 127.0 } else { 0.0 };
             // SAFETY: row i belongs to this range alone; `q` outlives the call.
             let q_row = unsafe { std::slice::from_raw_parts_mut(quantized.at(i * k), k) };
-            for ((&v, q), &outlier) in x[i * k..(i + 1) * k].iter().zip(q_row).zip(&is_outlier) {
-                if !outlier {
+            let row = &x[i * k..(i + 1) * k];
+            if is_outlier.is_empty() {
+                for (&v, q) in row.iter().zip(q_row) {
                     *q = quantize(v * inverse);
+                }
+            } else {
+                for ((&v, q), &outlier) in row.iter().zip(q_row).zip(&is_outlier) {
+                    let value = quantize(v * inverse);
+                    *q = if outlier { 0 } else { value };
                 }
             }
         }
     });
     let outlier_cols: Vec<usize> = match threshold {
-        Some(_) => (0..k).filter(|&c| is_outlier[c]).collect(),
-        None => Vec::new(),
+        Some(_) if !is_outlier.is_empty() => (0..k).filter(|&c| is_outlier[c]).collect(),
+        _ => Vec::new(),
     };
     let picked = if threshold.is_some() {
         &outlier_cols[..]
@@ -175,11 +192,16 @@ pub fn int8_linear(
     };
     let (out, weight_picked) = scaled_product(&q, rows, cb, n, k, picked, &scales)?;
     let c = picked.len();
-    let weight_cols = weight_picked
-        .chunks(c.max(1))
+    let mut weight_cols = vec![0f32; weight_picked.len()];
+    for ((dequantized, row), &scale) in weight_cols
+        .chunks_mut(c.max(1))
+        .zip(weight_picked.chunks(c.max(1)))
         .zip(&column_scales)
-        .flat_map(|(row, &scale)| row.iter().map(move |&w| f32::from(w) * scale))
-        .collect();
+    {
+        for (d, &w) in dequantized.iter_mut().zip(row) {
+            *d = f32::from(w) * scale;
+        }
+    }
     let activation_cols = x
         .chunks(k.max(1))
         .take(if c > 0 { rows } else { 0 })
@@ -193,14 +215,137 @@ pub fn int8_linear(
     })
 }
 
+/// The row's absmax over the elements that count (not in a static column, magnitude below
+/// `limit`; NaN if any is NaN, the first one's bits), and whether any magnitude reached `limit`.
+/// `is_static`: a flag per column, or empty where there are no static columns.
+fn counted_absmax(row: &[f32], is_static: &[bool], limit: f32) -> (f32, bool) {
+    let (max, reached, maybe_nan) = if !is_static.is_empty() {
+        lane_maxima::<true>(row, is_static, limit)
+    } else {
+        threshold_maxima(row, limit)
+    };
+    if maybe_nan {
+        let first = row
+            .iter()
+            .enumerate()
+            .map(|(c, &v)| (v.abs(), is_static.get(c) == Some(&true)))
+            .find(|&(m, fixed)| m.is_nan() && !fixed);
+        if let Some((nan, _)) = first {
+            return (nan, reached);
+        }
+    }
+    (max, reached)
+}
+
+/// `lane_maxima` without static columns on AVX2 where the CPU has it (detected at run time).
+fn threshold_maxima(row: &[f32], limit: f32) -> (f32, bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { avx2::threshold_maxima(row, limit) };
+        }
+    }
+    lane_maxima::<false>(row, &[], limit)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `lane_maxima::<false>`: 8 magnitudes at a time, NaN found exactly (an unordered
+    /// compare); the columns past the last 8 through `lane_maxima`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn threshold_maxima(row: &[f32], limit: f32) -> (f32, bool, bool) {
+        let sign = _mm256_set1_ps(-0.0);
+        let limits = _mm256_set1_ps(limit);
+        let (mut counted, mut all, mut nan) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let pieces = row.chunks_exact(8);
+        let rest = pieces.remainder();
+        for piece in pieces {
+            let magnitude = _mm256_andnot_ps(sign, _mm256_loadu_ps(piece.as_ptr()));
+            all = _mm256_max_ps(magnitude, all); // `all` where the magnitude is NaN
+            let reached = _mm256_cmp_ps::<_CMP_GE_OQ>(magnitude, limits);
+            let kept = _mm256_andnot_ps(reached, magnitude);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(kept, kept));
+            counted = _mm256_max_ps(kept, counted);
+        }
+        let (rest_max, rest_reached, rest_nan) = super::lane_maxima::<false>(rest, &[], limit);
+        let largest = |lanes: __m256| {
+            let mut values = [0f32; 8];
+            _mm256_storeu_ps(values.as_mut_ptr(), lanes);
+            values.iter().fold(0f32, |a, &b| if b > a { b } else { a })
+        };
+        let counted = largest(counted);
+        (
+            if rest_max > counted {
+                rest_max
+            } else {
+                counted
+            },
+            rest_reached || largest(all) >= limit,
+            rest_nan || _mm256_movemask_ps(nan) != 0,
+        )
+    }
+}
+
+/// `counted_absmax` in lanes of 8 with float selects only (vectorized): the largest counted
+/// magnitude ignoring NaN, whether the largest magnitude reached `limit`, and whether a counted
+/// one may be NaN (`0 * m` is NaN for NaN, also for infinity: a second look decides).
+fn lane_maxima<const STATIC: bool>(
+    row: &[f32],
+    is_static: &[bool],
+    limit: f32,
+) -> (f32, bool, bool) {
+    const LANES: usize = 8;
+    let (mut counted, mut all, mut probe) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let mut lane = |l: usize, v: f32, fixed: bool| {
+        let magnitude = v.abs();
+        all[l] = if magnitude > all[l] {
+            magnitude
+        } else {
+            all[l]
+        };
+        let dropped = magnitude >= limit || (STATIC && fixed);
+        let kept = if dropped { 0.0 } else { magnitude };
+        probe[l] += kept * 0.0;
+        counted[l] = if kept > counted[l] { kept } else { counted[l] };
+    };
+    let values = row.chunks_exact(LANES);
+    let rest = values.remainder();
+    for (c, values) in values.enumerate() {
+        for l in 0..LANES {
+            lane(l, values[l], STATIC && is_static[c * LANES + l]);
+        }
+    }
+    let whole = row.len() - rest.len();
+    for (l, &v) in rest.iter().enumerate() {
+        lane(l, v, STATIC && is_static[whole + l]);
+    }
+    let largest = |lanes: [f32; LANES]| lanes.iter().fold(0f32, |a, &b| if b > a { b } else { a });
+    let maybe_nan = probe.iter().any(|p| p.is_nan());
+    (largest(counted), largest(all) >= limit, maybe_nan)
+}
+
 /// `round_half_even(value)` as int8, clamped to [-127, 127]; NaN to 0. Clamped first (the same
 /// result: 127.5 rounds to 128, clamped to 127 either way), then rounded by adding and taking
 /// off 1.5 * 2^23, which leaves no fraction bits in float32's round-to-nearest-even: exact
 /// below 2^22, vectorized, where `round_ties_even` is a library call on baseline x86-64.
 fn quantize(value: f32) -> i8 {
     const ROUNDER: f32 = 12_582_912.0;
-    let v = value.clamp(-127.0, 127.0); // NaN stays NaN, and `as` makes it 0
-    ((v + ROUNDER) - ROUNDER) as i8
+    let v = value.clamp(-127.0, 127.0); // NaN stays NaN
+                                        // v + 1.5 * 2^23 is 0x4B40_0000 + round(v) in the bits: the low byte is round(v)'s two's
+                                        // complement (no conversion instruction, so the loop vectorizes).
+    let q = (v + ROUNDER).to_bits() as u8 as i8;
+    if v.is_nan() {
+        0
+    } else {
+        q
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +472,8 @@ mod tests {
             }
         }
         assert_eq!(quantize(f32::NAN), 0);
+        assert_eq!(quantize(f32::from_bits(0x7FC0_0001)), 0); // a payload in the low byte
+        assert_eq!(quantize(f32::from_bits(0xFFC0_00FF)), 0);
         assert_eq!(quantize(2.5), 2);
         assert_eq!(quantize(-3.5), -4);
     }

@@ -28,14 +28,22 @@ impl<T> Shared<T> {
 /// Weight rows one thread task takes: enough to amortise the task, few enough to balance.
 const ROWS_PER_TASK: usize = 64;
 /// Products (rows * n * k) from which the weight's rows are divided among threads; below, the
-/// calling thread does them all: waking the pool costs more than it saves there, and right after
-/// torch's own parallel ops its OpenMP threads still spin on the cores (a 1024 x 1024 weight at
-/// one row: 84 us alone with two threads, 290 us after an nn.Linear; 187 us on one thread).
-const PARALLEL_PRODUCTS: usize = 1 << 25;
+/// calling thread does them all. On the loaded OpenMP runtime's threads (`openmp`), from
+/// 2^16: right after torch's ops its workers are still spinning, ready at once, and each core
+/// reads its half of the weight into its own cache (a 1024 x 1024 weight at one row right after
+/// an nn.Linear: 51 us -> 34 us, 2048 x 1024 116 -> 54; benches/cpu.md). On rayon's, from 2^25:
+/// its threads then contend with torch's spinning ones (1024 x 1024 at one row: 84 us alone with
+/// two threads, 290 us after an nn.Linear; 187 us on one thread).
+const PARALLEL_PRODUCTS_OPENMP: usize = 1 << 16;
+const PARALLEL_PRODUCTS_RAYON: usize = 1 << 25;
+/// Weight rows multiplied at a time where columns are picked from them: they stay in cache.
+const PICKED_ROWS: usize = 64;
 /// Activation rows multiplied together with one converted piece of a weight row.
 const ROW_BLOCK: usize = 4;
-/// Activation rows from which the AVX2 product runs in blocks of K_BLOCK columns and tiles of
-/// two weight rows (below, one weight row's pass over every activation row stays in cache).
+/// Activation rows from which the products run in blocks of columns (AVX2: K_BLOCK columns and
+/// tiles of two weight rows; VNNI: tiles or panels). Below, the few rows stay in cache while
+/// each weight row streams once over all its columns (VNNI: four at a time, `vnni::streamed`,
+/// 1024 x 1024 at one row 42 -> 23 us, 4096 x 11008 957 -> 830 us on one thread).
 const BLOCKED_MIN_ROWS: usize = 16;
 /// Columns per block of the blocked product: the activations' block (rows * K_BLOCK int16) stays
 /// in the core's L2 while every weight row of the range passes over it.
@@ -163,7 +171,7 @@ fn product_with(
     // Where the blocked product runs on AVX-512 VNNI: the activations as unsigned bytes
     // (x + 128), rows padded to whole pieces of 32.
     let stride = k.div_ceil(32) * 32;
-    let shifted = (rows >= BLOCKED_MIN_ROWS && vnni && vnni::available()).then(|| {
+    let shifted = (rows > 0 && vnni && vnni::available()).then(|| {
         let mut bytes = vec![0u8; rows * stride];
         for (row, values) in bytes.chunks_mut(stride.max(1)).zip(a.chunks(k.max(1))) {
             for (u, &v) in row.iter_mut().zip(values) {
@@ -183,7 +191,9 @@ fn product_with(
     // With many rows or short ones, VNNI's panels written straight as [rows, n] (each range of
     // weight rows its own columns); elsewhere computed transposed ([n, rows]: each range writes
     // whole rows), then laid out.
-    let direct = shifted.is_some() && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
+    let direct = shifted.is_some()
+        && rows >= BLOCKED_MIN_ROWS
+        && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
     let mut out = vec![0i32; if direct { rows * n } else { 0 }];
     let outs = Shared(out.as_mut_ptr());
     let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];
@@ -211,7 +221,11 @@ fn product_with(
                             sums.at(start * rows),
                             (end - start) * rows,
                         );
-                        vnni::blocked(bytes, stride, rows, weights, k, sums)
+                        if rows < BLOCKED_MIN_ROWS {
+                            vnni::streamed(bytes, stride, rows, weights, k, sums)
+                        } else {
+                            vnni::blocked(bytes, stride, rows, weights, k, sums)
+                        }
                     }
                 }
                 None => {
@@ -229,8 +243,16 @@ fn product_with(
             }
         }
     };
+    // With columns to pick, a range's rows go through in pieces, picked right after their
+    // product while they are still in cache (1024 x 4096 at one row, 6 columns: 90 -> 79 us).
+    let in_pieces = |start: usize, end: usize| {
+        let piece = if c > 0 { PICKED_ROWS } else { end - start };
+        for first in (start..end).step_by(piece.max(1)) {
+            range(first, (first + piece).min(end));
+        }
+    };
     if k > 0 {
-        in_ranges(n, rows * n * k >= PARALLEL_PRODUCTS, &range);
+        in_ranges(n, rows * n * k >= parallel_products(), &in_pieces);
     }
     if direct {
         return Ok((out, picked, scales.is_some()));
@@ -239,6 +261,15 @@ fn product_with(
         return Ok((transposed, picked, false)); // [n, 1] is [1, n]
     }
     Ok((transpose(&transposed, n, rows), picked, false))
+}
+
+/// Products from which `product` divides the weight's rows among threads, for the pool it would
+/// take.
+fn parallel_products() -> usize {
+    match openmp::runtime().filter(|omp| omp.max_threads() > 1) {
+        Some(_) => PARALLEL_PRODUCTS_OPENMP,
+        None => PARALLEL_PRODUCTS_RAYON,
+    }
 }
 
 /// `work(start, end)` over 0 .. count in contiguous ranges: with `parallel`, one range per
@@ -381,11 +412,41 @@ mod vnni {
         }
     }
 
+    /// `$tile::<W, R>(args)` for the tile's shape: up to 4 weight rows by up to 4 activation
+    /// rows (the const generics the registers are laid out by).
+    macro_rules! tile_shapes {
+        ($tile:ident, $w:expr, $r:expr, $args:expr) => {
+            match ($w, $r) {
+                (4, 4) => $tile::<4, 4>($args),
+                (4, 3) => $tile::<4, 3>($args),
+                (4, 2) => $tile::<4, 2>($args),
+                (4, _) => $tile::<4, 1>($args),
+                (3, 4) => $tile::<3, 4>($args),
+                (3, 3) => $tile::<3, 3>($args),
+                (3, 2) => $tile::<3, 2>($args),
+                (3, _) => $tile::<3, 1>($args),
+                (2, 4) => $tile::<2, 4>($args),
+                (2, 3) => $tile::<2, 3>($args),
+                (2, 2) => $tile::<2, 2>($args),
+                (2, _) => $tile::<2, 1>($args),
+                (_, 4) => $tile::<1, 4>($args),
+                (_, 3) => $tile::<1, 3>($args),
+                (_, 2) => $tile::<1, 2>($args),
+                _ => $tile::<1, 1>($args),
+            }
+        };
+    }
+
     #[cfg(target_arch = "x86_64")]
-    pub(super) use x86::{blocked, panels};
+    pub(super) use x86::{blocked, panels, streamed};
 
     #[cfg(not(target_arch = "x86_64"))]
     pub(super) unsafe fn blocked(_: &[u8], _: usize, _: usize, _: &[i8], _: usize, _: &mut [i32]) {
+        unreachable!("AVX-512 VNNI is x86-64's")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) unsafe fn streamed(_: &[u8], _: usize, _: usize, _: &[i8], _: usize, _: &mut [i32]) {
         unreachable!("AVX-512 VNNI is x86-64's")
     }
 
@@ -438,26 +499,7 @@ mod vnni {
             super::super::for_each_tile(shape, (TILE_W, TILE_R), |j, i, k0, k1, w, r| {
                 let args = (shifted, stride, weights, k, &mut *sums, rows, j, i, k0, k1);
                 // SAFETY: the CPU has AVX-512 VNNI (the caller's contract); the tile lies inside.
-                unsafe {
-                    match (w, r) {
-                        (4, 4) => tile::<4, 4>(args),
-                        (4, 3) => tile::<4, 3>(args),
-                        (4, 2) => tile::<4, 2>(args),
-                        (4, _) => tile::<4, 1>(args),
-                        (3, 4) => tile::<3, 4>(args),
-                        (3, 3) => tile::<3, 3>(args),
-                        (3, 2) => tile::<3, 2>(args),
-                        (3, _) => tile::<3, 1>(args),
-                        (2, 4) => tile::<2, 4>(args),
-                        (2, 3) => tile::<2, 3>(args),
-                        (2, 2) => tile::<2, 2>(args),
-                        (2, _) => tile::<2, 1>(args),
-                        (_, 4) => tile::<1, 4>(args),
-                        (_, 3) => tile::<1, 3>(args),
-                        (_, 2) => tile::<1, 2>(args),
-                        _ => tile::<1, 1>(args),
-                    }
-                }
+                unsafe { tile_shapes!(tile, w, r, args) }
             });
             let ones = _mm256_set1_epi8(1);
             for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
@@ -509,14 +551,7 @@ mod vnni {
                 let at = (j + t) * rows + i;
                 if R == 4 {
                     // The four rows' lanes summed at once: sums[at .. at + 4] in order.
-                    let pairs = _mm256_hadd_epi32(
-                        _mm256_hadd_epi32(acc[0], acc[1]),
-                        _mm256_hadd_epi32(acc[2], acc[3]),
-                    );
-                    let four = _mm_add_epi32(
-                        _mm256_castsi256_si128(pairs),
-                        _mm256_extracti128_si256::<1>(pairs),
-                    );
+                    let four = four_sums([acc[0], acc[1], acc[2], acc[3]]);
                     let target = sums[at..at + 4].as_mut_ptr() as *mut __m128i;
                     _mm_storeu_si128(target, _mm_add_epi32(_mm_loadu_si128(target), four));
                     continue;
@@ -524,6 +559,89 @@ mod vnni {
                 for (r, acc) in acc.iter().enumerate() {
                     let sum = &mut sums[at + r];
                     *sum = sum.wrapping_add(super::super::avx2::horizontal_sum(*acc));
+                }
+            }
+        }
+
+        /// The four registers' wrapping lane sums, in order.
+        #[target_feature(enable = "avx2")]
+        unsafe fn four_sums(lanes: [__m256i; 4]) -> __m128i {
+            let pairs = _mm256_hadd_epi32(
+                _mm256_hadd_epi32(lanes[0], lanes[1]),
+                _mm256_hadd_epi32(lanes[2], lanes[3]),
+            );
+            _mm_add_epi32(
+                _mm256_castsi256_si128(pairs),
+                _mm256_extracti128_si256::<1>(pairs),
+            )
+        }
+
+        /// `blocked` for a few activation rows (below `BLOCKED_MIN_ROWS`): each tile of up to
+        /// 4 weight rows streams once over all its columns, one tile per 4 activation rows (the
+        /// few rows' bytes stay in L1), and sums its weight rows as it goes (`vpdpbusd` of
+        /// ones) for the 128 * (weight row sums) to take off: the weight is read once, in order.
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        pub(in super::super) unsafe fn streamed(
+            shifted: &[u8],
+            stride: usize,
+            rows: usize,
+            weights: &[i8],
+            k: usize,
+            sums: &mut [i32],
+        ) {
+            let n = weights.len() / k;
+            // One block of every column: each tile's weight rows stream once.
+            super::super::for_each_tile((n, rows, k, k), (TILE_W, TILE_R), |j, i, _, _, w, r| {
+                let args = (shifted, stride, weights, k, &mut *sums, rows, j, i, 0, k);
+                // SAFETY: the CPU has AVX-512 VNNI (the caller's contract); the tile lies inside.
+                unsafe { tile_shapes!(streamed_tile, w, r, args) }
+            });
+        }
+
+        /// Weight rows j .. j + W by activation rows i .. i + R over every column: the whole
+        /// pieces of 32 through `vpdpbusd`, with the weight rows' sums over them, the columns
+        /// past them one by one; the sums stored.
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        unsafe fn streamed_tile<const W: usize, const R: usize>(args: super::super::TileArgs<u8>) {
+            let (shifted, stride, weights, k, sums, rows, j, i, _, _) = args;
+            let whole = k / 32 * 32;
+            let ones = _mm256_set1_epi8(1);
+            let mut acc = [[_mm256_setzero_si256(); W]; R];
+            let mut weight_sums = [_mm256_setzero_si256(); 4];
+            let w = weights.as_ptr().add(j * k);
+            let x = shifted.as_ptr().add(i * stride);
+            let mut kk = 0;
+            while kk < whole {
+                let mut pieces = [_mm256_setzero_si256(); W];
+                for (t, piece) in pieces.iter_mut().enumerate() {
+                    // SAFETY: kk + 32 <= whole <= k (weight rows j .. j + W exist).
+                    *piece = _mm256_loadu_si256(w.add(t * k + kk) as *const __m256i);
+                    weight_sums[t] = _mm256_dpbusd_epi32(weight_sums[t], ones, *piece);
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: kk + 32 <= stride (activation rows i .. i + R exist).
+                    let xs = _mm256_loadu_si256(x.add(r * stride + kk) as *const __m256i);
+                    for (acc, piece) in acc.iter_mut().zip(&pieces) {
+                        *acc = _mm256_dpbusd_epi32(*acc, xs, *piece);
+                    }
+                }
+                kk += 32;
+            }
+            let corrections = _mm_slli_epi32::<7>(four_sums(weight_sums));
+            for (r, acc) in acc.iter().enumerate() {
+                let mut lanes = [_mm256_setzero_si256(); 4];
+                lanes[..W].copy_from_slice(acc);
+                let mut totals = [0i32; 4];
+                let four = _mm_sub_epi32(four_sums(lanes), corrections);
+                _mm_storeu_si128(totals.as_mut_ptr() as *mut __m128i, four);
+                let row = &shifted[(i + r) * stride..];
+                for (t, &total) in totals[..W].iter().enumerate() {
+                    let weight_row = &weights[(j + t) * k..(j + t + 1) * k];
+                    let mut sum = total;
+                    for (&u, &wv) in row[whole..k].iter().zip(&weight_row[whole..]) {
+                        sum = sum.wrapping_add(i32::from((u ^ 0x80) as i8) * i32::from(wv));
+                    }
+                    sums[(j + t) * rows + i + r] = sum;
                 }
             }
         }
@@ -893,6 +1011,26 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        #[test]
+        fn few_rows_match_the_exact_sums_and_pick_their_columns(
+            rows in 1usize..BLOCKED_MIN_ROWS, n in 0usize..150, k in 1usize..1300,
+            seed in any::<u64>(), picks in proptest::collection::vec(any::<usize>(), 0..5),
+        ) {
+            // VNNI's streamed tiles (or AVX2's rows) over more weight rows than PICKED_ROWS.
+            let (a, b) = operands(seed, rows, n, k);
+            let cols: Vec<usize> = picks.iter().map(|p| p % k).collect();
+            let expected = reference(&a, rows, &b, n, k);
+            let want: Vec<i8> = (0..n).flat_map(|j| cols.iter().map(|&c| b[j * k + c]).collect::<Vec<_>>()).collect();
+            for vnni in [true, false] {
+                let (got, picked, _) = product_with(&a, rows, &b, n, k, &cols, vnni, None).unwrap();
+                prop_assert_eq!(&got, &expected, "vnni {}", vnni);
+                prop_assert_eq!(&picked, &want, "vnni {}", vnni);
+            }
+        }
+    }
+
     #[test]
     fn the_blocked_products_take_int8_extremes() {
         // VNNI's tiles (1100 columns) and panels (1000 columns, or many rows), and AVX2's.
@@ -944,7 +1082,7 @@ mod tests {
     #[test]
     fn the_threaded_path_matches_the_exact_sums() {
         let (rows, n, k) = (2, 2048, 8200);
-        assert!(rows * n * k >= PARALLEL_PRODUCTS);
+        assert!(rows * n * k >= PARALLEL_PRODUCTS_RAYON);
         let a: Vec<i8> = (0..rows * k).map(|i| (i * 7 % 255) as i8).collect();
         let b: Vec<i8> = (0..n * k).map(|i| (i * 13 % 251) as i8).collect();
         assert_eq!(

@@ -148,11 +148,12 @@ def test_copies_of_a_layer_start_without_prepared_forwards(recorder):
     assert len(recorder.prepared) == 2
 
 
-def test_prepared_linear_checks_its_operands_and_has_no_cpu_call():
+def test_prepared_linear_checks_its_operands():
     layer = make_layer()
     weight = layer.weight
     x = torch.randn(2, 64)
-    assert F.prepared_linear(x, weight, weight.SCB, layer.bias, 6.0) is None
+    static = torch.tensor([1, 2])
+    assert F.prepared_linear(x, weight, weight.SCB, layer.bias, 6.0, static) is None
     with pytest.raises(ValueError, match="features"):
         F.prepared_linear(torch.randn(2, 63), weight, weight.SCB, layer.bias)
     with pytest.raises(ValueError, match="arithmetic"):

@@ -8,8 +8,9 @@ of weight rows at a time (the dequantized copy never holds the whole weight).
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -143,8 +144,7 @@ def int8_linear(
     operations in the same order as `quantize_rows` and the scaling below, so the same bits, and
     no PyTorch op of its own before the product: torch's threads still spinning after one slowed
     the core's threaded product 2-5x, benches/cpu.md)."""
-    (m, k), n = x.shape, CB.shape[0]
-    if uses_core_product(m, n, k) and x.dtype in _CORE_KINDS and SCB.dtype == torch.float32:
+    if _core_serves(x, CB, SCB):
         out, outlier_cols, x_cols, weight_cols = _core_scaled_product(
             x, CB, SCB, threshold, outlier_cols
         )
@@ -152,14 +152,34 @@ def int8_linear(
         q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
         accumulator = int8_matmul(q, CB)
         out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)
+        x_cols = weight_cols = None
         if outlier_cols.numel() > 0:
             x_cols = x[:, outlier_cols].float()
             weight_cols = CB[:, outlier_cols].float() * (SCB[:, None] / INT8_MAX)
-    if outlier_cols.numel() > 0:
+    return _epilogue(out, x_cols, weight_cols, bias, x.dtype)
+
+
+def _core_serves(x: Tensor, CB: Tensor, SCB: Tensor) -> bool:
+    """Whether the core's forward (`_core.int8_linear`) takes `x` [M, K] by `CB` [N, K]."""
+    (m, k), n = x.shape, CB.shape[0]
+    return uses_core_product(m, n, k) and x.dtype in _CORE_KINDS and SCB.dtype == torch.float32
+
+
+def _epilogue(
+    out: Tensor,
+    x_cols: Optional[Tensor],
+    weight_cols: Optional[Tensor],
+    bias: Optional[Tensor],
+    dtype: torch.dtype,
+) -> Tensor:
+    """The scaled product `out` (float32) plus the outlier columns' product and the bias, in
+    `dtype`. A bias of another dtype is added as float32 (exactly widened: the same bits as
+    ``bias.float()``)."""
+    if x_cols is not None and x_cols.numel() > 0:
         out += x_cols @ weight_cols.t()
     if bias is not None:
-        out += bias.float()
-    return out.to(x.dtype)
+        out += bias
+    return out if dtype == torch.float32 else out.to(dtype)
 
 
 def _core_scaled_product(
@@ -171,19 +191,65 @@ def _core_scaled_product(
     `CB[:, cols].float() * (SCB[:, None] / 127)`, picked as the weight's rows streamed through
     the product)."""
     kind = _CORE_KINDS[x.dtype]
-    values = x.detach().contiguous()
-    if kind != "float32":
-        values = values.view(torch.int16)  # the bits; numpy has no bfloat16
-    array = values.numpy()
-    if kind != "float32":
-        array = array.view("uint16")
     static = None if outlier_cols is None else outlier_cols.long()
     out, found, x_cols, weight_cols = _core.int8_linear(
-        array, kind, CB.contiguous().numpy(), SCB.contiguous().numpy(), float(threshold),
+        _activation_array(x.detach().contiguous(), kind), kind, CB.contiguous().numpy(),
+        SCB.contiguous().numpy(), float(threshold),
         None if static is None else static.contiguous().numpy(),
     )  # fmt: skip
     cols = static if static is not None else torch.from_numpy(found)
     return torch.from_numpy(out), cols, torch.from_numpy(x_cols), torch.from_numpy(weight_cols)
+
+
+def _activation_array(x: Tensor, kind: str) -> np.ndarray:
+    """Contiguous `x` as the core takes it (`_CORE_KINDS`): a numpy view of its values, or of its
+    bits for float16 / bfloat16 (numpy has no bfloat16)."""
+    if kind == "float32":
+        return x.numpy()
+    return x.view(torch.int16).numpy().view(np.uint16)
+
+
+def prepare_linear(
+    x: Tensor,
+    CB: Tensor,
+    SCB: Tensor,
+    bias: Optional[Tensor],
+    threshold: float,
+    outlier_cols: Optional[Tensor],
+    arithmetic: str,
+) -> Optional[Callable[[Tensor], Tensor]]:
+    """`int8_linear` for inputs shaped as `x` [..., K] (`functional.prepared_linear`), where the
+    core's forward serves them: the checks done and the operands' numpy views taken once, so
+    that a call costs the core's forward and the epilogue (a 1024 x 1024 layer at one row,
+    called back to back: `functional.int8_linear` 24 us, this 15.5). The views read `CB`, `SCB`
+    and `bias` where they lie now. None for the weight-only arithmetic, static outlier columns
+    (they may be replaced in place), empty or non-contiguous operands, or where float BLAS
+    multiplies."""
+    k = x.shape[-1]
+    m = x.numel() // k if k else 0
+    n = CB.shape[0]
+    operands = (CB, SCB) if bias is None else (CB, SCB, bias)
+    if arithmetic == "weight_only" or outlier_cols is not None or not (m and n and k):
+        return None
+    if not all(t.is_contiguous() for t in operands) or not _core_serves(x.reshape(m, k), CB, SCB):
+        return None
+    kind = _CORE_KINDS[x.dtype]
+    weight, scales = CB.detach().numpy(), SCB.detach().numpy()
+    bias = None if bias is None else bias.detach()
+    threshold, dtype = float(threshold), x.dtype
+    out_shape = None if x.dim() == 2 else (*x.shape[:-1], n)
+
+    def forward(x: Tensor) -> Tensor:
+        array = _activation_array(x.detach() if x.requires_grad else x, kind)
+        out, _, x_cols, weight_cols = _core.int8_linear(
+            array if out_shape is None else array.reshape(m, k),
+            kind, weight, scales, threshold, None,
+        )  # fmt: skip
+        picked = (torch.from_numpy(x_cols), torch.from_numpy(weight_cols)) if x_cols.size else ()
+        out = _epilogue(torch.from_numpy(out), *(picked or (None, None)), bias, dtype)
+        return out if out_shape is None else out.view(out_shape)
+
+    return forward
 
 
 WEIGHT_ONLY_ROWS_PER_STEP = 1024
