@@ -130,19 +130,28 @@ pub fn int8_linear(
     // NaN where no threshold applies: no magnitude is >= NaN.
     let limit = threshold.unwrap_or(f32::NAN);
     in_ranges(rows, parallel, &|start, end| {
+        // The range's columns found, a byte each (set without branches: vectorized), shared
+        // at the end.
+        let mut reached = Vec::new();
         for i in start..end {
             let row = &x[i * k..(i + 1) * k];
             let (max, over) = counted_absmax(row, static_flags, limit);
             if over {
-                any_found.store(true, Ordering::Relaxed);
-                for (c, &v) in row.iter().enumerate() {
-                    if v.abs() >= limit {
-                        found[c].store(true, Ordering::Relaxed);
-                    }
+                reached.resize(k, 0u8);
+                for (flag, &v) in reached.iter_mut().zip(row) {
+                    *flag |= u8::from(v.abs() >= limit);
                 }
             }
             // SAFETY: row i belongs to this range alone; `absmax` outlives the call.
             unsafe { *maxima.at(i) = max };
+        }
+        if !reached.is_empty() {
+            any_found.store(true, Ordering::Relaxed);
+            for (flag, &r) in found.iter().zip(&reached) {
+                if r != 0 {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
         }
     });
     // A flag per column, or none where no column is an outlier.

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::openmp;
+use crate::{amx, openmp};
 
 /// The sums' rows (and the picked weight columns), written by threads each in its own range.
 pub(crate) struct Shared<T>(pub(crate) *mut T);
@@ -54,9 +54,12 @@ const K_BLOCK: usize = 512;
 const PANEL_MIN_ROWS: usize = 384;
 const PANEL_SHORT_K: usize = 1024;
 
-/// The instructions the blocked product runs on with this CPU: "avx512vnni", "avx2" or
-/// "portable".
+/// The instructions the blocked product runs on with this CPU: "amx" (AMX-INT8 tiles for rows
+/// of whole tiles, AVX-512 VNNI for the rest), "avx512vnni", "avx2" or "portable".
 pub fn blocked_kernel() -> &'static str {
+    if vnni::available() && amx::available() {
+        return "amx";
+    }
     if vnni::available() {
         return "avx512vnni";
     }
@@ -171,7 +174,11 @@ fn product_with(
     // Where the blocked product runs on AVX-512 VNNI: the activations as unsigned bytes
     // (x + 128), rows padded to whole pieces of 32.
     let stride = k.div_ceil(32) * 32;
-    let shifted = (rows > 0 && vnni && vnni::available()).then(|| {
+    // On AMX (from BLOCKED_MIN_ROWS rows of whole tiles), the activations packed for the tiles
+    // instead.
+    let tiled = (vnni && rows >= BLOCKED_MIN_ROWS && amx::serves(k) && amx::available())
+        .then(|| amx::pack_activations(a, rows, k));
+    let shifted = (tiled.is_none() && rows > 0 && vnni && vnni::available()).then(|| {
         let mut bytes = vec![0u8; rows * stride];
         for (row, values) in bytes.chunks_mut(stride.max(1)).zip(a.chunks(k.max(1))) {
             for (u, &v) in row.iter_mut().zip(values) {
@@ -182,7 +189,8 @@ fn product_with(
     });
     // Elsewhere as int16, each row padded with zeros to whole pieces of 16.
     let padded = k.div_ceil(16) * 16;
-    let mut wide = vec![0i16; if shifted.is_some() { 0 } else { rows * padded }];
+    let converted = shifted.is_some() || tiled.is_some();
+    let mut wide = vec![0i16; if converted { 0 } else { rows * padded }];
     for (row, values) in wide.chunks_mut(padded.max(1)).zip(a.chunks(k.max(1))) {
         for (w, &v) in row.iter_mut().zip(values) {
             *w = i16::from(v);
@@ -191,9 +199,10 @@ fn product_with(
     // With many rows or short ones, VNNI's panels written straight as [rows, n] (each range of
     // weight rows its own columns); elsewhere computed transposed ([n, rows]: each range writes
     // whole rows), then laid out.
-    let direct = shifted.is_some()
-        && rows >= BLOCKED_MIN_ROWS
-        && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
+    let direct = tiled.is_some()
+        || shifted.is_some()
+            && rows >= BLOCKED_MIN_ROWS
+            && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
     let mut out = vec![0i32; if direct { rows * n } else { 0 }];
     let outs = Shared(out.as_mut_ptr());
     let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];
@@ -207,7 +216,11 @@ fn product_with(
         let picked =
             unsafe { std::slice::from_raw_parts_mut(picks.at(start * c), (end - start) * c) };
         let weights = &b[start * k..end * k];
-        if rows > 0 && k > 0 {
+        if let Some(packed) = &tiled {
+            // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only then), k
+            // is a whole number of tiles; columns start .. end of `out` are this range's alone.
+            unsafe { amx::product(packed, rows, weights, k, n, &outs, start, scales) }
+        } else if rows > 0 && k > 0 {
             match &shifted {
                 // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then); columns
                 // start .. end of `out` are this range's alone.
@@ -1022,7 +1035,10 @@ mod tests {
             let (a, b) = operands(seed, rows, n, k);
             let cols: Vec<usize> = picks.iter().map(|p| p % k).collect();
             let expected = reference(&a, rows, &b, n, k);
-            let want: Vec<i8> = (0..n).flat_map(|j| cols.iter().map(|&c| b[j * k + c]).collect::<Vec<_>>()).collect();
+            let want: Vec<i8> = (0..n)
+                .flat_map(|j| cols.iter().map(move |&c| (j, c)))
+                .map(|(j, c)| b[j * k + c])
+                .collect();
             for vnni in [true, false] {
                 let (got, picked, _) = product_with(&a, rows, &b, n, k, &cols, vnni, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
@@ -1031,10 +1047,45 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        #[test]
+        fn whole_tiles_match_the_exact_sums(
+            rows in BLOCKED_MIN_ROWS..80, n in 0usize..80, tiles in 1usize..20,
+            seed in any::<u64>(), picks in proptest::collection::vec(any::<usize>(), 0..3),
+        ) {
+            // AMX's tiles where the CPU has them (k a multiple of 64), VNNI's or AVX2's elsewhere.
+            let k = tiles * 64;
+            let (a, b) = operands(seed, rows, n, k);
+            let cols: Vec<usize> = picks.iter().map(|p| p % k).collect();
+            let expected = reference(&a, rows, &b, n, k);
+            let row_scales: Vec<f32> = (0..rows).map(|i| 0.37 + i as f32 / 7.0).collect();
+            let column_scales: Vec<f32> = (0..n).map(|j| 1.9 - j as f32 / 11.0).collect();
+            let scales = Scales { rows: &row_scales, columns: &column_scales };
+            let (scaled, _) = scaled_product(&a, rows, &b, n, k, &cols, &scales).unwrap();
+            let want: Vec<u32> = expected
+                .iter()
+                .enumerate()
+                .map(|(e, &s)| (s as f32 * row_scales[e / n] * column_scales[e % n]).to_bits())
+                .collect();
+            prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+            for vnni in [true, false] {
+                let (got, picked, _) = product_with(&a, rows, &b, n, k, &cols, vnni, None).unwrap();
+                prop_assert_eq!(&got, &expected, "vnni {}", vnni);
+                let want: Vec<i8> = (0..n)
+                    .flat_map(|j| cols.iter().map(move |&c| (j, c)))
+                    .map(|(j, c)| b[j * k + c])
+                    .collect();
+                prop_assert_eq!(&picked, &want);
+            }
+        }
+    }
+
     #[test]
     fn the_blocked_products_take_int8_extremes() {
         // VNNI's tiles (1100 columns) and panels (1000 columns, or many rows), and AVX2's.
         for (rows, n, k) in [
+            (40, 37, 1024),
             (20, 9, 1100),
             (20, 9, 1000),
             (PANEL_MIN_ROWS + 16, 17, 1100),

@@ -4,6 +4,7 @@
 //! Framework-free: it speaks bytes, slices and paths (and numpy arrays in the optional Python
 //! bindings, built by maturin with the `python` feature).
 
+mod amx;
 pub mod dtype;
 pub mod error;
 pub mod format;

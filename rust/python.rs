@@ -388,7 +388,7 @@ fn int8_linear<'py>(
     ))
 }
 
-/// The instructions the core's blocked int8 product runs on with this CPU: "avx512vnni",
+/// The instructions the core's blocked int8 product runs on with this CPU: "amx", "avx512vnni",
 /// "avx2" or "portable".
 #[pyfunction]
 fn int8_product_kernel() -> &'static str {

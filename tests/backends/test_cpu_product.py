@@ -79,10 +79,19 @@ def test_the_core_product_threads_large_products_exactly():
     assert torch.equal(cpu.int8_matmul(a, b).long(), a.long() @ b.long().t())
 
 
+@pytest.mark.parametrize("m, k, n", [(16, 64, 1), (37, 1024, 300), (300, 4096, 33)])
+def test_whole_tiles_give_the_exact_sums(m, k, n):
+    """Rows of whole 64-column tiles from 16 activation rows: AMX's tiles where the CPU has them
+    (`_core.int8_product_kernel() == "amx"`), threaded, with int8's extremes."""
+    a, b = _operands(m * 7 + n, m, k, n, True)
+    assert torch.equal(cpu.int8_matmul(a, b).long(), a.long() @ b.long().t())
+
+
 def test_the_path_depends_on_the_rows():
-    assert cpu.CORE_PRODUCT_KERNEL in ("avx512vnni", "avx2", "portable")
-    with mock.patch.object(cpu, "CORE_PRODUCT_KERNEL", "avx512vnni"):
-        assert cpu.uses_core_product(8192, 1536, 384)
+    assert cpu.CORE_PRODUCT_KERNEL in ("amx", "avx512vnni", "avx2", "portable")
+    for kernel in ("amx", "avx512vnni"):
+        with mock.patch.object(cpu, "CORE_PRODUCT_KERNEL", kernel):
+            assert cpu.uses_core_product(8192, 1536, 384)
     with mock.patch.object(cpu, "CORE_PRODUCT_KERNEL", "avx2"):
         _the_avx2_rule()
 

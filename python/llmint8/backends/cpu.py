@@ -99,7 +99,7 @@ def uses_core_product(m: int, n: int, k: int) -> bool:
     """Whether an [m, k] x [n, k]^T product runs in the core (on AVX-512 VNNI always, else up
     to CORE_PRODUCT_MAX_ROWS rows or rows of CORE_PRODUCT_LONG_K columns or more) or in float
     BLAS."""
-    if CORE_PRODUCT_KERNEL == "avx512vnni":
+    if CORE_PRODUCT_KERNEL in ("amx", "avx512vnni"):
         return True
     return m <= CORE_PRODUCT_MAX_ROWS or k >= CORE_PRODUCT_LONG_K
 

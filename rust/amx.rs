@@ -1,0 +1,263 @@
+//! The exact int8 product on Intel AMX (detected at run time, Linux on x86-64): `tdpbssd`
+//! multiplies a tile of 16 x 64 signed bytes by one of 64 x 16 (4 bytes of each of 16 columns
+//! per row) into 16 x 16 int32 sums, 16,384 products per instruction, exact (signed by signed,
+//! no offset to take off).
+//!
+//! The weight's rows go in as they lie (a tile is 16 rows by 64 columns of `CB`, read with the
+//! row stride k), the activations packed once per call as the second operand: per block of 16
+//! rows and group of 4 columns, the 16 rows' 4 bytes side by side. So the product needs k to be
+//! a multiple of 64 (`serves`); the rows past the last whole 16 of a range come from a copy
+//! padded with zeros, the activations are padded with zero rows.
+
+use crate::int8_product::{Scales, Shared};
+
+/// Bytes per tile row (64 int8 columns of the weight; 16 activation rows' 4 bytes).
+const TILE_BYTES: usize = 64;
+/// Rows per tile.
+const TILE_ROWS: usize = 16;
+
+/// Whether the product can run here: the CPU has AMX-INT8 and the kernel lets this process use
+/// the tiles (asked once).
+pub(crate) fn available() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(x86::enable)
+}
+
+/// Whether the AMX product takes rows of `k` columns.
+pub(crate) fn serves(k: usize) -> bool {
+    k > 0 && k.is_multiple_of(TILE_BYTES)
+}
+
+/// The activations `a` [rows, k] as `product` takes them: per block of 16 rows (zeros past the
+/// last) and group g of 4 columns, 64 bytes: row r's columns 4g .. 4g + 4 at 4r.
+pub(crate) fn pack_activations(a: &[i8], rows: usize, k: usize) -> Vec<i8> {
+    let groups = k / 4;
+    let mut packed = vec![0i8; rows.div_ceil(TILE_ROWS) * groups * TILE_BYTES];
+    for (i, row) in a.chunks(k.max(1)).take(rows).enumerate() {
+        let base = (i / TILE_ROWS) * groups * TILE_BYTES + (i % TILE_ROWS) * 4;
+        for (g, four) in row.chunks_exact(4).enumerate() {
+            packed[base + g * TILE_BYTES..][..4].copy_from_slice(four);
+        }
+    }
+    packed
+}
+
+/// `out[i * n + col0 + j] = dot(activation row i, weight row j)` for the weight rows `weights`
+/// [nr, k] and every activation row (`packed`, from `pack_activations`), as int32, or scaled
+/// (`(sum as f32 * rows[i]) * columns[col0 + j]`) and stored as float32 bits.
+///
+/// # Safety
+/// `available()` and `serves(k)`; `out` holds [rows, n] values, columns col0 .. col0 + nr this
+/// call's alone.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn product(
+    packed: &[i8],
+    rows: usize,
+    weights: &[i8],
+    k: usize,
+    n: usize,
+    out: &Shared<i32>,
+    col0: usize,
+    scales: Option<&Scales>,
+) {
+    let nr = weights.len() / k;
+    let whole = nr / TILE_ROWS;
+    // The rows past the last whole tile, padded with zero rows.
+    let tail_rows = nr % TILE_ROWS;
+    let mut tail = vec![0i8; if tail_rows > 0 { TILE_ROWS * k } else { 0 }];
+    tail[..tail_rows * k].copy_from_slice(&weights[whole * TILE_ROWS * k..]);
+    let weight_tile = |b: usize| {
+        if b < whole {
+            weights.as_ptr().wrapping_add(b * TILE_ROWS * k)
+        } else {
+            tail.as_ptr()
+        }
+    };
+    let (weight_blocks, activation_blocks) = (nr.div_ceil(TILE_ROWS), rows.div_ceil(TILE_ROWS));
+    let block_bytes = k / 4 * TILE_BYTES;
+    let mut sums = [0i32; 4 * TILE_ROWS * TILE_ROWS];
+    x86::configure();
+    for b in (0..weight_blocks).step_by(2) {
+        let second = b + 1 < weight_blocks;
+        let w = [weight_tile(b), weight_tile((b + 1).min(weight_blocks - 1))];
+        for m in (0..activation_blocks).step_by(2) {
+            let x = packed.as_ptr().add(m * block_bytes);
+            let tiles = Tiles {
+                w,
+                k,
+                x,
+                block_bytes,
+                sums: &mut sums,
+            };
+            match (second, m + 1 < activation_blocks) {
+                (true, true) => x86::block::<2, 2>(tiles),
+                (true, false) => x86::block::<2, 1>(tiles),
+                (false, true) => x86::block::<1, 2>(tiles),
+                (false, false) => x86::block::<1, 1>(tiles),
+            }
+            // sums[wr * 32 + ar]: weight row b * 16 + wr by activation row m * 16 + ar, written
+            // along the output's rows.
+            let columns = (nr - b * TILE_ROWS).min(2 * TILE_ROWS);
+            for ar in 0..(rows - m * TILE_ROWS).min(2 * TILE_ROWS) {
+                let i = m * TILE_ROWS + ar;
+                let first = col0 + b * TILE_ROWS;
+                for wr in 0..columns {
+                    let sum = sums[wr * 2 * TILE_ROWS + ar];
+                    let value = match scales {
+                        Some(s) => {
+                            ((sum as f32 * s.rows[i]) * s.columns[first + wr]).to_bits() as i32
+                        }
+                        None => sum,
+                    };
+                    *out.at(i * n + first + wr) = value;
+                }
+            }
+        }
+    }
+    x86::release();
+}
+
+/// One block's operands: up to 2 weight tiles' first rows `w` (row stride k), the first of up
+/// to 2 packed activation blocks `x` (`block_bytes` apart), the sums [32 weight rows][32
+/// activation rows].
+struct Tiles<'a> {
+    w: [*const i8; 2],
+    k: usize,
+    x: *const i8,
+    block_bytes: usize,
+    sums: &'a mut [i32; 4 * 16 * 16],
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod x86 {
+    use std::arch::asm;
+
+    /// Asks Linux for the AMX tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+    /// XFEATURE_XTILEDATA)`) where the CPU has AMX-TILE and AMX-INT8; whether it was granted.
+    pub(super) fn enable() -> bool {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // Leaf 7 is read only where the CPU has it.
+        let (max_leaf, _) = std::arch::x86_64::__get_cpuid_max(0);
+        if max_leaf < 7 {
+            return false;
+        }
+        let features = std::arch::x86_64::__cpuid_count(7, 0).edx;
+        if features & (1 << 24) == 0 || features & (1 << 25) == 0 {
+            return false;
+        }
+        // SAFETY: a request for a CPU state component; it changes nothing else.
+        unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) == 0
+        }
+    }
+
+    /// The tile configuration: palette 1, the 8 tiles 16 rows of 64 bytes (tmm0-3 the sums,
+    /// tmm4-5 weight tiles, tmm6-7 activation tiles).
+    #[repr(C, align(64))]
+    struct Config([u8; 64]);
+
+    /// Loads the tile configuration on this thread.
+    pub(super) unsafe fn configure() {
+        let mut config = Config([0; 64]);
+        config.0[0] = 1;
+        for t in 0..8 {
+            config.0[16 + 2 * t] = super::TILE_BYTES as u8;
+            config.0[48 + t] = super::TILE_ROWS as u8;
+        }
+        asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack));
+    }
+
+    /// Releases this thread's tiles.
+    pub(super) unsafe fn release() {
+        asm!("tilerelease", options(nostack, nomem));
+    }
+
+    /// `tileloadd $tile, [$at + $stride]`: 16 rows of 64 bytes, `$stride` bytes apart.
+    macro_rules! load {
+        ($tile:literal, $at:expr, $stride:expr) => {
+            asm!(
+                concat!("tileloadd ", $tile, ", [{0} + {1}*1]"),
+                in(reg) $at, in(reg) $stride, options(nostack, readonly)
+            )
+        };
+    }
+
+    /// `tilestored [$at + $stride], $tile`.
+    macro_rules! store {
+        ($tile:literal, $at:expr, $stride:expr) => {
+            asm!(
+                concat!("tilestored [{0} + {1}*1], ", $tile),
+                in(reg) $at, in(reg) $stride, options(nostack)
+            )
+        };
+    }
+
+    /// W weight tiles by A activation blocks over all k columns: W * A tiles of sums, stored.
+    pub(super) unsafe fn block<const W: usize, const A: usize>(tiles: super::Tiles) {
+        let super::Tiles {
+            w,
+            k,
+            x,
+            block_bytes,
+            sums,
+        } = tiles;
+        let bytes = super::TILE_BYTES;
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+        let mut kk = 0;
+        while kk < k {
+            // Columns kk .. kk + 64 of the weight rows; groups kk / 4 .. + 16 of the activations.
+            let x0 = x.add(kk / 4 * bytes);
+            load!("tmm4", w[0].add(kk), k);
+            load!("tmm6", x0, bytes);
+            asm!("tdpbssd tmm0, tmm4, tmm6", options(nostack, nomem));
+            if A == 2 {
+                load!("tmm7", x0.add(block_bytes), bytes);
+                asm!("tdpbssd tmm1, tmm4, tmm7", options(nostack, nomem));
+            }
+            if W == 2 {
+                load!("tmm5", w[1].add(kk), k);
+                asm!("tdpbssd tmm2, tmm5, tmm6", options(nostack, nomem));
+                if A == 2 {
+                    asm!("tdpbssd tmm3, tmm5, tmm7", options(nostack, nomem));
+                }
+            }
+            kk += bytes;
+        }
+        // Tile (weight t, activations a) at sums[t * 16 * 32 + a * 16], rows 32 int32 apart.
+        let s = sums.as_mut_ptr();
+        let stride: usize = 2 * 16 * 4;
+        store!("tmm0", s, stride);
+        if A == 2 {
+            store!("tmm1", s.add(16), stride);
+        }
+        if W == 2 {
+            store!("tmm2", s.add(16 * 32), stride);
+            if A == 2 {
+                store!("tmm3", s.add(16 * 32 + 16), stride);
+            }
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod x86 {
+    pub(super) fn enable() -> bool {
+        false
+    }
+    pub(super) unsafe fn configure() {
+        unreachable!("AMX is enabled on x86-64 Linux only")
+    }
+    pub(super) unsafe fn release() {}
+    pub(super) unsafe fn block<const W: usize, const A: usize>(_: super::Tiles) {}
+}
