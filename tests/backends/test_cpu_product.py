@@ -79,9 +79,9 @@ def test_the_core_product_threads_large_products_exactly():
     assert torch.equal(cpu.int8_matmul(a, b).long(), a.long() @ b.long().t())
 
 
-@pytest.mark.parametrize("m, k, n", [(16, 64, 1), (37, 1024, 300), (300, 4096, 33)])
+@pytest.mark.parametrize("m, k, n", [(2, 64, 1), (16, 64, 17), (37, 1024, 300), (300, 4096, 33)])
 def test_whole_tiles_give_the_exact_sums(m, k, n):
-    """Rows of whole 64-column tiles from 16 activation rows: AMX's tiles where the CPU has them
+    """Rows of whole 64-column tiles from 2 activation rows: AMX's tiles where the CPU has them
     (`_core.int8_product_kernel() == "amx"`), threaded, with int8's extremes."""
     a, b = _operands(m * 7 + n, m, k, n, True)
     assert torch.equal(cpu.int8_matmul(a, b).long(), a.long() @ b.long().t())
