@@ -15,6 +15,8 @@ use crate::int8_product::{Scales, Shared};
 const TILE_BYTES: usize = 64;
 /// Rows per tile.
 const TILE_ROWS: usize = 16;
+/// Weight tiles per chunk (an even number): 128 weight rows, at most 1 MiB for k <= 8192.
+const CHUNK_TILES: usize = 8;
 
 /// Whether the product can run here: the CPU has AMX-INT8 and the kernel lets this process use
 /// the tiles (asked once).
@@ -77,10 +79,19 @@ pub(crate) unsafe fn product(
     let block_bytes = k / 4 * TILE_BYTES;
     let mut sums = [0i32; 4 * TILE_ROWS * TILE_ROWS];
     x86::configure();
-    for b in (0..weight_blocks).step_by(2) {
-        let second = b + 1 < weight_blocks;
+    // Per chunk of weight rows (they stay in L2), every block of activation rows, and in it the
+    // chunk's weight tiles: each output row is written in runs of the chunk's columns.
+    for (end, m, b) in (0..weight_blocks)
+        .step_by(CHUNK_TILES)
+        .flat_map(|c0| (0..activation_blocks).step_by(2).map(move |m| (c0, m)))
+        .flat_map(|(c0, m)| {
+            let c1 = (c0 + CHUNK_TILES).min(weight_blocks);
+            (c0..c1).step_by(2).map(move |b| (c1, m, b))
+        })
+    {
+        let second = b + 1 < end;
         let w = [weight_tile(b), weight_tile((b + 1).min(weight_blocks - 1))];
-        for m in (0..activation_blocks).step_by(2) {
+        {
             let x = packed.as_ptr().add(m * block_bytes);
             let tiles = Tiles {
                 w,
