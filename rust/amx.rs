@@ -81,47 +81,29 @@ pub(crate) unsafe fn product(
     x86::configure();
     // Per chunk of weight rows (they stay in L2), every block of activation rows, and in it the
     // chunk's weight tiles: each output row is written in runs of the chunk's columns.
-    for (end, m, b) in (0..weight_blocks)
-        .step_by(CHUNK_TILES)
-        .flat_map(|c0| (0..activation_blocks).step_by(2).map(move |m| (c0, m)))
-        .flat_map(|(c0, m)| {
-            let c1 = (c0 + CHUNK_TILES).min(weight_blocks);
-            (c0..c1).step_by(2).map(move |b| (c1, m, b))
-        })
-    {
-        let second = b + 1 < end;
-        let w = [weight_tile(b), weight_tile((b + 1).min(weight_blocks - 1))];
-        {
-            let x = packed.as_ptr().add(m * block_bytes);
-            let tiles = Tiles {
-                w,
-                k,
-                x,
-                block_bytes,
-                sums: &mut sums,
-            };
-            match (second, m + 1 < activation_blocks) {
-                (true, true) => x86::block::<2, 2>(tiles),
-                (true, false) => x86::block::<2, 1>(tiles),
-                (false, true) => x86::block::<1, 2>(tiles),
-                (false, false) => x86::block::<1, 1>(tiles),
-            }
-            // sums[wr * 32 + ar]: weight row b * 16 + wr by activation row m * 16 + ar, written
-            // along the output's rows.
-            let columns = (nr - b * TILE_ROWS).min(2 * TILE_ROWS);
-            for ar in 0..(rows - m * TILE_ROWS).min(2 * TILE_ROWS) {
-                let i = m * TILE_ROWS + ar;
-                let first = col0 + b * TILE_ROWS;
-                for wr in 0..columns {
-                    let sum = sums[wr * 2 * TILE_ROWS + ar];
-                    let value = match scales {
-                        Some(s) => {
-                            ((sum as f32 * s.rows[i]) * s.columns[first + wr]).to_bits() as i32
-                        }
-                        None => sum,
-                    };
-                    *out.at(i * n + first + wr) = value;
+    for c0 in (0..weight_blocks).step_by(CHUNK_TILES) {
+        let end = (c0 + CHUNK_TILES).min(weight_blocks);
+        for m in (0..activation_blocks).step_by(2) {
+            for b in (c0..end).step_by(2) {
+                let tiles = Tiles {
+                    w: [weight_tile(b), weight_tile((b + 1).min(weight_blocks - 1))],
+                    k,
+                    x: packed.as_ptr().add(m * block_bytes),
+                    block_bytes,
+                    sums: &mut sums,
+                };
+                match (b + 1 < end, m + 1 < activation_blocks) {
+                    (true, true) => x86::block::<2, 2>(tiles),
+                    (true, false) => x86::block::<2, 1>(tiles),
+                    (false, true) => x86::block::<1, 2>(tiles),
+                    (false, false) => x86::block::<1, 1>(tiles),
                 }
+                let (first_row, first_column) = (m * TILE_ROWS, b * TILE_ROWS);
+                let block = Block {
+                    rows: first_row..(first_row + 2 * TILE_ROWS).min(rows),
+                    columns: first_column..(first_column + 2 * TILE_ROWS).min(nr),
+                };
+                store(&sums, &block, out, n, col0, scales);
             }
         }
     }
@@ -137,6 +119,38 @@ struct Tiles<'a> {
     x: *const i8,
     block_bytes: usize,
     sums: &'a mut [i32; 4 * 16 * 16],
+}
+
+/// The activation rows and the range's weight rows (output columns, from col0) of a block.
+struct Block {
+    rows: std::ops::Range<usize>,
+    columns: std::ops::Range<usize>,
+}
+
+/// A block's sums (`sums[wr * 32 + ar]`: its weight row wr by its activation row ar) written
+/// into `out` along the output's rows, scaled where `scales` are given.
+///
+/// # Safety
+/// `out` holds [rows, n] values; the block's columns col0 + j are the caller's alone.
+unsafe fn store(
+    sums: &[i32],
+    block: &Block,
+    out: &Shared<i32>,
+    n: usize,
+    col0: usize,
+    scales: Option<&Scales>,
+) {
+    for i in block.rows.clone() {
+        let ar = i - block.rows.start;
+        for j in block.columns.clone() {
+            let sum = sums[(j - block.columns.start) * 2 * TILE_ROWS + ar];
+            let value = match scales {
+                Some(s) => ((sum as f32 * s.rows[i]) * s.columns[col0 + j]).to_bits() as i32,
+                None => sum,
+            };
+            *out.at(i * n + col0 + j) = value;
+        }
+    }
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]

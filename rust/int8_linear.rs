@@ -284,19 +284,15 @@ mod avx2 {
             counted = _mm256_max_ps(kept, counted);
         }
         let (rest_max, rest_reached, rest_nan) = super::lane_maxima::<false>(rest, &[], limit);
-        let largest = |lanes: __m256| {
+        let lane_max = |lanes: __m256| {
             let mut values = [0f32; 8];
             _mm256_storeu_ps(values.as_mut_ptr(), lanes);
-            values.iter().fold(0f32, |a, &b| if b > a { b } else { a })
+            super::largest(&values)
         };
-        let counted = largest(counted);
+        let counted = lane_max(counted);
         (
-            if rest_max > counted {
-                rest_max
-            } else {
-                counted
-            },
-            rest_reached || largest(all) >= limit,
+            super::largest(&[rest_max, counted]),
+            rest_reached || lane_max(all) >= limit,
             rest_nan || _mm256_movemask_ps(nan) != 0,
         )
     }
@@ -335,20 +331,23 @@ fn lane_maxima<const STATIC: bool>(
     for (l, &v) in rest.iter().enumerate() {
         lane(l, v, STATIC && is_static[whole + l]);
     }
-    let largest = |lanes: [f32; LANES]| lanes.iter().fold(0f32, |a, &b| if b > a { b } else { a });
     let maybe_nan = probe.iter().any(|p| p.is_nan());
-    (largest(counted), largest(all) >= limit, maybe_nan)
+    (largest(&counted), largest(&all) >= limit, maybe_nan)
+}
+
+/// The largest of `values` and 0, NaN ignored.
+fn largest(values: &[f32]) -> f32 {
+    values.iter().fold(0f32, |a, &b| if b > a { b } else { a })
 }
 
 /// `round_half_even(value)` as int8, clamped to [-127, 127]; NaN to 0. Clamped first (the same
-/// result: 127.5 rounds to 128, clamped to 127 either way), then rounded by adding and taking
-/// off 1.5 * 2^23, which leaves no fraction bits in float32's round-to-nearest-even: exact
-/// below 2^22, vectorized, where `round_ties_even` is a library call on baseline x86-64.
+/// result: 127.5 rounds to 128, clamped to 127 either way), then rounded by adding 1.5 * 2^23,
+/// which leaves no fraction bits in float32's round-to-nearest-even: the sum's bits are
+/// 0x4B40_0000 + round(v), whose low byte is round(v)'s two's complement (exact below 2^22; no
+/// float-to-int conversion, so the loops over it vectorize).
 fn quantize(value: f32) -> i8 {
     const ROUNDER: f32 = 12_582_912.0;
     let v = value.clamp(-127.0, 127.0); // NaN stays NaN
-                                        // v + 1.5 * 2^23 is 0x4B40_0000 + round(v) in the bits: the low byte is round(v)'s two's
-                                        // complement (no conversion instruction, so the loop vectorizes).
     let q = (v + ROUNDER).to_bits() as u8 as i8;
     if v.is_nan() {
         0

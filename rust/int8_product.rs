@@ -206,10 +206,8 @@ fn product_with(
     // With many rows or short ones, VNNI's panels written straight as [rows, n] (each range of
     // weight rows its own columns); elsewhere computed transposed ([n, rows]: each range writes
     // whole rows), then laid out.
-    let direct = tiled.is_some()
-        || shifted.is_some()
-            && rows >= BLOCKED_MIN_ROWS
-            && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
+    let panels = rows >= BLOCKED_MIN_ROWS && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
+    let direct = tiled.is_some() || (shifted.is_some() && panels);
     let mut out = vec![0i32; if direct { rows * n } else { 0 }];
     let outs = Shared(out.as_mut_ptr());
     let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];

@@ -245,8 +245,11 @@ def prepare_linear(
             array if out_shape is None else array.reshape(m, k),
             kind, weight, scales, threshold, None,
         )  # fmt: skip
-        picked = (torch.from_numpy(x_cols), torch.from_numpy(weight_cols)) if x_cols.size else ()
-        out = _epilogue(torch.from_numpy(out), *(picked or (None, None)), bias, dtype)
+        if x_cols.size:
+            x_cols, weight_cols = torch.from_numpy(x_cols), torch.from_numpy(weight_cols)
+        else:
+            x_cols = weight_cols = None
+        out = _epilogue(torch.from_numpy(out), x_cols, weight_cols, bias, dtype)
         return out if out_shape is None else out.view(out_shape)
 
     return forward
