@@ -1,8 +1,8 @@
-//! LLM.int8()'s forward on the CPU up to its float epilogue, in one call: the activations'
-//! row-wise absmax quantization with outlier columns taken out (found from a threshold, or
-//! given), the exact int8 product and the scaling of its int32 sums (`scaled_product`), with the
-//! same float operations in the same order as the CPU backend's PyTorch ops, so the outputs are
-//! the same bits. The outlier columns' own product and the bias stay with the caller.
+//! LLM.int8()'s forward on the CPU in one call: the activations' row-wise absmax quantization
+//! with outlier columns taken out (found from a threshold, or given), the exact int8 product
+//! and the scaling of its int32 sums (`scaled_product`), with the same float operations in the
+//! same order as the CPU backend's PyTorch ops (so the same bits), then the outlier columns'
+//! own product and the bias (`epilogue`).
 //!
 //! For X [rows, k] and the weight's int8 rows CB [n, k] with their absmax SCB [n]:
 //! - outlier columns: with static columns those, else with `threshold > 0` every column holding
@@ -11,11 +11,15 @@
 //! - `absmax[i]`: the largest `|x[i][c]|` over the elements that count (NaN if any is NaN);
 //! - `q[i][c] = clamp(round_half_even(x * (127 * (1 / absmax[i]))), -127, 127)` (0 where
 //!   absmax is not positive; NaN to 0, infinities to +-127), 0 in the outlier columns;
-//! - `out[i][j] = (sum_c q[i][c] * CB[j][c]) as f32 * (absmax[i] / 127) * (SCB[j] / 127)`.
+//! - `scaled[i][j] = (sum_c q[i][c] * CB[j][c]) as f32 * (absmax[i] / 127) * (SCB[j] / 127)`;
+//! - `out = scaled` plus, in the outlier columns (found in ascending order, static in the order
+//!   given), `x[i][col]` times `CB[j][col] as f32 * (SCB[j] / 127)`, plus the bias, as
+//!   `epilogue` adds them.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::epilogue::add_outliers_and_bias;
 use crate::error::{Error, Result};
 use crate::int8_product::{in_ranges, scaled_product, Scales, Shared};
 
@@ -32,15 +36,19 @@ pub enum Activations<'a> {
 }
 
 impl<'a> Activations<'a> {
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         match self {
             Activations::F32(v) => v.len(),
             Activations::F16(v) | Activations::Bf16(v) => v.len(),
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The values widened to float32 (exact; float32 ones borrowed).
-    fn to_f32(self) -> Cow<'a, [f32]> {
+    pub fn to_f32(self) -> Cow<'a, [f32]> {
         match self {
             Activations::F32(v) => Cow::Borrowed(v),
             Activations::F16(v) => v
@@ -64,21 +72,17 @@ pub enum Outliers<'a> {
     Static(&'a [usize]),
 }
 
-/// The scaled product, the outlier columns found (ascending; empty for static columns, which
-/// the caller has), and for the caller's product of the outlier columns (found or static, in
-/// that order): the activations' `[rows, columns]` as float32 and the weight's `[n, columns]`
-/// dequantized (`CB[j][c] as f32 * (SCB[j] / 127)`), picked as its rows stream through the
-/// product.
+/// The forward's output [rows, n] (float32, row-major) and the outlier columns found
+/// (ascending; empty for static columns, which the caller has).
 #[derive(Debug)]
 pub struct Forward {
     pub out: Vec<f32>,
     pub outlier_cols: Vec<usize>,
-    pub activation_cols: Vec<f32>,
-    pub weight_cols: Vec<f32>,
 }
 
-/// LLM.int8()'s quantized part of `x` [rows, k] times `cb` [n, k] transposed, scaled: `out`
-/// [rows, n] row-major (see the module's documentation).
+/// LLM.int8()'s forward of `x` [rows, k] by `cb` [n, k] transposed, plus `bias` [n] where given
+/// (see the module's documentation).
+#[allow(clippy::too_many_arguments)]
 pub fn int8_linear(
     x: Activations,
     rows: usize,
@@ -87,11 +91,13 @@ pub fn int8_linear(
     n: usize,
     scb: &[f32],
     outliers: Outliers,
+    bias: Option<Activations>,
 ) -> Result<Forward> {
-    if x.len() != rows * k || cb.len() != n * k || scb.len() != n {
+    let bias_len = bias.map_or(n, |b| b.len());
+    if x.len() != rows * k || cb.len() != n * k || scb.len() != n || bias_len != n {
         return Err(Error::Shape(format!(
-            "int8 linear: {} activation values for [{rows}, {k}], {} weight values and {} \
-             scales for [{n}, {k}]",
+            "int8 linear: {} activation values for [{rows}, {k}], {} weight values, {} \
+             scales and {bias_len} bias values for [{n}, {k}]",
             x.len(),
             cb.len(),
             scb.len()
@@ -199,29 +205,33 @@ pub fn int8_linear(
         rows: &row_scales,
         columns: &column_scales,
     };
-    let (out, weight_picked) = scaled_product(&q, rows, cb, n, k, picked, &scales)?;
+    let (mut out, weight_picked) = scaled_product(&q, rows, cb, n, k, picked, &scales)?;
     let c = picked.len();
-    let mut weight_cols = vec![0f32; weight_picked.len()];
-    for ((dequantized, row), &scale) in weight_cols
-        .chunks_mut(c.max(1))
-        .zip(weight_picked.chunks(c.max(1)))
-        .zip(&column_scales)
+    // The weight's outlier columns dequantized ([c, n] as picked: the epilogue's lanes run
+    // along n), and the activations' [rows, c].
+    let mut weight_cols = vec![0f32; c * n];
+    for (column, picked) in weight_cols
+        .chunks_mut(n.max(1))
+        .zip(weight_picked.chunks(n.max(1)))
     {
-        for (d, &w) in dequantized.iter_mut().zip(row) {
+        for ((d, &w), &scale) in column.iter_mut().zip(picked).zip(&column_scales) {
             *d = f32::from(w) * scale;
         }
     }
-    let activation_cols = x
+    let x_cols: Vec<f32> = x
         .chunks(k.max(1))
         .take(if c > 0 { rows } else { 0 })
         .flat_map(|row| picked.iter().map(move |&col| row[col]))
         .collect();
-    Ok(Forward {
-        out,
-        outlier_cols,
-        activation_cols,
-        weight_cols,
-    })
+    let bias = bias.map(Activations::to_f32);
+    add_outliers_and_bias(
+        &mut out,
+        (rows, n, c),
+        &x_cols,
+        &weight_cols,
+        bias.as_deref(),
+    )?;
+    Ok(Forward { out, outlier_cols })
 }
 
 /// The row's absmax over the elements that count (not in a static column, magnitude below
@@ -359,9 +369,12 @@ fn quantize(value: f32) -> i8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::values;
     use proptest::prelude::*;
 
-    /// The module's formulas, written out element by element (f64 where the result is exact).
+    /// The module's formulas, written out element by element (f64 where the result is exact,
+    /// and for the outlier columns' sums).
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         x: &[f32],
         rows: usize,
@@ -370,6 +383,7 @@ mod tests {
         n: usize,
         scb: &[f32],
         t: f32,
+        bias: Option<&[f32]>,
     ) -> Forward {
         let mut cols = vec![false; k];
         for i in 0..rows {
@@ -407,53 +421,39 @@ mod tests {
                         sum += i64::from(q) * i64::from(cb[j * k + c]);
                     }
                 }
-                out[i * n + j] = sum as i32 as f32 * (max / 127.0) * (scb[j] / 127.0);
+                let mut value = sum as i32 as f32 * (max / 127.0) * (scb[j] / 127.0);
+                if cols.contains(&true) {
+                    let outliers = (0..k).filter(|&c| cols[c]).fold(0f64, |s, c| {
+                        let w = f32::from(cb[j * k + c]) * (scb[j] / 127.0);
+                        s + f64::from(row[c]) * f64::from(w)
+                    });
+                    value += outliers as f32;
+                }
+                out[i * n + j] = match bias {
+                    Some(b) => value + b[j],
+                    None => value,
+                };
             }
         }
         let outlier_cols = (0..k).filter(|&c| cols[c]).collect();
-        Forward {
-            out,
-            outlier_cols,
-            activation_cols: Vec::new(),
-            weight_cols: Vec::new(),
-        }
-    }
-
-    fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
-            })
-            .collect()
+        Forward { out, outlier_cols }
     }
 
     proptest! {
         #[test]
         fn matches_the_formulas(
             rows in 0usize..6, n in 0usize..40, k in 0usize..70, seed in any::<u64>(),
-            scale in 0.0f32..30.0, threshold in -1.0f32..8.0,
+            scale in 0.0f32..30.0, threshold in -1.0f32..8.0, with_bias in any::<bool>(),
         ) {
             let x = values(seed, rows * k, scale);
             let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0).iter().map(|&v| v as i8).collect();
             let scb: Vec<f32> = values(seed ^ 9, n, 4.0).iter().map(|v| v.abs() + 0.01).collect();
+            let bias = with_bias.then(|| values(seed ^ 11, n, 3.0));
             let got = int8_linear(
                 Activations::F32(&x), rows, k, &cb, n, &scb, Outliers::Threshold(threshold),
+                bias.as_deref().map(Activations::F32),
             ).unwrap();
-            let expected = reference(&x, rows, k, &cb, n, &scb, threshold);
-            let picked: Vec<f32> = (0..n)
-                .flat_map(|j| expected.outlier_cols.iter().map(move |&c| (j, c)))
-                .map(|(j, c)| f32::from(cb[j * k + c]) * (scb[j] / 127.0))
-                .collect();
-            prop_assert_eq!(&got.weight_cols, &picked);
-            let columns: Vec<f32> = (0..rows)
-                .flat_map(|i| expected.outlier_cols.iter().map(move |&c| (i, c)))
-                .map(|(i, c)| x[i * k + c])
-                .collect();
-            prop_assert_eq!(&got.activation_cols, &columns);
+            let expected = reference(&x, rows, k, &cb, n, &scb, threshold, bias.as_deref());
             prop_assert_eq!(got.outlier_cols, expected.outlier_cols);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&got.out), bits(&expected.out));
@@ -497,9 +497,27 @@ mod tests {
         let cb = [1i8, -2, 3, 127, 5, 6, -7, 8];
         let scb = [2.0f32, 0.5];
         let outliers = Outliers::Threshold(6.0);
-        let want = int8_linear(Activations::F32(&x), 1, 4, &cb, 2, &scb, outliers).unwrap();
-        for input in [Activations::F16(&f16), Activations::Bf16(&bf16)] {
-            let got = int8_linear(input, 1, 4, &cb, 2, &scb, outliers).unwrap();
+        let bias = [0.25f32, -1.5];
+        let want = int8_linear(
+            Activations::F32(&x),
+            1,
+            4,
+            &cb,
+            2,
+            &scb,
+            outliers,
+            Some(Activations::F32(&bias)),
+        )
+        .unwrap();
+        let (bias16, bias_bf16): (Vec<u16>, Vec<u16>) = bias
+            .iter()
+            .map(|&v| (half::f16::from_f32(v).to_bits(), (v.to_bits() >> 16) as u16))
+            .unzip();
+        for (input, bias) in [
+            (Activations::F16(&f16), Activations::F16(&bias16)),
+            (Activations::Bf16(&bf16), Activations::Bf16(&bias_bf16)),
+        ] {
+            let got = int8_linear(input, 1, 4, &cb, 2, &scb, outliers, Some(bias)).unwrap();
             assert_eq!(got.out, want.out);
             assert_eq!(got.outlier_cols, vec![2]);
         }
@@ -517,13 +535,16 @@ mod tests {
             1,
             &scb,
             Outliers::Static(&[0]),
+            None,
         )
         .unwrap();
         assert!(got.outlier_cols.is_empty());
-        assert_eq!(got.weight_cols, vec![1.0]);
-        assert_eq!(got.activation_cols, vec![100.0]);
-        // absmax 2 over the other columns: q = [0, 64 (63.5 to even), -127, 32 (31.75)]
-        assert_eq!(got.out, vec![(64 - 127 + 32) as f32 * (2.0 / 127.0)]);
+        // absmax 2 over the other columns: q = [0, 64 (63.5 to even), -127, 32 (31.75)]; the
+        // static column 0 in float: 100 * (1 * 127 / 127).
+        assert_eq!(
+            got.out,
+            vec![(64 - 127 + 32) as f32 * (2.0 / 127.0) + 100.0]
+        );
         let err = int8_linear(
             Activations::F32(&x),
             1,
@@ -532,6 +553,7 @@ mod tests {
             1,
             &scb,
             Outliers::Static(&[4]),
+            None,
         );
         assert!(err.unwrap_err().to_string().contains("column 4"));
     }
@@ -549,6 +571,7 @@ mod tests {
             1,
             &scb,
             Outliers::Threshold(0.0),
+            None,
         )
         .unwrap();
         assert!(got.out[0].is_nan());
@@ -562,7 +585,19 @@ mod tests {
             1,
             &scb,
             Outliers::Threshold(0.0),
+            None,
         );
         assert!(err.unwrap_err().to_string().contains("int8 linear"));
+        let err = int8_linear(
+            Activations::F32(&x),
+            2,
+            3,
+            &cb,
+            1,
+            &scb,
+            Outliers::Threshold(0.0),
+            Some(Activations::F32(&[1.0, 2.0])),
+        );
+        assert!(err.unwrap_err().to_string().contains("2 bias values"));
     }
 }

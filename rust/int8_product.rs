@@ -84,8 +84,9 @@ pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Resu
     product(a, rows, b, n, k, &[]).map(|(sums, _)| sums)
 }
 
-/// `int8_product`, and the weight's columns `cols` [n, cols.len()] (row-major) picked while its
-/// rows stream through the product. Columns must lie below k.
+/// `int8_product`, and the weight's columns `cols`, transposed ([cols.len(), n] row-major: each
+/// column's n values together), picked while its rows stream through the product. Columns must
+/// lie below k.
 pub fn product(
     a: &[i8],
     rows: usize,
@@ -216,10 +217,6 @@ fn product_with(
     let (sums, picks) = (Shared(transposed.as_mut_ptr()), Shared(picked.as_mut_ptr()));
     // Weight rows start .. end: their sums and picked columns.
     let range = |start: usize, end: usize| {
-        // SAFETY: the ranges run by different threads are disjoint, inside `transposed` and
-        // `picked`, which outlive every call.
-        let picked =
-            unsafe { std::slice::from_raw_parts_mut(picks.at(start * c), (end - start) * c) };
         let weights = &b[start * k..end * k];
         if let Some(packed) = &tiled {
             // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only then), k
@@ -255,9 +252,17 @@ fn product_with(
                 }
             }
         }
-        for (j, weight_row) in weights.chunks(k.max(1)).enumerate() {
-            for (pick, &col) in picked[j * c..][..c].iter_mut().zip(cols) {
-                *pick = weight_row[col];
+        for (p, &col) in cols.iter().enumerate() {
+            // SAFETY: the ranges run by different threads are disjoint: their weight rows are
+            // their own columns start .. end of `picked`'s rows, which outlives the call.
+            let picked =
+                unsafe { std::slice::from_raw_parts_mut(picks.at(p * n + start), end - start) };
+            let column = &weights[col..];
+            let rows = column.len().div_ceil(k).min(picked.len());
+            for (j, pick) in picked[..rows].iter_mut().enumerate() {
+                // SAFETY: j < rows, so j * k lies inside `column` (its length is above
+                // (rows - 1) * k).
+                *pick = unsafe { *column.get_unchecked(j * k) };
             }
         }
     };
@@ -1040,9 +1045,9 @@ mod tests {
             let (a, b) = operands(seed, rows, n, k);
             let cols: Vec<usize> = picks.iter().map(|p| p % k).collect();
             let expected = reference(&a, rows, &b, n, k);
-            let want: Vec<i8> = (0..n)
-                .flat_map(|j| cols.iter().map(move |&c| (j, c)))
-                .map(|(j, c)| b[j * k + c])
+            let want: Vec<i8> = cols
+                .iter()
+                .flat_map(|&c| (0..n).map(|j| b[j * k + c]).collect::<Vec<_>>())
                 .collect();
             for vnni in [true, false] {
                 let (got, picked, _) = product_with(&a, rows, &b, n, k, &cols, vnni, None).unwrap();
@@ -1077,9 +1082,9 @@ mod tests {
             for vnni in [true, false] {
                 let (got, picked, _) = product_with(&a, rows, &b, n, k, &cols, vnni, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
-                let want: Vec<i8> = (0..n)
-                    .flat_map(|j| cols.iter().map(move |&c| (j, c)))
-                    .map(|(j, c)| b[j * k + c])
+                let want: Vec<i8> = cols
+                    .iter()
+                    .flat_map(|&c| (0..n).map(|j| b[j * k + c]).collect::<Vec<_>>())
                     .collect();
                 prop_assert_eq!(&picked, &want);
             }

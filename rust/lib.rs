@@ -6,6 +6,7 @@
 
 mod amx;
 pub mod dtype;
+pub mod epilogue;
 pub mod error;
 pub mod format;
 pub mod int8_linear;
@@ -20,6 +21,8 @@ mod unique_keys;
 
 #[cfg(test)]
 mod hostile_files;
+#[cfg(test)]
+mod test_values;
 
 #[cfg(feature = "python")]
 mod python;

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use numpy::{
-    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
+    PyReadwriteArray2, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{
@@ -15,6 +16,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 
 use crate::dtype;
+use crate::epilogue;
 use crate::error::Error;
 use crate::format::{self, TensorRef};
 use crate::int8_linear as linear;
@@ -289,24 +291,78 @@ fn int8_product<'py>(
     PyArray1::from_vec(py, out).reshape([rows, n])
 }
 
-/// The scaled product [rows, n], the outlier columns found, and the activations' [rows,
-/// columns] and the dequantized weight's [n, columns] outlier columns.
-type ScaledProduct<'py> = (
-    Bound<'py, PyArray2<f32>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray2<f32>>,
-    Bound<'py, PyArray2<f32>>,
-);
+/// Float values as the core takes them (`linear::Activations`) from a C-contiguous array of
+/// `kind` "float32" (its values) or "float16" / "bfloat16" (their bits as uint16), with its
+/// shape, handed to `f`.
+fn with_floats<R>(
+    array: &Bound<'_, PyAny>,
+    kind: &str,
+    what: &str,
+    f: impl FnOnce(linear::Activations, &[usize]) -> PyResult<R>,
+) -> PyResult<R> {
+    let contiguous = |dims: &[usize], c_order: bool| {
+        if c_order {
+            Ok(dims.to_vec())
+        } else {
+            Err(ShapeError::new_err(format!("{what} must be C-contiguous")))
+        }
+    };
+    match kind {
+        "float32" => {
+            let values: PyReadonlyArrayDyn<f32> = array.extract()?;
+            let shape = contiguous(values.shape(), values.is_c_contiguous())?;
+            f(linear::Activations::F32(values.as_slice()?), &shape)
+        }
+        "float16" | "bfloat16" => {
+            let bits: PyReadonlyArrayDyn<u16> = array.extract()?;
+            let shape = contiguous(bits.shape(), bits.is_c_contiguous())?;
+            let bits = bits.as_slice()?;
+            f(
+                if kind == "float16" {
+                    linear::Activations::F16(bits)
+                } else {
+                    linear::Activations::Bf16(bits)
+                },
+                &shape,
+            )
+        }
+        other => Err(ShapeError::new_err(format!(
+            "{what}: values of kind {other:?} (float32, float16 or bfloat16)"
+        ))),
+    }
+}
 
-/// LLM.int8()'s quantized part on the CPU (`int8_linear`): C-contiguous activations `x` [rows, k]
-/// as float32 values or float16 / bfloat16 bits (`kind`: "float32", "float16", "bfloat16"), the
+/// `f` with the bias, where given (`with_floats`; one dimension).
+fn with_bias<R>(
+    bias: Option<&Bound<'_, PyAny>>,
+    kind: &str,
+    what: &str,
+    f: impl FnOnce(Option<linear::Activations>) -> PyResult<R>,
+) -> PyResult<R> {
+    match bias {
+        None => f(None),
+        Some(bias) => with_floats(bias, kind, what, |values, shape| {
+            if shape.len() != 1 {
+                return Err(ShapeError::new_err(format!("{what} must be 1-D")));
+            }
+            f(Some(values))
+        }),
+    }
+}
+
+/// The CPU forward's output [rows, n] and the outlier columns it found.
+type LinearOutput<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<i64>>);
+
+/// LLM.int8()'s forward on the CPU (`int8_linear`): C-contiguous activations `x` [rows, k] as
+/// float32 values or float16 / bfloat16 bits (`kind`: "float32", "float16", "bfloat16"), the
 /// weight's int8 rows `cb` [n, k] and scales `scb` [n], outlier columns from `threshold` or the
-/// ascending-or-not `static_cols`. Returns the scaled product [rows, n] float32, the outlier
-/// columns found (int64, ascending; empty with static columns), and of the outlier columns
-/// (found or static) the activations' [rows, columns] and the dequantized weight's [n, columns],
-/// float32.
+/// ascending-or-not `static_cols`, the `bias` [n] where given (of `bias_kind`, as `kind`).
+/// Returns the output [rows, n] float32 and the outlier columns found (int64, ascending; empty
+/// with static columns).
 #[pyfunction]
-#[pyo3(signature = (x, kind, cb, scb, threshold, static_cols = None))]
+#[pyo3(signature = (x, kind, cb, scb, threshold, static_cols = None, bias = None,
+                    bias_kind = "float32"))]
+#[allow(clippy::too_many_arguments)]
 fn int8_linear<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -315,7 +371,9 @@ fn int8_linear<'py>(
     scb: PyReadonlyArray1<'py, f32>,
     threshold: f32,
     static_cols: Option<PyReadonlyArray1<'py, i64>>,
-) -> PyResult<ScaledProduct<'py>> {
+    bias: Option<&Bound<'py, PyAny>>,
+    bias_kind: &str,
+) -> PyResult<LinearOutput<'py>> {
     let (n, k) = (cb.shape()[0], cb.shape()[1]);
     let cb = c_contiguous(&cb, "int8 linear: cb")?;
     let scb = scb
@@ -335,57 +393,64 @@ fn int8_linear<'py>(
         Some(cols) => linear::Outliers::Static(cols),
         None => linear::Outliers::Threshold(threshold),
     };
-    let forward = |values: linear::Activations, rows: usize, xk: usize| {
+    let (rows, result) = with_floats(x, kind, "int8 linear: x", |values, shape| {
+        let &[rows, xk] = shape else {
+            return Err(ShapeError::new_err("int8 linear: x must be 2-D"));
+        };
         if xk != k {
             return Err(ShapeError::new_err(format!(
                 "int8 linear: x has {xk} columns and cb [{n}, {k}]"
             )));
         }
-        py.detach(|| linear::int8_linear(values, rows, k, cb, n, scb, outliers))
-            .map(|f| (rows, f))
-            .map_err(PyErr::from)
-    };
-    let (rows, result) = match kind {
-        "float32" => {
-            let x: PyReadonlyArray2<f32> = x.extract()?;
-            let (rows, xk) = (x.shape()[0], x.shape()[1]);
-            forward(
-                linear::Activations::F32(c_contiguous(&x, "int8 linear: x")?),
-                rows,
-                xk,
-            )?
-        }
-        "float16" | "bfloat16" => {
-            let x: PyReadonlyArray2<u16> = x.extract()?;
-            let (rows, xk) = (x.shape()[0], x.shape()[1]);
-            let bits = c_contiguous(&x, "int8 linear: x")?;
-            let values = if kind == "float16" {
-                linear::Activations::F16(bits)
-            } else {
-                linear::Activations::Bf16(bits)
-            };
-            forward(values, rows, xk)?
-        }
-        other => {
-            return Err(ShapeError::new_err(format!(
-                "int8 linear: activations of kind {other:?} (float32, float16 or bfloat16)"
-            )))
-        }
-    };
+        with_bias(bias, bias_kind, "int8 linear: bias", |bias| {
+            py.detach(|| linear::int8_linear(values, rows, k, cb, n, scb, outliers, bias))
+                .map(|f| (rows, f))
+                .map_err(PyErr::from)
+        })
+    })?;
     let out = PyArray1::from_vec(py, result.out).reshape([rows, n])?;
-    let picked = match &cols {
-        Some(cols) => cols.len(),
-        None => result.outlier_cols.len(),
-    };
-    let weight_cols = PyArray1::from_vec(py, result.weight_cols).reshape([n, picked])?;
-    let activation_cols = PyArray1::from_vec(py, result.activation_cols).reshape([rows, picked])?;
     let found = result.outlier_cols.into_iter().map(|c| c as i64).collect();
-    Ok((
-        out,
-        PyArray1::from_vec(py, found),
-        activation_cols,
-        weight_cols,
-    ))
+    Ok((out, PyArray1::from_vec(py, found)))
+}
+
+/// The float end of the CPU's forward (`epilogue`), in place: `out` [rows, n] float32 plus the
+/// product of the outlier columns, the activations' `x_cols` [rows, c] by the dequantized weight's
+/// `weight_cols` [c, n] (float32, C-contiguous), plus the `bias` [n] where given (of `bias_kind`:
+/// "float32", "float16" or "bfloat16" bits).
+#[pyfunction]
+#[pyo3(signature = (out, x_cols, weight_cols, bias = None, bias_kind = "float32"))]
+fn linear_epilogue(
+    py: Python<'_>,
+    mut out: PyReadwriteArray2<'_, f32>,
+    x_cols: PyReadonlyArray2<'_, f32>,
+    weight_cols: PyReadonlyArray2<'_, f32>,
+    bias: Option<&Bound<'_, PyAny>>,
+    bias_kind: &str,
+) -> PyResult<()> {
+    let (rows, n) = (out.shape()[0], out.shape()[1]);
+    let c = x_cols.shape()[1];
+    if x_cols.shape()[0] != rows || weight_cols.shape() != [c, n] {
+        return Err(ShapeError::new_err(format!(
+            "linear epilogue: out [{rows}, {n}], x_cols {:?} and weight_cols {:?}",
+            x_cols.shape(),
+            weight_cols.shape()
+        )));
+    }
+    let x_cols = c_contiguous(&x_cols, "linear epilogue: x_cols")?;
+    let weight_cols = c_contiguous(&weight_cols, "linear epilogue: weight_cols")?;
+    if !out.is_c_contiguous() {
+        return Err(ShapeError::new_err(
+            "linear epilogue: out must be C-contiguous",
+        ));
+    }
+    let out = out.as_slice_mut()?;
+    with_bias(bias, bias_kind, "linear epilogue: bias", |bias| {
+        let bias = bias.map(linear::Activations::to_f32);
+        py.detach(|| {
+            epilogue::add_outliers_and_bias(out, (rows, n, c), x_cols, weight_cols, bias.as_deref())
+        })
+        .map_err(PyErr::from)
+    })
 }
 
 /// The instructions the core's blocked int8 product runs on with this CPU: "amx", "avx512vnni",
@@ -537,6 +602,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(union_indices, m)?)?;
     m.add_function(wrap_pyfunction!(int8_product, m)?)?;
     m.add_function(wrap_pyfunction!(int8_linear, m)?)?;
+    m.add_function(wrap_pyfunction!(linear_epilogue, m)?)?;
     m.add_function(wrap_pyfunction!(share_openmp_threads, m)?)?;
     m.add_function(wrap_pyfunction!(int8_product_kernel, m)?)?;
     m.add_class::<PyOutlierStats>()?;

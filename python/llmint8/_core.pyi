@@ -59,12 +59,16 @@ def int8_linear(
     scb: npt.NDArray[np.float32],
     threshold: float,
     static_cols: npt.NDArray[np.int64] | None = None,
-) -> tuple[
-    npt.NDArray[np.float32],
-    npt.NDArray[np.int64],
-    npt.NDArray[np.float32],
-    npt.NDArray[np.float32],
-]: ...
+    bias: npt.NDArray[np.float32] | npt.NDArray[np.uint16] | None = None,
+    bias_kind: str = "float32",
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def linear_epilogue(
+    out: npt.NDArray[np.float32],
+    x_cols: npt.NDArray[np.float32],
+    weight_cols: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32] | npt.NDArray[np.uint16] | None = None,
+    bias_kind: str = "float32",
+) -> None: ...
 def share_openmp_threads(enable: bool) -> bool: ...
 def int8_product_kernel() -> str: ...
 def int8_product(a: npt.NDArray[np.int8], b: npt.NDArray[np.int8]) -> npt.NDArray[np.int32]: ...

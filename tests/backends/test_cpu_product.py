@@ -125,9 +125,33 @@ def test_int8_linear_keeps_the_bits_of_the_int32_product(m, threshold):
 
 def _torch_ops_forward(x, CB, SCB, bias, threshold, cols):
     """The backend's forward through its PyTorch ops (`quantize_rows`, the scaling), the product
-    exact in float BLAS slices: what the core's forward must give bit for bit."""
+    exact in float BLAS slices, then the core's epilogue: what the core's forward must give bit
+    for bit."""
     with mock.patch.object(cpu, "uses_core_product", lambda m, n, k: False):
         return cpu.int8_linear(x, CB, SCB, bias, threshold, cols)
+
+
+def _outlier_sums(x_cols, weight_cols):
+    """The outlier columns' product as the epilogue defines it, written out: float64 sums over
+    the columns in their order (each product of two float32 values exact), rounded to float32."""
+    sums = torch.zeros(x_cols.shape[0], weight_cols.shape[1], dtype=torch.float64)
+    for col in range(x_cols.shape[1]):
+        sums += x_cols[:, col, None].double() * weight_cols[None, col, :].double()
+    return sums.float()
+
+
+def _reference_forward(x, CB, SCB, bias, threshold, cols):
+    """LLM.int8()'s CPU forward from PyTorch ops alone: `quantize_rows`, the int64 product, the
+    scaling, the outlier columns' float64 sums and the bias in float32."""
+    q, row_absmax, cols = cpu.quantize_rows(x, threshold, cols)
+    sums = (q.long() @ CB.long().t()).to(torch.int32)
+    out = sums.float() * (row_absmax[:, None] / 127.0) * (SCB[None, :] / 127.0)
+    if cols.numel():
+        weight_cols = CB[:, cols].float() * (SCB[:, None] / 127.0)
+        out += _outlier_sums(x[:, cols].float(), weight_cols.t())
+    if bias is not None:
+        out += bias.float()
+    return out.to(x.dtype)
 
 
 # A NaN with bits in its low byte (the core's rounding reads the low byte of x + 1.5 * 2**23).
@@ -169,6 +193,8 @@ def test_the_cores_forward_gives_the_bits_of_the_torch_ops(
     want = _torch_ops_forward(x, CB, SCB, bias, threshold, cols)
     assert got.dtype == want.dtype == dtype and got.shape == want.shape == (m, n)
     torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+    reference = _reference_forward(x, CB, SCB, bias, threshold, cols)
+    torch.testing.assert_close(got, reference, rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("m", [1, 16, 64])
@@ -181,12 +207,11 @@ def test_the_cores_forward_on_a_layer_with_outliers(m):
     x[0, [5, 900, 4095]] = torch.tensor([7.0, -9.0, 12.0]).half()  # outliers in every call
     CB, SCB = llmint8.functional.quantize_weight(torch.randn(1024, 4096, generator=generator))
     bias = torch.randn(1024, generator=generator).half()
-    _, found, x_cols, weight_cols = cpu._core_scaled_product(x, CB, SCB, 6.0, None)
-    assert torch.equal(x_cols, x[:, found].float())
-    assert torch.equal(weight_cols, CB[:, found].float() * (SCB[:, None] / 127.0))
+    _, found = cpu._core_forward(x, CB, SCB, bias, 6.0, None)
     assert {5, 900, 4095} <= set(found.tolist())
     got = cpu.int8_linear(x, CB, SCB, bias, 6.0, None)
     assert torch.equal(got, _torch_ops_forward(x, CB, SCB, bias, 6.0, None))
+    assert torch.equal(got, _reference_forward(x, CB, SCB, bias, 6.0, None))
 
 
 def test_the_cores_forward_refuses_what_does_not_fit():
@@ -206,6 +231,57 @@ def test_the_cores_forward_refuses_what_does_not_fit():
         _core.int8_linear(x, "float32", CB, SCB, 6.0, np.array([-1], dtype=np.int64))
     with pytest.raises(TypeError):
         _core.int8_linear(x.astype(np.float64), "float32", CB, SCB, 6.0)
+    with pytest.raises(llmint8.ShapeError, match="2 bias values"):
+        _core.int8_linear(x, "float32", CB, SCB, 6.0, None, np.ones(2, dtype=np.float32))
+    with pytest.raises(llmint8.ShapeError, match="x must be 2-D"):
+        _core.int8_linear(np.zeros(8, dtype=np.float32), "float32", CB, SCB, 6.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(0, 9),
+    n=st.integers(0, 70),
+    c=st.integers(0, 12),
+    bias_dtype=st.sampled_from([None, torch.float32, torch.float16, torch.bfloat16]),
+)
+def test_the_epilogue_sums_the_outlier_columns_in_float64(seed, m, n, c, bias_dtype):
+    """`_core.linear_epilogue`: the outlier columns' products summed in float64 in the columns'
+    order, rounded once, added to the scaled product, then the bias widened to float32; the same
+    bits as those steps written out in PyTorch, and within float32's rounding of the exact sum."""
+    generator = torch.Generator().manual_seed(seed)
+    out = torch.randn(m, n, generator=generator) * 5
+    x_cols = torch.randn(m, c, generator=generator) * 40
+    weight_cols = torch.randn(c, n, generator=generator) * 0.05
+    bias = None if bias_dtype is None else torch.randn(n, generator=generator).to(bias_dtype)
+    want = out.clone()
+    if c:
+        want += _outlier_sums(x_cols, weight_cols)
+    if bias is not None:
+        want += bias.float()
+    got = out.clone()
+    cpu._add_outliers_and_bias(got, x_cols, weight_cols, bias)
+    assert torch.equal(got, want)
+    exact = out.double() + x_cols.double() @ weight_cols.double()
+    if bias is not None:
+        exact += bias.double()
+    bound = 3 * torch.finfo(torch.float32).eps * (exact.abs() + out.double().abs() + 1e-30)
+    assert ((got.double() - exact).abs() <= bound + 1e-6).all()
+
+
+def test_the_epilogue_refuses_what_does_not_fit():
+    out = np.zeros((2, 3), dtype=np.float32)
+    x_cols, weight_cols = np.ones((2, 4), dtype=np.float32), np.ones((4, 3), dtype=np.float32)
+    with pytest.raises(llmint8.ShapeError, match="weight_cols"):
+        _core.linear_epilogue(out, x_cols, np.ones((3, 4), dtype=np.float32))
+    with pytest.raises(llmint8.ShapeError, match="bias must be 1-D"):
+        _core.linear_epilogue(out, x_cols, weight_cols, np.ones((1, 3), dtype=np.float32))
+    with pytest.raises(llmint8.ShapeError, match="2 bias values"):
+        _core.linear_epilogue(out, x_cols, weight_cols, np.ones(2, dtype=np.float32))
+    with pytest.raises(llmint8.ShapeError, match='kind "int8"'):
+        _core.linear_epilogue(out, x_cols, weight_cols, np.ones(3, dtype=np.float32), "int8")
+    with pytest.raises(llmint8.ShapeError, match="C-contiguous"):
+        _core.linear_epilogue(out, np.ones((4, 2), dtype=np.float32).T, weight_cols)
 
 
 def test_the_core_refuses_operands_that_do_not_fit():

@@ -1,6 +1,8 @@
 """The CPU backend: the reference semantics of LLM.int8(), in plain PyTorch ops.
 
-int8 x int8 products are accumulated exactly (`int8_matmul`); everything else is fp32.
+int8 x int8 products are accumulated exactly (`int8_matmul`); the outlier columns' own product
+is summed in float64 and rounded once (the core's epilogue, `_add_outliers_and_bias`: the same
+bits on every CPU); everything else is fp32.
 The weight-only arithmetic multiplies the activations in fp32 by the dequantized weight, a block
 of weight rows at a time (the dequantized copy never holds the whole weight).
 """
@@ -124,7 +126,7 @@ def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 # The activations the core's forward takes (`_core.int8_linear`), as numpy sees them: float32
-# values, or float16 / bfloat16 bits.
+# values, or float16 / bfloat16 bits. A bias of one of these dtypes goes in with them.
 _CORE_KINDS = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
@@ -139,24 +141,22 @@ def int8_linear(
 ) -> Tensor:
     """``x @ W.T + bias`` with W given by its int8 rows ``CB`` [N, K] and row absmax ``SCB`` [N].
     `auto` ("auto" arithmetic's call) changes nothing here: the CPU multiplies LLM.int8() at any
-    number of outlier columns. Where the core multiplies (`uses_core_product`) it also quantizes
-    the activations and scales the sums in the same call (`_core.int8_linear`: the same float
-    operations in the same order as `quantize_rows` and the scaling below, so the same bits, and
-    no PyTorch op of its own before the product: torch's threads still spinning after one slowed
-    the core's threaded product 2-5x, benches/cpu.md)."""
+    number of outlier columns. Where the core multiplies (`uses_core_product`) the whole forward
+    is one call of it (`_core.int8_linear`: the same float operations in the same order as
+    `quantize_rows` and the scaling below, so the same bits, and no PyTorch op of its own before
+    the product: torch's threads still spinning after one slowed the core's threaded product
+    2-5x, benches/cpu.md). Either way the outlier columns' own product and the bias are added
+    by the core's epilogue (`_add_outliers_and_bias`)."""
     if _core_serves(x, CB, SCB):
-        out, outlier_cols, x_cols, weight_cols = _core_scaled_product(
-            x, CB, SCB, threshold, outlier_cols
-        )
-    else:
-        q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
-        accumulator = int8_matmul(q, CB)
-        out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)
-        x_cols = weight_cols = None
-        if outlier_cols.numel() > 0:
-            x_cols = x[:, outlier_cols].float()
-            weight_cols = CB[:, outlier_cols].float() * (SCB[:, None] / INT8_MAX)
-    return _epilogue(out, x_cols, weight_cols, bias, x.dtype)
+        out, _ = _core_forward(x, CB, SCB, bias, threshold, outlier_cols)
+        return _in_dtype(out, bias, x.dtype)
+    q, row_absmax, outlier_cols = quantize_rows(x, threshold, outlier_cols)
+    accumulator = int8_matmul(q, CB)
+    out = accumulator.float() * (row_absmax[:, None] / INT8_MAX) * (SCB[None, :] / INT8_MAX)
+    x_cols = x[:, outlier_cols].float()
+    weight_cols = CB[:, outlier_cols].float() * (SCB[:, None] / INT8_MAX)
+    _add_outliers_and_bias(out, x_cols, weight_cols.t(), bias)
+    return _in_dtype(out, bias, x.dtype)
 
 
 def _core_serves(x: Tensor, CB: Tensor, SCB: Tensor) -> bool:
@@ -165,40 +165,57 @@ def _core_serves(x: Tensor, CB: Tensor, SCB: Tensor) -> bool:
     return uses_core_product(m, n, k) and x.dtype in _CORE_KINDS and SCB.dtype == torch.float32
 
 
-def _epilogue(
-    out: Tensor,
-    x_cols: Optional[Tensor],
-    weight_cols: Optional[Tensor],
-    bias: Optional[Tensor],
-    dtype: torch.dtype,
-) -> Tensor:
-    """The scaled product `out` (float32) plus the outlier columns' product and the bias, in
-    `dtype`. A bias of another dtype is added as float32 (exactly widened: the same bits as
-    ``bias.float()``)."""
-    if x_cols is not None and x_cols.numel() > 0:
-        out += x_cols @ weight_cols.t()
-    if bias is not None:
+def _add_outliers_and_bias(
+    out: Tensor, x_cols: Tensor, weight_cols: Tensor, bias: Optional[Tensor]
+) -> None:
+    """`out` [M, N] (float32, contiguous) plus the outlier columns' product, `x_cols` [M, C] by
+    `weight_cols` [C, N] (float32: the activations and the dequantized weight in those columns),
+    plus a bias of the core's dtypes, in place: the core's epilogue (`_core.linear_epilogue`:
+    float64 sums over the columns in their order, rounded once to float32, then the bias added
+    in float32), the arithmetic of the core's forward."""
+    core_bias, kind = _core_bias(bias)
+    _core.linear_epilogue(
+        out.numpy(), x_cols.contiguous().numpy(), weight_cols.contiguous().numpy(), core_bias, kind
+    )
+
+
+def _core_bias(bias: Optional[Tensor]) -> tuple[Optional[np.ndarray], str]:
+    """The bias as the core takes it (an array of its values or bits, and their kind), or None
+    where there is none or its dtype is not one of the core's (`_in_dtype` adds it then)."""
+    kind = None if bias is None else _CORE_KINDS.get(bias.dtype)
+    if kind is None:
+        return None, "float32"
+    return _activation_array(bias.detach().contiguous(), kind), kind
+
+
+def _in_dtype(out: Tensor, bias: Optional[Tensor], dtype: torch.dtype) -> Tensor:
+    """The float32 output in `dtype`, after a bias the core did not take (of another dtype:
+    added as PyTorch adds it to float32)."""
+    if bias is not None and bias.dtype not in _CORE_KINDS:
         out += bias
     return out if dtype == torch.float32 else out.to(dtype)
 
 
-def _core_scaled_product(
-    x: Tensor, CB: Tensor, SCB: Tensor, threshold: float, outlier_cols: Optional[Tensor]
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The core's quantize, product and scaling of `x` by `CB`: (float32 [M, N], the outlier
-    columns: the static ones as given, else those `threshold` found, and in them `x` [M, C] and
-    the dequantized weight [N, C] in float32, the same values as `x[:, cols].float()` and
-    `CB[:, cols].float() * (SCB[:, None] / 127)`, picked as the weight's rows streamed through
-    the product)."""
+def _core_forward(
+    x: Tensor,
+    CB: Tensor,
+    SCB: Tensor,
+    bias: Optional[Tensor],
+    threshold: float,
+    outlier_cols: Optional[Tensor],
+) -> tuple[Tensor, Tensor]:
+    """The core's forward of `x` by `CB` plus a bias of its dtypes: (float32 [M, N], the
+    outlier columns: the static ones as given, else those `threshold` found)."""
     kind = _CORE_KINDS[x.dtype]
     static = None if outlier_cols is None else outlier_cols.long()
-    out, found, x_cols, weight_cols = _core.int8_linear(
+    core_bias, bias_kind = _core_bias(bias)
+    out, found = _core.int8_linear(
         _activation_array(x.detach().contiguous(), kind), kind, CB.contiguous().numpy(),
         SCB.contiguous().numpy(), float(threshold),
-        None if static is None else static.contiguous().numpy(),
+        None if static is None else static.contiguous().numpy(), core_bias, bias_kind,
     )  # fmt: skip
     cols = static if static is not None else torch.from_numpy(found)
-    return torch.from_numpy(out), cols, torch.from_numpy(x_cols), torch.from_numpy(weight_cols)
+    return torch.from_numpy(out), cols
 
 
 def _activation_array(x: Tensor, kind: str) -> np.ndarray:
@@ -220,11 +237,11 @@ def prepare_linear(
 ) -> Optional[Callable[[Tensor], Tensor]]:
     """`int8_linear` for inputs shaped as `x` [..., K] (`functional.prepared_linear`), where the
     core's forward serves them: the checks done and the operands' numpy views taken once, so
-    that a call costs the core's forward and the epilogue (a 1024 x 1024 layer at one row,
-    called back to back: `functional.int8_linear` 24 us, this 15.5). The views read `CB`, `SCB`
-    and `bias` where they lie now. None for the weight-only arithmetic, static outlier columns
-    (they may be replaced in place), empty or non-contiguous operands, or where float BLAS
-    multiplies."""
+    that a call costs the core's forward (a 1024 x 1024 layer at one row, called back to back:
+    `functional.int8_linear` 24 us, this 15.5). The views read `CB`, `SCB` and `bias` where they
+    lie now. None for the weight-only arithmetic, static outlier columns (they may be replaced
+    in place), a bias not of the core's dtypes, empty or non-contiguous operands, or where float
+    BLAS multiplies."""
     k = x.shape[-1]
     m = x.numel() // k if k else 0
     n = CB.shape[0]
@@ -233,23 +250,24 @@ def prepare_linear(
         return None
     if not all(t.is_contiguous() for t in operands) or not _core_serves(x.reshape(m, k), CB, SCB):
         return None
+    if bias is not None and bias.dtype not in _CORE_KINDS:
+        return None
     kind = _CORE_KINDS[x.dtype]
     weight, scales = CB.detach().numpy(), SCB.detach().numpy()
-    bias = None if bias is None else bias.detach()
+    core_bias, bias_kind = _core_bias(bias)
     threshold, dtype = float(threshold), x.dtype
     out_shape = None if x.dim() == 2 else (*x.shape[:-1], n)
+    linear = _core.int8_linear
 
     def forward(x: Tensor) -> Tensor:
         array = _activation_array(x.detach() if x.requires_grad else x, kind)
-        out, _, x_cols, weight_cols = _core.int8_linear(
+        out, _ = linear(
             array if out_shape is None else array.reshape(m, k),
-            kind, weight, scales, threshold, None,
+            kind, weight, scales, threshold, None, core_bias, bias_kind,
         )  # fmt: skip
-        if x_cols.size:
-            x_cols, weight_cols = torch.from_numpy(x_cols), torch.from_numpy(weight_cols)
-        else:
-            x_cols = weight_cols = None
-        out = _epilogue(torch.from_numpy(out), x_cols, weight_cols, bias, dtype)
+        out = torch.from_numpy(out)
+        if dtype != torch.float32:
+            out = out.to(dtype)
         return out if out_shape is None else out.view(out_shape)
 
     return forward

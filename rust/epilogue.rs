@@ -1,0 +1,237 @@
+//! The float end of LLM.int8()'s forward on the CPU: the outlier columns' own product added to
+//! the scaled int8 product, then the bias, in place.
+//!
+//! For the scaled product `out` [rows, n], the activations' outlier columns `x_cols` [rows, c]
+//! and the weight's, dequantized and transposed, `weight_cols` [c, n] (each
+//! `CB[j][col] as f32 * (SCB[j] / 127)`), all float32:
+//! - `outlier[i][j]`: the sum over the columns, in their order, of
+//!   `x_cols[i][col] * weight_cols[col][j]` in float64: each product exact (24 + 24
+//!   significant bits), each sum rounded to float64, the total rounded once to float32;
+//! - `out[i][j] = (out[i][j] + outlier[i][j]) + bias[j]` in float32 (no outlier addition where
+//!   there are no columns, no bias addition without a bias).
+//!
+//! The same bits on every CPU and at any number of threads (a float32 BLAS product's bits depend
+//! on its kernel and blocking), within a float32 rounding (plus float64's, far smaller) of the
+//! exact sum of the outlier products.
+
+use crate::error::{Error, Result};
+use crate::int8_product::{in_ranges, Shared};
+
+/// Output columns whose outlier sums are held in registers while the columns pass (8 AVX-512
+/// vectors of float64: enough independent sums to keep both multiply-add units busy).
+const BLOCK: usize = 64;
+/// Products (rows * n * c) from which the rows are divided among threads.
+const PARALLEL_PRODUCTS: usize = 1 << 20;
+
+/// `out` [rows, n] plus the product of the `c` outlier columns and the bias (see the module's
+/// documentation); `bias`, widened to float32, has n values.
+pub fn add_outliers_and_bias(
+    out: &mut [f32],
+    (rows, n, c): (usize, usize, usize),
+    x_cols: &[f32],
+    weight_cols: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<()> {
+    if out.len() != rows * n
+        || x_cols.len() != rows * c
+        || weight_cols.len() != c * n
+        || bias.is_some_and(|b| b.len() != n)
+    {
+        return Err(Error::Shape(format!(
+            "linear epilogue: {} outputs for [{rows}, {n}], {} activation and {} weight values \
+             in the outlier columns, {} bias values",
+            out.len(),
+            x_cols.len(),
+            weight_cols.len(),
+            bias.map_or(0, <[f32]>::len)
+        )));
+    }
+    if c == 0 && bias.is_none() {
+        return Ok(());
+    }
+    let outs = Shared(out.as_mut_ptr());
+    let shape = (n, c);
+    in_ranges(
+        rows,
+        rows * n * c.max(1) >= PARALLEL_PRODUCTS,
+        &|start, end| {
+            // SAFETY: rows start .. end belong to this range alone; `out` outlives the call.
+            let rows =
+                unsafe { std::slice::from_raw_parts_mut(outs.at(start * n), (end - start) * n) };
+            let x = &x_cols[start * c..end * c];
+            add_to_rows(rows, shape, x, weight_cols, bias);
+        },
+    );
+    Ok(())
+}
+
+/// `add_outliers_and_bias` for whole rows `out` [rows, n] with their `x` [rows, c], in
+/// AVX-512's or AVX2's lanes with fused multiply-adds where the CPU has them (the same bits
+/// whatever the lanes: each product is exact, so fusing it with its sum rounds once either way).
+fn add_to_rows(out: &mut [f32], shape: (usize, usize), x: &[f32], w: &[f32], bias: Option<&[f32]>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX-512F and FMA (checked just above).
+            return unsafe { add_to_rows_avx512(out, shape, x, w, bias) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { add_to_rows_avx2(out, shape, x, w, bias) };
+        }
+    }
+    add_to_rows_in_blocks::<false>(out, shape, x, w, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn add_to_rows_avx512(
+    out: &mut [f32],
+    shape: (usize, usize),
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) {
+    add_to_rows_in_blocks::<true>(out, shape, x, w, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_to_rows_avx2(
+    out: &mut [f32],
+    shape: (usize, usize),
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) {
+    add_to_rows_in_blocks::<true>(out, shape, x, w, bias)
+}
+
+/// The rows in blocks of BLOCK output columns: each block's weight values widened to float64
+/// once (zeros past n), then every row's sums for the block kept in registers over every
+/// outlier column (vectorized by the compiler for the enclosing function's instructions;
+/// `FUSED`: multiply-adds as one instruction, where the CPU has them).
+#[inline(always)]
+fn add_to_rows_in_blocks<const FUSED: bool>(
+    out: &mut [f32],
+    (n, c): (usize, usize),
+    x: &[f32],
+    weight_cols: &[f32],
+    bias: Option<&[f32]>,
+) {
+    let mut widened = vec![0f64; c * BLOCK];
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        for (block, column) in widened.chunks_mut(BLOCK).zip(weight_cols.chunks(n)) {
+            for (wide, &w) in block.iter_mut().zip(&column[start..start + len]) {
+                *wide = f64::from(w);
+            }
+        }
+        let bias = bias.map(|b| &b[start..start + len]);
+        let rows = out.len() / n.max(1);
+        let mut i = 0;
+        while i < rows {
+            // Two rows at a time where there are two: twice the independent sums in flight.
+            let together = if rows - i >= 2 { 2 } else { 1 };
+            let sums: [[f64; BLOCK]; 2] = if together == 2 {
+                block_sums::<2, FUSED>(&x[i * c..(i + 2) * c], c, &widened)
+            } else {
+                let [one] = block_sums::<1, FUSED>(&x[i * c..(i + 1) * c], c, &widened);
+                [one, [0.0; BLOCK]]
+            };
+            for (r, sums) in sums.iter().enumerate().take(together) {
+                let out = &mut out[(i + r) * n + start..][..len];
+                if c > 0 {
+                    for (o, &sum) in out.iter_mut().zip(sums) {
+                        *o += sum as f32;
+                    }
+                }
+                if let Some(bias) = bias {
+                    for (o, &b) in out.iter_mut().zip(bias) {
+                        *o += b;
+                    }
+                }
+            }
+            i += together;
+        }
+    }
+}
+
+/// The float64 sums of one block for R rows (`x` [R, c]) over the widened weight columns
+/// [c, BLOCK], each column's products added in order.
+#[inline(always)]
+fn block_sums<const R: usize, const FUSED: bool>(
+    x: &[f32],
+    c: usize,
+    widened: &[f64],
+) -> [[f64; BLOCK]; R] {
+    let mut sums = [[0f64; BLOCK]; R];
+    for (col, weights) in widened.chunks_exact(BLOCK).enumerate().take(c) {
+        let weights: &[f64; BLOCK] = weights.try_into().expect("BLOCK values");
+        for (r, sums) in sums.iter_mut().enumerate() {
+            let value = f64::from(x[r * c + col]);
+            for l in 0..BLOCK {
+                sums[l] = if FUSED {
+                    value.mul_add(weights[l], sums[l])
+                } else {
+                    sums[l] + value * weights[l]
+                };
+            }
+        }
+    }
+    sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_values::values;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn matches_the_formulas(
+            rows in 0usize..5, n in 0usize..80, c in 0usize..9, seed in any::<u64>(),
+            with_bias in any::<bool>(),
+        ) {
+            let scaled = values(seed, rows * n, 10.0);
+            let x = values(seed ^ 3, rows * c, 60.0);
+            let w = values(seed ^ 5, c * n, 0.3);
+            let bias = with_bias.then(|| values(seed ^ 7, n, 2.0));
+            let mut got = scaled.clone();
+            add_outliers_and_bias(&mut got, (rows, n, c), &x, &w, bias.as_deref()).unwrap();
+            for i in 0..rows {
+                for j in 0..n {
+                    let mut want = scaled[i * n + j];
+                    if c > 0 {
+                        let sum = (0..c).fold(0f64, |s, col| {
+                            s + f64::from(x[i * c + col]) * f64::from(w[col * n + j])
+                        });
+                        want += sum as f32;
+                    }
+                    if let Some(b) = &bias {
+                        want += b[j];
+                    }
+                    prop_assert_eq!(got[i * n + j].to_bits(), want.to_bits(), "{} {}", i, j);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_to_add_leaves_the_bits() {
+        let mut out = vec![-0.0f32, f32::NAN, 1.5];
+        add_outliers_and_bias(&mut out, (1, 3, 0), &[], &[], None).unwrap();
+        assert_eq!(out[0].to_bits(), (-0.0f32).to_bits());
+        assert!(out[1].is_nan());
+    }
+
+    #[test]
+    fn wrong_lengths_are_a_shape_error() {
+        let mut out = vec![0f32; 6];
+        let err = add_outliers_and_bias(&mut out, (2, 3, 2), &[1.0; 4], &[1.0; 5], None);
+        assert!(err.unwrap_err().to_string().contains("linear epilogue"));
+        let err = add_outliers_and_bias(&mut out, (2, 3, 0), &[], &[], Some(&[1.0; 2]));
+        assert!(err.unwrap_err().to_string().contains("2 bias values"));
+    }
+}
