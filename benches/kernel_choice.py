@@ -200,7 +200,7 @@ def weight_only_row(k: int, n: int, rows) -> list[str]:
         x = planted_input(m, k)
         fp16, int8 = graph_time_us(fp16_call, x), graph_time_us(int8_call, x)
         times = {}
-        small = backend.weight_only_tiles(index, m, n)
+        small = backend.weight_only_tiles(index, m, n, k=k)
         # From 17 rows the 16-token kernel's picked tile against every weight_only_gemm.cu plan.
         gemm = m > 16
         every = [t for t in backend.WEIGHT_ONLY_TILES if backend.weight_only_tile_fits(index, t)]

@@ -16,11 +16,12 @@
 // follow the same permutation of K, so each product still sums every column once.
 //
 // Launch: grid = (ceil(M / (8 * TOKEN_TILES)), ceil(N / (16 * ROW_TILES * WARP_ROWS)), 1), block =
-// 256 threads (8 warps), no dynamic shared memory. A block owns 16 * ROW_TILES * WARP_ROWS weight
-// rows and 8 * TOKEN_TILES tokens (token tiles vary fastest, so blocks sharing weight rows run
+// 32 * WARPS threads (8 warps; 16 where K is long, so that each warp's chain of chunks is half as
+// long: benches/NOTES.md v53), no dynamic shared memory. A block owns 16 * ROW_TILES * WARP_ROWS
+// weight rows and 8 * TOKEN_TILES tokens (token tiles vary fastest, so blocks sharing weight rows run
 // together and share them through L2). Its warps form WARP_ROWS groups of 16 * ROW_TILES rows; the
-// 8 / WARP_ROWS warps of a group take the chunks of K in turn (warp w of a group: chunks w,
-// w + 8 / WARP_ROWS, ...), each loading its next chunk while it multiplies the current one, then
+// WARPS / WARP_ROWS warps of a group take the chunks of K in turn (warp w of a group: chunks w,
+// w + WARPS / WARP_ROWS, ...), each loading its next chunk while it multiplies the current one, then
 // add their sums in shared memory in warp order (deterministic) and apply the scales and the bias.
 // Pointers: X [M, ldx] T, CB [N, ldw] int8, SCB [N] f32, bias [N] or null in the dtype bias_kind
 // names (common.cuh), out [M, ldo] T. ALIGNED: K, ldx and ldw multiples of 16 and X, CB 16-byte
@@ -38,8 +39,6 @@
 using namespace llmint8;
 
 namespace {
-constexpr int THREADS = 256, WARPS = THREADS / 32;
-
 // 8 consecutive elements of a token's row from column k (zero past K).
 template <typename T, bool ALIGNED>
 __device__ __forceinline__ int4 load_activations(const T* row, int k, int K) {
@@ -73,11 +72,13 @@ __device__ __forceinline__ void cp_async16_cached(void* smem, const void* gmem, 
   asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
 }
 
-template <typename T, int ROW_TILES, int TOKEN_TILES, int WARP_ROWS, int SPAN, bool ALIGNED, int STAGES>
-__global__ void __launch_bounds__(THREADS) weight_only_linear(
+template <typename T, int ROW_TILES, int TOKEN_TILES, int WARP_ROWS, int SPAN, bool ALIGNED, int STAGES,
+          int WARPS = 8>
+__global__ void __launch_bounds__(32 * WARPS) weight_only_linear(
     const T* __restrict__ X, int ldx, const signed char* __restrict__ CB, int ldw,
     const float* __restrict__ SCB, const void* __restrict__ bias, int bias_kind, int M, int N,
     int K, T* __restrict__ out, int ldo) {
+  constexpr int THREADS = 32 * WARPS;
   static_assert(WARPS % WARP_ROWS == 0, "warps split into row groups x K groups");
   constexpr int CHUNK = 64 * SPAN;  // columns a warp takes at a time: 16 * SPAN per lane
   constexpr int WARP_K = WARPS / WARP_ROWS;  // warps sharing one group of rows, splitting K
@@ -246,16 +247,19 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
                                                              bias_kind, out, ldo);
 }
 
-#define INSTANTIATE(T, RT, TT, WR, SPAN, ALIGNED, STAGES)                                         \
-  template __global__ void weight_only_linear<T, RT, TT, WR, SPAN, ALIGNED, STAGES>(                 \
+#define INSTANTIATE_WARPS(T, RT, TT, WR, SPAN, ALIGNED, STAGES, WARPS)                            \
+  template __global__ void weight_only_linear<T, RT, TT, WR, SPAN, ALIGNED, STAGES, WARPS>(          \
       const T*, int, const signed char*, int, const float*, const void*, int, int, int, int, T*, \
       int);
+#define INSTANTIATE(T, RT, TT, WR, SPAN, ALIGNED, STAGES) \
+  INSTANTIATE_WARPS(T, RT, TT, WR, SPAN, ALIGNED, STAGES, 8)
 // The tiles benches/kernel_choice.py --weight-only found worth having (four token tiles, deeper
 // register pipelines and two-chunk spans with two token tiles cost registers, hence occupancy,
 // and measured slower at every shape) with the register pipeline, aligned or not; and the ring
 // tiles the plan takes where their blocks fit one wave (a dozen others measured no better;
 // benches/NOTES.md v17), among them the 16-row one for two token tiles on weights of few rows
-// (v52).
+// (v52); and with 16 warps the 32-row ring for two token tiles and its register twin (which
+// unaligned operands run in its place), for weights of long rows (v53).
 #define INSTANTIATE_TILES(T, ALIGNED)                                                            \
   INSTANTIATE(T, 1, 1, 1, 1, ALIGNED, 0) INSTANTIATE(T, 2, 1, 1, 1, ALIGNED, 0)                   \
   INSTANTIATE(T, 4, 1, 1, 1, ALIGNED, 0) INSTANTIATE(T, 1, 1, 1, 2, ALIGNED, 0)                   \
@@ -264,10 +268,15 @@ __global__ void __launch_bounds__(THREADS) weight_only_linear(
   INSTANTIATE(T, 2, 2, 2, 1, ALIGNED, 0) INSTANTIATE(T, 2, 2, 4, 1, ALIGNED, 0)
 #define INSTANTIATE_STAGED(T)                                             \
   INSTANTIATE(T, 1, 1, 1, 1, true, 4) INSTANTIATE(T, 2, 2, 1, 1, true, 4) \
-  INSTANTIATE(T, 1, 2, 1, 1, true, 4)
+  INSTANTIATE(T, 1, 2, 1, 1, true, 4) INSTANTIATE_WARPS(T, 2, 2, 1, 1, true, 2, 16)
+#define INSTANTIATE_SIXTEEN_WARPS(T, ALIGNED) INSTANTIATE_WARPS(T, 2, 2, 1, 1, ALIGNED, 0, 16)
 INSTANTIATE_TILES(__half, true)
 INSTANTIATE_TILES(__half, false)
 INSTANTIATE_TILES(__nv_bfloat16, true)
 INSTANTIATE_TILES(__nv_bfloat16, false)
 INSTANTIATE_STAGED(__half)
 INSTANTIATE_STAGED(__nv_bfloat16)
+INSTANTIATE_SIXTEEN_WARPS(__half, true)
+INSTANTIATE_SIXTEEN_WARPS(__half, false)
+INSTANTIATE_SIXTEEN_WARPS(__nv_bfloat16, true)
+INSTANTIATE_SIXTEEN_WARPS(__nv_bfloat16, false)

@@ -495,7 +495,8 @@ def test_weight_only_shared_memory_ring_gives_the_register_pipelines_bits(dtype,
             for t in _weight_only_case(200 + i, m, k, n, dtype, bias_dtype)
         )
         ring = cuda_backend.weight_only_linear(x, CB, SCB, bias, tiles=tiles)
-        registers = cuda_backend.weight_only_linear(x, CB, SCB, bias, tiles=(*tiles[:4], 0))
+        twin = cuda_backend.weight_only_register_twin(tiles)
+        registers = cuda_backend.weight_only_linear(x, CB, SCB, bias, tiles=twin)
         assert torch.equal(ring, registers), f"{(m, k, n)} tiles {tiles}"
 
 
@@ -614,6 +615,50 @@ def test_weight_only_plan_takes_the_narrow_ring_where_its_blocks_fit_one_per_sm(
             x, weight.data, weight.SCB, layer.bias, tiles=twin
         )
         assert torch.equal(layer(x), registers)
+
+
+def test_weight_only_plan_takes_sixteen_warps_where_the_rows_are_long():
+    """9-16 rows by weights of WEIGHT_ONLY_LONG_K columns or more whose 32-row ring fits one
+    wave take its 16-warp twin (512 threads); shorter rows, up to 8 rows or more weight rows
+    keep their tiles; a 4096-row layer with 8192 columns runs it and gives its 16-warp register
+    twin's bits, and unaligned operands run that twin."""
+    index = torch.cuda.current_device()
+    long = cuda_backend.WEIGHT_ONLY_LONG_RING_TILES[2]
+    ring = cuda_backend.WEIGHT_ONLY_RING_TILES[2]
+    if not cuda_backend.weight_only_tile_fits(index, long):
+        pytest.skip("the 16-warp ring tile's shared memory does not fit this GPU")
+    k_long, sms = cuda_backend.WEIGHT_ONLY_LONG_K, cuda_backend.sm_count(index)
+    cuda_backend._weight_only_tiles.clear()
+    plan = cuda_backend.weight_only_tiles
+    assert plan(index, 16, 32 * sms, k=k_long) == long
+    assert plan(index, 9, 4096, k=11008) == long
+    assert plan(index, 16, 4096, k=k_long - 16) == ring
+    assert plan(index, 16, 4096) == ring
+    assert plan(index, 8, 4096, k=k_long) == cuda_backend.WEIGHT_ONLY_RING_TILES[1]
+    assert plan(index, 16, 32 * sms + 32, k=k_long)[4] == 0  # more than one wave: registers
+    twin = cuda_backend.weight_only_register_twin(long)
+    assert cuda_backend.weight_only_warps(long) == cuda_backend.weight_only_warps(twin) == 16
+    n = min(4096, 32 * sms)
+    torch.manual_seed(14)
+    layer = llmint8.nn.Linear8bitLt(k_long, n, has_fp16_weights=False, threshold=6.0).cuda()
+    weight = layer.weight
+    with torch.no_grad():
+        for m in (9, 16):
+            x = torch.randn(m, k_long, device="cuda", dtype=torch.float16)
+            launch = cuda_backend._weight_only_launch(x, weight, weight.SCB, layer.bias, 0, n)
+            name = cuda_backend.weight_only_name("__half", long, True)
+            assert launch.kernel is cuda_backend.kernel(index, "weight_only_linear.cu", name)
+            assert launch.kernel.threads == 512
+            registers = cuda_backend.weight_only_linear(
+                x, weight.data, weight.SCB, layer.bias, tiles=twin
+            )
+            assert torch.equal(layer(x), registers)
+        k = k_long + 8  # not a multiple of 16: element loads, no ring
+        x = torch.randn(16, k, device="cuda", dtype=torch.float16)
+        CB = torch.randint(-127, 128, (n, k), dtype=torch.int8, device="cuda")
+        launch = cuda_backend._weight_only_launch(x, CB, weight.SCB, None, 0, n)
+        name = cuda_backend.weight_only_name("__half", twin, False)
+        assert launch.kernel is cuda_backend.kernel(index, "weight_only_linear.cu", name)
 
 
 def test_weight_only_plan_splits_k_for_17_to_32_rows_of_long_narrow_weights():

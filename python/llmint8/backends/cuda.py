@@ -49,9 +49,12 @@ from .cuda_kernels import (
     MMA_CAPABILITY,
     OUTLIER_CHUNK,
     SPLIT_CAPABILITY,
+    THREADS,
     WEIGHT_ONLY_GEMM_K_TILE,
     WEIGHT_ONLY_GEMM_SPLITS,
     WEIGHT_ONLY_GEMM_TILES,
+    WEIGHT_ONLY_LONG_K,
+    WEIGHT_ONLY_LONG_RING_TILES,
     WEIGHT_ONLY_NARROW_RING_TILES,
     WEIGHT_ONLY_RING_TILES,
     WEIGHT_ONLY_TILES,
@@ -88,9 +91,11 @@ from .cuda_kernels import (
     weight_only_gemm_rows,
     weight_only_gemm_shared_memory,
     weight_only_name,
+    weight_only_register_twin,
     weight_only_shared_memory,
     weight_only_tma_name,
     weight_only_tma_shared_memory,
+    weight_only_warps,
     weight_only_wgmma_name,
     weight_only_wgmma_shared_memory,
     weight_only_wgmma_tile,
@@ -939,25 +944,30 @@ def weight_only_tile_fits(index: int, tile: tuple[int, ...], dtype_name: str = "
     return _weight_only_shared(index, name, tile) is not None
 
 
-_weight_only_tiles: dict[tuple[int, int, int, str], tuple[int, ...]] = {}
+_weight_only_tiles: dict[tuple[int, int, int, str, bool], tuple[int, ...]] = {}
 
 
-def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") -> tuple[int, ...]:
-    """weight_only_linear.cu's tile (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN, STAGES) for an
-    [m, k] x [n, k]^T call: one token tile up to 8 rows, else two (16 rows per block; more
+def weight_only_tiles(
+    index: int, m: int, n: int, dtype_name: str = "__half", k: int = 0
+) -> tuple[int, ...]:
+    """weight_only_linear.cu's tile (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN, STAGES[, WARPS])
+    for an [m, k] x [n, k]^T call: one token tile up to 8 rows, else two (16 rows per block; more
     blocks along M beyond). Where the ring tile for that token tile (WEIGHT_ONLY_RING_TILES)
     fits on the GPU and its blocks fit one wave of its resident slots, that tile: its warps keep
     STAGES - 1 chunks in flight from shared memory, which pays where few blocks stream the
     weight; blocks in waves do as well with the register tiles, which fit more blocks per SM.
     Before it, the narrower ring tile (WEIGHT_ONLY_NARROW_RING_TILES) where its blocks fit one
-    per SM: on weights of few rows the wider tile's blocks leave SMs idle.
+    per SM: on weights of few rows the wider tile's blocks leave SMs idle. In its place, with
+    WEIGHT_ONLY_LONG_K columns or more, its 16-warp twin (WEIGHT_ONLY_LONG_RING_TILES) where
+    that fits one wave too: each warp's chain of chunks half as long.
     Otherwise the register tile of least estimated cost: the weight bytes plus the activation
     re-reads (each block reads its tokens' rows once: 2 * tokens / rows-per-block times the
     weight bytes, at ACTIVATION_REREAD_COST of a weight byte's cost), over the fill of the GPU's
     resident block slots (blocks / slots over its ceiling: a last wave that is nearly empty costs
     as much as a full one). Checked against every tile by benches/kernel_choice.py --weight-only
     (weights cold in L2)."""
-    key = (index, m, n, dtype_name)
+    long_k = k >= WEIGHT_ONLY_LONG_K
+    key = (index, m, n, dtype_name, long_k)
     found = _weight_only_tiles.get(key)
     if found is not None:
         return found
@@ -971,7 +981,9 @@ def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") ->
         if shared is None:
             return 1, 0
         blocks = _ceil(n, 16 * row_tiles * warp_rows) * _ceil(m, 8 * token_tiles)
-        return blocks, _resident_blocks(index, name, "weight_only_linear.cu", shared) * sms
+        threads = 32 * weight_only_warps(tile)
+        resident = _resident_blocks(index, name, "weight_only_linear.cu", shared, threads)
+        return blocks, resident * sms
 
     narrow = WEIGHT_ONLY_NARROW_RING_TILES.get(token_tiles)
     if narrow is not None:
@@ -982,12 +994,15 @@ def weight_only_tiles(index: int, m: int, n: int, dtype_name: str = "__half") ->
     ring = WEIGHT_ONLY_RING_TILES[token_tiles]
     blocks, slots = blocks_and_slots(ring)
     if blocks <= slots:
+        long = WEIGHT_ONLY_LONG_RING_TILES.get(token_tiles) if long_k else None
+        if long is not None and blocks <= blocks_and_slots(long)[1]:
+            ring = long
         _weight_only_tiles[key] = ring
         return ring
     best, best_cost = WEIGHT_ONLY_TILES[0], math.inf
     for tile in WEIGHT_ONLY_TILES:
-        row_tiles, tiles, warp_rows, _, stages = tile
-        if tiles != token_tiles or stages:
+        row_tiles, tiles, warp_rows, _, stages = tile[:5]
+        if tiles != token_tiles or stages or weight_only_warps(tile) != THREADS // 32:
             continue
         blocks, slots = blocks_and_slots(tile)
         waves = blocks / slots
@@ -1353,9 +1368,9 @@ def _weight_only_launch(
             kernel(index, "weight_only_gemm.cu", name), (_ceil(n, bn), _ceil(m, bm), splits),
             weight_only_gemm_shared_memory(tile), args, 0, 10, False,
         )  # fmt: skip
-    tile = tiles or weight_only_tiles(index, m, n, dtype_name)
+    tile = tiles or weight_only_tiles(index, m, n, dtype_name, k)
     if not aligned:
-        tile = (*tile[:4], 0)  # a shared-memory ring takes 16-byte pieces
+        tile = weight_only_register_twin(tile)  # a shared-memory ring takes 16-byte pieces
     row_tiles, token_tiles, warp_rows, *_ = tile
     name = weight_only_name(dtype_name, tile, aligned)
     shared = weight_only_shared_memory(tile)
@@ -1368,8 +1383,9 @@ def _weight_only_launch(
     # the slots the kernel before leaves free as they come, and a grid of one part-filled wave of
     # several blocks per SM then crowds some SMs (11008x4096 at one row: 15.5 -> 18.7 us, where
     # 8192x28672 gains 1.2; benches/NOTES.md v16).
-    resident = _resident_blocks(index, name, "weight_only_linear.cu", blocked) * sm_count(index)
-    dependent = grid[0] * grid[1] > resident
+    threads = 32 * weight_only_warps(tile)
+    resident = _resident_blocks(index, name, "weight_only_linear.cu", blocked, threads)
+    dependent = grid[0] * grid[1] > resident * sm_count(index)
     return _Launch(
         kernel(index, "weight_only_linear.cu", name), grid, shared, args, 0, 10, False, None,
         dependent,

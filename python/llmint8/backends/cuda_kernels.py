@@ -457,13 +457,14 @@ def gemv_name(dtype_name: str, rows: int, aligned: bool, mode: int) -> str:
 WEIGHT_ONLY_TILES = (
     (1, 1, 1, 1, 0), (2, 1, 1, 1, 0), (4, 1, 1, 1, 0), (1, 1, 1, 2, 0), (2, 1, 1, 2, 0),
     (1, 1, 2, 2, 0), (1, 2, 1, 1, 0), (2, 2, 1, 1, 0), (2, 2, 2, 1, 0), (2, 2, 4, 1, 0),
-    (1, 1, 1, 1, 4), (2, 2, 1, 1, 4), (1, 2, 1, 1, 4),
+    (1, 1, 1, 1, 4), (2, 2, 1, 1, 4), (1, 2, 1, 1, 4), (2, 2, 1, 1, 0, 16), (2, 2, 1, 1, 2, 16),
 )  # fmt: skip
-"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN, STAGES) instantiations: row
-and token tiles of 16 weight rows and 8 tokens per warp, warps in WARP_ROWS groups of rows (the
-rest split K), chunks of 64 * SPAN columns, with STAGES = 0 two chunks per warp in registers,
-else a STAGES-deep ring of chunks per warp in shared memory (aligned operands only: unaligned
-ones run the same tile with STAGES = 0)."""
+"""weight_only_linear.cu's (ROW_TILES, TOKEN_TILES, WARP_ROWS, SPAN, STAGES[, WARPS])
+instantiations: row and token tiles of 16 weight rows and 8 tokens per warp, warps in WARP_ROWS
+groups of rows (the rest split K), chunks of 64 * SPAN columns, with STAGES = 0 two chunks per
+warp in registers, else a STAGES-deep ring of chunks per warp in shared memory (aligned operands
+only: unaligned ones run its register twin, `weight_only_register_twin`); blocks of WARPS warps,
+8 unless a sixth field says otherwise."""
 WEIGHT_ONLY_RING_TILES = {1: (1, 1, 1, 1, 4), 2: (2, 2, 1, 1, 4)}
 """The ring tile weight_only_tiles takes for one and two token tiles where its blocks fit one
 wave (benches/weight-only-h200.md)."""
@@ -472,24 +473,43 @@ WEIGHT_ONLY_NARROW_RING_TILES = {2: (1, 2, 1, 1, 4)}
 its blocks fit one per SM: weights of up to 16 rows per SM (2048 on 132 SMs), where the wider
 tile's blocks would leave half the SMs idle (benches/NOTES.md v52: 4096×2048 at 16 rows 8.2 ->
 6.5 µs; on 4096 rows, two blocks per SM, it measured slower than the wider tile)."""
+WEIGHT_ONLY_LONG_RING_TILES = {2: (2, 2, 1, 1, 2, 16)}
+WEIGHT_ONLY_LONG_K = 8192
+"""The ring tile weight_only_tiles takes in WEIGHT_ONLY_RING_TILES' place for two token tiles
+where K has WEIGHT_ONLY_LONG_K columns or more: the same 32-row blocks with 16 warps, each warp a
+chain of half as many chunks (benches/NOTES.md v53: 11008×4096 at 16 rows 18.1 -> 16.7 µs with
+the weight cold; on 4096 columns, 4 chunks per warp, it measured no faster)."""
 WEIGHT_ONLY_TYPES = ("__half", "__nv_bfloat16")
 
 
+def weight_only_warps(tile: tuple[int, ...]) -> int:
+    """The warps of a weight_only_linear.cu tile's block: its sixth field, else 8."""
+    return tile[5] if len(tile) > 5 else THREADS // 32
+
+
 def weight_only_name(dtype_name: str, tile: tuple[int, ...], aligned: bool) -> str:
-    row_tiles, token_tiles, warp_rows, span, stages = tile
+    row_tiles, token_tiles, warp_rows, span, stages = tile[:5]
     flag = "true" if aligned else "false"
+    warps = f", {tile[5]}" if len(tile) > 5 else ""
     return (
         f"weight_only_linear<{dtype_name}, {row_tiles}, {token_tiles}, {warp_rows}, {span}, "
-        f"{flag}, {stages}>"
+        f"{flag}, {stages}{warps}>"
     )
+
+
+def weight_only_register_twin(tile: tuple[int, ...]) -> tuple[int, ...]:
+    """The register-pipeline tile that runs a ring tile's products in its order (the same
+    bits): its rows, span and warps, no ring. Unaligned operands run it in the ring tile's
+    place."""
+    return (*tile[:4], 0, *tile[5:])
 
 
 def weight_only_shared_memory(tile: tuple[int, ...]) -> int:
     """Dynamic shared memory of a weight_only_linear.cu tile: its ring of STAGES chunks per
     warp, 16 bytes per lane and piece (two weight rows and two pieces per token tile per span)."""
-    row_tiles, token_tiles, _, span, stages = tile
+    row_tiles, token_tiles, _, span, stages = tile[:5]
     pieces = 2 * row_tiles * span + 2 * token_tiles * span
-    return (THREADS // 32) * stages * pieces * 32 * 16
+    return weight_only_warps(tile) * stages * pieces * 32 * 16
 
 
 def _weight_only_name_shared_memory(name: str) -> int:
@@ -787,7 +807,17 @@ ARCH_SPECIFIC = {
 }
 FILE_THREADS = {"weight_only_wgmma.cu": WGMMA_THREADS, "int8_wgmma.cu": WGMMA_THREADS}
 # Instantiations whose block is a template parameter of their own.
-EXPRESSION_THREADS = {**_quantize_names(), **_int8_tokens_names()}
+EXPRESSION_THREADS = {
+    **_quantize_names(),
+    **_int8_tokens_names(),
+    **{
+        weight_only_name(t, tile, aligned): 32 * weight_only_warps(tile)
+        for t in WEIGHT_ONLY_TYPES
+        for tile in WEIGHT_ONLY_TILES
+        for aligned in (True, False)
+        if weight_only_warps(tile) != THREADS // 32
+    },
+}
 # Parameter lists, in the kernels' order (see each .cu file's signature).
 LAYOUTS = {
     "quantize_rows.cu": "PPPPqiifi",  # x q absmax mask rows cols q_stride threshold mode
