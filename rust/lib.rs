@@ -15,6 +15,7 @@ pub mod layout;
 pub mod metadata;
 pub mod openmp;
 pub mod outliers;
+pub mod output_pool;
 pub mod pack;
 pub mod reader;
 mod unique_keys;

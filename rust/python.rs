@@ -23,6 +23,7 @@ use crate::int8_linear as linear;
 use crate::int8_product as product;
 use crate::metadata;
 use crate::outliers::{self, OutlierStats};
+use crate::output_pool;
 use crate::pack::{self, TileShape};
 use crate::reader::Checkpoint;
 
@@ -408,9 +409,50 @@ fn int8_linear<'py>(
                 .map_err(PyErr::from)
         })
     })?;
-    let out = PyArray1::from_vec(py, result.out).reshape([rows, n])?;
+    let out = output_array(py, result.out, rows, n)?;
     let found = result.outlier_cols.into_iter().map(|c| c as i64).collect();
     Ok((out, PyArray1::from_vec(py, found)))
+}
+
+/// An output buffer of the core's pool (`output_pool`) behind a numpy array: back to the pool
+/// when the array (and every tensor viewing it) is freed.
+#[pyclass(module = "llmint8._core", frozen)]
+struct PooledOutput {
+    values: Vec<f32>,
+}
+
+impl Drop for PooledOutput {
+    fn drop(&mut self) {
+        output_pool::give(std::mem::take(&mut self.values));
+    }
+}
+
+/// `values` as a [rows, n] array: backed by a `PooledOutput` where the pool takes buffers of its
+/// size, else owning them as any vector.
+fn output_array(
+    py: Python<'_>,
+    values: Vec<f32>,
+    rows: usize,
+    n: usize,
+) -> PyResult<Bound<'_, PyArray2<f32>>> {
+    if values.len() * 4 < output_pool::MIN_BYTES {
+        return PyArray1::from_vec(py, values).reshape([rows, n]);
+    }
+    let owner = Bound::new(py, PooledOutput { values })?;
+    let (data, len) = (owner.get().values.as_ptr(), owner.get().values.len());
+    // SAFETY: the values live in `owner`, which the array keeps as its base object until it is
+    // freed, and nothing reallocates or moves them meanwhile (the owner is frozen).
+    let values = unsafe { std::slice::from_raw_parts(data, len) };
+    let view = numpy::ndarray::ArrayView2::from_shape((rows, n), values)
+        .map_err(|err| ShapeError::new_err(format!("int8 linear output: {err}")))?;
+    // SAFETY: as above.
+    Ok(unsafe { PyArray2::borrow_from_array(&view, owner.into_any()) })
+}
+
+/// Frees the CPU forward's kept output buffers (`output_pool`); returns the bytes freed.
+#[pyfunction]
+fn free_output_buffers() -> usize {
+    output_pool::clear()
 }
 
 /// The float end of the CPU's forward (`epilogue`), in place: `out` [rows, n] float32 plus the
@@ -603,6 +645,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(int8_product, m)?)?;
     m.add_function(wrap_pyfunction!(int8_linear, m)?)?;
     m.add_function(wrap_pyfunction!(linear_epilogue, m)?)?;
+    m.add_function(wrap_pyfunction!(free_output_buffers, m)?)?;
     m.add_function(wrap_pyfunction!(share_openmp_threads, m)?)?;
     m.add_function(wrap_pyfunction!(int8_product_kernel, m)?)?;
     m.add_class::<PyOutlierStats>()?;

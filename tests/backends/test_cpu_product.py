@@ -292,3 +292,36 @@ def test_the_core_refuses_operands_that_do_not_fit():
         _core.int8_product(np.zeros((8, 2), dtype=np.int8).T, np.zeros((3, 8), dtype=np.int8))
     with pytest.raises(TypeError):
         _core.int8_product(a.astype(np.int16), np.zeros((3, 8), dtype=np.int8))
+
+
+def test_large_outputs_reuse_freed_buffers_and_never_one_in_use():
+    """Outputs of at least a MiB come from the core's pool (`cpu.free_output_buffers`): a
+    buffer returns to it only once its array and tensors are freed, the next output of its size
+    writes every value of it again, and an output still in use is never handed out."""
+    generator = torch.Generator().manual_seed(7)
+    CB, SCB = llmint8.functional.quantize_weight(torch.randn(1024, 256, generator=generator))
+    bias = torch.randn(1024, generator=generator)
+    inputs = [torch.randn(300, 256, generator=generator) * 3 for _ in range(3)]
+    for x in inputs:
+        x[:, [4, 99]] *= 20
+    assert 300 * 1024 * 4 >= 1 << 20
+    cpu.free_output_buffers()
+    first = cpu.int8_linear(inputs[0], CB, SCB, bias, 6.0, None)
+    kept = first.clone()
+    second = cpu.int8_linear(inputs[1], CB, SCB, bias, 6.0, None)
+    assert second.data_ptr() != first.data_ptr()
+    assert torch.equal(first, kept)
+    address = first.data_ptr()
+    view = first[1:]  # a view keeps the buffer in use
+    del first
+    third = cpu.int8_linear(inputs[2], CB, SCB, bias, 6.0, None)
+    assert third.data_ptr() not in (address, second.data_ptr())
+    assert torch.equal(view, kept[1:])
+    del view
+    fourth = cpu.int8_linear(inputs[0], CB, SCB, bias, 6.0, None)
+    assert fourth.data_ptr() == address  # the freed buffer, written again
+    for got, x in ((second, inputs[1]), (third, inputs[2]), (fourth, inputs[0])):
+        assert torch.equal(got, _reference_forward(x, CB, SCB, bias, 6.0, None))
+    del second, third, fourth, got  # the loop variable held the last
+    assert cpu.free_output_buffers() >= 3 * 300 * 1024 * 4
+    assert cpu.free_output_buffers() == 0

@@ -273,6 +273,13 @@ def prepare_linear(
     return forward
 
 
+def free_output_buffers() -> int:
+    """Frees the output buffers the core keeps for reuse (outputs of 1 MiB or more, returned
+    when their tensors are freed: up to 8 buffers and 256 MiB, so that the next output of a size
+    one fits skips mapping fresh pages, benches/cpu.md); returns the bytes freed."""
+    return _core.free_output_buffers()
+
+
 WEIGHT_ONLY_ROWS_PER_STEP = 1024
 
 
