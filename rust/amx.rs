@@ -9,6 +9,7 @@
 //! a multiple of 64 (`serves`); the rows past the last whole 16 of a range come from a copy
 //! padded with zeros, the activations are padded with zero rows.
 
+use crate::buffer_pool;
 use crate::int8_product::{Scales, Shared};
 
 /// Bytes per tile row (64 int8 columns of the weight; 16 activation rows' 4 bytes).
@@ -32,9 +33,16 @@ pub(crate) fn serves(k: usize) -> bool {
 
 /// The activations `a` [rows, k] as `product` takes them: per block of 16 rows (zeros past the
 /// last) and group g of 4 columns, 64 bytes: row r's columns 4g .. 4g + 4 at 4r.
+/// The buffer comes from `buffer_pool::SCRATCH` (give it back when done).
 pub(crate) fn pack_activations(a: &[i8], rows: usize, k: usize) -> Vec<i8> {
     let groups = k / 4;
-    let mut packed = vec![0i8; rows.div_ceil(TILE_ROWS) * groups * TILE_BYTES];
+    let block = groups * TILE_BYTES;
+    let mut packed = buffer_pool::SCRATCH.take(rows.div_ceil(TILE_ROWS) * block);
+    // The rows below write every byte of their blocks; the last block's padding rows are zeroed
+    // (their sums are never stored, but stay defined).
+    if !rows.is_multiple_of(TILE_ROWS) {
+        packed[(rows / TILE_ROWS) * block..].fill(0);
+    }
     for (i, row) in a.chunks(k.max(1)).take(rows).enumerate() {
         let base = (i / TILE_ROWS) * groups * TILE_BYTES + (i % TILE_ROWS) * 4;
         for (g, four) in row.chunks_exact(4).enumerate() {

@@ -19,6 +19,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::buffer_pool;
 use crate::epilogue::add_outliers_and_bias;
 use crate::error::{Error, Result};
 use crate::int8_product::{in_ranges, scaled_product, Scales, Shared};
@@ -169,7 +170,7 @@ pub fn int8_linear(
         None if static_columns.is_empty() => Vec::new(),
         None => is_static,
     };
-    let mut q = vec![0i8; rows * k];
+    let mut q = buffer_pool::SCRATCH.take(rows * k); // every value written below
     let quantized = Shared(q.as_mut_ptr());
     in_ranges(rows, parallel, &|start, end| {
         for i in start..end {
@@ -206,6 +207,7 @@ pub fn int8_linear(
         columns: &column_scales,
     };
     let (mut out, weight_picked) = scaled_product(&q, rows, cb, n, k, picked, &scales)?;
+    buffer_pool::SCRATCH.give(q);
     let c = picked.len();
     // The weight's outlier columns dequantized ([c, n] as picked: the epilogue's lanes run
     // along n), and the activations' [rows, c].
@@ -457,6 +459,36 @@ mod tests {
             prop_assert_eq!(got.outlier_cols, expected.outlier_cols);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&got.out), bits(&expected.out));
+        }
+    }
+
+    #[test]
+    fn kept_scratch_buffers_are_written_whole() {
+        // Activations of a MiB or more are quantized (and packed, on AMX) into kept buffers,
+        // stale (poisoned in tests): successive calls, the last block of rows full or not, must
+        // each give the formulas' bits.
+        let _alone = crate::buffer_pool::TESTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (n, k) = (24, 4096);
+        for (seed, rows) in [(1u64, 300), (2, 290), (3, 304), (4, 300)] {
+            assert!(rows * k >= crate::buffer_pool::MIN_BYTES);
+            let x = values(seed, rows * k, 16.0);
+            let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0)
+                .iter()
+                .map(|&v| v as i8)
+                .collect();
+            let scb: Vec<f32> = values(seed ^ 9, n, 4.0)
+                .iter()
+                .map(|v| v.abs() + 0.01)
+                .collect();
+            let outliers = Outliers::Threshold(7.5);
+            let got =
+                int8_linear(Activations::F32(&x), rows, k, &cb, n, &scb, outliers, None).unwrap();
+            let expected = reference(&x, rows, k, &cb, n, &scb, 7.5, None);
+            assert_eq!(got.outlier_cols, expected.outlier_cols, "rows {rows}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.out), bits(&expected.out), "rows {rows}");
         }
     }
 

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::{amx, openmp, output_pool};
+use crate::{amx, buffer_pool, openmp};
 
 /// The sums' rows (and the picked weight columns), written by threads each in its own range.
 pub(crate) struct Shared<T>(pub(crate) *mut T);
@@ -137,7 +137,7 @@ pub fn scaled_product(
         let out = unsafe { Vec::from_raw_parts(pointer as *mut f32, length, capacity) };
         return Ok((out, picked));
     }
-    let mut out = output_pool::take(rows * n); // every value written below
+    let mut out = buffer_pool::OUTPUTS.take(rows * n); // every value written below
     let scaled = Shared(out.as_mut_ptr());
     in_ranges(rows, rows * n >= PARALLEL_SCALING, &|start, end| {
         for i in start..end {
@@ -211,7 +211,7 @@ fn product_with(
     let direct = tiled.is_some() || (shifted.is_some() && panels);
     // Every value of a direct output is written where k > 0 (a pooled buffer's are stale).
     let mut out = match direct {
-        true if k > 0 => output_pool::take_i32(rows * n),
+        true if k > 0 => buffer_pool::take_i32(rows * n),
         true => vec![0i32; rows * n],
         false => Vec::new(),
     };
@@ -276,6 +276,9 @@ fn product_with(
     };
     if k > 0 {
         in_ranges(n, rows * n * k >= parallel_products(), &in_pieces);
+    }
+    if let Some(packed) = tiled {
+        buffer_pool::SCRATCH.give(packed);
     }
     if direct {
         return Ok((out, picked, scales.is_some()));
@@ -1154,15 +1157,15 @@ mod tests {
 
     #[test]
     fn pooled_outputs_are_written_whole() {
-        // Outputs past output_pool::MIN_BYTES come from the pool, stale (poisoned in tests):
+        // Outputs past buffer_pool::MIN_BYTES come from the pool, stale (poisoned in tests):
         // every value must be written again, on every path this CPU takes (AMX's tiles, VNNI's
         // panels, or the scaling pass), with and without picked columns.
-        let _alone = output_pool::TESTS
+        let _alone = buffer_pool::TESTS
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (n, k) = (1000, 128);
         for (round, rows) in [(0u64, 300), (1, 300), (2, 290), (3, 300)] {
-            assert!(rows * n * 4 >= output_pool::MIN_BYTES);
+            assert!(rows * n * 4 >= buffer_pool::MIN_BYTES);
             let (a, b) = operands(round, rows, n, k);
             let row_scales: Vec<f32> = (0..rows).map(|i| 0.5 + i as f32 / 300.0).collect();
             let column_scales: Vec<f32> = (0..n).map(|j| 1.5 - j as f32 / 1000.0).collect();
@@ -1178,7 +1181,7 @@ mod tests {
                 .map(|(e, &s)| (s as f32 * row_scales[e / n] * column_scales[e % n]).to_bits())
                 .collect();
             assert!(scaled.iter().map(|v| v.to_bits()).eq(want), "round {round}");
-            output_pool::give(scaled);
+            buffer_pool::OUTPUTS.give(scaled);
             let sums = int8_product(&a, rows, &b, n, k).unwrap();
             assert_eq!(sums, reference(&a, rows, &b, n, k), "round {round}");
         }

@@ -5,6 +5,7 @@
 //! bindings, built by maturin with the `python` feature).
 
 mod amx;
+pub mod buffer_pool;
 pub mod dtype;
 pub mod epilogue;
 pub mod error;
@@ -15,7 +16,6 @@ pub mod layout;
 pub mod metadata;
 pub mod openmp;
 pub mod outliers;
-pub mod output_pool;
 pub mod pack;
 pub mod reader;
 mod unique_keys;

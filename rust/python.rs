@@ -15,6 +15,7 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 
+use crate::buffer_pool;
 use crate::dtype;
 use crate::epilogue;
 use crate::error::Error;
@@ -23,7 +24,6 @@ use crate::int8_linear as linear;
 use crate::int8_product as product;
 use crate::metadata;
 use crate::outliers::{self, OutlierStats};
-use crate::output_pool;
 use crate::pack::{self, TileShape};
 use crate::reader::Checkpoint;
 
@@ -414,7 +414,7 @@ fn int8_linear<'py>(
     Ok((out, PyArray1::from_vec(py, found)))
 }
 
-/// An output buffer of the core's pool (`output_pool`) behind a numpy array: back to the pool
+/// An output buffer of the core's pool (`buffer_pool::OUTPUTS`) behind a numpy array: back to the pool
 /// when the array (and every tensor viewing it) is freed.
 #[pyclass(module = "llmint8._core", frozen)]
 struct PooledOutput {
@@ -423,7 +423,7 @@ struct PooledOutput {
 
 impl Drop for PooledOutput {
     fn drop(&mut self) {
-        output_pool::give(std::mem::take(&mut self.values));
+        buffer_pool::OUTPUTS.give(std::mem::take(&mut self.values));
     }
 }
 
@@ -435,7 +435,7 @@ fn output_array(
     rows: usize,
     n: usize,
 ) -> PyResult<Bound<'_, PyArray2<f32>>> {
-    if values.len() * 4 < output_pool::MIN_BYTES {
+    if values.len() * 4 < buffer_pool::MIN_BYTES {
         return PyArray1::from_vec(py, values).reshape([rows, n]);
     }
     let owner = Bound::new(py, PooledOutput { values })?;
@@ -449,10 +449,10 @@ fn output_array(
     Ok(unsafe { PyArray2::borrow_from_array(&view, owner.into_any()) })
 }
 
-/// Frees the CPU forward's kept output buffers (`output_pool`); returns the bytes freed.
+/// Frees the buffers the CPU forward keeps (`buffer_pool`); returns the bytes freed.
 #[pyfunction]
 fn free_output_buffers() -> usize {
-    output_pool::clear()
+    buffer_pool::clear()
 }
 
 /// The float end of the CPU's forward (`epilogue`), in place: `out` [rows, n] float32 plus the

@@ -274,9 +274,10 @@ def prepare_linear(
 
 
 def free_output_buffers() -> int:
-    """Frees the output buffers the core keeps for reuse (outputs of 1 MiB or more, returned
-    when their tensors are freed: up to 8 buffers and 256 MiB, so that the next output of a size
-    one fits skips mapping fresh pages, benches/cpu.md); returns the bytes freed."""
+    """Frees the buffers the core keeps for reuse (outputs of 1 MiB or more, returned when their
+    tensors are freed, and the forward's scratch buffers of that size: up to 8 buffers and 256
+    MiB each, so that the next buffer of a size one fits skips mapping fresh pages,
+    benches/cpu.md); returns the bytes freed."""
     return _core.free_output_buffers()
 
 
