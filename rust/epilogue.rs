@@ -108,9 +108,10 @@ unsafe fn add_to_rows_avx2(
 }
 
 /// The rows in blocks of BLOCK output columns: each block's weight values widened to float64
-/// once (zeros past n), then every row's sums for the block kept in registers over every
-/// outlier column (vectorized by the compiler for the enclosing function's instructions;
-/// `FUSED`: multiply-adds as one instruction, where the CPU has them).
+/// once (past n, in the last block, values of the one before: their sums are not stored), then
+/// every row's sums for the block kept in registers over every outlier column (vectorized by the
+/// compiler for the enclosing function's instructions; `FUSED`: multiply-adds as one
+/// instruction, where the CPU has them).
 #[inline(always)]
 fn add_to_rows_in_blocks<const FUSED: bool>(
     out: &mut [f32],
@@ -128,55 +129,37 @@ fn add_to_rows_in_blocks<const FUSED: bool>(
             }
         }
         let bias = bias.map(|b| &b[start..start + len]);
-        let rows = out.len() / n.max(1);
-        let mut i = 0;
-        while i < rows {
-            // Two rows at a time where there are two: twice the independent sums in flight.
-            let together = if rows - i >= 2 { 2 } else { 1 };
-            let sums: [[f64; BLOCK]; 2] = if together == 2 {
-                block_sums::<2, FUSED>(&x[i * c..(i + 2) * c], c, &widened)
-            } else {
-                let [one] = block_sums::<1, FUSED>(&x[i * c..(i + 1) * c], c, &widened);
-                [one, [0.0; BLOCK]]
-            };
-            for (r, sums) in sums.iter().enumerate().take(together) {
-                let out = &mut out[(i + r) * n + start..][..len];
-                if c > 0 {
-                    for (o, &sum) in out.iter_mut().zip(sums) {
-                        *o += sum as f32;
-                    }
-                }
-                if let Some(bias) = bias {
-                    for (o, &b) in out.iter_mut().zip(bias) {
-                        *o += b;
-                    }
+        for (i, row) in out.chunks_mut(n).enumerate() {
+            let out = &mut row[start..start + len];
+            if c > 0 {
+                let sums = block_sums::<FUSED>(&x[i * c..(i + 1) * c], &widened);
+                for (o, &sum) in out.iter_mut().zip(&sums) {
+                    *o += sum as f32;
                 }
             }
-            i += together;
+            if let Some(bias) = bias {
+                for (o, &b) in out.iter_mut().zip(bias) {
+                    *o += b;
+                }
+            }
         }
     }
 }
 
-/// The float64 sums of one block for R rows (`x` [R, c]) over the widened weight columns
+/// The float64 sums of one block for one row (`x` [c]) over the widened weight columns
 /// [c, BLOCK], each column's products added in order.
 #[inline(always)]
-fn block_sums<const R: usize, const FUSED: bool>(
-    x: &[f32],
-    c: usize,
-    widened: &[f64],
-) -> [[f64; BLOCK]; R] {
-    let mut sums = [[0f64; BLOCK]; R];
-    for (col, weights) in widened.chunks_exact(BLOCK).enumerate().take(c) {
+fn block_sums<const FUSED: bool>(x: &[f32], widened: &[f64]) -> [f64; BLOCK] {
+    let mut sums = [0f64; BLOCK];
+    for (&value, weights) in x.iter().zip(widened.chunks_exact(BLOCK)) {
         let weights: &[f64; BLOCK] = weights.try_into().expect("BLOCK values");
-        for (r, sums) in sums.iter_mut().enumerate() {
-            let value = f64::from(x[r * c + col]);
-            for l in 0..BLOCK {
-                sums[l] = if FUSED {
-                    value.mul_add(weights[l], sums[l])
-                } else {
-                    sums[l] + value * weights[l]
-                };
-            }
+        let value = f64::from(value);
+        for l in 0..BLOCK {
+            sums[l] = if FUSED {
+                value.mul_add(weights[l], sums[l])
+            } else {
+                sums[l] + value * weights[l]
+            };
         }
     }
     sums

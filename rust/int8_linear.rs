@@ -37,15 +37,11 @@ pub enum Activations<'a> {
 }
 
 impl<'a> Activations<'a> {
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         match self {
             Activations::F32(v) => v.len(),
             Activations::F16(v) | Activations::Bf16(v) => v.len(),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The values widened to float32 (exact; float32 ones borrowed).

@@ -414,8 +414,8 @@ fn int8_linear<'py>(
     Ok((out, PyArray1::from_vec(py, found)))
 }
 
-/// An output buffer of the core's pool (`buffer_pool::OUTPUTS`) behind a numpy array: back to the pool
-/// when the array (and every tensor viewing it) is freed.
+/// An output buffer of the core's pool (`buffer_pool::OUTPUTS`) behind a numpy array: back to
+/// the pool when the array (and every tensor viewing it) is freed.
 #[pyclass(module = "llmint8._core", frozen)]
 struct PooledOutput {
     values: Vec<f32>,
@@ -451,7 +451,7 @@ fn output_array(
 
 /// Frees the buffers the CPU forward keeps (`buffer_pool`); returns the bytes freed.
 #[pyfunction]
-fn free_output_buffers() -> usize {
+fn free_kept_buffers() -> usize {
     buffer_pool::clear()
 }
 
@@ -645,7 +645,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(int8_product, m)?)?;
     m.add_function(wrap_pyfunction!(int8_linear, m)?)?;
     m.add_function(wrap_pyfunction!(linear_epilogue, m)?)?;
-    m.add_function(wrap_pyfunction!(free_output_buffers, m)?)?;
+    m.add_function(wrap_pyfunction!(free_kept_buffers, m)?)?;
     m.add_function(wrap_pyfunction!(share_openmp_threads, m)?)?;
     m.add_function(wrap_pyfunction!(int8_product_kernel, m)?)?;
     m.add_class::<PyOutlierStats>()?;

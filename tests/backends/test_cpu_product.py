@@ -295,7 +295,7 @@ def test_the_core_refuses_operands_that_do_not_fit():
 
 
 def test_large_outputs_reuse_freed_buffers_and_never_one_in_use():
-    """Outputs of at least a MiB come from the core's pool (`cpu.free_output_buffers`): a
+    """Outputs of at least a MiB come from the core's pool (`cpu.free_kept_buffers`): a
     buffer returns to it only once its array and tensors are freed, the next output of its size
     writes every value of it again, and an output still in use is never handed out."""
     generator = torch.Generator().manual_seed(7)
@@ -305,7 +305,7 @@ def test_large_outputs_reuse_freed_buffers_and_never_one_in_use():
     for x in inputs:
         x[:, [4, 99]] *= 20
     assert 300 * 1024 * 4 >= 1 << 20
-    cpu.free_output_buffers()
+    cpu.free_kept_buffers()
     first = cpu.int8_linear(inputs[0], CB, SCB, bias, 6.0, None)
     kept = first.clone()
     second = cpu.int8_linear(inputs[1], CB, SCB, bias, 6.0, None)
@@ -323,5 +323,5 @@ def test_large_outputs_reuse_freed_buffers_and_never_one_in_use():
     for got, x in ((second, inputs[1]), (third, inputs[2]), (fourth, inputs[0])):
         assert torch.equal(got, _reference_forward(x, CB, SCB, bias, 6.0, None))
     del second, third, fourth, got  # the loop variable held the last
-    assert cpu.free_output_buffers() >= 3 * 300 * 1024 * 4
-    assert cpu.free_output_buffers() == 0
+    assert cpu.free_kept_buffers() >= 3 * 300 * 1024 * 4
+    assert cpu.free_kept_buffers() == 0

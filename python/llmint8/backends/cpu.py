@@ -273,12 +273,12 @@ def prepare_linear(
     return forward
 
 
-def free_output_buffers() -> int:
+def free_kept_buffers() -> int:
     """Frees the buffers the core keeps for reuse (outputs of 1 MiB or more, returned when their
     tensors are freed, and the forward's scratch buffers of that size: up to 8 buffers and 256
     MiB each, so that the next buffer of a size one fits skips mapping fresh pages,
     benches/cpu.md); returns the bytes freed."""
-    return _core.free_output_buffers()
+    return _core.free_kept_buffers()
 
 
 WEIGHT_ONLY_ROWS_PER_STEP = 1024
