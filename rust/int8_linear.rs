@@ -23,10 +23,14 @@ use crate::buffer_pool;
 use crate::epilogue::add_outliers_and_bias;
 use crate::error::{Error, Result};
 use crate::int8_product::{in_ranges, scaled_product, Scales, Shared};
+use crate::quantize::quantize_row;
 
 /// Elements (rows * columns) from which the quantization and the scaling run in ranges of rows
 /// on several threads.
 const PARALLEL_ELEMENTS: usize = 1 << 18;
+/// Found outlier columns up to 1 in FEW_COLUMNS of the input's have their codes zeroed one by
+/// one; more, through a flag per column.
+const FEW_COLUMNS: usize = 16;
 
 /// The activations as they come: float32 values, or float16 / bfloat16 bit patterns.
 #[derive(Clone, Copy, Debug)]
@@ -117,7 +121,8 @@ pub fn int8_linear(
         _ => None,
     };
     let parallel = rows * k >= PARALLEL_ELEMENTS;
-    // Each row's absmax, and the columns found (rows in ranges, possibly on several threads).
+    // Each row's absmax and codes in one pass (the row still in cache for its codes), and the
+    // columns found (rows in ranges, possibly on several threads).
     let found: Vec<AtomicBool> = match threshold {
         Some(_) => (0..k).map(|_| AtomicBool::new(false)).collect(),
         None => Vec::new(),
@@ -132,6 +137,8 @@ pub fn int8_linear(
     };
     // NaN where no threshold applies: no magnitude is >= NaN.
     let limit = threshold.unwrap_or(f32::NAN);
+    let mut q = buffer_pool::SCRATCH.take(rows * k); // every value written below
+    let quantized = Shared(q.as_mut_ptr());
     in_ranges(rows, parallel, &|start, end| {
         // The range's columns found, a byte each (set without branches: vectorized), shared
         // at the end.
@@ -147,6 +154,13 @@ pub fn int8_linear(
             }
             // SAFETY: row i belongs to this range alone; `absmax` outlives the call.
             unsafe { *maxima.at(i) = max };
+            let inverse = if max > 0.0 { (1.0 / max) * 127.0 } else { 0.0 };
+            // SAFETY: as for `absmax`, and `q` outlives the call.
+            let q_row = unsafe { std::slice::from_raw_parts_mut(quantized.at(i * k), k) };
+            quantize_row(row, inverse, q_row);
+            for &col in static_columns {
+                q_row[col] = 0;
+            }
         }
         if !reached.is_empty() {
             any_found.store(true, Ordering::Relaxed);
@@ -157,40 +171,41 @@ pub fn int8_linear(
             }
         }
     });
-    // A flag per column, or none where no column is an outlier.
-    let is_outlier: Vec<bool> = match threshold {
-        Some(_) if any_found.load(Ordering::Relaxed) => {
-            found.iter().map(|f| f.load(Ordering::Relaxed)).collect()
-        }
-        Some(_) => Vec::new(),
-        None if static_columns.is_empty() => Vec::new(),
-        None => is_static,
-    };
-    let mut q = buffer_pool::SCRATCH.take(rows * k); // every value written below
-    let quantized = Shared(q.as_mut_ptr());
-    in_ranges(rows, parallel, &|start, end| {
-        for i in start..end {
-            let max = absmax[i];
-            let inverse = if max > 0.0 { (1.0 / max) * 127.0 } else { 0.0 };
-            // SAFETY: row i belongs to this range alone; `q` outlives the call.
-            let q_row = unsafe { std::slice::from_raw_parts_mut(quantized.at(i * k), k) };
-            let row = &x[i * k..(i + 1) * k];
-            if is_outlier.is_empty() {
-                for (&v, q) in row.iter().zip(q_row) {
-                    *q = quantize(v * inverse);
-                }
-            } else {
-                for ((&v, q), &outlier) in row.iter().zip(q_row).zip(&is_outlier) {
-                    let value = quantize(v * inverse);
-                    *q = if outlier { 0 } else { value };
-                }
-            }
-        }
-    });
     let outlier_cols: Vec<usize> = match threshold {
-        Some(_) if !is_outlier.is_empty() => (0..k).filter(|&c| is_outlier[c]).collect(),
+        Some(_) if any_found.load(Ordering::Relaxed) => (0..k)
+            .filter(|&c| found[c].load(Ordering::Relaxed))
+            .collect(),
         _ => Vec::new(),
     };
+    // The columns found: their codes zero in every row, one by one where they are few, else
+    // through a flag per column (both loops vectorize, unlike one that mixed the flags with the
+    // float values: benches/cpu.md).
+    if !outlier_cols.is_empty() {
+        let flags: Vec<u8> = match outlier_cols.len() * FEW_COLUMNS >= k {
+            true => found
+                .iter()
+                .map(|f| u8::from(f.load(Ordering::Relaxed)))
+                .collect(),
+            false => Vec::new(),
+        };
+        let zero = &|start: usize, end: usize| {
+            for i in start..end {
+                // SAFETY: row i belongs to this range alone; `q` outlives the call.
+                let q_row = unsafe { std::slice::from_raw_parts_mut(quantized.at(i * k), k) };
+                if flags.is_empty() {
+                    for &col in &outlier_cols {
+                        q_row[col] = 0;
+                    }
+                } else {
+                    for (q, &flag) in q_row.iter_mut().zip(&flags) {
+                        *q &= (flag as i8).wrapping_sub(1); // flag 1: 0, flag 0: all bits
+                    }
+                }
+            }
+        };
+        in_ranges(rows, parallel, zero);
+    }
+    // The outlier columns, found or static: their codes are zero, their products in float.
     let picked = if threshold.is_some() {
         &outlier_cols[..]
     } else {
@@ -348,22 +363,6 @@ fn largest(values: &[f32]) -> f32 {
     values.iter().fold(0f32, |a, &b| if b > a { b } else { a })
 }
 
-/// `round_half_even(value)` as int8, clamped to [-127, 127]; NaN to 0. Clamped first (the same
-/// result: 127.5 rounds to 128, clamped to 127 either way), then rounded by adding 1.5 * 2^23,
-/// which leaves no fraction bits in float32's round-to-nearest-even: the sum's bits are
-/// 0x4B40_0000 + round(v), whose low byte is round(v)'s two's complement (exact below 2^22; no
-/// float-to-int conversion, so the loops over it vectorize).
-fn quantize(value: f32) -> i8 {
-    const ROUNDER: f32 = 12_582_912.0;
-    let v = value.clamp(-127.0, 127.0); // NaN stays NaN
-    let q = (v + ROUNDER).to_bits() as u8 as i8;
-    if v.is_nan() {
-        0
-    } else {
-        q
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +457,32 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// LLM.int8()'s case: activations under the threshold but for a few planted columns (at
+        /// most 1 in 16 of them: their codes zeroed one by one) or many (through flags).
+        #[test]
+        fn matches_the_formulas_with_planted_columns(
+            rows in 1usize..6, n in 1usize..40, k in 16usize..300, seed in any::<u64>(),
+            planted in proptest::collection::vec(0usize..300, 0..40),
+        ) {
+            let mut x = values(seed, rows * k, 8.0); // |x| < 4
+            for row in x.chunks_mut(k) {
+                for &c in &planted {
+                    row[c % k] *= 20.0;
+                }
+            }
+            let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0).iter().map(|&v| v as i8).collect();
+            let scb: Vec<f32> = values(seed ^ 9, n, 4.0).iter().map(|v| v.abs() + 0.01).collect();
+            let got = int8_linear(
+                Activations::F32(&x), rows, k, &cb, n, &scb, Outliers::Threshold(6.0), None,
+            ).unwrap();
+            let expected = reference(&x, rows, k, &cb, n, &scb, 6.0, None);
+            prop_assert_eq!(got.outlier_cols, expected.outlier_cols);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&got.out), bits(&expected.out));
+        }
+    }
+
     #[test]
     fn kept_scratch_buffers_are_written_whole() {
         // Activations of a MiB or more are quantized (and packed, on AMX) into kept buffers,
@@ -486,32 +511,6 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got.out), bits(&expected.out), "rows {rows}");
         }
-    }
-
-    #[test]
-    fn quantize_rounds_half_to_even_and_clamps() {
-        for v in [
-            0.5f32,
-            1.5,
-            2.5,
-            3.49,
-            126.5,
-            127.4,
-            127.5,
-            128.0,
-            1e9,
-            f32::INFINITY,
-        ] {
-            for v in [v, -v] {
-                let expected = v.round_ties_even().clamp(-127.0, 127.0) as i8;
-                assert_eq!(quantize(v), expected, "{v}");
-            }
-        }
-        assert_eq!(quantize(f32::NAN), 0);
-        assert_eq!(quantize(f32::from_bits(0x7FC0_0001)), 0); // a payload in the low byte
-        assert_eq!(quantize(f32::from_bits(0xFFC0_00FF)), 0);
-        assert_eq!(quantize(2.5), 2);
-        assert_eq!(quantize(-3.5), -4);
     }
 
     #[test]

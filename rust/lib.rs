@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod openmp;
 pub mod outliers;
 pub mod pack;
+mod quantize;
 pub mod reader;
 mod unique_keys;
 
