@@ -8,7 +8,7 @@
 //! int8's extremes). Where sharing is enabled (`openmp::share_threads`), the threads are those of
 //! the OpenMP runtime the process has loaded instead of rayon's. Faster where the CPU has them:
 //! AVX-512 VNNI (`vnni`: streamed tiles for a few rows, blocked tiles or packed panels beyond)
-//! and AMX-INT8 (`amx`: whole 64-column tiles from AMX_MIN_ROWS rows, fewer on small weights).
+//! and AMX-INT8 (`amx`: from AMX_MIN_ROWS rows of whole 64-column tiles).
 
 use rayon::prelude::*;
 
@@ -40,6 +40,8 @@ const PARALLEL_PRODUCTS_OPENMP: usize = 1 << 16;
 const PARALLEL_PRODUCTS_RAYON: usize = 1 << 25;
 /// Weight rows multiplied at a time where columns are picked from them: they stay in cache.
 const PICKED_ROWS: usize = 64;
+/// Weight bytes up to which the columns are picked after the whole range's product instead.
+const PICKED_IN_CACHE: usize = 1 << 18;
 /// Activation rows multiplied together with one converted piece of a weight row.
 const ROW_BLOCK: usize = 4;
 /// Activation rows from which the products run in blocks of columns (AVX2: K_BLOCK columns and
@@ -48,15 +50,12 @@ const ROW_BLOCK: usize = 4;
 /// 1024 x 1024 at one row 42 -> 23 us, 4096 x 11008 957 -> 830 us on one thread).
 const BLOCKED_MIN_ROWS: usize = 16;
 /// Activation rows from which the product runs on AMX's tiles where it can (`amx`): 16 rows
-/// pass through each tile whatever their number. Timed in one process, the two forms' calls
-/// alternating (benches/cpu.md, 2026-12-05 second): VNNI's streamed tiles win at 2-4 rows where
-/// the weight streams from memory (4096 x 11008 at 2 / 4 rows: 1130 / 1267 against AMX's 1534 /
-/// 1570 us), AMX from 5 rows (1438 against 1421 at 5, 1615 against 2038 at 8); on weights that
-/// stay in the core's L2 (AMX_SMALL_WEIGHT bytes or fewer) AMX from 3 rows (512 x 512 at 4 rows
-/// 15-21 against 23-24 us).
-const AMX_MIN_ROWS: usize = 5;
-const AMX_MIN_ROWS_SMALL: usize = 3;
-const AMX_SMALL_WEIGHT: usize = 1 << 18;
+/// pass through each tile whatever their number, and from 2 rows that beats VNNI's streamed
+/// tiles (4096 x 11008 at 2 / 4 / 8 rows: 1609 -> 1521, 1942 -> 1756, 2686 -> 1906 us; at one
+/// row 1490 against 1531). Timed alone, the two alternating in one process with no torch op
+/// between the calls, VNNI's won at 2-4 rows; beside torch's ops (`llmint8 bench`) AMX's still
+/// win there (benches/cpu.md, 2026-12-05 second).
+const AMX_MIN_ROWS: usize = 2;
 /// Columns per block of the blocked product: the activations' block (rows * K_BLOCK int16) stays
 /// in the core's L2 while every weight row of the range passes over it.
 const K_BLOCK: usize = 512;
@@ -189,11 +188,7 @@ fn product_with(
     let stride = k.div_ceil(32) * 32;
     // On AMX (from AMX_MIN_ROWS rows of whole tiles), the activations packed for the tiles
     // instead.
-    let amx_rows = match n * k <= AMX_SMALL_WEIGHT {
-        true => AMX_MIN_ROWS_SMALL,
-        false => AMX_MIN_ROWS,
-    };
-    let tiled = (vnni && rows >= amx_rows && amx::serves(k) && amx::available())
+    let tiled = (vnni && rows >= AMX_MIN_ROWS && amx::serves(k) && amx::available())
         .then(|| amx::pack_activations(a, rows, k));
     let shifted = (tiled.is_none() && rows > 0 && vnni && vnni::available()).then(|| {
         let mut bytes = vec![0u8; rows * stride];
@@ -277,10 +272,10 @@ fn product_with(
     };
     // With columns to pick, a range's rows go through in pieces, picked right after their
     // product while they are still in cache (1024 x 4096 at one row, 6 columns: 90 -> 79 us);
-    // not on AMX, whose every call sets its tiles up (512 x 512 at 4 / 32 rows, 6 columns:
-    // 21.2 -> 18.9, 46.9 -> 41.0 us).
+    // a weight that stays in the core's L2 whole (AMX sets its tiles up at every call: 512 x 512
+    // at 4 / 32 rows, 6 columns, 21.2 -> 18.9, 46.9 -> 41.0 us).
     let in_pieces = |start: usize, end: usize| {
-        let piece = if c > 0 && tiled.is_none() {
+        let piece = if c > 0 && n * k > PICKED_IN_CACHE {
             PICKED_ROWS
         } else {
             end - start
