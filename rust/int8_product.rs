@@ -52,9 +52,8 @@ const BLOCKED_MIN_ROWS: usize = 16;
 /// Activation rows from which the product runs on AMX's tiles where it can (`amx`): 16 rows
 /// pass through each tile whatever their number, and from 2 rows that beats VNNI's streamed
 /// tiles (4096 x 11008 at 2 / 4 / 8 rows: 1609 -> 1521, 1942 -> 1756, 2686 -> 1906 us; at one
-/// row 1490 against 1531). Timed alone, the two alternating in one process with no torch op
-/// between the calls, VNNI's won at 2-4 rows; beside torch's ops (`llmint8 bench`) AMX's still
-/// win there (benches/cpu.md, 2026-12-05 second).
+/// row 1490 against 1531). VNNI's win at 2-4 rows only where the weight stays in the L3 from one
+/// call to the next (benches/cpu.md, 2026-12-05 second); from memory the two tie at 2 rows.
 const AMX_MIN_ROWS: usize = 2;
 /// Columns per block of the blocked product: the activations' block (rows * K_BLOCK int16) stays
 /// in the core's L2 while every weight row of the range passes over it.
