@@ -436,6 +436,54 @@ mod tests {
         Forward { out, outlier_cols }
     }
 
+    /// The forward of `x` [rows, k] at `threshold` by a weight [n, k] made from `seed`, against
+    /// `reference`: the same outlier columns and the same output bits.
+    fn against_formulas(
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        n: usize,
+        seed: u64,
+        threshold: f32,
+        bias: Option<&[f32]>,
+    ) -> std::result::Result<(), String> {
+        let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0)
+            .iter()
+            .map(|&v| v as i8)
+            .collect();
+        let scb: Vec<f32> = values(seed ^ 9, n, 4.0)
+            .iter()
+            .map(|v| v.abs() + 0.01)
+            .collect();
+        let outliers = Outliers::Threshold(threshold);
+        let got = int8_linear(
+            Activations::F32(x),
+            rows,
+            k,
+            &cb,
+            n,
+            &scb,
+            outliers,
+            bias.map(Activations::F32),
+        )
+        .map_err(|err| err.to_string())?;
+        let expected = reference(x, rows, k, &cb, n, &scb, threshold, bias);
+        if got.outlier_cols != expected.outlier_cols {
+            return Err(format!(
+                "outlier columns {:?}, the formulas' {:?}",
+                got.outlier_cols, expected.outlier_cols
+            ));
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        match bits(&got.out) == bits(&expected.out) {
+            true => Ok(()),
+            false => Err(format!(
+                "outputs {:?}, the formulas' {:?}",
+                got.out, expected.out
+            )),
+        }
+    }
+
     proptest! {
         #[test]
         fn matches_the_formulas(
@@ -443,17 +491,9 @@ mod tests {
             scale in 0.0f32..30.0, threshold in -1.0f32..8.0, with_bias in any::<bool>(),
         ) {
             let x = values(seed, rows * k, scale);
-            let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0).iter().map(|&v| v as i8).collect();
-            let scb: Vec<f32> = values(seed ^ 9, n, 4.0).iter().map(|v| v.abs() + 0.01).collect();
             let bias = with_bias.then(|| values(seed ^ 11, n, 3.0));
-            let got = int8_linear(
-                Activations::F32(&x), rows, k, &cb, n, &scb, Outliers::Threshold(threshold),
-                bias.as_deref().map(Activations::F32),
-            ).unwrap();
-            let expected = reference(&x, rows, k, &cb, n, &scb, threshold, bias.as_deref());
-            prop_assert_eq!(got.outlier_cols, expected.outlier_cols);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&got.out), bits(&expected.out));
+            against_formulas(&x, rows, k, n, seed, threshold, bias.as_deref())
+                .map_err(TestCaseError::fail)?;
         }
     }
 
@@ -471,15 +511,7 @@ mod tests {
                     row[c % k] *= 20.0;
                 }
             }
-            let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0).iter().map(|&v| v as i8).collect();
-            let scb: Vec<f32> = values(seed ^ 9, n, 4.0).iter().map(|v| v.abs() + 0.01).collect();
-            let got = int8_linear(
-                Activations::F32(&x), rows, k, &cb, n, &scb, Outliers::Threshold(6.0), None,
-            ).unwrap();
-            let expected = reference(&x, rows, k, &cb, n, &scb, 6.0, None);
-            prop_assert_eq!(got.outlier_cols, expected.outlier_cols);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&got.out), bits(&expected.out));
+            against_formulas(&x, rows, k, n, seed, 6.0, None).map_err(TestCaseError::fail)?;
         }
     }
 
@@ -495,21 +527,9 @@ mod tests {
         for (seed, rows) in [(1u64, 300), (2, 290), (3, 304), (4, 300)] {
             assert!(rows * k >= crate::buffer_pool::MIN_BYTES);
             let x = values(seed, rows * k, 16.0);
-            let cb: Vec<i8> = values(seed ^ 7, n * k, 254.0)
-                .iter()
-                .map(|&v| v as i8)
-                .collect();
-            let scb: Vec<f32> = values(seed ^ 9, n, 4.0)
-                .iter()
-                .map(|v| v.abs() + 0.01)
-                .collect();
-            let outliers = Outliers::Threshold(7.5);
-            let got =
-                int8_linear(Activations::F32(&x), rows, k, &cb, n, &scb, outliers, None).unwrap();
-            let expected = reference(&x, rows, k, &cb, n, &scb, 7.5, None);
-            assert_eq!(got.outlier_cols, expected.outlier_cols, "rows {rows}");
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got.out), bits(&expected.out), "rows {rows}");
+            if let Err(err) = against_formulas(&x, rows, k, n, seed, 7.5, None) {
+                panic!("rows {rows}: {err}");
+            }
         }
     }
 

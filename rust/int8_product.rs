@@ -271,8 +271,9 @@ fn product_with(
     };
     // With columns to pick, a range's rows go through in pieces, picked right after their
     // product while they are still in cache (1024 x 4096 at one row, 6 columns: 90 -> 79 us);
-    // a weight that stays in the core's L2 whole (AMX sets its tiles up at every call: 512 x 512
-    // at 4 / 32 rows, 6 columns, 21.2 -> 18.9, 46.9 -> 41.0 us).
+    // on a weight of PICKED_IN_CACHE bytes or fewer, which stays in the core's L2, after the
+    // whole range (AMX sets its tiles up at every call: 512 x 512 at 4 / 32 rows, 6 columns,
+    // 21.2 -> 18.9, 46.9 -> 41.0 us).
     let in_pieces = |start: usize, end: usize| {
         let piece = if c > 0 && n * k > PICKED_IN_CACHE {
             PICKED_ROWS
