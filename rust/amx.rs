@@ -57,8 +57,8 @@ pub(crate) fn pack_activations(a: &[i8], rows: usize, k: usize) -> Vec<i8> {
 /// (`(sum as f32 * rows[i]) * columns[col0 + j]`) and stored as float32 bits.
 ///
 /// # Safety
-/// `available()` and `serves(k)`; `out` holds [rows, n] values, columns col0 .. col0 + nr this
-/// call's alone.
+/// `available()` and `serves(k)`, called inside `with_tiles`; `out` holds [rows, n] values,
+/// columns col0 .. col0 + nr this call's alone.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn product(
     packed: &[i8],
@@ -86,7 +86,6 @@ pub(crate) unsafe fn product(
     let (weight_blocks, activation_blocks) = (nr.div_ceil(TILE_ROWS), rows.div_ceil(TILE_ROWS));
     let block_bytes = k / 4 * TILE_BYTES;
     let mut sums = [0i32; 4 * TILE_ROWS * TILE_ROWS];
-    x86::configure();
     // Per chunk of weight rows (they stay in L2), every block of activation rows, and in it the
     // chunk's weight tiles: each output row is written in runs of the chunk's columns.
     for c0 in (0..weight_blocks).step_by(CHUNK_TILES) {
@@ -115,7 +114,19 @@ pub(crate) unsafe fn product(
             }
         }
     }
+}
+
+/// `work()` with this thread's tiles configured for `product`, released after: once for all the
+/// products of a range (set up per product, each of a 1024 x 4096 weight's 64 pieces of 64 rows
+/// cost it again).
+///
+/// # Safety
+/// `available()`.
+pub(crate) unsafe fn with_tiles<R>(work: impl FnOnce() -> R) -> R {
+    x86::configure();
+    let result = work();
     x86::release();
+    result
 }
 
 /// One block's operands: up to 2 weight tiles' first rows `w` (row stride k), the first of up

@@ -107,6 +107,127 @@ unsafe fn add_to_rows_avx2(
     add_to_rows_in_blocks::<true>(out, shape, x, w, bias)
 }
 
+/// `add_outliers_and_bias` on the output columns `columns` of `out` [rows, n] alone (see
+/// `Columns`): the same bits. For a range of weight rows right after their product, while they
+/// are in cache (`Finish`).
+///
+/// # Safety
+/// `out` holds [rows, n] values, the columns `columns` this call's alone; `x_cols` has rows * c
+/// values, `weight_rows` columns.len() * k, `column_scales` (and `bias`) columns.len(), and
+/// every column of `cols` lies below k.
+pub(crate) unsafe fn add_to_columns(operands: Columns) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX-512F and FMA (checked just above); the caller's contract.
+            return unsafe { columns_avx512(operands) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above); the caller's contract.
+            return unsafe { columns_avx2(operands) };
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { columns_in_blocks::<false>(operands) }
+}
+
+/// `add_to_columns`'s operands: the output `out` [rows, n], the activations' outlier columns
+/// `x_cols` [rows, c], the weight's rows of the output columns `columns` (`weight_rows`
+/// [columns.len(), k], int8 codes) with their scales `column_scales` and `bias`, and the outlier
+/// columns `cols` (c of them), read from those rows and dequantized (`code as f32 * scale`, the
+/// values `add_outliers_and_bias`'s `weight_cols` holds).
+pub(crate) struct Columns<'a> {
+    pub out: &'a Shared<f32>,
+    pub rows: usize,
+    pub n: usize,
+    pub k: usize,
+    pub columns: std::ops::Range<usize>,
+    pub x_cols: &'a [f32],
+    pub weight_rows: &'a [i8],
+    pub cols: &'a [usize],
+    pub column_scales: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn columns_avx512(operands: Columns) {
+    // SAFETY: `add_to_columns`'s contract.
+    unsafe { columns_in_blocks::<true>(operands) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn columns_avx2(operands: Columns) {
+    // SAFETY: `add_to_columns`'s contract.
+    unsafe { columns_in_blocks::<true>(operands) }
+}
+
+thread_local! {
+    /// `add_to_columns`'s widened weight values, kept for the thread's next call (one per range
+    /// of weight rows); values past the last block's columns are left from earlier ones.
+    static WIDENED: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `add_to_columns` in blocks of BLOCK output columns, as `add_to_rows_in_blocks`: each block's
+/// weight values dequantized and widened once (column by column: the block's weight rows are in
+/// cache), then every row's sums for the block in registers over every outlier column.
+///
+/// # Safety
+/// `add_to_columns`'s contract.
+#[inline(always)]
+unsafe fn columns_in_blocks<const FUSED: bool>(operands: Columns) {
+    let Columns {
+        out,
+        rows,
+        n,
+        k,
+        columns,
+        x_cols,
+        weight_rows,
+        cols,
+        column_scales,
+        bias,
+    } = operands;
+    let c = cols.len();
+    // Taken out and put back (no closure: one would not be compiled for the caller's
+    // instructions, and FUSED's multiply-adds would be calls).
+    let mut kept = WIDENED.take();
+    if kept.len() < c * BLOCK {
+        kept.resize(c * BLOCK, 0f64);
+    }
+    let widened = &mut kept[..c * BLOCK];
+    for first in (0..columns.len()).step_by(BLOCK) {
+        let len = BLOCK.min(columns.len() - first);
+        let block_rows = &weight_rows[first * k..(first + len) * k];
+        let scales = &column_scales[first..first + len];
+        for (block, &col) in widened.chunks_mut(BLOCK).zip(cols) {
+            for ((wide, row), &scale) in block.iter_mut().zip(block_rows.chunks(k)).zip(scales) {
+                *wide = f64::from(f32::from(row[col]) * scale);
+            }
+        }
+        let bias = bias.map(|b| &b[first..first + len]);
+        for i in 0..rows {
+            // SAFETY: the columns are this call's alone; `out` holds [rows, n] values.
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(out.at(i * n + columns.start + first), len)
+            };
+            if c > 0 {
+                let sums = block_sums::<FUSED>(&x_cols[i * c..(i + 1) * c], widened);
+                for (o, &sum) in out.iter_mut().zip(&sums) {
+                    *o += sum as f32;
+                }
+            }
+            if let Some(bias) = bias {
+                for (o, &b) in out.iter_mut().zip(bias) {
+                    *o += b;
+                }
+            }
+        }
+    }
+    WIDENED.set(kept);
+}
+
 /// The rows in blocks of BLOCK output columns: each block's weight values widened to float64
 /// once (past n, in the last block, values of the one before: their sums are not stored), then
 /// every row's sums for the block kept in registers over every outlier column (vectorized by the
@@ -198,6 +319,46 @@ mod tests {
                     prop_assert_eq!(got[i * n + j].to_bits(), want.to_bits(), "{} {}", i, j);
                 }
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn columns_alone_give_the_bits_of_the_whole(
+            rows in 0usize..5, n in 1usize..200, k in 1usize..90, c in 0usize..9,
+            cut in any::<prop::sample::Index>(), seed in any::<u64>(), with_bias in any::<bool>(),
+        ) {
+            // add_to_columns on two ranges of columns, dequantizing the int8 weight rows itself,
+            // against add_outliers_and_bias given the dequantized columns.
+            let scaled = values(seed, rows * n, 10.0);
+            let x = values(seed ^ 3, rows * c, 60.0);
+            let codes: Vec<i8> = values(seed ^ 5, n * k, 127.0).iter().map(|&v| v as i8).collect();
+            let column_scales = values(seed ^ 9, n, 0.02);
+            let cols: Vec<usize> = (0..c).map(|p| (p * 7 + seed as usize) % k).collect();
+            let weight_cols: Vec<f32> = cols
+                .iter()
+                .flat_map(|&col| (0..n).map(|j| f32::from(codes[j * k + col]) * column_scales[j]).collect::<Vec<_>>())
+                .collect();
+            let bias = with_bias.then(|| values(seed ^ 7, n, 2.0));
+            let mut want = scaled.clone();
+            add_outliers_and_bias(&mut want, (rows, n, c), &x, &weight_cols, bias.as_deref()).unwrap();
+            let mut got = scaled.clone();
+            let out = Shared(got.as_mut_ptr());
+            let split = cut.index(n + 1);
+            for columns in [0..split, split..n] {
+                let (start, end) = (columns.start, columns.end);
+                // SAFETY: [rows, n] values; the two ranges are disjoint; the columns lie below k.
+                unsafe {
+                    add_to_columns(Columns {
+                        out: &out, rows, n, k, columns, x_cols: &x,
+                        weight_rows: &codes[start * k..end * k], cols: &cols,
+                        column_scales: &column_scales[start..end],
+                        bias: bias.as_ref().map(|b| &b[start..end]),
+                    })
+                };
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&got), bits(&want));
         }
     }
 

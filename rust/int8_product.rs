@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::{amx, buffer_pool, openmp};
 
-/// The sums' rows (and the picked weight columns), written by threads each in its own range.
+/// The sums' rows (or the outputs' columns), written by threads each in its own range.
 pub(crate) struct Shared<T>(pub(crate) *mut T);
 // SAFETY: the threads write disjoint ranges (see `product`).
 unsafe impl<T> Sync for Shared<T> {}
@@ -38,10 +38,12 @@ const ROWS_PER_TASK: usize = 64;
 /// two threads, 290 us after an nn.Linear; 187 us on one thread).
 const PARALLEL_PRODUCTS_OPENMP: usize = 1 << 16;
 const PARALLEL_PRODUCTS_RAYON: usize = 1 << 25;
-/// Weight rows multiplied at a time where columns are picked from them: they stay in cache.
-const PICKED_ROWS: usize = 64;
-/// Weight bytes up to which the columns are picked after the whole range's product instead.
-const PICKED_IN_CACHE: usize = 1 << 18;
+/// Weight rows multiplied at a time where a `Finish` reads them after: they stay in cache (AMX's
+/// chunk: with 64, AMX streamed its activations twice as often, 1024 x 4096 at 128 rows with 6
+/// outlier columns 802 -> 827 us).
+const FINISHED_ROWS: usize = 128;
+/// Weight bytes up to which a `Finish` runs after the whole range's product instead.
+pub(crate) const FINISHED_IN_CACHE: usize = 1 << 18;
 /// Activation rows multiplied together with one converted piece of a weight row.
 const ROW_BLOCK: usize = 4;
 /// Activation rows from which the products run in blocks of columns (AVX2: K_BLOCK columns and
@@ -84,22 +86,7 @@ pub fn blocked_kernel() -> &'static str {
 
 /// `a` [rows, k] times `b` [n, k] transposed into `out` [rows, n], all row-major.
 pub fn int8_product(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Result<Vec<i32>> {
-    product(a, rows, b, n, k, &[]).map(|(sums, _)| sums)
-}
-
-/// `int8_product`, and the weight's columns `cols`, transposed ([cols.len(), n] row-major: each
-/// column's n values together), picked while its rows stream through the product. Columns must
-/// lie below k.
-pub fn product(
-    a: &[i8],
-    rows: usize,
-    b: &[i8],
-    n: usize,
-    k: usize,
-    cols: &[usize],
-) -> Result<(Vec<i32>, Vec<i8>)> {
-    product_with(a, rows, b, n, k, cols, vnni::available(), None)
-        .map(|(sums, picked, _)| (sums, picked))
+    product_with(a, rows, b, n, k, vnni::available(), None, None).map(|(sums, ..)| sums)
 }
 
 /// The scales of a scaled product: `out[i][j] = (sum as f32 * rows[i]) * columns[j]`.
@@ -112,17 +99,25 @@ pub struct Scales<'a> {
 /// threads.
 const PARALLEL_SCALING: usize = 1 << 18;
 
-/// `product`'s sums scaled (`Scales`, in that order of float32 multiplications): by VNNI's
-/// panels as they are stored, elsewhere in a pass of their own.
-pub fn scaled_product(
+/// The work that ends a scaled product on a range of its output columns: `finish(start, end,
+/// out)`, with `out` [rows, n] final (scaled) in columns start .. end, which are this call's
+/// alone to change.
+pub(crate) type Finish<'a> = &'a (dyn Fn(usize, usize, &Shared<f32>) + Sync);
+
+/// `int8_product`'s sums scaled (`Scales`, in that order of float32 multiplications): by AMX's
+/// and VNNI's panels as they are stored, at one row right after each range's product, elsewhere
+/// in a pass of their own; then `finish` over every output column, where given: right after
+/// the range's product where the sums were scaled there (the weight's rows still in cache),
+/// else after the scaling pass.
+pub(crate) fn scaled_product(
     a: &[i8],
     rows: usize,
     b: &[i8],
     n: usize,
     k: usize,
-    cols: &[usize],
     scales: &Scales,
-) -> Result<(Vec<f32>, Vec<i8>)> {
+    finish: Option<Finish>,
+) -> Result<Vec<f32>> {
     if scales.rows.len() != rows || scales.columns.len() != n {
         return Err(Error::Shape(format!(
             "scaled product: {} row and {} column scales for [{rows}, {n}]",
@@ -130,34 +125,43 @@ pub fn scaled_product(
             scales.columns.len()
         )));
     }
-    let (sums, picked, scaled) =
-        product_with(a, rows, b, n, k, cols, vnni::available(), Some(scales))?;
-    if scaled {
-        // The panels stored float32 values' bits: the same size and alignment as int32.
+    let (sums, scaled, finished) =
+        product_with(a, rows, b, n, k, vnni::available(), Some(scales), finish)?;
+    let mut out = if scaled {
+        // Stored as float32 values' bits: the same size and alignment as int32.
         let mut sums = std::mem::ManuallyDrop::new(sums);
         let (pointer, length, capacity) = (sums.as_mut_ptr(), sums.len(), sums.capacity());
         // SAFETY: the allocation is reused as float32 of the same length and capacity.
-        let out = unsafe { Vec::from_raw_parts(pointer as *mut f32, length, capacity) };
-        return Ok((out, picked));
-    }
-    let mut out = buffer_pool::OUTPUTS.take(rows * n); // every value written below
-    let scaled = Shared(out.as_mut_ptr());
-    in_ranges(rows, rows * n >= PARALLEL_SCALING, &|start, end| {
-        for i in start..end {
-            // SAFETY: row i belongs to this range alone; `out` outlives the call.
-            let out_row = unsafe { std::slice::from_raw_parts_mut(scaled.at(i * n), n) };
-            let row_sums = &sums[i * n..(i + 1) * n];
-            for ((o, &s), &column) in out_row.iter_mut().zip(row_sums).zip(scales.columns) {
-                *o = s as f32 * scales.rows[i] * column;
+        unsafe { Vec::from_raw_parts(pointer as *mut f32, length, capacity) }
+    } else {
+        let mut out = buffer_pool::OUTPUTS.take(rows * n); // every value written below
+        let scaled = Shared(out.as_mut_ptr());
+        in_ranges(rows, rows * n >= PARALLEL_SCALING, &|start, end| {
+            for i in start..end {
+                // SAFETY: row i belongs to this range alone; `out` outlives the call.
+                let out_row = unsafe { std::slice::from_raw_parts_mut(scaled.at(i * n), n) };
+                let row_sums = &sums[i * n..(i + 1) * n];
+                for ((o, &s), &column) in out_row.iter_mut().zip(row_sums).zip(scales.columns) {
+                    *o = s as f32 * scales.rows[i] * column;
+                }
             }
-        }
-    });
-    Ok((out, picked))
+        });
+        out
+    };
+    if let Some(finish) = finish.filter(|_| !finished) {
+        let outs = Shared(out.as_mut_ptr());
+        in_ranges(n, rows * n >= PARALLEL_SCALING, &|start, end| {
+            finish(start, end, &outs)
+        });
+    }
+    Ok(out)
 }
 
-/// `product`, on AVX-512 VNNI where `vnni` (and the CPU has it), else AVX2 or portable loops;
-/// with `scales` VNNI's panels store their sums scaled, as float32 bits (the third value says
-/// whether they did).
+/// `int8_product`, on AVX-512 VNNI where `vnni` (and the CPU has it), else AVX2 or portable
+/// loops. With `scales`, AMX's and VNNI's panels store their sums scaled, as float32 bits, and
+/// so does a one-row product after each range (the second value says whether the sums were
+/// scaled); there `finish` runs on each range's columns once they are scaled (the third value
+/// says whether it ran).
 #[allow(clippy::too_many_arguments)]
 fn product_with(
     a: &[i8],
@@ -165,21 +169,16 @@ fn product_with(
     b: &[i8],
     n: usize,
     k: usize,
-    cols: &[usize],
     vnni: bool,
     scales: Option<&Scales>,
-) -> Result<(Vec<i32>, Vec<i8>, bool)> {
+    finish: Option<Finish>,
+) -> Result<(Vec<i32>, bool, bool)> {
     if a.len() != rows * k || b.len() != n * k {
         return Err(Error::Shape(format!(
             "int8 product: {} activation values for [{rows}, {k}] and {} weight values for \
              [{n}, {k}]",
             a.len(),
             b.len()
-        )));
-    }
-    if let Some(&col) = cols.iter().find(|&&c| c >= k) {
-        return Err(Error::Outliers(format!(
-            "column {col} of a weight with {k} columns"
         )));
     }
     // Where the blocked product runs on AVX-512 VNNI: the activations as unsigned bytes
@@ -220,15 +219,18 @@ fn product_with(
     };
     let outs = Shared(out.as_mut_ptr());
     let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];
-    let c = cols.len();
-    let mut picked = vec![0i8; n * c];
-    let (sums, picks) = (Shared(transposed.as_mut_ptr()), Shared(picked.as_mut_ptr()));
-    // Weight rows start .. end: their sums and picked columns.
+    let sums = Shared(transposed.as_mut_ptr());
+    // Scaled as stored (direct), or at one row (transposed is [1, n]) after each range.
+    let scaled = scales.is_some() && (direct || (rows == 1 && k > 0));
+    let finished = scaled && finish.is_some() && k > 0;
+    let scaled_outs = Shared((if direct { out.as_mut_ptr() } else { sums.0 }) as *mut f32);
+    // Weight rows start .. end: their sums (scaled where `scaled`), then `finish` on them.
     let range = |start: usize, end: usize| {
         let weights = &b[start * k..end * k];
         if let Some(packed) = &tiled {
-            // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only then), k
-            // is a whole number of tiles; columns start .. end of `out` are this range's alone.
+            // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only then),
+            // configured by `in_pieces`; k is a whole number of tiles; columns start .. end of
+            // `out` are this range's alone.
             unsafe { amx::product(packed, rows, weights, k, n, &outs, start, scales) }
         } else if rows > 0 && k > 0 {
             match &shifted {
@@ -260,28 +262,38 @@ fn product_with(
                 }
             }
         }
-        // Row by row (each row's lines read together: twice as fast as column by column).
-        for (j, weight_row) in (start..end).zip(weights.chunks(k)) {
-            for (p, &col) in cols.iter().enumerate() {
-                // SAFETY: the ranges run by different threads are disjoint: their weight rows
-                // are their own columns start .. end of `picked`'s rows, which outlives the call.
-                unsafe { *picks.at(p * n + j) = weight_row[col] };
+        if let (Some(s), false) = (scales.filter(|_| scaled), direct) {
+            // SAFETY: one row: columns start .. end of `transposed` are this range's alone.
+            let row = unsafe { std::slice::from_raw_parts_mut(sums.at(start), end - start) };
+            let row_scale = s.rows[0]; // read once: the loop vectorizes
+            for (v, &column) in row.iter_mut().zip(&s.columns[start..end]) {
+                *v = (*v as f32 * row_scale * column).to_bits() as i32;
             }
         }
+        if let Some(finish) = finish.filter(|_| finished) {
+            finish(start, end, &scaled_outs);
+        }
     };
-    // With columns to pick, a range's rows go through in pieces, picked right after their
-    // product while they are still in cache (1024 x 4096 at one row, 6 columns: 90 -> 79 us);
-    // on a weight of PICKED_IN_CACHE bytes or fewer, which stays in the core's L2, after the
-    // whole range (AMX sets its tiles up at every call: 512 x 512 at 4 / 32 rows, 6 columns,
-    // 21.2 -> 18.9, 46.9 -> 41.0 us).
+    // With a finish, a range's rows go through in pieces, finished right after their product
+    // while they are still in cache (the outlier columns picked so, 1024 x 4096 at one row, 6
+    // columns: 90 -> 79 us); on a weight of FINISHED_IN_CACHE bytes or fewer, which stays in the
+    // core's L2, after the whole range (512 x 512 at 4 / 32 rows, 6 columns, 21.2 -> 18.9, 46.9
+    // -> 41.0 us).
     let in_pieces = |start: usize, end: usize| {
-        let piece = if c > 0 && n * k > PICKED_IN_CACHE {
-            PICKED_ROWS
+        let piece = if finished && n * k > FINISHED_IN_CACHE {
+            FINISHED_ROWS
         } else {
             end - start
         };
-        for first in (start..end).step_by(piece.max(1)) {
-            range(first, (first + piece).min(end));
+        let pieces = || {
+            for first in (start..end).step_by(piece.max(1)) {
+                range(first, (first + piece).min(end));
+            }
+        };
+        match &tiled {
+            // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only then).
+            Some(_) => unsafe { amx::with_tiles(pieces) },
+            None => pieces(),
         }
     };
     if k > 0 {
@@ -291,15 +303,15 @@ fn product_with(
         buffer_pool::SCRATCH.give(packed);
     }
     if direct {
-        return Ok((out, picked, scales.is_some()));
+        return Ok((out, scaled, finished));
     }
     if rows <= 1 {
-        return Ok((transposed, picked, false)); // [n, 1] is [1, n]
+        return Ok((transposed, scaled, finished)); // [n, 1] is [1, n]
     }
-    Ok((transpose(&transposed, n, rows), picked, false))
+    Ok((transpose(&transposed, n, rows), false, false))
 }
 
-/// Products from which `product` divides the weight's rows among threads, for the pool it would
+/// Products from which `product_with` divides the weight's rows among threads, for the pool it would
 /// take.
 fn parallel_products() -> usize {
     match openmp::runtime().filter(|omp| omp.max_threads() > 1) {
@@ -1010,6 +1022,62 @@ mod tests {
         (a, b)
     }
 
+    /// Scales for [rows, n] outputs, and the scaled products' bits (`sums` [rows, n]).
+    fn scales_and_bits(sums: &[i32], rows: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+        let row_scales: Vec<f32> = (0..rows).map(|i| 0.37 + i as f32 / 7.0).collect();
+        let column_scales: Vec<f32> = (0..n).map(|j| 1.9 - j as f32 / 11.0).collect();
+        let bits = sums
+            .iter()
+            .enumerate()
+            .map(|(e, &s)| (s as f32 * row_scales[e / n] * column_scales[e % n]).to_bits())
+            .collect();
+        (row_scales, column_scales, bits)
+    }
+
+    /// `scaled_product` with a `finish` that checks that its columns hold their scaled values
+    /// (`scaled`'s bits) when it runs, then adds each column's index to them. Asserts that every
+    /// column was finished once and holds that sum, and that no finish came early.
+    fn assert_finished(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize, scales: &Scales) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+        let sums = reference(a, rows, b, n, k);
+        let scaled: Vec<u32> = sums
+            .iter()
+            .enumerate()
+            .map(|(e, &s)| (s as f32 * scales.rows[e / n] * scales.columns[e % n]).to_bits())
+            .collect();
+        let visits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        let early = AtomicBool::new(false);
+        let finish = |start: usize, end: usize, out: &Shared<f32>| {
+            for (j, visit) in visits.iter().enumerate().take(end).skip(start) {
+                visit.fetch_add(1, Relaxed);
+                for i in 0..rows {
+                    // SAFETY: columns start .. end are this call's alone, of [rows, n] values.
+                    let value = unsafe { &mut *out.at(i * n + j) };
+                    if value.to_bits() != scaled[i * n + j] {
+                        early.store(true, Relaxed);
+                    }
+                    *value += j as f32;
+                }
+            }
+        };
+        let out = scaled_product(a, rows, b, n, k, scales, Some(&finish)).unwrap();
+        assert!(
+            !early.load(Relaxed),
+            "a finish ran before its columns were scaled"
+        );
+        assert!(visits.iter().all(|v| v.load(Relaxed) == 1), "{visits:?}");
+        for (e, (&got, &bits)) in out.iter().zip(&scaled).enumerate() {
+            let want = f32::from_bits(bits) + (e % n) as f32;
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "row {} column {}",
+                e / n,
+                e % n
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn matches_the_exact_sums(
@@ -1029,19 +1097,13 @@ mod tests {
         ) {
             let (a, b) = operands(seed, rows, n, k);
             let expected = reference(&a, rows, &b, n, k);
-            let row_scales: Vec<f32> = (0..rows).map(|i| 0.37 + i as f32 / 7.0).collect();
-            let column_scales: Vec<f32> = (0..n).map(|j| 1.9 - j as f32 / 11.0).collect();
+            let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
             let scales = Scales { rows: &row_scales, columns: &column_scales };
-            let (scaled, _) = scaled_product(&a, rows, &b, n, k, &[], &scales).unwrap();
-            let scale = |e: usize| (row_scales[e / n.max(1)], column_scales[e % n.max(1)]);
-            let want: Vec<u32> = expected
-                .iter()
-                .enumerate()
-                .map(|(e, &s)| (s as f32 * scale(e).0 * scale(e).1).to_bits())
-                .collect();
+            let scaled = scaled_product(&a, rows, &b, n, k, &scales, None).unwrap();
             prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+            assert_finished(&a, rows, &b, n, k, &scales);
             for vnni in [true, false] {
-                let (got, _, _) = product_with(&a, rows, &b, n, k, &[], vnni, None).unwrap();
+                let (got, ..) = product_with(&a, rows, &b, n, k, vnni, None, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
             }
         }
@@ -1050,23 +1112,41 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(40))]
         #[test]
-        fn few_rows_match_the_exact_sums_and_pick_their_columns(
+        fn few_rows_match_the_exact_sums_and_finish_every_column(
             rows in 1usize..BLOCKED_MIN_ROWS, n in 0usize..150, k in 1usize..1300,
-            seed in any::<u64>(), picks in proptest::collection::vec(any::<usize>(), 0..5),
+            seed in any::<u64>(),
         ) {
-            // VNNI's streamed tiles (or AVX2's rows) over more weight rows than PICKED_ROWS.
+            // VNNI's streamed tiles (or AVX2's rows); scaled and finished in each range at one
+            // row, else after.
             let (a, b) = operands(seed, rows, n, k);
-            let cols: Vec<usize> = picks.iter().map(|p| p % k).collect();
             let expected = reference(&a, rows, &b, n, k);
-            let want: Vec<i8> = cols
-                .iter()
-                .flat_map(|&c| (0..n).map(|j| b[j * k + c]).collect::<Vec<_>>())
-                .collect();
+            let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
+            let scales = Scales { rows: &row_scales, columns: &column_scales };
+            let scaled = scaled_product(&a, rows, &b, n, k, &scales, None).unwrap();
+            prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+            assert_finished(&a, rows, &b, n, k, &scales);
             for vnni in [true, false] {
-                let (got, picked, _) = product_with(&a, rows, &b, n, k, &cols, vnni, None).unwrap();
+                let (got, ..) = product_with(&a, rows, &b, n, k, vnni, None, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
-                prop_assert_eq!(&picked, &want, "vnni {}", vnni);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6))]
+        #[test]
+        fn large_weights_are_finished_in_pieces(
+            rows in 1usize..20, n in 300usize..500, tiles in 20usize..24, whole in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            // Weights past FINISHED_IN_CACHE: finished FINISHED_ROWS rows at a time (on AMX's
+            // tiles where k is a multiple of 64 and the CPU has them).
+            let k = tiles * 64 + if whole { 0 } else { 13 };
+            prop_assert!(n * k > FINISHED_IN_CACHE && n > 2 * FINISHED_ROWS);
+            let (a, b) = operands(seed, rows, n, k);
+            let expected = reference(&a, rows, &b, n, k);
+            let (row_scales, column_scales, _) = scales_and_bits(&expected, rows, n);
+            assert_finished(&a, rows, &b, n, k, &Scales { rows: &row_scales, columns: &column_scales });
         }
     }
 
@@ -1074,32 +1154,20 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(40))]
         #[test]
         fn whole_tiles_match_the_exact_sums(
-            rows in 1usize..80, n in 0usize..80, tiles in 1usize..20,
-            seed in any::<u64>(), picks in proptest::collection::vec(any::<usize>(), 0..3),
+            rows in 1usize..80, n in 0usize..80, tiles in 1usize..20, seed in any::<u64>(),
         ) {
             // AMX's tiles where the CPU has them (k a multiple of 64), VNNI's or AVX2's elsewhere.
             let k = tiles * 64;
             let (a, b) = operands(seed, rows, n, k);
-            let cols: Vec<usize> = picks.iter().map(|p| p % k).collect();
             let expected = reference(&a, rows, &b, n, k);
-            let row_scales: Vec<f32> = (0..rows).map(|i| 0.37 + i as f32 / 7.0).collect();
-            let column_scales: Vec<f32> = (0..n).map(|j| 1.9 - j as f32 / 11.0).collect();
+            let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
             let scales = Scales { rows: &row_scales, columns: &column_scales };
-            let (scaled, _) = scaled_product(&a, rows, &b, n, k, &cols, &scales).unwrap();
-            let want: Vec<u32> = expected
-                .iter()
-                .enumerate()
-                .map(|(e, &s)| (s as f32 * row_scales[e / n] * column_scales[e % n]).to_bits())
-                .collect();
+            let scaled = scaled_product(&a, rows, &b, n, k, &scales, None).unwrap();
             prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+            assert_finished(&a, rows, &b, n, k, &scales);
             for vnni in [true, false] {
-                let (got, picked, _) = product_with(&a, rows, &b, n, k, &cols, vnni, None).unwrap();
+                let (got, ..) = product_with(&a, rows, &b, n, k, vnni, None, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
-                let want: Vec<i8> = cols
-                    .iter()
-                    .flat_map(|&c| (0..n).map(|j| b[j * k + c]).collect::<Vec<_>>())
-                    .collect();
-                prop_assert_eq!(&picked, &want);
             }
         }
     }
@@ -1121,7 +1189,7 @@ mod tests {
                 .collect();
             let expected = reference(&a, rows, &b, n, k);
             for vnni in [true, false] {
-                let (got, _, _) = product_with(&a, rows, &b, n, k, &[], vnni, None).unwrap();
+                let (got, _, _) = product_with(&a, rows, &b, n, k, vnni, None, None).unwrap();
                 assert_eq!(got, expected, "{rows} x {k}, vnni {vnni}");
             }
         }
@@ -1169,7 +1237,7 @@ mod tests {
     fn pooled_outputs_are_written_whole() {
         // Outputs past buffer_pool::MIN_BYTES come from the pool, stale (poisoned in tests):
         // every value must be written again, on every path this CPU takes (AMX's tiles, VNNI's
-        // panels, or the scaling pass), with and without picked columns.
+        // panels, or the scaling pass), with and without a finish.
         let _alone = buffer_pool::TESTS
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -1183,8 +1251,7 @@ mod tests {
                 rows: &row_scales,
                 columns: &column_scales,
             };
-            let cols = if round % 2 == 0 { vec![] } else { vec![5, 77] };
-            let (scaled, _) = scaled_product(&a, rows, &b, n, k, &cols, &scales).unwrap();
+            let scaled = scaled_product(&a, rows, &b, n, k, &scales, None).unwrap();
             let want: Vec<u32> = reference(&a, rows, &b, n, k)
                 .iter()
                 .enumerate()
@@ -1192,6 +1259,9 @@ mod tests {
                 .collect();
             assert!(scaled.iter().map(|v| v.to_bits()).eq(want), "round {round}");
             buffer_pool::OUTPUTS.give(scaled);
+            if round % 2 == 1 {
+                assert_finished(&a, rows, &b, n, k, &scales);
+            }
             let sums = int8_product(&a, rows, &b, n, k).unwrap();
             assert_eq!(sums, reference(&a, rows, &b, n, k), "round {round}");
         }
