@@ -167,6 +167,8 @@ thread_local! {
     /// `add_to_columns`'s widened weight values, kept for the thread's next call (one per range
     /// of weight rows); values past the last block's columns are left from earlier ones.
     static WIDENED: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The int8 codes it widens, [c, BLOCK] as picked.
+    static CODES: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `add_to_columns` in blocks of BLOCK output columns, as `add_to_rows_in_blocks`: each block's
@@ -192,18 +194,27 @@ unsafe fn columns_in_blocks<const FUSED: bool>(operands: Columns) {
     let c = cols.len();
     // Taken out and put back (no closure: one would not be compiled for the caller's
     // instructions, and FUSED's multiply-adds would be calls).
-    let mut kept = WIDENED.take();
+    let (mut kept, mut kept_codes) = (WIDENED.take(), CODES.take());
     if kept.len() < c * BLOCK {
         kept.resize(c * BLOCK, 0f64);
+        kept_codes.resize(c * BLOCK, 0i8);
     }
-    let widened = &mut kept[..c * BLOCK];
+    let (widened, codes) = (&mut kept[..c * BLOCK], &mut kept_codes[..c * BLOCK]);
     for first in (0..columns.len()).step_by(BLOCK) {
         let len = BLOCK.min(columns.len() - first);
         let block_rows = &weight_rows[first * k..(first + len) * k];
         let scales = &column_scales[first..first + len];
-        for (block, &col) in widened.chunks_mut(BLOCK).zip(cols) {
-            for ((wide, row), &scale) in block.iter_mut().zip(block_rows.chunks(k)).zip(scales) {
-                *wide = f64::from(f32::from(row[col]) * scale);
+        // Row by row (a row's columns read together), then converted column by column (in
+        // lanes): 512 x 512 at 1 / 2 rows with 6 columns, the core call 8.7 / 11.5 -> 8.1 / 10.9 us.
+        for (l, row) in block_rows.chunks_exact(k).enumerate() {
+            for (code, &col) in codes.iter_mut().skip(l).step_by(BLOCK).zip(cols) {
+                // SAFETY: every column lies below k (the caller's contract).
+                *code = unsafe { *row.get_unchecked(col) };
+            }
+        }
+        for (block, codes) in widened.chunks_mut(BLOCK).zip(codes.chunks(BLOCK)) {
+            for ((wide, &code), &scale) in block.iter_mut().zip(codes).zip(scales) {
+                *wide = f64::from(f32::from(code) * scale);
             }
         }
         let bias = bias.map(|b| &b[first..first + len]);
@@ -226,6 +237,7 @@ unsafe fn columns_in_blocks<const FUSED: bool>(operands: Columns) {
         }
     }
     WIDENED.set(kept);
+    CODES.set(kept_codes);
 }
 
 /// The rows in blocks of BLOCK output columns: each block's weight values widened to float64
