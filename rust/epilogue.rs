@@ -348,13 +348,14 @@ mod tests {
             let codes: Vec<i8> = values(seed ^ 5, n * k, 127.0).iter().map(|&v| v as i8).collect();
             let column_scales = values(seed ^ 9, n, 0.02);
             let cols: Vec<usize> = (0..c).map(|p| (p * 7 + seed as usize) % k).collect();
-            let weight_cols: Vec<f32> = cols
-                .iter()
-                .flat_map(|&col| (0..n).map(|j| f32::from(codes[j * k + col]) * column_scales[j]).collect::<Vec<_>>())
-                .collect();
+            let dequantized = |col: usize| -> Vec<f32> {
+                (0..n).map(|j| f32::from(codes[j * k + col]) * column_scales[j]).collect()
+            };
+            let weight_cols: Vec<f32> = cols.iter().flat_map(|&col| dequantized(col)).collect();
             let bias = with_bias.then(|| values(seed ^ 7, n, 2.0));
             let mut want = scaled.clone();
-            add_outliers_and_bias(&mut want, (rows, n, c), &x, &weight_cols, bias.as_deref()).unwrap();
+            let shape = (rows, n, c);
+            add_outliers_and_bias(&mut want, shape, &x, &weight_cols, bias.as_deref()).unwrap();
             let mut got = scaled.clone();
             let out = Shared(got.as_mut_ptr());
             let split = cut.index(n + 1);

@@ -311,8 +311,8 @@ fn product_with(
     Ok((transpose(&transposed, n, rows), false, false))
 }
 
-/// Products from which `product_with` divides the weight's rows among threads, for the pool it would
-/// take.
+/// Products from which `product_with` divides the weight's rows among threads, for the pool it
+/// would take.
 fn parallel_products() -> usize {
     match openmp::runtime().filter(|omp| omp.max_threads() > 1) {
         Some(_) => PARALLEL_PRODUCTS_OPENMP,
@@ -1146,7 +1146,8 @@ mod tests {
             let (a, b) = operands(seed, rows, n, k);
             let expected = reference(&a, rows, &b, n, k);
             let (row_scales, column_scales, _) = scales_and_bits(&expected, rows, n);
-            assert_finished(&a, rows, &b, n, k, &Scales { rows: &row_scales, columns: &column_scales });
+            let scales = Scales { rows: &row_scales, columns: &column_scales };
+            assert_finished(&a, rows, &b, n, k, &scales);
         }
     }
 
