@@ -52,11 +52,13 @@ const ROW_BLOCK: usize = 4;
 /// 1024 x 1024 at one row 42 -> 23 us, 4096 x 11008 957 -> 830 us on one thread).
 const BLOCKED_MIN_ROWS: usize = 16;
 /// Activation rows from which the product runs on AMX's tiles where it can (`amx`): 16 rows
-/// pass through each tile whatever their number, and from 2 rows that beats VNNI's streamed
-/// tiles (4096 x 11008 at 2 / 4 / 8 rows: 1609 -> 1521, 1942 -> 1756, 2686 -> 1906 us; at one
-/// row 1490 against 1531). VNNI's win at 2-4 rows only where the weight stays in the L3 from one
-/// call to the next (benches/cpu.md, 2026-12-05 second); from memory the two tie at 2 rows.
-const AMX_MIN_ROWS: usize = 2;
+/// pass through each tile whatever their number. At 2 rows VNNI's streamed tiles are faster,
+/// with both builds' calls alternating in one process over copies of the weight that the L3
+/// holds (64 MB in turn; 512 x 512 13.0 -> 12.7 us, 1024 x 1024 37.2 -> 32.6, 4096 x 4096 496
+/// -> 400) and from memory (4096 x 11008, 600 MB in turn: 1683 -> 1642); from 3 rows AMX is,
+/// but for 4096 x 4096 from the L3 (3 / 4 rows: 512 x 512 14.7 / 15.7 against 16.0 / 18.7 us,
+/// 4096 x 4096 417 / 418 against 372 / 391; benches/cpu.md, 2026-12-05 third).
+const AMX_MIN_ROWS: usize = 3;
 /// Columns per block of the blocked product: the activations' block (rows * K_BLOCK int16) stays
 /// in the core's L2 while every weight row of the range passes over it.
 const K_BLOCK: usize = 512;
