@@ -19,11 +19,11 @@ const TILE_ROWS: usize = 16;
 /// Weight tiles per chunk (an even number): 128 weight rows, at most 1 MiB for k <= 8192.
 const CHUNK_TILES: usize = 8;
 
-/// Whether the product can run here: the CPU has AMX-INT8 and the kernel lets this process use
-/// the tiles (asked once).
+/// Whether the product can run here: the CPU has AMX-INT8, `cpu_features`'s cap allows it and
+/// the kernel lets this process use the tiles (asked once).
 pub(crate) fn available() -> bool {
     static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *READY.get_or_init(x86::enable)
+    crate::cpu_features::amx_allowed() && *READY.get_or_init(x86::enable)
 }
 
 /// Whether the AMX product takes rows of `k` columns.

@@ -14,6 +14,7 @@
 //! on its kernel and blocking), within a float32 rounding (plus float64's, far smaller) of the
 //! exact sum of the outlier products.
 
+use crate::cpu_features;
 use crate::error::{Error, Result};
 use crate::int8_product::{in_ranges, Shared};
 
@@ -71,11 +72,11 @@ pub fn add_outliers_and_bias(
 fn add_to_rows(out: &mut [f32], shape: (usize, usize), x: &[f32], w: &[f32], bias: Option<&[f32]>) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+        if cpu_features::avx512f_fma() {
             // SAFETY: the CPU has AVX-512F and FMA (checked just above).
             return unsafe { add_to_rows_avx512(out, shape, x, w, bias) };
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if cpu_features::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             return unsafe { add_to_rows_avx2(out, shape, x, w, bias) };
         }
@@ -118,11 +119,11 @@ unsafe fn add_to_rows_avx2(
 pub(crate) unsafe fn add_to_columns(operands: Columns) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+        if cpu_features::avx512f_fma() {
             // SAFETY: the CPU has AVX-512F and FMA (checked just above); the caller's contract.
             return unsafe { columns_avx512(operands) };
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if cpu_features::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above); the caller's contract.
             return unsafe { columns_avx2(operands) };
         }

@@ -285,7 +285,7 @@ fn counted_absmax(row: &[f32], is_static: &[bool], limit: f32) -> (f32, bool) {
 fn threshold_maxima(row: &[f32], limit: f32) -> (f32, bool, bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if crate::cpu_features::avx2() {
             // SAFETY: the CPU has AVX2 (checked just above).
             return unsafe { avx2::threshold_maxima(row, limit) };
         }

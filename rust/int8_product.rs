@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::{amx, buffer_pool, openmp};
+use crate::{amx, buffer_pool, cpu_features, openmp};
 
 /// The sums' rows (or the outputs' columns), written by threads each in its own range.
 pub(crate) struct Shared<T>(pub(crate) *mut T);
@@ -79,7 +79,7 @@ pub fn blocked_kernel() -> &'static str {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if cpu_features::avx2() {
             return "avx2";
         }
     }
@@ -107,10 +107,11 @@ const PARALLEL_SCALING: usize = 1 << 18;
 pub(crate) type Finish<'a> = &'a (dyn Fn(usize, usize, &Shared<f32>) + Sync);
 
 /// `int8_product`'s sums scaled (`Scales`, in that order of float32 multiplications): by AMX's
-/// and VNNI's panels as they are stored, at one row right after each range's product, elsewhere
-/// in a pass of their own; then `finish` over every output column, where given: right after
-/// the range's product where the sums were scaled there (the weight's rows still in cache),
-/// else after the scaling pass.
+/// and VNNI's panels as they are stored, elsewhere right after each range's product (from its
+/// transposed sums: 1024 x 4096 at 2 rows with 6 outlier columns, the core call 145 -> 84 us
+/// against a pass after the product and its transposition), then `finish` over the range's
+/// output columns where given, the weight's rows still in cache. With no columns (k = 0), in a
+/// pass after, and `finish` over every column then.
 pub(crate) fn scaled_product(
     a: &[i8],
     rows: usize,
@@ -160,10 +161,10 @@ pub(crate) fn scaled_product(
 }
 
 /// `int8_product`, on AVX-512 VNNI where `vnni` (and the CPU has it), else AVX2 or portable
-/// loops. With `scales`, AMX's and VNNI's panels store their sums scaled, as float32 bits, and
-/// so does a one-row product after each range (the second value says whether the sums were
-/// scaled); there `finish` runs on each range's columns once they are scaled (the third value
-/// says whether it ran).
+/// loops. With `scales` (and k > 0), the sums are stored scaled, as float32 bits: by AMX's and
+/// VNNI's panels, elsewhere after each range's product (one row where it lies); `finish` then
+/// runs on each range's columns. The second value says whether the sums were scaled, the third
+/// whether `finish` ran.
 #[allow(clippy::too_many_arguments)]
 fn product_with(
     a: &[i8],
@@ -210,22 +211,25 @@ fn product_with(
     }
     // With many rows or short ones, VNNI's panels written straight as [rows, n] (each range of
     // weight rows its own columns); elsewhere computed transposed ([n, rows]: each range writes
-    // whole rows), then laid out.
+    // whole rows), then laid out: scaled into [rows, n] right after each range's product where
+    // there are scales, else in a pass after.
     let panels = rows >= BLOCKED_MIN_ROWS && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
     let direct = tiled.is_some() || (shifted.is_some() && panels);
-    // Every value of a direct output is written where k > 0 (a pooled buffer's are stale).
-    let mut out = match direct {
+    let scaled = scales.is_some() && (direct || k > 0);
+    let finished = scaled && finish.is_some() && k > 0;
+    // One row's sums are scaled where they lie ([n, 1] is [1, n]).
+    let in_place = !direct && rows == 1;
+    // Every value of a direct or scaled output is written where k > 0 (a pooled buffer's are
+    // stale).
+    let mut out = match (direct || scaled) && !in_place {
         true if k > 0 => buffer_pool::take_i32(rows * n),
         true => vec![0i32; rows * n],
         false => Vec::new(),
     };
-    let outs = Shared(out.as_mut_ptr());
     let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];
     let sums = Shared(transposed.as_mut_ptr());
-    // Scaled as stored (direct), or at one row (transposed is [1, n]) after each range.
-    let scaled = scales.is_some() && (direct || (rows == 1 && k > 0));
-    let finished = scaled && finish.is_some() && k > 0;
-    let scaled_outs = Shared((if direct { out.as_mut_ptr() } else { sums.0 }) as *mut f32);
+    let outs = Shared(if in_place { sums.0 } else { out.as_mut_ptr() });
+    let scaled_outs = Shared(outs.0 as *mut f32);
     // Weight rows start .. end: their sums (scaled where `scaled`), then `finish` on them.
     let range = |start: usize, end: usize| {
         let weights = &b[start * k..end * k];
@@ -265,11 +269,32 @@ fn product_with(
             }
         }
         if let (Some(s), false) = (scales.filter(|_| scaled), direct) {
-            // SAFETY: one row: columns start .. end of `transposed` are this range's alone.
-            let row = unsafe { std::slice::from_raw_parts_mut(sums.at(start), end - start) };
-            let row_scale = s.rows[0]; // read once: the loop vectorizes
-            for (v, &column) in row.iter_mut().zip(&s.columns[start..end]) {
-                *v = (*v as f32 * row_scale * column).to_bits() as i32;
+            let columns = &s.columns[start..end];
+            if in_place {
+                // SAFETY: one row: columns start .. end of `transposed` are this range's alone.
+                let row = unsafe { std::slice::from_raw_parts_mut(sums.at(start), end - start) };
+                let row_scale = s.rows[0]; // read once: the loop vectorizes
+                for (v, &column) in row.iter_mut().zip(columns) {
+                    *v = (*v as f32 * row_scale * column).to_bits() as i32;
+                }
+            } else {
+                // SAFETY: rows start .. end of `transposed` are this range's alone.
+                let range_sums = unsafe {
+                    std::slice::from_raw_parts(sums.at(start * rows), (end - start) * rows)
+                };
+                for (i, &row_scale) in s.rows.iter().enumerate() {
+                    // SAFETY: columns start .. end of `out` ([rows, n]) are this range's alone.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(outs.at(i * n + start), end - start)
+                    };
+                    for ((o, sums), &column) in out
+                        .iter_mut()
+                        .zip(range_sums.chunks_exact(rows))
+                        .zip(columns)
+                    {
+                        *o = (sums[i] as f32 * row_scale * column).to_bits() as i32;
+                    }
+                }
             }
         }
         if let Some(finish) = finish.filter(|_| finished) {
@@ -304,11 +329,11 @@ fn product_with(
     if let Some(packed) = tiled {
         buffer_pool::SCRATCH.give(packed);
     }
-    if direct {
-        return Ok((out, scaled, finished));
-    }
-    if rows <= 1 {
+    if in_place {
         return Ok((transposed, scaled, finished)); // [n, 1] is [1, n]
+    }
+    if direct || scaled {
+        return Ok((out, scaled, finished));
     }
     Ok((transpose(&transposed, n, rows), false, false))
 }
@@ -412,7 +437,7 @@ fn weight_rows_times_activations(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if rows >= BLOCKED_MIN_ROWS && std::is_x86_feature_detected!("avx2") {
+        if rows >= BLOCKED_MIN_ROWS && cpu_features::avx2() {
             // SAFETY: the CPU has AVX2 (checked just above).
             unsafe { avx2::blocked(wide, padded, rows, weights, k, sums) };
             return;
@@ -427,7 +452,7 @@ fn weight_rows_times_activations(
 fn weight_row_times_activations(wide: &[i16], padded: usize, weight_row: &[i8], sums: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if cpu_features::avx2() {
             // SAFETY: the CPU has AVX2 (checked just above).
             unsafe { avx2::weight_row_times_activations(wide, padded, weight_row, sums) };
             return;
@@ -450,11 +475,11 @@ fn portable(wide: &[i16], padded: usize, weight_row: &[i8], sums: &mut [i32]) {
 /// activations go in as x + 128 and each sum then loses 128 times its weight row's sum over the
 /// same columns (exact in wrapping int32: sum (x + 128) w - 128 sum w = sum x w).
 mod vnni {
-    /// Whether this CPU runs it (detected at run time).
+    /// Whether this CPU runs it (detected at run time, within `cpu_features`'s cap).
     pub(super) fn available() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl")
+            crate::cpu_features::avx512_vnni()
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -1240,16 +1265,22 @@ mod tests {
     fn pooled_outputs_are_written_whole() {
         // Outputs past buffer_pool::MIN_BYTES come from the pool, stale (poisoned in tests):
         // every value must be written again, on every path this CPU takes (AMX's tiles, VNNI's
-        // panels, or the scaling pass), with and without a finish.
+        // panels, sums scaled in each range from their transposed layout: rows of 65 columns,
+        // or the scaling pass), with and without a finish.
         let _alone = buffer_pool::TESTS
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (n, k) = (1000, 128);
-        for (round, rows) in [(0u64, 300), (1, 300), (2, 290), (3, 300)] {
+        let cases = [
+            (300, 1000, 128),
+            (300, 1000, 128),
+            (290, 1000, 128),
+            (15, 17500, 65),
+        ];
+        for (round, (rows, n, k)) in (0u64..).zip(cases.into_iter().chain(cases)) {
             assert!(rows * n * 4 >= buffer_pool::MIN_BYTES);
             let (a, b) = operands(round, rows, n, k);
             let row_scales: Vec<f32> = (0..rows).map(|i| 0.5 + i as f32 / 300.0).collect();
-            let column_scales: Vec<f32> = (0..n).map(|j| 1.5 - j as f32 / 1000.0).collect();
+            let column_scales: Vec<f32> = (0..n).map(|j| 1.5 - j as f32 / n as f32).collect();
             let scales = Scales {
                 rows: &row_scales,
                 columns: &column_scales,

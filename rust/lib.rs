@@ -6,6 +6,7 @@
 
 mod amx;
 pub mod buffer_pool;
+pub mod cpu_features;
 pub mod dtype;
 pub mod epilogue;
 pub mod error;

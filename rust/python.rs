@@ -502,6 +502,20 @@ fn int8_product_kernel() -> &'static str {
     product::blocked_kernel()
 }
 
+/// Caps the instructions the CPU products and passes use from now on (`cpu_features`): "native"
+/// (all the CPU has), "avx2" (AVX2 and FMA at most) or "portable" (none of them); returns the cap
+/// in force.
+#[pyfunction]
+fn cap_cpu_instructions(name: &str) -> PyResult<&'static str> {
+    let cap = crate::cpu_features::Cap::from_name(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "CPU instructions {name:?}: expected \"native\", \"avx2\" or \"portable\""
+        ))
+    })?;
+    crate::cpu_features::cap(cap);
+    Ok(crate::cpu_features::capped().name())
+}
+
 /// Whether the CPU products' threads are those of the OpenMP runtime the process has loaded
 /// (`enable`, where one is loaded) rather than rayon's; returns whether they are now.
 #[pyfunction]
@@ -648,6 +662,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(free_kept_buffers, m)?)?;
     m.add_function(wrap_pyfunction!(share_openmp_threads, m)?)?;
     m.add_function(wrap_pyfunction!(int8_product_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(cap_cpu_instructions, m)?)?;
     m.add_class::<PyOutlierStats>()?;
     Ok(())
 }

@@ -31,11 +31,11 @@ pub(crate) fn quantize_row(row: &[f32], inverse: f32, codes: &mut [i8]) {
     assert_eq!(row.len(), codes.len(), "a code per value");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        if crate::cpu_features::avx512f() {
             // SAFETY: the CPU has AVX-512F (checked just above); the lengths are equal.
             return unsafe { x86::quantize_row_avx512(row, inverse, codes) };
         }
-        if std::is_x86_feature_detected!("avx2") {
+        if crate::cpu_features::avx2() {
             // SAFETY: the CPU has AVX2 (checked just above); the lengths are equal.
             return unsafe { x86::quantize_row_avx2(row, inverse, codes) };
         }

@@ -28,6 +28,15 @@ SHARES_OPENMP_THREADS = _core.share_openmp_threads(
     torch.backends.openmp.is_available() and os.environ.get("LLMINT8_SHARE_OPENMP", "1") != "0"
 )
 
+# The instructions the core uses: all the CPU has ("native"), or at most AVX2 and FMA ("avx2":
+# no AVX-512, VNNI or AMX), or none of them ("portable"), from LLMINT8_CPU_INSTRUCTIONS at import:
+# to measure or test on one machine the paths another CPU takes (the outputs keep their bits).
+CPU_INSTRUCTIONS_ENV = "LLMINT8_CPU_INSTRUCTIONS"
+try:
+    CPU_INSTRUCTIONS = _core.cap_cpu_instructions(os.environ.get(CPU_INSTRUCTIONS_ENV, "native"))
+except ValueError as err:
+    raise ValueError(f"{CPU_INSTRUCTIONS_ENV}: {err}") from None
+
 
 def quantize_rows(
     x: Tensor, threshold: float, outlier_cols: Optional[Tensor]
