@@ -875,6 +875,11 @@ mod avx2 {
 
     use super::{K_BLOCK, ROW_BLOCK};
 
+    /// Activation rows per chunk of the blocked product: each chunk's block of K (256 KiB of
+    /// int16) stays in L2 while the weight rows pass (4096 x 4096 at 512 rows, AVX2 alone: 157
+    /// -> 104 ms; 128 and 192 rows per chunk within the host's spread of 256).
+    const ROW_CHUNK: usize = 256;
+
     /// The wrapping int32 sum of the 8 lanes.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn horizontal_sum(lanes: __m256i) -> i32 {
@@ -898,23 +903,27 @@ mod avx2 {
         let n = weights.len() / k;
         let whole = k / 16 * 16;
         sums.fill(0);
-        let shape = (n, rows, whole, K_BLOCK);
-        super::for_each_tile(shape, (2, ROW_BLOCK), |j, i, k0, k1, w, r| {
-            let args = (wide, padded, weights, k, &mut *sums, rows, j, i, k0, k1);
-            // SAFETY: the CPU has AVX2 (the caller's contract); the tile lies inside.
-            unsafe {
-                match (w, r) {
-                    (1, 1) => tile::<1, 1>(args),
-                    (1, 2) => tile::<1, 2>(args),
-                    (1, 3) => tile::<1, 3>(args),
-                    (1, _) => tile::<1, 4>(args),
-                    (_, 1) => tile::<2, 1>(args),
-                    (_, 2) => tile::<2, 2>(args),
-                    (_, 3) => tile::<2, 3>(args),
-                    _ => tile::<2, 4>(args),
+        // Per chunk of ROW_CHUNK activation rows (their block of K stays in L2).
+        for first in (0..rows).step_by(ROW_CHUNK) {
+            let shape = (n, ROW_CHUNK.min(rows - first), whole, K_BLOCK);
+            super::for_each_tile(shape, (2, ROW_BLOCK), |j, i, k0, k1, w, r| {
+                let i = first + i;
+                let args = (wide, padded, weights, k, &mut *sums, rows, j, i, k0, k1);
+                // SAFETY: the CPU has AVX2 (the caller's contract); the tile lies inside.
+                unsafe {
+                    match (w, r) {
+                        (1, 1) => tile::<1, 1>(args),
+                        (1, 2) => tile::<1, 2>(args),
+                        (1, 3) => tile::<1, 3>(args),
+                        (1, _) => tile::<1, 4>(args),
+                        (_, 1) => tile::<2, 1>(args),
+                        (_, 2) => tile::<2, 2>(args),
+                        (_, 3) => tile::<2, 3>(args),
+                        _ => tile::<2, 4>(args),
+                    }
                 }
-            }
-        });
+            });
+        }
         if whole < k {
             for (weight_row, sums) in weights.chunks(k).zip(sums.chunks_mut(rows)) {
                 for (i, sum) in sums.iter_mut().enumerate() {
