@@ -85,11 +85,13 @@ def quantize_with_absmax(xf: Tensor, row_absmax: Tensor) -> Tensor:
 
 # The exact int8 x int8 product on the CPU, two ways (benches/cpu.md, a 2-core x86-64 machine):
 # - The core's (`_core.int8_linear`, `_core.int8_product`): each weight row read once as int8;
-#   from 16 rows in blocks that stay in cache, on AVX-512 VNNI (x + 128 through vpdpbusd) or
-#   with int16 multiply-adds on AVX2; threads over the weight's rows. With VNNI for every shape
-#   (2.7-5x the float32 nn.Linear on 4096-wide weights at 1-512 rows); without, up to
-#   CORE_PRODUCT_MAX_ROWS rows or rows of CORE_PRODUCT_LONG_K columns or more (2.2-3.1x at one
-#   row, as fast as float BLAS at 512 rows of 4096 columns, slower than it at 2048 rows of 384).
+#   from 16 rows in blocks that stay in cache, on AMX's tiles, AVX-512 VNNI (x + 128 through
+#   vpdpbusd) or AVX2 (bytes through vpmaddubsw, the sign moved onto the activations, where no
+#   activation is -128, as in every LLM.int8() call; else int16 multiply-adds); threads over the
+#   weight's rows. With AVX2, VNNI or AMX for every shape (AVX2 alone: 2-4x the float32
+#   nn.Linear at one row from 1024 x 1024 up, 1.4-1.7x faster than the float slices below at
+#   512-4096 rows of 384-4096 columns); on the portable loops up to CORE_PRODUCT_MAX_ROWS rows
+#   or rows of CORE_PRODUCT_LONG_K columns or more.
 # - Float BLAS on the int8 values otherwise: every product of two int8 values is an integer of
 #   magnitude <= 2**14, so any partial sum over at most 1024 columns is an integer of magnitude
 #   <= 2**24, which float32 holds exactly whatever the order of the additions (FMA included); the
@@ -107,10 +109,10 @@ CORE_PRODUCT_KERNEL = _core.int8_product_kernel()
 
 
 def uses_core_product(m: int, n: int, k: int) -> bool:
-    """Whether an [m, k] x [n, k]^T product runs in the core (on AVX-512 VNNI always, else up
-    to CORE_PRODUCT_MAX_ROWS rows or rows of CORE_PRODUCT_LONG_K columns or more) or in float
-    BLAS."""
-    if CORE_PRODUCT_KERNEL in ("amx", "avx512vnni"):
+    """Whether an [m, k] x [n, k]^T product runs in the core (on AVX2, AVX-512 VNNI or AMX
+    always, else up to CORE_PRODUCT_MAX_ROWS rows or rows of CORE_PRODUCT_LONG_K columns or more)
+    or in float BLAS."""
+    if CORE_PRODUCT_KERNEL in ("amx", "avx512vnni", "avx2"):
         return True
     return m <= CORE_PRODUCT_MAX_ROWS or k >= CORE_PRODUCT_LONG_K
 
