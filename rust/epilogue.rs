@@ -225,17 +225,7 @@ unsafe fn columns_in_blocks<const FUSED: bool>(operands: Columns) {
             let out = unsafe {
                 std::slice::from_raw_parts_mut(out.at(i * n + columns.start + first), len)
             };
-            if c > 0 {
-                let sums = block_sums::<FUSED>(&x_cols[i * c..(i + 1) * c], widened);
-                for (o, &sum) in out.iter_mut().zip(&sums) {
-                    *o += sum as f32;
-                }
-            }
-            if let Some(bias) = bias {
-                for (o, &b) in out.iter_mut().zip(bias) {
-                    *o += b;
-                }
-            }
+            add_to_block::<FUSED>(out, &x_cols[i * c..(i + 1) * c], widened, bias);
         }
     }
     WIDENED.set(kept);
@@ -266,17 +256,29 @@ fn add_to_rows_in_blocks<const FUSED: bool>(
         let bias = bias.map(|b| &b[start..start + len]);
         for (i, row) in out.chunks_mut(n).enumerate() {
             let out = &mut row[start..start + len];
-            if c > 0 {
-                let sums = block_sums::<FUSED>(&x[i * c..(i + 1) * c], &widened);
-                for (o, &sum) in out.iter_mut().zip(&sums) {
-                    *o += sum as f32;
-                }
-            }
-            if let Some(bias) = bias {
-                for (o, &b) in out.iter_mut().zip(bias) {
-                    *o += b;
-                }
-            }
+            add_to_block::<FUSED>(out, &x[i * c..(i + 1) * c], &widened, bias);
+        }
+    }
+}
+
+/// One row's block of outputs `out` (up to BLOCK columns) plus its outlier sums (`x` [c], none
+/// where c = 0, over the widened weight columns [c, BLOCK]), then plus `bias`.
+#[inline(always)]
+fn add_to_block<const FUSED: bool>(
+    out: &mut [f32],
+    x: &[f32],
+    widened: &[f64],
+    bias: Option<&[f32]>,
+) {
+    if !x.is_empty() {
+        let sums = block_sums::<FUSED>(x, widened);
+        for (o, &sum) in out.iter_mut().zip(&sums) {
+            *o += sum as f32;
+        }
+    }
+    if let Some(bias) = bias {
+        for (o, &b) in out.iter_mut().zip(bias) {
+            *o += b;
         }
     }
 }
