@@ -29,22 +29,74 @@ struct WeightChunk {
   int4 w[ROW_TILES][2][SPAN];
 };
 
-// The lane's weight rows from n0 (rows past N clamped to the last one and flagged outside).
-template <int ROW_TILES>
+// `p`, opaque to the compiler: it keeps the value in a register where it is used instead of
+// recomputing it there from the thread index and the kernel's parameters (the lanes' row pointers,
+// benches/NOTES.md v55).
+template <typename P>
+__device__ __forceinline__ P* keep_in_register(P* p) {
+  asm volatile("" : "+l"(p));
+  return p;
+}
+__device__ __forceinline__ int keep_in_register(int v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+
+// The lane's weight rows from n0: rows g, g + 8 of each 16-row tile (rows past N clamped to the
+// last one and flagged outside), and for chunks of 64 * SPAN columns its first column in each,
+// `column` (16 * SPAN * q).
+template <int ROW_TILES, bool STREAM = true, bool PIN = STREAM>
 struct WeightRows {
-  const signed char* row[ROW_TILES][2];
-  bool inside[ROW_TILES][2];
-  __device__ __forceinline__ WeightRows(const signed char* CB, int ldw, int n0, int N, int g) {
+  const signed char* CB;
+  int ldw, n0, N, g, column;
+  // With STREAM (16-byte aligned rows) and every row of the tile inside N (`whole`): the lane's
+  // first row from its first column, kept in a register with PIN; its row (rt, h) is
+  // (2 * rt + h) * eight_rows bytes further (8 * ldw: under 2^31 for any weight whose rows' offsets
+  // fit an int).
+  const signed char* lane;
+  int eight_rows;
+  bool whole;
+  __device__ __forceinline__ WeightRows(const signed char* CB, int ldw, int n0, int N, int g, int column)
+      : CB(CB), ldw(ldw), n0(n0), N(N), g(g), column(column) {
+    whole = STREAM && n0 + 16 * ROW_TILES <= N;
+    lane = CB + (long long)min(n0 + g, N - 1) * ldw + column;
+    if (PIN) lane = keep_in_register(lane);
+    eight_rows = 8 * ldw;
+  }
+  __device__ __forceinline__ bool inside(int rt, int h) const { return n0 + rt * 16 + h * 8 + g < N; }
+  // The row from its column 0.
+  __device__ __forceinline__ const signed char* row(int rt, int h) const {
+    return CB + (long long)min(n0 + rt * 16 + h * 8 + g, N - 1) * ldw;
+  }
+};
+
+// A chunk of 64 * SPAN columns from column `base` where every row of the tile is inside N
+// (rows.whole) and the chunk ends inside K, rows 16-byte aligned: the lane's pieces with no checks
+// (about 70 instructions per chunk fewer than the checked loads in the register tile, benches/NOTES.md
+// v55).
+template <int ROW_TILES, int SPAN, bool PIN>
+__device__ __forceinline__ void stream_chunk(WeightChunk<ROW_TILES, SPAN>& wc,
+                                             const WeightRows<ROW_TILES, true, PIN>& rows, int base) {
+  const signed char* p = rows.lane + base;
+#pragma unroll
+  for (int sp = 0; sp < SPAN; ++sp)
 #pragma unroll
     for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int n = n0 + rt * 16 + h * 8 + g;
-        inside[rt][h] = n < N;
-        row[rt][h] = CB + (long long)min(n, N - 1) * ldw;
-      }
-  }
-};
+      for (int h = 0; h < 2; ++h) wc.w[rt][h][sp] = stream_weights(p + (2 * rt + h) * rows.eight_rows + 16 * sp);
+}
+
+// The blocks of 8 warps per SM the register tiles (weight_only_linear.cu with STAGES = 0,
+// weight_only_tma.cu) had before the aligned ones kept their row pointers in registers
+// (benches/NOTES.md v55), held as their launch bounds' minimum so that none fits fewer blocks than
+// before: aligned 5 for one 16-row tile by one token tile and one span, 3 for two of these, else 2
+// (48, 70-80 and 94-128 registers then); unaligned 4, then 2 for two or for two token tiles, else 1.
+template <int ROW_TILES, int TOKEN_TILES, int SPAN, bool ALIGNED = true>
+constexpr int register_tile_blocks() {
+  constexpr int tiles = ROW_TILES * TOKEN_TILES * SPAN;
+  if (ALIGNED) return tiles == 1 ? 5 : tiles == 2 ? 3 : 2;
+  return tiles == 1 ? 4 : (tiles == 2 || TOKEN_TILES == 2) ? 2 : 1;
+}
 
 // mma step s of a chunk: the weight's words s (as T pairs, exact) times each token tile's B words.
 template <typename T, int ROW_TILES, int TOKEN_TILES, int SPAN>

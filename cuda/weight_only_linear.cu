@@ -27,6 +27,11 @@
 // names (common.cuh), out [M, ldo] T. ALIGNED: K, ldx and ldw multiples of 16 and X, CB 16-byte
 // aligned (vector loads); otherwise elements are loaded one by one.
 //
+// Loads: with aligned operands a chunk that ends inside K loads each 16-byte piece from the lane's
+// row pointers, kept in registers, with no checks: the weight's where every row of the warp's tile
+// is inside N, the tokens' always (tokens past M read the last token's row again: their sums are
+// never written). Otherwise each piece is checked and zero outside (benches/NOTES.md v55).
+//
 // STAGES = 0: each warp holds two chunks in registers (the next loads while this one multiplies).
 // STAGES >= 2 (ALIGNED only): each lane copies its chunks' 16-byte pieces into its own slots of a
 // STAGES-deep ring in dynamic shared memory (cp.async, STAGES - 1 chunks in flight per warp
@@ -74,7 +79,9 @@ __device__ __forceinline__ void cp_async16_cached(void* smem, const void* gmem, 
 
 template <typename T, int ROW_TILES, int TOKEN_TILES, int WARP_ROWS, int SPAN, bool ALIGNED, int STAGES,
           int WARPS = 8>
-__global__ void __launch_bounds__(32 * WARPS) weight_only_linear(
+__global__ void __launch_bounds__(32 * WARPS, (STAGES == 0 && WARPS == 8)
+                                                   ? register_tile_blocks<ROW_TILES, TOKEN_TILES, SPAN, ALIGNED>()
+                                                   : 1) weight_only_linear(
     const T* __restrict__ X, int ldx, const signed char* __restrict__ CB, int ldw,
     const float* __restrict__ SCB, const void* __restrict__ bias, int bias_kind, int M, int N,
     int K, T* __restrict__ out, int ldo) {
@@ -91,18 +98,30 @@ __global__ void __launch_bounds__(32 * WARPS) weight_only_linear(
   allow_dependents();
   wait_for_prerequisites();
 
-  const WeightRows<ROW_TILES> rows(CB, ldw, n0, N, g);
-  const T* x_rows[TOKEN_TILES];
+  // The row pointers kept in registers (aligned operands), but in the register tile of 48
+  // registers (one tile each way): there they would spill (benches/NOTES.md v55).
+  constexpr bool PIN = ALIGNED && (STAGES > 0 || ROW_TILES * TOKEN_TILES > 1);
+  const WeightRows<ROW_TILES, ALIGNED, PIN> rows(CB, ldw, n0, N, g, 16 * SPAN * q);
+  // The lane's token rows (past M clamped to the last one and flagged outside) from its first
+  // column of a chunk, as WeightRows' `lane`.
+  const T* x_lane[TOKEN_TILES];
   bool x_inside[TOKEN_TILES];
 #pragma unroll
   for (int tt = 0; tt < TOKEN_TILES; ++tt) {
     const int m = m0 + tt * 8 + g;
     x_inside[tt] = m < M;
-    x_rows[tt] = X + (long long)min(m, M - 1) * ldx;
+    x_lane[tt] = X + (long long)min(m, M - 1) * ldx + 16 * SPAN * q;
+    if (PIN) x_lane[tt] = keep_in_register(x_lane[tt]);
   }
+  auto x_row = [&](int tt) { return x_lane[tt] - 16 * SPAN * q; };
+  // Whether chunk `chunk` takes unchecked loads: aligned, and it ends inside K (and for the weight's,
+  // stream_chunk, every row of the tile inside N: rows.whole).
+  auto whole = [&](int chunk) { return ALIGNED && (chunk + 1) * CHUNK <= K; };
   using Weights = WeightChunk<ROW_TILES, SPAN>;
   using Activations = ActivationChunk<TOKEN_TILES, SPAN>;
   auto load_w = [&](Weights& wc, int chunk) {
+    if constexpr (ALIGNED)
+      if (rows.whole && whole(chunk)) return stream_chunk(wc, rows, chunk * CHUNK);
 #pragma unroll
     for (int sp = 0; sp < SPAN; ++sp) {
       const int k = chunk * CHUNK + 16 * (SPAN * q + sp);
@@ -110,17 +129,27 @@ __global__ void __launch_bounds__(32 * WARPS) weight_only_linear(
       for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-          wc.w[rt][h][sp] = rows.inside[rt][h] && k < K ? load_weights<ALIGNED>(rows.row[rt][h], k, K) : make_int4(0, 0, 0, 0);
+          wc.w[rt][h][sp] = rows.inside(rt, h) && k < K ? load_weights<ALIGNED>(rows.row(rt, h), k, K) : make_int4(0, 0, 0, 0);
     }
   };
   auto load_x = [&](Activations& xc, int chunk) {
+    if (whole(chunk)) {
+#pragma unroll
+      for (int sp = 0; sp < SPAN; ++sp)
+#pragma unroll
+        for (int tt = 0; tt < TOKEN_TILES; ++tt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            xc.x[tt][2 * sp + e] = __ldg(reinterpret_cast<const int4*>(x_lane[tt] + chunk * CHUNK + 16 * sp + 8 * e));
+      return;
+    }
 #pragma unroll
     for (int sp = 0; sp < SPAN; ++sp) {
       const int k = chunk * CHUNK + 16 * (SPAN * q + sp);
 #pragma unroll
       for (int tt = 0; tt < TOKEN_TILES; ++tt) {
-        xc.x[tt][2 * sp] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k, K) : make_int4(0, 0, 0, 0);
-        xc.x[tt][2 * sp + 1] = x_inside[tt] ? load_activations<T, ALIGNED>(x_rows[tt], k + 8, K) : make_int4(0, 0, 0, 0);
+        xc.x[tt][2 * sp] = x_inside[tt] ? load_activations<T, ALIGNED>(x_row(tt), k, K) : make_int4(0, 0, 0, 0);
+        xc.x[tt][2 * sp + 1] = x_inside[tt] ? load_activations<T, ALIGNED>(x_row(tt), k + 8, K) : make_int4(0, 0, 0, 0);
       }
     }
   };
@@ -178,18 +207,36 @@ __global__ void __launch_bounds__(32 * WARPS) weight_only_linear(
     extern __shared__ int4 ring[];  // [warp][stage][piece][lane]
     int4* mine = ring + warp * STAGES * PIECES * 32 + lane;
     // Rows outside the weight or X are zero in every stage, written once; the others' pieces are
-    // copied per chunk (columns past K zero-filled).
+    // copied per chunk (columns past K zero-filled). A chunk inside K of a tile inside N copies the
+    // tokens past M too (the last token's pieces again: their sums are never written).
 #pragma unroll
     for (int stage = 0; stage < STAGES; ++stage) {
 #pragma unroll
       for (int p = 0; p < PIECES; ++p) {
-        const bool inside = p < W_PIECES ? rows.inside[p / (2 * SPAN)][p / SPAN % 2]
+        const bool inside = p < W_PIECES ? rows.inside(p / (2 * SPAN), p / SPAN % 2)
                                          : x_inside[(p - W_PIECES) / (2 * SPAN)];
         if (!inside) mine[(stage * PIECES + p) * 32] = make_int4(0, 0, 0, 0);
       }
     }
     auto issue = [&](int chunk, int stage) {
       int4* slot = mine + stage * PIECES * 32;
+      if (rows.whole && whole(chunk)) {  // every token's pieces, those past M too (never written)
+        const signed char* w = rows.lane + chunk * CHUNK;
+#pragma unroll
+        for (int sp = 0; sp < SPAN; ++sp) {
+#pragma unroll
+          for (int rt = 0; rt < ROW_TILES; ++rt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              cp_async16_stream(slot + ((rt * 2 + h) * SPAN + sp) * 32, w + (2 * rt + h) * rows.eight_rows + 16 * sp, 16);
+#pragma unroll
+          for (int tt = 0; tt < TOKEN_TILES; ++tt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              cp_async16_cached(slot + (W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32, x_lane[tt] + chunk * CHUNK + 16 * sp + 8 * e, 16);
+        }
+        return;
+      }
 #pragma unroll
       for (int sp = 0; sp < SPAN; ++sp) {
         const int k = chunk * CHUNK + 16 * (SPAN * q + sp), bytes = k < K ? 16 : 0;
@@ -197,14 +244,14 @@ __global__ void __launch_bounds__(32 * WARPS) weight_only_linear(
         for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
           for (int h = 0; h < 2; ++h)
-            if (rows.inside[rt][h])
-              cp_async16_stream(slot + ((rt * 2 + h) * SPAN + sp) * 32, bytes ? rows.row[rt][h] + k : CB, bytes);
+            if (rows.inside(rt, h))
+              cp_async16_stream(slot + ((rt * 2 + h) * SPAN + sp) * 32, bytes ? rows.row(rt, h) + k : CB, bytes);
 #pragma unroll
         for (int tt = 0; tt < TOKEN_TILES; ++tt)
           if (x_inside[tt])
 #pragma unroll
             for (int e = 0; e < 2; ++e)
-              cp_async16_cached(slot + (W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32, bytes ? x_rows[tt] + k + 8 * e : X, bytes);
+              cp_async16_cached(slot + (W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32, bytes ? x_row(tt) + k + 8 * e : X, bytes);
       }
     };
     auto read = [&](Weights& wc, Activations& xc, int stage) {

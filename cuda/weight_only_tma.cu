@@ -58,15 +58,19 @@ __device__ __forceinline__ void tma_tile(const TensorMap& x_map, const signed ch
   __syncwarp();
   wait_for_prerequisites();
 
-  const WeightRows<ROW_TILES> rows(CB, ldw, n0, N, g);
+  // The row pointers kept in registers where that spills nothing under the launch bounds: the
+  // tiles of two stages and two or more row tiles (benches/NOTES.md v55).
+  constexpr bool PIN = ROW_TILES > 1 && STAGES == 2;
+  const WeightRows<ROW_TILES, true, PIN> rows(CB, ldw, n0, N, g, 16 * q);
   using Weights = WeightChunk<ROW_TILES, 1>;
   auto load_w = [&](Weights& wc, int chunk) {
+    if (rows.whole && (chunk + 1) * CHUNK <= K) return stream_chunk(wc, rows, chunk * CHUNK);
     const int k = chunk * CHUNK + 16 * q;
 #pragma unroll
     for (int rt = 0; rt < ROW_TILES; ++rt)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        wc.w[rt][h][0] = rows.inside[rt][h] && k < K ? stream_weights(rows.row[rt][h] + k) : make_int4(0, 0, 0, 0);
+        wc.w[rt][h][0] = rows.inside(rt, h) && k < K ? stream_weights(rows.row(rt, h) + k) : make_int4(0, 0, 0, 0);
   };
   // This split's chunks [first, first + count); the warp's: first + warp + i * WARPS, i < mine.
   const KRange split = split_k<CHUNK, SPLITS>(K, blockIdx.z);
@@ -168,7 +172,7 @@ __device__ __forceinline__ void tma_tile(const TensorMap& x_map, const signed ch
 
 // The block's K range whole ...
 template <typename T, int ROW_TILES, int TOKEN_TILES, int STAGES>
-__global__ void __launch_bounds__(THREADS) weight_only_tma(TMA_PARAMS) {
+__global__ void __launch_bounds__(THREADS, register_tile_blocks<ROW_TILES, TOKEN_TILES / 2, 1>()) weight_only_tma(TMA_PARAMS) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   tma_tile<T, ROW_TILES, TOKEN_TILES, STAGES, 1>(TMA_ARGS);
 #else
@@ -178,7 +182,8 @@ __global__ void __launch_bounds__(THREADS) weight_only_tma(TMA_PARAMS) {
 
 // ... or split across a cluster of SPLITS blocks along z.
 template <typename T, int ROW_TILES, int TOKEN_TILES, int STAGES, int SPLITS>
-__global__ void __launch_bounds__(THREADS) CLUSTER_ALONG_Z(SPLITS) weight_only_tma_split(TMA_PARAMS) {
+__global__ void __launch_bounds__(THREADS, register_tile_blocks<ROW_TILES, TOKEN_TILES / 2, 1>())
+    CLUSTER_ALONG_Z(SPLITS) weight_only_tma_split(TMA_PARAMS) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   tma_tile<T, ROW_TILES, TOKEN_TILES, STAGES, SPLITS>(TMA_ARGS);
 #else

@@ -1244,14 +1244,19 @@ def test_weight_only_error_on_cuda_is_below_llm_int8s():
 
 
 @pytest.mark.parametrize("m", [6, 40, 100])  # each weight-only kernel's rows
-def test_weight_only_nan_rows_stay_in_their_row(m):
+@pytest.mark.parametrize("last", [False, True])
+def test_weight_only_nan_rows_stay_in_their_row(m, last):
+    """A NaN stays in its token's outputs, also in the last token's: the kernels' token tiles past
+    M read that row again (weight_only_linear.cu's unchecked loads), and their sums must not reach
+    any output that is written."""
     CB, SCB = (t.cuda() for t in F.quantize_weight(torch.randn(40, 256)))
     x = torch.randn(m, 256, device="cuda", dtype=torch.float16)
     clean = F.int8_linear(x, CB, SCB, arithmetic="weight_only")
-    x[2, 7] = float("nan")
+    row = m - 1 if last else 2
+    x[row, 7] = float("nan")
     y = F.int8_linear(x, CB, SCB, arithmetic="weight_only")
-    assert torch.isnan(y[2]).all()
-    others = [i for i in range(m) if i != 2]
+    assert torch.isnan(y[row]).all()
+    others = [i for i in range(m) if i != row]
     assert not torch.isnan(y[others]).any()
     assert torch.equal(y[others], clean[others])
 
