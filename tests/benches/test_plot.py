@@ -14,7 +14,7 @@ def test_table_parses_per_layer():
     title, layers = bench_plot.parse_table(str(RESULTS))
     assert title.startswith("NVIDIA")
     assert list(layers) == ["4096×4096", "4096×11008", "11008×4096", "8192×28672"]
-    assert [row["M"] for row in layers["8192×28672"]] == [1, 8, 32, 128, 512, 2048, 4096]
+    assert [row["M"] for row in layers["8192×28672"]] == [1, 16, 32, 64, 128, 512, 2048, 4096]
     assert all(row["fp16"] > 0 and row["ours t=6"] > 0 for rows in layers.values() for row in rows)
 
 
