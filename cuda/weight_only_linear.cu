@@ -29,8 +29,10 @@
 //
 // Loads: with aligned operands a chunk that ends inside K loads each 16-byte piece from the lane's
 // row pointers, kept in registers, with no checks: the weight's where every row of the warp's tile
-// is inside N, the tokens' always (tokens past M read the last token's row again: their sums are
-// never written). Otherwise each piece is checked and zero outside (benches/NOTES.md v55).
+// is inside N; the tokens' always in the register tiles (tokens past M read the last token's row
+// again: their sums are never written), only those inside M in the rings (the others keep zero
+// slots: 4096 x 4096 at one row 6.1 -> 5.5 us). Otherwise each piece is checked and zero outside
+// (benches/NOTES.md v55, v56).
 //
 // STAGES = 0: each warp holds two chunks in registers (the next loads while this one multiplies).
 // STAGES >= 2 (ALIGNED only): each lane copies its chunks' 16-byte pieces into its own slots of a
@@ -207,8 +209,8 @@ __global__ void __launch_bounds__(32 * WARPS, (STAGES == 0 && WARPS == 8)
     extern __shared__ int4 ring[];  // [warp][stage][piece][lane]
     int4* mine = ring + warp * STAGES * PIECES * 32 + lane;
     // Rows outside the weight or X are zero in every stage, written once; the others' pieces are
-    // copied per chunk (columns past K zero-filled). A chunk inside K of a tile inside N copies the
-    // tokens past M too (the last token's pieces again: their sums are never written).
+    // copied per chunk (columns past K zero-filled; a chunk inside K of a tile inside N copies its
+    // pieces with no checks).
 #pragma unroll
     for (int stage = 0; stage < STAGES; ++stage) {
 #pragma unroll
@@ -220,7 +222,7 @@ __global__ void __launch_bounds__(32 * WARPS, (STAGES == 0 && WARPS == 8)
     }
     auto issue = [&](int chunk, int stage) {
       int4* slot = mine + stage * PIECES * 32;
-      if (rows.whole && whole(chunk)) {  // every token's pieces, those past M too (never written)
+      if (rows.whole && whole(chunk)) {  // tokens past M keep their zero slots
         const signed char* w = rows.lane + chunk * CHUNK;
 #pragma unroll
         for (int sp = 0; sp < SPAN; ++sp) {
@@ -231,9 +233,10 @@ __global__ void __launch_bounds__(32 * WARPS, (STAGES == 0 && WARPS == 8)
               cp_async16_stream(slot + ((rt * 2 + h) * SPAN + sp) * 32, w + (2 * rt + h) * rows.eight_rows + 16 * sp, 16);
 #pragma unroll
           for (int tt = 0; tt < TOKEN_TILES; ++tt)
+            if (x_inside[tt])
 #pragma unroll
-            for (int e = 0; e < 2; ++e)
-              cp_async16_cached(slot + (W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32, x_lane[tt] + chunk * CHUNK + 16 * sp + 8 * e, 16);
+              for (int e = 0; e < 2; ++e)
+                cp_async16_cached(slot + (W_PIECES + tt * 2 * SPAN + 2 * sp + e) * 32, x_lane[tt] + chunk * CHUNK + 16 * sp + 8 * e, 16);
         }
         return;
       }
