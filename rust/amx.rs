@@ -53,16 +53,17 @@ pub(crate) fn pack_activations(a: &[i8], rows: usize, k: usize) -> Vec<i8> {
 }
 
 /// `out[i * n + col0 + j] = dot(activation row i, weight row j)` for the weight rows `weights`
-/// [nr, k] and every activation row (`packed`, from `pack_activations`), as int32, or scaled
-/// (`(sum as f32 * rows[i]) * columns[col0 + j]`) and stored as float32 bits.
+/// [nr, k] and the activation rows `rows` (of `packed`, from `pack_activations`), as int32, or
+/// scaled (`(sum as f32 * rows[i]) * columns[col0 + j]`) and stored as float32 bits.
 ///
 /// # Safety
-/// `available()` and `serves(k)`, called inside `with_tiles`; `out` holds [rows, n] values,
-/// columns col0 .. col0 + nr this call's alone.
+/// `available()` and `serves(k)`, called inside `with_tiles`; `rows` starts at a multiple of 32
+/// and ends at or before the packed rows' end; `out` holds [rows.end, n] values or more, the
+/// block of `rows` and columns col0 .. col0 + nr this call's alone.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn product(
     packed: &[i8],
-    rows: usize,
+    rows: std::ops::Range<usize>,
     weights: &[i8],
     k: usize,
     n: usize,
@@ -83,14 +84,15 @@ pub(crate) unsafe fn product(
             tail.as_ptr()
         }
     };
-    let (weight_blocks, activation_blocks) = (nr.div_ceil(TILE_ROWS), rows.div_ceil(TILE_ROWS));
+    let weight_blocks = nr.div_ceil(TILE_ROWS);
+    let (first_block, activation_blocks) = (rows.start / TILE_ROWS, rows.end.div_ceil(TILE_ROWS));
     let block_bytes = k / 4 * TILE_BYTES;
     let mut sums = [0i32; 4 * TILE_ROWS * TILE_ROWS];
     // Per chunk of weight rows (they stay in L2), every block of activation rows, and in it the
     // chunk's weight tiles: each output row is written in runs of the chunk's columns.
     for c0 in (0..weight_blocks).step_by(CHUNK_TILES) {
         let end = (c0 + CHUNK_TILES).min(weight_blocks);
-        for m in (0..activation_blocks).step_by(2) {
+        for m in (first_block..activation_blocks).step_by(2) {
             for b in (c0..end).step_by(2) {
                 let tiles = Tiles {
                     w: [weight_tile(b), weight_tile((b + 1).min(weight_blocks - 1))],
@@ -107,7 +109,7 @@ pub(crate) unsafe fn product(
                 }
                 let (first_row, first_column) = (m * TILE_ROWS, b * TILE_ROWS);
                 let block = Block {
-                    rows: first_row..(first_row + 2 * TILE_ROWS).min(rows),
+                    rows: first_row..(first_row + 2 * TILE_ROWS).min(rows.end),
                     columns: first_column..(first_column + 2 * TILE_ROWS).min(nr),
                 };
                 store(&sums, &block, out, n, col0, scales);

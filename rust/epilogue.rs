@@ -108,14 +108,14 @@ unsafe fn add_to_rows_avx2(
     add_to_rows_in_blocks::<true>(out, shape, x, w, bias)
 }
 
-/// `add_outliers_and_bias` on the output columns `columns` of `out` [rows, n] alone (see
-/// `Columns`): the same bits. For a range of weight rows right after their product, while they
-/// are in cache (`Finish`).
+/// `add_outliers_and_bias` on the activation rows `rows` and output columns `columns` of `out`
+/// alone (see `Columns`): the same bits. For a range of weight rows right after their product,
+/// while they are in cache (`Finish`).
 ///
 /// # Safety
-/// `out` holds [rows, n] values, the columns `columns` this call's alone; `x_cols` has rows * c
-/// values, `weight_rows` columns.len() * k, `column_scales` (and `bias`) columns.len(), and
-/// every column of `cols` lies below k.
+/// `out` holds [rows.end, n] values or more, the block of `rows` and `columns` this call's
+/// alone; `x_cols` has rows.end * c values or more, `weight_rows` columns.len() * k,
+/// `column_scales` (and `bias`) columns.len(), and every column of `cols` lies below k.
 pub(crate) unsafe fn add_to_columns(operands: Columns) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -132,14 +132,14 @@ pub(crate) unsafe fn add_to_columns(operands: Columns) {
     unsafe { columns_in_blocks::<false>(operands) }
 }
 
-/// `add_to_columns`'s operands: the output `out` [rows, n], the activations' outlier columns
-/// `x_cols` [rows, c], the weight's rows of the output columns `columns` (`weight_rows`
+/// `add_to_columns`'s operands: the output `out` [.., n] and its activation rows `rows` to add
+/// to, the activations' outlier columns `x_cols` [.., c], the weight's rows of the output columns `columns` (`weight_rows`
 /// [columns.len(), k], int8 codes) with their scales `column_scales` and `bias`, and the outlier
 /// columns `cols` (c of them), read from those rows and dequantized (`code as f32 * scale`, the
 /// values `add_outliers_and_bias`'s `weight_cols` holds).
 pub(crate) struct Columns<'a> {
     pub out: &'a Shared<f32>,
-    pub rows: usize,
+    pub rows: std::ops::Range<usize>,
     pub n: usize,
     pub k: usize,
     pub columns: std::ops::Range<usize>,
@@ -220,8 +220,8 @@ unsafe fn columns_in_blocks<const FUSED: bool>(operands: Columns) {
             }
         }
         let bias = bias.map(|b| &b[first..first + len]);
-        for i in 0..rows {
-            // SAFETY: the columns are this call's alone; `out` holds [rows, n] values.
+        for i in rows.clone() {
+            // SAFETY: the block is this call's alone; `out` holds [rows.end, n] values.
             let out = unsafe {
                 std::slice::from_raw_parts_mut(out.at(i * n + columns.start + first), len)
             };
@@ -367,7 +367,7 @@ mod tests {
                 // SAFETY: [rows, n] values; the two ranges are disjoint; the columns lie below k.
                 unsafe {
                     add_to_columns(Columns {
-                        out: &out, rows, n, k, columns, x_cols: &x,
+                        out: &out, rows: 0..rows, n, k, columns, x_cols: &x,
                         weight_rows: &codes[start * k..end * k], cols: &cols,
                         column_scales: &column_scales[start..end],
                         bias: bias.as_ref().map(|b| &b[start..end]),

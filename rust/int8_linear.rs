@@ -228,9 +228,9 @@ pub fn int8_linear(
         .flat_map(|row| picked.iter().map(move |&col| row[col]))
         .collect();
     let bias = bias.map(Activations::to_f32);
-    let finish = |start: usize, end: usize, out: &Shared<f32>| {
-        // SAFETY: `scaled_product` hands each range of columns to one call, with `out` [rows,
-        // n]; the columns lie below k (found here, or checked above).
+    let finish = |rows: std::ops::Range<usize>, start: usize, end: usize, out: &Shared<f32>| {
+        // SAFETY: `scaled_product` hands each block of rows and columns to one call, with `out`
+        // [rows, n]; the columns lie below k (found here, or checked above).
         unsafe {
             add_to_columns(Columns {
                 out,

@@ -15,6 +15,12 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::{amx, buffer_pool, cpu_features, openmp};
 
+thread_local! {
+    /// `product_with`'s transposed sums of one chunk of activation rows, kept for the thread's
+    /// next chunk.
+    static CHUNK_SUMS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The sums' rows (or the outputs' columns), written by threads each in its own range.
 pub(crate) struct Shared<T>(pub(crate) *mut T);
 // SAFETY: the threads write disjoint ranges (see `product`).
@@ -101,10 +107,21 @@ pub struct Scales<'a> {
 /// threads.
 const PARALLEL_SCALING: usize = 1 << 18;
 
-/// The work that ends a scaled product on a range of its output columns: `finish(start, end,
-/// out)`, with `out` [rows, n] final (scaled) in columns start .. end, which are this call's
-/// alone to change.
-pub(crate) type Finish<'a> = &'a (dyn Fn(usize, usize, &Shared<f32>) + Sync);
+/// Activation rows whose sums a range of weight rows computes, scales and finishes at a time
+/// (from 2 rows): the chunk's outputs are still in cache for the finish, and where the product
+/// computes its sums transposed they take a buffer of the range's weight rows by the chunk.
+/// 384 x 1536 at 4096 rows with 6 outlier columns: on AVX2 the whole [n, rows] sums, their
+/// scaling and the finish reading the outputs back from memory took a third of the call (35.6
+/// -> 26.0 ms); on AMX the finish's reads a fifth (9.6 -> 7.6), on VNNI's panels (400 x 1536)
+/// a sixth (16.0 -> 13.6). A multiple of 32 (AMX's blocks of activation rows).
+const SCALED_ROW_CHUNK: usize = 256;
+const _: () = assert!(SCALED_ROW_CHUNK.is_multiple_of(32));
+
+/// The work that ends a scaled product on a block of its output: `finish(rows, start, end,
+/// out)`, with `out` [rows, n] final (scaled) in activation rows `rows`, columns start .. end,
+/// which are this call's alone to change.
+pub(crate) type Finish<'a> =
+    &'a (dyn Fn(std::ops::Range<usize>, usize, usize, &Shared<f32>) + Sync);
 
 /// `int8_product`'s sums scaled (`Scales`, in that order of float32 multiplications): by AMX's
 /// and VNNI's panels as they are stored, elsewhere right after each range's product (from its
@@ -154,7 +171,7 @@ pub(crate) fn scaled_product(
     if let Some(finish) = finish.filter(|_| !finished) {
         let outs = Shared(out.as_mut_ptr());
         in_ranges(n, rows * n >= PARALLEL_SCALING, &|start, end| {
-            finish(start, end, &outs)
+            finish(0..rows, start, end, &outs)
         });
     }
     Ok(out)
@@ -191,24 +208,15 @@ fn product_with(
     // instead.
     let tiled = (vnni && rows >= AMX_MIN_ROWS && amx::serves(k) && amx::available())
         .then(|| amx::pack_activations(a, rows, k));
-    let shifted = (tiled.is_none() && rows > 0 && vnni && vnni::available()).then(|| {
-        let mut bytes = vec![0u8; rows * stride];
-        for (row, values) in bytes.chunks_mut(stride.max(1)).zip(a.chunks(k.max(1))) {
-            for (u, &v) in row.iter_mut().zip(values) {
-                *u = (v as u8) ^ 0x80;
-            }
-        }
-        bytes
-    });
+    // Both from the pool (`padded_rows`): fresh, a 6256 x 1536 copy's page faults took a
+    // quarter of the call on AVX2.
+    let shifted = (tiled.is_none() && rows > 0 && vnni && vnni::available())
+        .then(|| padded_rows(a, rows, k, stride, i8::MIN));
+    let shifted_bytes = shifted.as_deref().map(as_unsigned);
     // On AVX2 alone, activations in [-127, 127] (all of LLM.int8()'s) as they are, rows padded
     // to whole pieces of 32, for `vpmaddubsw` (`avx2`); a -128 would break its exactness.
-    let narrow = (tiled.is_none() && shifted.is_none() && rows > 0 && avx2_bytes(a)).then(|| {
-        let mut bytes = vec![0i8; rows * stride];
-        for (row, values) in bytes.chunks_mut(stride.max(1)).zip(a.chunks(k.max(1))) {
-            row[..values.len()].copy_from_slice(values);
-        }
-        bytes
-    });
+    let narrow = (tiled.is_none() && shifted.is_none() && rows > 0 && avx2_bytes(a))
+        .then(|| padded_rows(a, rows, k, stride, 0));
     // Elsewhere as int16, each row padded with zeros to whole pieces of 16.
     let padded = k.div_ceil(16) * 16;
     let converted = shifted.is_some() || tiled.is_some() || narrow.is_some();
@@ -235,87 +243,122 @@ fn product_with(
         true => vec![0i32; rows * n],
         false => Vec::new(),
     };
-    let mut transposed = vec![0i32; if direct { 0 } else { n * rows }];
+    // Scaled transposed sums go straight into [rows, n] a chunk of activation rows at a time
+    // (SCALED_ROW_CHUNK), through a buffer of their own; unscaled ones, and one row's, into
+    // `transposed` [n, rows].
+    let chunked = scaled && !direct && !in_place;
+    let mut transposed = vec![0i32; if direct || chunked { 0 } else { n * rows }];
     let sums = Shared(transposed.as_mut_ptr());
     let outs = Shared(if in_place { sums.0 } else { out.as_mut_ptr() });
     let scaled_outs = Shared(outs.0 as *mut f32);
+    // The sums of weight rows `weights` by activation rows first .. first + count into `sums`
+    // [weights' rows, count], on the instructions picked above.
+    let transposed_sums = |weights: &[i8], first: usize, count: usize, sums: &mut [i32]| {
+        match (shifted_bytes, &narrow) {
+            // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then).
+            (Some(bytes), _) => unsafe {
+                let bytes = &bytes[first * stride..(first + count) * stride];
+                if count < BLOCKED_MIN_ROWS {
+                    vnni::streamed(bytes, stride, count, weights, k, sums)
+                } else {
+                    vnni::blocked(bytes, stride, count, weights, k, sums)
+                }
+            },
+            // SAFETY: the CPU has AVX2 and no activation is -128 (`narrow` is made only then).
+            #[cfg(target_arch = "x86_64")]
+            (None, Some(bytes)) => unsafe {
+                let bytes = &bytes[first * stride..(first + count) * stride];
+                avx2::bytes_blocked(bytes, stride, count, weights, k, sums)
+            },
+            _ => {
+                let wide = &wide[first * padded..(first + count) * padded];
+                weight_rows_times_activations(wide, padded, count, weights, k, sums)
+            }
+        }
+    };
     // Weight rows start .. end: their sums (scaled where `scaled`), then `finish` on them.
     let range = |start: usize, end: usize| {
         let weights = &b[start * k..end * k];
         if let Some(packed) = &tiled {
-            // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only then),
-            // configured by `in_pieces`; k is a whole number of tiles; columns start .. end of
-            // `out` are this range's alone.
-            unsafe { amx::product(packed, rows, weights, k, n, &outs, start, scales) }
-        } else if rows > 0 && k > 0 {
-            match &shifted {
-                // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then); columns
-                // start .. end of `out` are this range's alone.
-                Some(bytes) if direct => unsafe {
-                    vnni::panels(bytes, stride, rows, weights, k, n, &outs, start, scales)
-                },
-                Some(bytes) => {
-                    // SAFETY: as below, and the CPU has AVX-512 VNNI.
-                    unsafe {
-                        let sums = std::slice::from_raw_parts_mut(
-                            sums.at(start * rows),
-                            (end - start) * rows,
-                        );
-                        if rows < BLOCKED_MIN_ROWS {
-                            vnni::streamed(bytes, stride, rows, weights, k, sums)
-                        } else {
-                            vnni::blocked(bytes, stride, rows, weights, k, sums)
-                        }
-                    }
-                }
-                None => {
-                    // SAFETY: rows start .. end of `transposed` are this range's alone.
-                    let sums = unsafe {
-                        std::slice::from_raw_parts_mut(sums.at(start * rows), (end - start) * rows)
-                    };
-                    match &narrow {
-                        // SAFETY: the CPU has AVX2 and no activation is -128 (`narrow` is
-                        // made only then).
-                        #[cfg(target_arch = "x86_64")]
-                        Some(bytes) => unsafe {
-                            avx2::bytes_blocked(bytes, stride, rows, weights, k, sums)
-                        },
-                        _ => weight_rows_times_activations(&wide, padded, rows, weights, k, sums),
-                    }
+            for first in (0..rows).step_by(SCALED_ROW_CHUNK) {
+                let chunk = first..(first + SCALED_ROW_CHUNK).min(rows);
+                // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only
+                // then), configured by `in_pieces`; k is a whole number of tiles; the chunk
+                // starts at a multiple of 32; columns start .. end of `out` are this range's
+                // alone.
+                unsafe { amx::product(packed, chunk.clone(), weights, k, n, &outs, start, scales) }
+                if let Some(finish) = finish.filter(|_| finished) {
+                    finish(chunk, start, end, &scaled_outs);
                 }
             }
-        }
-        if let (Some(s), false) = (scales.filter(|_| scaled), direct) {
-            let columns = &s.columns[start..end];
-            if in_place {
-                // SAFETY: one row: columns start .. end of `transposed` are this range's alone.
-                let row = unsafe { std::slice::from_raw_parts_mut(sums.at(start), end - start) };
-                let row_scale = s.rows[0]; // read once: the loop vectorizes
-                for (v, &column) in row.iter_mut().zip(columns) {
-                    *v = (*v as f32 * row_scale * column).to_bits() as i32;
+            return;
+        } else if let (Some(bytes), true) = (shifted_bytes, direct) {
+            // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then).
+            let packed = unsafe { vnni::pack_panels(weights, k) };
+            for first in (0..rows).step_by(SCALED_ROW_CHUNK) {
+                let chunk = first..(first + SCALED_ROW_CHUNK).min(rows);
+                // SAFETY: as above; the block of the chunk and columns start .. end of `out` is
+                // this range's alone.
+                unsafe {
+                    vnni::panels(
+                        bytes,
+                        stride,
+                        chunk.clone(),
+                        &packed,
+                        n,
+                        &outs,
+                        start,
+                        scales,
+                    )
                 }
-            } else {
-                // SAFETY: rows start .. end of `transposed` are this range's alone.
-                let range_sums = unsafe {
-                    std::slice::from_raw_parts(sums.at(start * rows), (end - start) * rows)
-                };
-                for (i, &row_scale) in s.rows.iter().enumerate() {
+                if let Some(finish) = finish.filter(|_| finished) {
+                    finish(chunk, start, end, &scaled_outs);
+                }
+            }
+            return;
+        } else if chunked {
+            let s = scales.expect("chunked sums are scaled");
+            let columns = &s.columns[start..end];
+            let mut buffer = CHUNK_SUMS.take();
+            for first in (0..rows).step_by(SCALED_ROW_CHUNK) {
+                let count = SCALED_ROW_CHUNK.min(rows - first);
+                buffer.resize((end - start) * count, 0);
+                transposed_sums(weights, first, count, &mut buffer);
+                for (i, &row_scale) in s.rows[first..first + count].iter().enumerate() {
                     // SAFETY: columns start .. end of `out` ([rows, n]) are this range's alone.
                     let out = unsafe {
-                        std::slice::from_raw_parts_mut(outs.at(i * n + start), end - start)
+                        std::slice::from_raw_parts_mut(
+                            outs.at((first + i) * n + start),
+                            end - start,
+                        )
                     };
-                    for ((o, sums), &column) in out
-                        .iter_mut()
-                        .zip(range_sums.chunks_exact(rows))
-                        .zip(columns)
+                    for ((o, sums), &column) in
+                        out.iter_mut().zip(buffer.chunks_exact(count)).zip(columns)
                     {
                         *o = (sums[i] as f32 * row_scale * column).to_bits() as i32;
                     }
                 }
+                if let Some(finish) = finish.filter(|_| finished) {
+                    finish(first..first + count, start, end, &scaled_outs);
+                }
+            }
+            CHUNK_SUMS.set(buffer);
+            return;
+        } else if rows > 0 && k > 0 {
+            // SAFETY: rows start .. end of `transposed` are this range's alone.
+            let range_sums = unsafe {
+                std::slice::from_raw_parts_mut(sums.at(start * rows), (end - start) * rows)
+            };
+            transposed_sums(weights, 0, rows, range_sums);
+            if let (Some(s), true) = (scales.filter(|_| scaled), in_place) {
+                let row_scale = s.rows[0]; // read once: the loop vectorizes
+                for (v, &column) in range_sums.iter_mut().zip(&s.columns[start..end]) {
+                    *v = (*v as f32 * row_scale * column).to_bits() as i32;
+                }
             }
         }
         if let Some(finish) = finish.filter(|_| finished) {
-            finish(start, end, &scaled_outs);
+            finish(0..rows, start, end, &scaled_outs);
         }
     };
     // With a finish, a range's rows go through in pieces, finished right after their product
@@ -343,8 +386,8 @@ fn product_with(
     if k > 0 {
         in_ranges(n, rows * n * k >= parallel_products(), &in_pieces);
     }
-    if let Some(packed) = tiled {
-        buffer_pool::SCRATCH.give(packed);
+    for buffer in [tiled, shifted, narrow].into_iter().flatten() {
+        buffer_pool::SCRATCH.give(buffer);
     }
     if in_place {
         return Ok((transposed, scaled, finished)); // [n, 1] is [1, n]
@@ -353,6 +396,27 @@ fn product_with(
         return Ok((out, scaled, finished));
     }
     Ok((transpose(&transposed, n, rows), false, false))
+}
+
+/// The activations `a` [rows, k] with each value's bits flipped by `flip` (i8::MIN: as unsigned
+/// bytes x + 128), each row padded with zeros to `stride`, in a buffer from
+/// `buffer_pool::SCRATCH`.
+fn padded_rows(a: &[i8], rows: usize, k: usize, stride: usize, flip: i8) -> Vec<i8> {
+    let mut bytes = buffer_pool::SCRATCH.take(rows * stride); // every value written below
+    for (row, values) in bytes.chunks_mut(stride.max(1)).zip(a.chunks(k.max(1))) {
+        let (head, padding) = row.split_at_mut(values.len());
+        for (b, &v) in head.iter_mut().zip(values) {
+            *b = v ^ flip;
+        }
+        padding.fill(0);
+    }
+    bytes
+}
+
+/// `bytes` as unsigned bytes, bit for bit.
+fn as_unsigned(bytes: &[i8]) -> &[u8] {
+    // SAFETY: u8 has i8's size and alignment, and every bit pattern is valid for both.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const u8, bytes.len()) }
 }
 
 /// Products from which `product_with` divides the weight's rows among threads, for the pool it
@@ -544,7 +608,7 @@ mod vnni {
     }
 
     #[cfg(target_arch = "x86_64")]
-    pub(super) use x86::{blocked, panels, streamed};
+    pub(super) use x86::{blocked, pack_panels, panels, streamed};
 
     #[cfg(not(target_arch = "x86_64"))]
     pub(super) unsafe fn blocked(_: &[u8], _: usize, _: usize, _: &[i8], _: usize, _: &mut [i32]) {
@@ -557,13 +621,20 @@ mod vnni {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
+    pub(super) struct PanelWeights;
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) unsafe fn pack_panels(_: &[i8], _: usize) -> PanelWeights {
+        unreachable!("AVX-512 VNNI is x86-64's")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn panels(
         _: &[u8],
         _: usize,
-        _: usize,
-        _: &[i8],
-        _: usize,
+        _: std::ops::Range<usize>,
+        _: &PanelWeights,
         _: usize,
         _: &super::Shared<i32>,
         _: usize,
@@ -756,26 +827,19 @@ mod vnni {
         /// every panel of the range passes over them.
         const PANEL_ROW_BLOCK: usize = 64;
 
-        /// `out[i * n + col0 + j] = dot(activation row i, weight row j)` for the weight rows
-        /// `weights` [nr, k] and every activation row, from the activations as unsigned bytes
-        /// (x + 128). The weight rows are packed first into panels of 8 rows, each 4 columns
-        /// (a group) of the 8 rows one 32-byte piece, zeros past the rows and columns; a
-        /// piece times an activation row's 4 bytes broadcast (`vpdpbusd`) adds a group to the
-        /// 8 rows' sums in their own lanes: no horizontal sums, the outputs stored as they are,
-        /// less 128 times each row's sum.
-        #[allow(clippy::too_many_arguments)]
-        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-        pub(in super::super) unsafe fn panels(
-            shifted: &[u8],
-            stride: usize,
-            rows: usize,
-            weights: &[i8],
-            k: usize,
-            n: usize,
-            out: &super::super::Shared<i32>,
-            col0: usize,
-            scales: Option<&super::super::Scales>,
-        ) {
+        /// The weight rows `weights` [nr, k] packed for `panels`: panels of 8 rows, each 4
+        /// columns (a group) of the 8 rows one 32-byte piece, zeros past the rows and columns,
+        /// with 128 times each row's sum.
+        pub(in super::super) struct PanelWeights {
+            packed: Vec<i8>,
+            corrections: Vec<__m256i>,
+            groups: usize,
+            nr: usize,
+        }
+
+        /// `weights` [nr, k] packed into panels (`PanelWeights`), once per range of weight rows.
+        #[target_feature(enable = "avx2")]
+        pub(in super::super) unsafe fn pack_panels(weights: &[i8], k: usize) -> PanelWeights {
             let nr = weights.len() / k;
             let groups = k.div_ceil(4);
             let count = nr.div_ceil(8);
@@ -788,28 +852,54 @@ mod vnni {
                 }
                 row_sums[j] = row.iter().fold(0i32, |s, &w| s.wrapping_add(i32::from(w)));
             }
-            let corrections: Vec<__m256i> = row_sums
+            let corrections = row_sums
                 .chunks(8)
                 .map(|s| {
                     let v = _mm256_loadu_si256(s.as_ptr() as *const __m256i);
                     _mm256_slli_epi32::<7>(v)
                 })
                 .collect();
+            PanelWeights {
+                packed,
+                corrections,
+                groups,
+                nr,
+            }
+        }
+
+        /// `out[i * n + col0 + j] = dot(activation row i, weight row j)` for the packed weight
+        /// rows `weights` and the activation rows `rows`, from the activations as unsigned
+        /// bytes (x + 128): a panel's piece times an activation row's 4 bytes broadcast
+        /// (`vpdpbusd`) adds a group to the 8 rows' sums in their own lanes: no horizontal
+        /// sums, the outputs stored as they are, less 128 times each row's sum.
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        pub(in super::super) unsafe fn panels(
+            shifted: &[u8],
+            stride: usize,
+            rows: std::ops::Range<usize>,
+            weights: &PanelWeights,
+            n: usize,
+            out: &super::super::Shared<i32>,
+            col0: usize,
+            scales: Option<&super::super::Scales>,
+        ) {
+            let count = weights.nr.div_ceil(8);
             let panel = Panels {
                 shifted,
                 stride,
-                packed: &packed,
-                groups,
-                corrections: &corrections,
+                packed: &weights.packed,
+                groups: weights.groups,
+                corrections: &weights.corrections,
                 out,
                 scales,
                 n,
                 col0,
-                nr,
+                nr: weights.nr,
             };
-            let mut i0 = 0;
-            while i0 < rows {
-                let i1 = (i0 + PANEL_ROW_BLOCK).min(rows);
+            let mut i0 = rows.start;
+            while i0 < rows.end {
+                let i1 = (i0 + PANEL_ROW_BLOCK).min(rows.end);
                 let mut p = 0;
                 while p < count {
                     let mut i = i0;
@@ -1239,9 +1329,24 @@ mod tests {
         (row_scales, column_scales, bits)
     }
 
-    /// `scaled_product` with a `finish` that checks that its columns hold their scaled values
+    /// The exact sums of `a` [rows, k] by `b` [n, k], after asserting that `scaled_product`
+    /// gives their scaled bits, with and without a `finish` (`assert_finished`).
+    fn scaled_and_finished(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize) -> Vec<i32> {
+        let expected = reference(a, rows, b, n, k);
+        let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
+        let scales = Scales {
+            rows: &row_scales,
+            columns: &column_scales,
+        };
+        let scaled = scaled_product(a, rows, b, n, k, &scales, None).unwrap();
+        assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+        assert_finished(a, rows, b, n, k, &scales);
+        expected
+    }
+
+    /// `scaled_product` with a `finish` that checks that its block holds its scaled values
     /// (`scaled`'s bits) when it runs, then adds each column's index to them. Asserts that every
-    /// column was finished once and holds that sum, and that no finish came early.
+    /// output was finished once and holds that sum, and that no finish came early.
     fn assert_finished(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize, scales: &Scales) {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
         let sums = reference(a, rows, b, n, k);
@@ -1250,21 +1355,22 @@ mod tests {
             .enumerate()
             .map(|(e, &s)| (s as f32 * scales.rows[e / n] * scales.columns[e % n]).to_bits())
             .collect();
-        let visits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        let visits: Vec<AtomicUsize> = (0..rows * n).map(|_| AtomicUsize::new(0)).collect();
         let early = AtomicBool::new(false);
-        let finish = |start: usize, end: usize, out: &Shared<f32>| {
-            for (j, visit) in visits.iter().enumerate().take(end).skip(start) {
-                visit.fetch_add(1, Relaxed);
-                for i in 0..rows {
-                    // SAFETY: columns start .. end are this call's alone, of [rows, n] values.
-                    let value = unsafe { &mut *out.at(i * n + j) };
-                    if value.to_bits() != scaled[i * n + j] {
-                        early.store(true, Relaxed);
+        let finish =
+            |block: std::ops::Range<usize>, start: usize, end: usize, out: &Shared<f32>| {
+                for j in start..end {
+                    for i in block.clone() {
+                        visits[i * n + j].fetch_add(1, Relaxed);
+                        // SAFETY: this block is this call's alone, of [rows, n] values.
+                        let value = unsafe { &mut *out.at(i * n + j) };
+                        if value.to_bits() != scaled[i * n + j] {
+                            early.store(true, Relaxed);
+                        }
+                        *value += j as f32;
                     }
-                    *value += j as f32;
                 }
-            }
-        };
+            };
         let out = scaled_product(a, rows, b, n, k, scales, Some(&finish)).unwrap();
         assert!(
             !early.load(Relaxed),
@@ -1301,12 +1407,7 @@ mod tests {
             rows in BLOCKED_MIN_ROWS..40, n in 0usize..9, k in 0usize..1300, seed in any::<u64>()
         ) {
             let (a, b) = operands(seed, rows, n, k);
-            let expected = reference(&a, rows, &b, n, k);
-            let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
-            let scales = Scales { rows: &row_scales, columns: &column_scales };
-            let scaled = scaled_product(&a, rows, &b, n, k, &scales, None).unwrap();
-            prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
-            assert_finished(&a, rows, &b, n, k, &scales);
+            let expected = scaled_and_finished(&a, rows, &b, n, k);
             for vnni in [true, false] {
                 let (got, ..) = product_with(&a, rows, &b, n, k, vnni, None, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
@@ -1324,12 +1425,7 @@ mod tests {
             // VNNI's streamed tiles (or AVX2's rows); scaled and finished in each range at one
             // row, else after.
             let (a, b) = operands(seed, rows, n, k);
-            let expected = reference(&a, rows, &b, n, k);
-            let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
-            let scales = Scales { rows: &row_scales, columns: &column_scales };
-            let scaled = scaled_product(&a, rows, &b, n, k, &scales, None).unwrap();
-            prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
-            assert_finished(&a, rows, &b, n, k, &scales);
+            let expected = scaled_and_finished(&a, rows, &b, n, k);
             for vnni in [true, false] {
                 let (got, ..) = product_with(&a, rows, &b, n, k, vnni, None, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);
@@ -1357,6 +1453,22 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6))]
+        #[test]
+        fn chunks_of_rows_are_scaled_and_finished_each(
+            rows in SCALED_ROW_CHUNK + 1..2 * PANEL_MIN_ROWS, n in 1usize..40,
+            extra in 1usize..64, whole in any::<bool>(), seed in any::<u64>(),
+        ) {
+            // More rows than a chunk of SCALED_ROW_CHUNK: where the CPU has them, on AMX's tiles
+            // (k a multiple of 64), else on VNNI's panels (from PANEL_MIN_ROWS rows) or its
+            // blocked tiles and transposed sums; AVX2's or the portable ones elsewhere.
+            let k = 16 * 64 + if whole { 0 } else { extra };
+            let (a, b) = operands(seed, rows, n, k);
+            scaled_and_finished(&a, rows, &b, n, k);
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(40))]
         #[test]
         fn whole_tiles_match_the_exact_sums(
@@ -1365,12 +1477,7 @@ mod tests {
             // AMX's tiles where the CPU has them (k a multiple of 64), VNNI's or AVX2's elsewhere.
             let k = tiles * 64;
             let (a, b) = operands(seed, rows, n, k);
-            let expected = reference(&a, rows, &b, n, k);
-            let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
-            let scales = Scales { rows: &row_scales, columns: &column_scales };
-            let scaled = scaled_product(&a, rows, &b, n, k, &scales, None).unwrap();
-            prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
-            assert_finished(&a, rows, &b, n, k, &scales);
+            let expected = scaled_and_finished(&a, rows, &b, n, k);
             for vnni in [true, false] {
                 let (got, ..) = product_with(&a, rows, &b, n, k, vnni, None, None).unwrap();
                 prop_assert_eq!(&got, &expected, "vnni {}", vnni);

@@ -15,7 +15,8 @@ ENV = cpu.CPU_INSTRUCTIONS_ENV
 # Prints the product kernel the cap leaves, then a digest of LLM.int8() outputs (float32 and
 # bfloat16 inputs, thresholds 0 and 6 with planted outlier columns, with and without a bias) and
 # of exact int8 products, over shapes that take every path: one row, a few, AMX's and VNNI's
-# tiles and panels, K not a multiple of 64, weights past the core's in-cache size.
+# tiles and panels, K not a multiple of 64, weights past the core's in-cache size, more rows than
+# a chunk of transposed sums.
 SCRIPT = """
 import hashlib
 import torch
@@ -25,7 +26,7 @@ from llmint8 import functional as F
 digest = hashlib.sha256()
 generator = torch.Generator().manual_seed(0)
 shapes = [(1, 512, 300), (2, 640, 130), (3, 1100, 70), (5, 1024, 600), (40, 128, 1000),
-          (20, 1100, 9), (400, 96, 33)]
+          (20, 1100, 9), (400, 96, 33), (300, 1100, 20)]
 for m, k, n in shapes:
     weight = torch.randn(n, k, generator=generator)
     CB, SCB = F.quantize_weight(weight)
