@@ -138,6 +138,21 @@ pub(crate) fn scaled_product(
     scales: &Scales,
     finish: Option<Finish>,
 ) -> Result<Vec<f32>> {
+    scaled_product_on(vnni::available(), a, rows, b, n, k, scales, finish)
+}
+
+/// `scaled_product`, on AVX-512 VNNI (and AMX) where `vnni` and the CPU has them.
+#[allow(clippy::too_many_arguments)]
+fn scaled_product_on(
+    vnni: bool,
+    a: &[i8],
+    rows: usize,
+    b: &[i8],
+    n: usize,
+    k: usize,
+    scales: &Scales,
+    finish: Option<Finish>,
+) -> Result<Vec<f32>> {
     if scales.rows.len() != rows || scales.columns.len() != n {
         return Err(Error::Shape(format!(
             "scaled product: {} row and {} column scales for [{rows}, {n}]",
@@ -145,8 +160,7 @@ pub(crate) fn scaled_product(
             scales.columns.len()
         )));
     }
-    let (sums, scaled, finished) =
-        product_with(a, rows, b, n, k, vnni::available(), Some(scales), finish)?;
+    let (sums, scaled, finished) = product_with(a, rows, b, n, k, vnni, Some(scales), finish)?;
     let mut out = if scaled {
         // Stored as float32 values' bits: the same size and alignment as int32.
         let mut sums = std::mem::ManuallyDrop::new(sums);
@@ -231,7 +245,11 @@ fn product_with(
     // whole rows), then laid out: scaled into [rows, n] right after each range's product where
     // there are scales, else in a pass after.
     let panels = rows >= BLOCKED_MIN_ROWS && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
-    let direct = tiled.is_some() || (shifted.is_some() && panels);
+    // AVX2's panels only from PANEL_MIN_ROWS rows: below, packing the weight each call cost
+    // more than the panels saved (512 x 512 at 32 / 128 rows 153 / 395 -> 265 / 437 us).
+    let direct = tiled.is_some()
+        || (shifted.is_some() && panels)
+        || (narrow.is_some() && rows >= PANEL_MIN_ROWS);
     let scaled = scales.is_some() && (direct || k > 0);
     let finished = scaled && finish.is_some() && k > 0;
     // One row's sums are scaled where they lie ([n, 1] is [1, n]).
@@ -279,86 +297,97 @@ fn product_with(
     // Weight rows start .. end: their sums (scaled where `scaled`), then `finish` on them.
     let range = |start: usize, end: usize| {
         let weights = &b[start * k..end * k];
-        if let Some(packed) = &tiled {
-            for first in (0..rows).step_by(SCALED_ROW_CHUNK) {
-                let chunk = first..(first + SCALED_ROW_CHUNK).min(rows);
-                // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only
-                // then), configured by `in_pieces`; k is a whole number of tiles; the chunk
-                // starts at a multiple of 32; columns start .. end of `out` are this range's
-                // alone.
-                unsafe { amx::product(packed, chunk.clone(), weights, k, n, &outs, start, scales) }
-                if let Some(finish) = finish.filter(|_| finished) {
-                    finish(chunk, start, end, &scaled_outs);
-                }
+        // `finish` on a chunk of activation rows in this range's columns, once its product is
+        // stored (columns start .. end of `out` are this range's alone).
+        let finish_chunk = |chunk: std::ops::Range<usize>| {
+            if let Some(finish) = finish.filter(|_| finished) {
+                finish(chunk, start, end, &scaled_outs);
             }
-            return;
+        };
+        if let Some(packed) = &tiled {
+            in_row_chunks(
+                rows,
+                |chunk| {
+                    // SAFETY: the CPU has AMX and the process its tiles (`tiled` is made only
+                    // then), configured by `in_pieces`; k is a whole number of tiles; the chunk
+                    // starts at a multiple of 32.
+                    unsafe { amx::product(packed, chunk, weights, k, n, &outs, start, scales) }
+                },
+                finish_chunk,
+            );
         } else if let (Some(bytes), true) = (shifted_bytes, direct) {
             // SAFETY: the CPU has AVX-512 VNNI (`shifted` is made only then).
             let packed = unsafe { vnni::pack_panels(weights, k) };
-            for first in (0..rows).step_by(SCALED_ROW_CHUNK) {
-                let chunk = first..(first + SCALED_ROW_CHUNK).min(rows);
-                // SAFETY: as above; the block of the chunk and columns start .. end of `out` is
-                // this range's alone.
-                unsafe {
-                    vnni::panels(
-                        bytes,
-                        stride,
-                        chunk.clone(),
-                        &packed,
-                        n,
-                        &outs,
-                        start,
-                        scales,
-                    )
-                }
-                if let Some(finish) = finish.filter(|_| finished) {
-                    finish(chunk, start, end, &scaled_outs);
-                }
+            in_row_chunks(
+                rows,
+                |chunk| {
+                    // SAFETY: as above.
+                    unsafe { vnni::panels(bytes, stride, chunk, &packed, n, &outs, start, scales) }
+                },
+                finish_chunk,
+            );
+        } else if let (Some(bytes), true) = (&narrow, direct) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let packed = avx2::pack_panels(weights, k);
+                in_row_chunks(
+                    rows,
+                    |chunk| {
+                        // SAFETY: the CPU has AVX2 and no activation is -128 (`narrow` is made
+                        // only then).
+                        unsafe {
+                            avx2::panels(bytes, stride, chunk, &packed, n, &outs, start, scales)
+                        }
+                    },
+                    finish_chunk,
+                );
             }
-            return;
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("AVX2 is x86-64's: {}", bytes.len());
         } else if chunked {
             let s = scales.expect("chunked sums are scaled");
             let columns = &s.columns[start..end];
             let mut buffer = CHUNK_SUMS.take();
-            for first in (0..rows).step_by(SCALED_ROW_CHUNK) {
-                let count = SCALED_ROW_CHUNK.min(rows - first);
-                buffer.resize((end - start) * count, 0);
-                transposed_sums(weights, first, count, &mut buffer);
-                for (i, &row_scale) in s.rows[first..first + count].iter().enumerate() {
-                    // SAFETY: columns start .. end of `out` ([rows, n]) are this range's alone.
-                    let out = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            outs.at((first + i) * n + start),
-                            end - start,
-                        )
-                    };
-                    for ((o, sums), &column) in
-                        out.iter_mut().zip(buffer.chunks_exact(count)).zip(columns)
-                    {
-                        *o = (sums[i] as f32 * row_scale * column).to_bits() as i32;
+            in_row_chunks(
+                rows,
+                |chunk| {
+                    let (first, count) = (chunk.start, chunk.len());
+                    buffer.resize((end - start) * count, 0);
+                    transposed_sums(weights, first, count, &mut buffer);
+                    for (i, &row_scale) in s.rows[chunk].iter().enumerate() {
+                        // SAFETY: columns start .. end of `out` ([rows, n]) are this range's alone.
+                        let out = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                outs.at((first + i) * n + start),
+                                end - start,
+                            )
+                        };
+                        for ((o, sums), &column) in
+                            out.iter_mut().zip(buffer.chunks_exact(count)).zip(columns)
+                        {
+                            *o = (sums[i] as f32 * row_scale * column).to_bits() as i32;
+                        }
+                    }
+                },
+                finish_chunk,
+            );
+            CHUNK_SUMS.set(buffer);
+        } else {
+            // One row's sums (in place), or unscaled ones, into `transposed`.
+            if rows > 0 && k > 0 {
+                // SAFETY: rows start .. end of `transposed` are this range's alone.
+                let range_sums = unsafe {
+                    std::slice::from_raw_parts_mut(sums.at(start * rows), (end - start) * rows)
+                };
+                transposed_sums(weights, 0, rows, range_sums);
+                if let (Some(s), true) = (scales.filter(|_| scaled), in_place) {
+                    let row_scale = s.rows[0]; // read once: the loop vectorizes
+                    for (v, &column) in range_sums.iter_mut().zip(&s.columns[start..end]) {
+                        *v = (*v as f32 * row_scale * column).to_bits() as i32;
                     }
                 }
-                if let Some(finish) = finish.filter(|_| finished) {
-                    finish(first..first + count, start, end, &scaled_outs);
-                }
             }
-            CHUNK_SUMS.set(buffer);
-            return;
-        } else if rows > 0 && k > 0 {
-            // SAFETY: rows start .. end of `transposed` are this range's alone.
-            let range_sums = unsafe {
-                std::slice::from_raw_parts_mut(sums.at(start * rows), (end - start) * rows)
-            };
-            transposed_sums(weights, 0, rows, range_sums);
-            if let (Some(s), true) = (scales.filter(|_| scaled), in_place) {
-                let row_scale = s.rows[0]; // read once: the loop vectorizes
-                for (v, &column) in range_sums.iter_mut().zip(&s.columns[start..end]) {
-                    *v = (*v as f32 * row_scale * column).to_bits() as i32;
-                }
-            }
-        }
-        if let Some(finish) = finish.filter(|_| finished) {
-            finish(0..rows, start, end, &scaled_outs);
+            finish_chunk(0..rows);
         }
     };
     // With a finish, a range's rows go through in pieces, finished right after their product
@@ -396,6 +425,20 @@ fn product_with(
         return Ok((out, scaled, finished));
     }
     Ok((transpose(&transposed, n, rows), false, false))
+}
+
+/// `product(chunk)`, then `then(chunk)`, for each chunk of SCALED_ROW_CHUNK of `rows` rows in
+/// turn.
+fn in_row_chunks(
+    rows: usize,
+    mut product: impl FnMut(std::ops::Range<usize>),
+    then: impl Fn(std::ops::Range<usize>),
+) {
+    for first in (0..rows).step_by(SCALED_ROW_CHUNK) {
+        let chunk = first..(first + SCALED_ROW_CHUNK).min(rows);
+        product(chunk.clone());
+        then(chunk);
+    }
 }
 
 /// The activations `a` [rows, k] with each value's bits flipped by `flip` (i8::MIN: as unsigned
@@ -473,6 +516,39 @@ type TileArgs<'a, X> = (
 /// `tile_r` of the `rows` activation rows, per block of `k_block` columns of 0 .. `whole`
 /// (blocks outermost, then weight rows, then activation rows: a block's activations stay in
 /// cache for every weight row, a tile's weight rows for every activation row).
+/// The panel products' loops (`vnni::panels`, `avx2::panels`): per block of `$block` activation
+/// rows of `$rows`, every pair of the `$count` panels, tiles of up to 2 panels by 4 rows through
+/// `$tiles.tile::<P, R>(p, i)`.
+macro_rules! panel_tiles {
+    ($tiles:expr, $rows:expr, $count:expr, $block:expr) => {{
+        let (rows, count) = ($rows, $count);
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let i1 = (i0 + $block).min(rows.end);
+            let mut p = 0;
+            while p < count {
+                let mut i = i0;
+                while i < i1 {
+                    match ((count - p).min(2), (i1 - i).min(4)) {
+                        (2, 4) => $tiles.tile::<2, 4>(p, i),
+                        (2, 3) => $tiles.tile::<2, 3>(p, i),
+                        (2, 2) => $tiles.tile::<2, 2>(p, i),
+                        (2, _) => $tiles.tile::<2, 1>(p, i),
+                        (_, 4) => $tiles.tile::<1, 4>(p, i),
+                        (_, 3) => $tiles.tile::<1, 3>(p, i),
+                        (_, 2) => $tiles.tile::<1, 2>(p, i),
+                        _ => $tiles.tile::<1, 1>(p, i),
+                    }
+                    i += 4;
+                }
+                p += 2;
+            }
+            i0 = i1;
+        }
+    }};
+}
+use panel_tiles;
+
 fn for_each_tile(
     (n, rows, whole, k_block): (usize, usize, usize, usize),
     (tile_w, tile_r): (usize, usize),
@@ -897,29 +973,7 @@ mod vnni {
                 col0,
                 nr: weights.nr,
             };
-            let mut i0 = rows.start;
-            while i0 < rows.end {
-                let i1 = (i0 + PANEL_ROW_BLOCK).min(rows.end);
-                let mut p = 0;
-                while p < count {
-                    let mut i = i0;
-                    while i < i1 {
-                        match ((count - p).min(2), (i1 - i).min(4)) {
-                            (2, 4) => panel.tile::<2, 4>(p, i),
-                            (2, 3) => panel.tile::<2, 3>(p, i),
-                            (2, 2) => panel.tile::<2, 2>(p, i),
-                            (2, _) => panel.tile::<2, 1>(p, i),
-                            (_, 4) => panel.tile::<1, 4>(p, i),
-                            (_, 3) => panel.tile::<1, 3>(p, i),
-                            (_, 2) => panel.tile::<1, 2>(p, i),
-                            _ => panel.tile::<1, 1>(p, i),
-                        }
-                        i += 4;
-                    }
-                    p += 2;
-                }
-                i0 = i1;
-            }
+            super::super::panel_tiles!(panel, rows, count, PANEL_ROW_BLOCK);
         }
 
         /// The operands of `panels`' tiles.
@@ -962,27 +1016,10 @@ mod vnni {
                 }
                 for (r, acc) in acc.iter().enumerate() {
                     for (q, acc) in acc.iter().enumerate() {
-                        let mut sums = _mm256_sub_epi32(*acc, self.corrections[p + q]);
-                        let j0 = (p + q) * 8;
-                        let valid = (self.nr - j0).min(8);
-                        if let Some(scales) = self.scales {
-                            // (sum as f32 * row scale) * column scale, as float32 bits.
-                            let mut columns = [0f32; 8];
-                            let first = self.col0 + j0;
-                            columns[..valid].copy_from_slice(&scales.columns[first..first + valid]);
-                            let row = _mm256_set1_ps(scales.rows[i + r]);
-                            let values = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), row);
-                            let values = _mm256_mul_ps(values, _mm256_loadu_ps(columns.as_ptr()));
-                            sums = _mm256_castps_si256(values);
-                        }
-                        let target = self.out.at((i + r) * self.n + self.col0 + j0);
-                        if valid == 8 {
-                            _mm256_storeu_si256(target as *mut __m256i, sums);
-                        } else {
-                            let mut lanes = [0i32; 8];
-                            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums);
-                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), target, valid);
-                        }
+                        let sums = _mm256_sub_epi32(*acc, self.corrections[p + q]);
+                        let at = (i + r, (p + q) * 8);
+                        let place = (self.out, self.n, self.col0, self.nr);
+                        super::super::avx2::store_panel_sums(sums, at, place, self.scales);
                     }
                 }
             }
@@ -1025,6 +1062,159 @@ mod avx2 {
             for (sum, value) in sums[t * rows..][..R].iter_mut().zip(four) {
                 *sum = sum.wrapping_add(value);
             }
+        }
+    }
+
+    /// The weight rows [nr, k] packed for `panels`: panels of 8 rows, each 4 columns (a group)
+    /// of the 8 rows one 32-byte piece (row j's columns at 4 j), zeros past the rows and
+    /// columns; the magnitudes (|w| as unsigned bytes) and the values themselves (their signs).
+    pub(super) struct Panels {
+        magnitudes: Vec<i8>,
+        values: Vec<i8>,
+        groups: usize,
+        nr: usize,
+    }
+
+    /// `weights` [nr, k] packed into `Panels`, once per range of weight rows.
+    pub(super) fn pack_panels(weights: &[i8], k: usize) -> Panels {
+        let nr = weights.len() / k;
+        let groups = k.div_ceil(4);
+        let mut values = vec![0i8; nr.div_ceil(8) * groups * 32];
+        for (j, row) in weights.chunks(k).enumerate() {
+            let base = (j / 8) * groups * 32 + (j % 8) * 4;
+            for (c, &w) in row.iter().enumerate() {
+                values[base + (c / 4) * 32 + c % 4] = w;
+            }
+        }
+        let magnitudes = values.iter().map(|w| w.unsigned_abs() as i8).collect();
+        Panels {
+            magnitudes,
+            values,
+            groups,
+            nr,
+        }
+    }
+
+    /// `out[i * n + col0 + j] = dot(activation row i, weight row j)` for the packed weight rows
+    /// `weights` and the activation rows `rows` of `narrow` [.., stride] (values in [-127, 127],
+    /// rows padded with zeros), as int32 or scaled as float32 bits (as `vnni::panels`): an
+    /// activation row's 4 bytes broadcast, given each weight's sign (`vpsignb`), times the
+    /// panel's magnitudes (`vpmaddubsw`, exact as in `bytes_blocked`), add a group to the 8
+    /// weight rows' sums in their own lanes: no horizontal sums, no transposition.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `narrow` holds the rows, each of `stride` >= 4 * groups bytes; `out`
+    /// holds [rows.end, n] values, the block of `rows` and columns col0 .. col0 + nr this
+    /// call's alone.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn panels(
+        narrow: &[i8],
+        stride: usize,
+        rows: std::ops::Range<usize>,
+        weights: &Panels,
+        n: usize,
+        out: &super::Shared<i32>,
+        col0: usize,
+        scales: Option<&super::Scales>,
+    ) {
+        let count = weights.nr.div_ceil(8);
+        let tiles = PanelTiles {
+            narrow,
+            stride,
+            weights,
+            out,
+            scales,
+            n,
+            col0,
+        };
+        super::panel_tiles!(tiles, rows, count, PANEL_ROW_BLOCK);
+    }
+
+    /// Activation rows per block of `panels`: their bytes stay in cache while every panel of
+    /// the range passes over them.
+    const PANEL_ROW_BLOCK: usize = 64;
+
+    /// The operands of `panels`' tiles.
+    struct PanelTiles<'a> {
+        narrow: &'a [i8],
+        stride: usize,
+        weights: &'a Panels,
+        out: &'a super::Shared<i32>,
+        scales: Option<&'a super::Scales<'a>>,
+        n: usize,
+        col0: usize,
+    }
+
+    impl PanelTiles<'_> {
+        /// Panels p .. p + P (8 weight rows each) by activation rows i .. i + R over every
+        /// group of 4 columns: R * P accumulators of 8 rows' sums.
+        #[target_feature(enable = "avx2")]
+        unsafe fn tile<const P: usize, const R: usize>(&self, p: usize, i: usize) {
+            let ones = _mm256_set1_epi16(1);
+            let groups = self.weights.groups;
+            let mut acc = [[_mm256_setzero_si256(); P]; R];
+            let magnitudes = self.weights.magnitudes.as_ptr().add(p * groups * 32);
+            let values = self.weights.values.as_ptr().add(p * groups * 32);
+            let x = self.narrow.as_ptr().add(i * self.stride);
+            for g in 0..groups {
+                let mut pieces = [_mm256_setzero_si256(); P];
+                let mut signs = [_mm256_setzero_si256(); P];
+                for q in 0..P {
+                    // SAFETY: panel p + q exists; group g lies inside it.
+                    let at = (q * groups + g) * 32;
+                    pieces[q] = _mm256_loadu_si256(magnitudes.add(at) as *const __m256i);
+                    signs[q] = _mm256_loadu_si256(values.add(at) as *const __m256i);
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: 4 * g + 4 <= stride in row i + r.
+                    let bytes = (x.add(r * self.stride + 4 * g) as *const i32).read_unaligned();
+                    let broadcast = _mm256_set1_epi32(bytes);
+                    for q in 0..P {
+                        let signed = _mm256_sign_epi8(broadcast, signs[q]);
+                        let pairs = _mm256_maddubs_epi16(pieces[q], signed);
+                        acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(pairs, ones));
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (q, &sums) in acc.iter().enumerate() {
+                    let place = (self.out, self.n, self.col0, self.weights.nr);
+                    store_panel_sums(sums, (i + r, (p + q) * 8), place, self.scales);
+                }
+            }
+        }
+    }
+
+    /// A panel's 8 sums for activation row i, weight rows j0 .. j0 + 8 (those below nr), into
+    /// `out[i * n + col0 + j]`: as they are, or scaled (`(sum as f32 * rows[i]) *
+    /// columns[col0 + j]`) and stored as float32 bits.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn store_panel_sums(
+        sums: __m256i,
+        (i, j0): (usize, usize),
+        (out, n, col0, nr): (&super::Shared<i32>, usize, usize, usize),
+        scales: Option<&super::Scales>,
+    ) {
+        let valid = (nr - j0).min(8);
+        let mut sums = sums;
+        if let Some(scales) = scales {
+            let mut columns = [0f32; 8];
+            let first = col0 + j0;
+            columns[..valid].copy_from_slice(&scales.columns[first..first + valid]);
+            let row = _mm256_set1_ps(scales.rows[i]);
+            let values = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), row);
+            let values = _mm256_mul_ps(values, _mm256_loadu_ps(columns.as_ptr()));
+            sums = _mm256_castps_si256(values);
+        }
+        let target = out.at(i * n + col0 + j0);
+        if valid == 8 {
+            _mm256_storeu_si256(target as *mut __m256i, sums);
+        } else {
+            let mut lanes = [0i32; 8];
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums);
+            std::ptr::copy_nonoverlapping(lanes.as_ptr(), target, valid);
         }
     }
 
@@ -1348,6 +1538,19 @@ mod tests {
     /// (`scaled`'s bits) when it runs, then adds each column's index to them. Asserts that every
     /// output was finished once and holds that sum, and that no finish came early.
     fn assert_finished(a: &[i8], rows: usize, b: &[i8], n: usize, k: usize, scales: &Scales) {
+        assert_finished_on(vnni::available(), a, rows, b, n, k, scales);
+    }
+
+    /// `assert_finished` on AVX-512 VNNI (and AMX) where `vnni` and the CPU has them.
+    fn assert_finished_on(
+        vnni: bool,
+        a: &[i8],
+        rows: usize,
+        b: &[i8],
+        n: usize,
+        k: usize,
+        scales: &Scales,
+    ) {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
         let sums = reference(a, rows, b, n, k);
         let scaled: Vec<u32> = sums
@@ -1371,7 +1574,7 @@ mod tests {
                     }
                 }
             };
-        let out = scaled_product(a, rows, b, n, k, scales, Some(&finish)).unwrap();
+        let out = scaled_product_on(vnni, a, rows, b, n, k, scales, Some(&finish)).unwrap();
         assert!(
             !early.load(Relaxed),
             "a finish ran before its columns were scaled"
@@ -1489,16 +1692,39 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(40))]
         #[test]
         fn activations_without_minus_128_match_the_exact_sums(
-            rows in 1usize..300, n in 0usize..40, k in 1usize..1300, seed in any::<u64>(),
+            rows in 1usize..600, n in 0usize..40, k in 1usize..1300, seed in any::<u64>(),
         ) {
             // AVX2's byte products (activations in [-127, 127], the weight's full range) where
-            // the CPU has AVX2 and VNNI is not taken; more rows than a chunk of ROW_CHUNK.
+            // the CPU has AVX2 and VNNI is not taken; more rows than a chunk of ROW_CHUNK, and
+            // from PANEL_MIN_ROWS rows its panels.
             let (mut a, b) = operands(seed, rows, n, k);
             for v in &mut a {
                 *v = (*v).max(-127);
             }
             let (got, ..) = product_with(&a, rows, &b, n, k, false, None, None).unwrap();
             prop_assert_eq!(got, reference(&a, rows, &b, n, k));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+        #[test]
+        fn byte_panels_are_scaled_and_finished(
+            rows in PANEL_MIN_ROWS..700, n in 1usize..40, k in 1usize..600, seed in any::<u64>(),
+        ) {
+            // AVX2's panels where the CPU has AVX2 (VNNI not taken; activations in [-127,
+            // 127]), over more rows than a chunk of SCALED_ROW_CHUNK; the portable sums
+            // elsewhere.
+            let (mut a, b) = operands(seed, rows, n, k);
+            for v in &mut a {
+                *v = (*v).max(-127);
+            }
+            let expected = reference(&a, rows, &b, n, k);
+            let (row_scales, column_scales, want) = scales_and_bits(&expected, rows, n);
+            let scales = Scales { rows: &row_scales, columns: &column_scales };
+            let scaled = scaled_product_on(false, &a, rows, &b, n, k, &scales, None).unwrap();
+            prop_assert_eq!(scaled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+            assert_finished_on(false, &a, rows, &b, n, k, &scales);
         }
     }
 
