@@ -72,6 +72,12 @@ const K_BLOCK: usize = 512;
 /// sums need no horizontal adds, but the packing is one more pass over the weight per call:
 /// 4096 x 11008 at 32 rows 9 -> 24 ms, at 7168 rows of 384 columns 24.5 -> 6 ms; benches/cpu.md).
 const PANEL_MIN_ROWS: usize = 384;
+/// Rows from which AVX2's product runs in panels (`avx2::panels`), its weight packed per call
+/// in 8 x 8 blocks transposed in registers: 512 x 512 / 4096 x 4096 at 128 rows 395 / 17596 ->
+/// 366 / 15128 us, 384 x 1536 at 64 rows 428 -> 404; at 32 rows no gain (512 x 512, 1024 x
+/// 4096). Packed one byte at a time, the panels lost below 384 rows (512 x 512 at 32 / 128 rows
+/// 153 / 395 -> 265 / 437 us).
+const AVX2_PANEL_MIN_ROWS: usize = 64;
 const PANEL_SHORT_K: usize = 1024;
 
 /// The instructions the blocked product runs on with this CPU: "amx" (AMX-INT8 tiles for rows
@@ -245,11 +251,9 @@ fn product_with(
     // whole rows), then laid out: scaled into [rows, n] right after each range's product where
     // there are scales, else in a pass after.
     let panels = rows >= BLOCKED_MIN_ROWS && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
-    // AVX2's panels only from PANEL_MIN_ROWS rows: below, packing the weight each call cost
-    // more than the panels saved (512 x 512 at 32 / 128 rows 153 / 395 -> 265 / 437 us).
     let direct = tiled.is_some()
         || (shifted.is_some() && panels)
-        || (narrow.is_some() && rows >= PANEL_MIN_ROWS);
+        || (narrow.is_some() && rows >= AVX2_PANEL_MIN_ROWS);
     let scaled = scales.is_some() && (direct || k > 0);
     let finished = scaled && finish.is_some() && k > 0;
     // One row's sums are scaled where they lie ([n, 1] is [1, n]).
@@ -329,7 +333,8 @@ fn product_with(
         } else if let (Some(bytes), true) = (&narrow, direct) {
             #[cfg(target_arch = "x86_64")]
             {
-                let packed = avx2::pack_panels(weights, k);
+                // SAFETY: the CPU has AVX2 (`narrow` is made only then).
+                let packed = unsafe { avx2::pack_panels(weights, k) };
                 in_row_chunks(
                     rows,
                     |chunk| {
@@ -1076,13 +1081,37 @@ mod avx2 {
     }
 
     /// `weights` [nr, k] packed into `Panels`, once per range of weight rows.
-    pub(super) fn pack_panels(weights: &[i8], k: usize) -> Panels {
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_panels(weights: &[i8], k: usize) -> Panels {
         let nr = weights.len() / k;
         let groups = k.div_ceil(4);
         let mut values = vec![0i8; nr.div_ceil(8) * groups * 32];
+        // Whole panels, 8 groups (32 columns) at a time: the 8 rows' pieces as 8 x 8 int32
+        // transposed in registers (one value per row and group); the rest one by one.
+        let (whole_rows, whole_columns) = (nr / 8 * 8, k / 32 * 32);
+        for j0 in (0..whole_rows).step_by(8) {
+            let panel = values.as_mut_ptr().add((j0 / 8) * groups * 32);
+            for c0 in (0..whole_columns).step_by(32) {
+                let mut rows = [_mm256_setzero_si256(); 8];
+                for (r, row) in rows.iter_mut().enumerate() {
+                    // SAFETY: columns c0 .. c0 + 32 of weight row j0 + r lie inside.
+                    let at = weights.as_ptr().add((j0 + r) * k + c0);
+                    *row = _mm256_loadu_si256(at as *const __m256i);
+                }
+                for (g, piece) in transpose8(rows).iter().enumerate() {
+                    // SAFETY: group c0 / 4 + g of the panel lies inside.
+                    let at = panel.add((c0 / 4 + g) * 32);
+                    _mm256_storeu_si256(at as *mut __m256i, *piece);
+                }
+            }
+        }
         for (j, row) in weights.chunks(k).enumerate() {
             let base = (j / 8) * groups * 32 + (j % 8) * 4;
-            for (c, &w) in row.iter().enumerate() {
+            let first = if j < whole_rows { whole_columns } else { 0 };
+            for (c, &w) in row.iter().enumerate().skip(first) {
                 values[base + (c / 4) * 32 + c % 4] = w;
             }
         }
@@ -1216,6 +1245,38 @@ mod avx2 {
             _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums);
             std::ptr::copy_nonoverlapping(lanes.as_ptr(), target, valid);
         }
+    }
+
+    /// Rows of `v` as columns: `out[c]` lane r is `v[r]` lane c (8 x 8 int32).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
+        let t0 = _mm256_unpacklo_epi32(v[0], v[1]);
+        let t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+        let t2 = _mm256_unpacklo_epi32(v[2], v[3]);
+        let t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+        let t4 = _mm256_unpacklo_epi32(v[4], v[5]);
+        let t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+        let t6 = _mm256_unpacklo_epi32(v[6], v[7]);
+        let t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
     }
 
     /// The wrapping int32 sum of the 8 lanes.
@@ -1696,7 +1757,7 @@ mod tests {
         ) {
             // AVX2's byte products (activations in [-127, 127], the weight's full range) where
             // the CPU has AVX2 and VNNI is not taken; more rows than a chunk of ROW_CHUNK, and
-            // from PANEL_MIN_ROWS rows its panels.
+            // from AVX2_PANEL_MIN_ROWS rows its panels.
             let (mut a, b) = operands(seed, rows, n, k);
             for v in &mut a {
                 *v = (*v).max(-127);
@@ -1710,7 +1771,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(8))]
         #[test]
         fn byte_panels_are_scaled_and_finished(
-            rows in PANEL_MIN_ROWS..700, n in 1usize..40, k in 1usize..600, seed in any::<u64>(),
+            rows in AVX2_PANEL_MIN_ROWS..700, n in 1usize..40, k in 1usize..600,
+            seed in any::<u64>(),
         ) {
             // AVX2's panels where the CPU has AVX2 (VNNI not taken; activations in [-127,
             // 127]), over more rows than a chunk of SCALED_ROW_CHUNK; the portable sums
