@@ -133,10 +133,11 @@ pub(crate) unsafe fn add_to_columns(operands: Columns) {
 }
 
 /// `add_to_columns`'s operands: the output `out` [.., n] and its activation rows `rows` to add
-/// to, the activations' outlier columns `x_cols` [.., c], the weight's rows of the output columns `columns` (`weight_rows`
-/// [columns.len(), k], int8 codes) with their scales `column_scales` and `bias`, and the outlier
-/// columns `cols` (c of them), read from those rows and dequantized (`code as f32 * scale`, the
-/// values `add_outliers_and_bias`'s `weight_cols` holds).
+/// to, the activations' outlier columns `x_cols` [.., c], the weight's rows of the output
+/// columns `columns` (`weight_rows` [columns.len(), k], int8 codes) with their scales
+/// `column_scales` and `bias`, and the outlier columns `cols` (c of them), read from those rows
+/// and dequantized (`code as f32 * scale`, the values `add_outliers_and_bias`'s `weight_cols`
+/// holds).
 pub(crate) struct Columns<'a> {
     pub out: &'a Shared<f32>,
     pub rows: std::ops::Range<usize>,

@@ -228,8 +228,8 @@ fn product_with(
     // instead.
     let tiled = (vnni && rows >= AMX_MIN_ROWS && amx::serves(k) && amx::available())
         .then(|| amx::pack_activations(a, rows, k));
-    // Both from the pool (`padded_rows`): fresh, a 6256 x 1536 copy's page faults took a
-    // quarter of the call on AVX2.
+    // Both from the pool (`padded_rows`): 6256 x 1536 on AVX2 41.2 -> 40.9 ms, 1540 x 384 on
+    // VNNI's panels 20.3 -> 19.8.
     let shifted = (tiled.is_none() && rows > 0 && vnni && vnni::available())
         .then(|| padded_rows(a, rows, k, stride, i8::MIN));
     let shifted_bytes = shifted.as_deref().map(as_unsigned);
@@ -248,8 +248,8 @@ fn product_with(
     }
     // With many rows or short ones, VNNI's panels written straight as [rows, n] (each range of
     // weight rows its own columns); elsewhere computed transposed ([n, rows]: each range writes
-    // whole rows), then laid out: scaled into [rows, n] right after each range's product where
-    // there are scales, else in a pass after.
+    // whole rows), then laid out: scaled into [rows, n] right after each chunk of the range's
+    // product where there are scales, else in a pass after.
     let panels = rows >= BLOCKED_MIN_ROWS && (rows >= PANEL_MIN_ROWS || k < PANEL_SHORT_K);
     let direct = tiled.is_some()
         || (shifted.is_some() && panels)
@@ -517,10 +517,6 @@ type TileArgs<'a, X> = (
     usize,
 );
 
-/// `tile(j, i, k0, k1, w, r)` for every tile of up to `tile_w` of the `n` weight rows by up to
-/// `tile_r` of the `rows` activation rows, per block of `k_block` columns of 0 .. `whole`
-/// (blocks outermost, then weight rows, then activation rows: a block's activations stay in
-/// cache for every weight row, a tile's weight rows for every activation row).
 /// The panel products' loops (`vnni::panels`, `avx2::panels`): per block of `$block` activation
 /// rows of `$rows`, every pair of the `$count` panels, tiles of up to 2 panels by 4 rows through
 /// `$tiles.tile::<P, R>(p, i)`.
@@ -554,6 +550,10 @@ macro_rules! panel_tiles {
 }
 use panel_tiles;
 
+/// `tile(j, i, k0, k1, w, r)` for every tile of up to `tile_w` of the `n` weight rows by up to
+/// `tile_r` of the `rows` activation rows, per block of `k_block` columns of 0 .. `whole`
+/// (blocks outermost, then weight rows, then activation rows: a block's activations stay in
+/// cache for every weight row, a tile's weight rows for every activation row).
 fn for_each_tile(
     (n, rows, whole, k_block): (usize, usize, usize, usize),
     (tile_w, tile_r): (usize, usize),
@@ -908,9 +908,8 @@ mod vnni {
         /// every panel of the range passes over them.
         const PANEL_ROW_BLOCK: usize = 64;
 
-        /// The weight rows `weights` [nr, k] packed for `panels`: panels of 8 rows, each 4
-        /// columns (a group) of the 8 rows one 32-byte piece, zeros past the rows and columns,
-        /// with 128 times each row's sum.
+        /// The weight rows [nr, k] packed for `panels` (`avx2::panel_values`), with 128 times
+        /// each row's sum.
         pub(in super::super) struct PanelWeights {
             packed: Vec<i8>,
             corrections: Vec<__m256i>,
@@ -923,15 +922,10 @@ mod vnni {
         pub(in super::super) unsafe fn pack_panels(weights: &[i8], k: usize) -> PanelWeights {
             let nr = weights.len() / k;
             let groups = k.div_ceil(4);
-            let count = nr.div_ceil(8);
-            let mut packed = vec![0i8; count * groups * 32];
-            let mut row_sums = vec![0i32; count * 8];
-            for (j, row) in weights.chunks(k).enumerate() {
-                let base = (j / 8) * groups * 32 + (j % 8) * 4;
-                for (c, &w) in row.iter().enumerate() {
-                    packed[base + (c / 4) * 32 + c % 4] = w;
-                }
-                row_sums[j] = row.iter().fold(0i32, |s, &w| s.wrapping_add(i32::from(w)));
+            let packed = super::super::avx2::panel_values(weights, k);
+            let mut row_sums = vec![0i32; nr.div_ceil(8) * 8];
+            for (sum, row) in row_sums.iter_mut().zip(weights.chunks(k)) {
+                *sum = row.iter().fold(0i32, |s, &w| s.wrapping_add(i32::from(w)));
             }
             let corrections = row_sums
                 .chunks(8)
@@ -1086,6 +1080,24 @@ mod avx2 {
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn pack_panels(weights: &[i8], k: usize) -> Panels {
+        let values = panel_values(weights, k);
+        let magnitudes = values.iter().map(|w| w.unsigned_abs() as i8).collect();
+        Panels {
+            magnitudes,
+            values,
+            groups: k.div_ceil(4),
+            nr: weights.len() / k,
+        }
+    }
+
+    /// The weight rows `weights` [nr, k] as panels of 8 rows, each 4 columns (a group) of the 8
+    /// rows one 32-byte piece (row j's columns at 4 j), zeros past the rows and columns: the
+    /// layout of `Panels` and of VNNI's panels.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn panel_values(weights: &[i8], k: usize) -> Vec<i8> {
         let nr = weights.len() / k;
         let groups = k.div_ceil(4);
         let mut values = vec![0i8; nr.div_ceil(8) * groups * 32];
@@ -1115,13 +1127,7 @@ mod avx2 {
                 values[base + (c / 4) * 32 + c % 4] = w;
             }
         }
-        let magnitudes = values.iter().map(|w| w.unsigned_abs() as i8).collect();
-        Panels {
-            magnitudes,
-            values,
-            groups,
-            nr,
-        }
+        values
     }
 
     /// `out[i * n + col0 + j] = dot(activation row i, weight row j)` for the packed weight rows
