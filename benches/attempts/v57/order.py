@@ -1,6 +1,8 @@
 """`python benches/attempts/v57/order.py`: the default forward of 4096x4096 at 32 rows
-graph-replayed several times in one process, before and after other forwards, to find what makes
-the same kernel 11.0 or 9.6 us (timeline.py's first and later readings)."""
+graph-replayed several times in one process, before and after other work (allocations, forced
+LLM.int8(), fp16 nn.Linear calls, idle time, 64 MB streamed), then with carveout hints on the
+weight-only kernels, to find what makes the same kernel 11.0 or 9.6 us (timeline.py's first and
+later readings)."""
 
 import time
 

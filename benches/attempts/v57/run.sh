@@ -1,4 +1,5 @@
-# NOTES v57: the quantize kernel's tests on the new wheel (.whl), then the forward's timeline
+# NOTES v57, with quantize-clusters.patch applied to the tree (its tests) and built into .whl:
+# the quantize kernel's tests on that wheel, then the forward's timeline
 # (timeline.py) with main's wheel (.whl-base) and the new one with each row over one block
 # (LLMINT8_QUANTIZE_SPLIT=0: the mask word preloaded only) and over a cluster of blocks (the new
 # default), alternating twice. S = shapes, R = rows (timeline.py's arguments).

@@ -2,7 +2,8 @@
 time goes, kernel by kernel, with programmatic dependent launch on (as shipped).
 
 For each layer (KxN, comma-separated; default the decode issue's four), row count and mode (the
-default forward, LLM.int8() forced, and the default with the hand-over off), a graph of 10
+default forward, LLM.int8() forced, the default with the hand-over off, and the default again:
+its first and later readings can differ, NOTES v57), a graph of 10
 forwards of one layer (weights warm, as `benches/linear.py`'s graph columns) is replayed under
 torch.profiler. Each kernel's start and end are printed relative to the start of its forward's
 first kernel (median over the middle forwards of every replay), then the forward's period (first
