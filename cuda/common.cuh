@@ -308,6 +308,7 @@ __device__ __forceinline__ float4 load_from_block(const float* p, unsigned rank)
   return v;
 }
 #define CLUSTER_ALONG_Z(n) __cluster_dims__(1, 1, n)
+#define CLUSTER_ALONG_Y(n) __cluster_dims__(1, n, 1)
 
 // The first of the four output columns a thread writes in every row of write_partial_sums' tile
 // (COLS columns, THREADS threads: a thread's columns are the same in each row it writes).
@@ -347,5 +348,6 @@ __device__ __forceinline__ void write_partial_sums(const float* partial, int ld,
 }
 #else
 #define CLUSTER_ALONG_Z(n)
+#define CLUSTER_ALONG_Y(n)
 #endif
 }  // namespace llmint8

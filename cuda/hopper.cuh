@@ -84,6 +84,28 @@ __device__ __forceinline__ void copy_box(unsigned dst, const TensorMap& map, int
       ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(&map)), "r"(column), "r"(row), "r"(bar)
       : "memory");
 }
+// The same box into shared memory at `dst` of every block of the cluster in `blocks` (a bit per
+// rank), completing on the barrier at `bar` of each (the same shared offsets in every block).
+__device__ __forceinline__ void copy_box_to_blocks(unsigned dst, const TensorMap& map, int column, int row,
+                                                   unsigned bar, unsigned short blocks) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n"
+      ::"r"(dst), "l"(reinterpret_cast<unsigned long long>(&map)), "r"(column), "r"(row), "r"(bar), "h"(blocks)
+      : "memory");
+}
+// This block's rank in its cluster, and an arrival on the barrier at shared offset `bar` of the
+// cluster's block `rank`.
+__device__ __forceinline__ unsigned cluster_rank() {
+  unsigned rank;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+  return rank;
+}
+__device__ __forceinline__ void barrier_arrive_at_block(unsigned bar, unsigned rank) {
+  unsigned remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(rank));
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
 __device__ __forceinline__ void prefetch_map(const TensorMap& map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&map)) : "memory");
 }
@@ -195,6 +217,27 @@ template <int N, typename T> struct Wgmma;
                      WGMMA_D8(32), WGMMA_D8(40), WGMMA_D8(48), WGMMA_D8(56)                          \
                    : WGMMA_ARGS_A);                                                                  \
     }                                                                                                \
+  };                                                                                                 \
+  template <> struct Wgmma<256, T> {                                                                 \
+    static __device__ __forceinline__ void run(float (&d)[128], const int (&a)[4], unsigned long long desc) { \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"                                       \
+                   "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE                      \
+                   " {"                                                                              \
+                   "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
+                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
+                   "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47," \
+                   "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63," \
+                   "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79," \
+                   "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95," \
+                   "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111," \
+                   "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}," \
+                   " {%128,%129,%130,%131}, %132, p, 1, 1, 0;\n}\n"                                       \
+                   : WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24),                           \
+                     WGMMA_D8(32), WGMMA_D8(40), WGMMA_D8(48), WGMMA_D8(56),                         \
+                     WGMMA_D8(64), WGMMA_D8(72), WGMMA_D8(80), WGMMA_D8(88),                         \
+                     WGMMA_D8(96), WGMMA_D8(104), WGMMA_D8(112), WGMMA_D8(120)                       \
+                   : WGMMA_ARGS_A);                                                                  \
+    }                                                                                                \
   };
 WGMMA_F16_BF16(__half, "f16")
 WGMMA_F16_BF16(__nv_bfloat16, "bf16")
@@ -262,11 +305,25 @@ template <int BK, int SPLITS> __device__ __forceinline__ KRange split_k(int K, i
   return {first, max(0, min(k_tiles, first + per_split) - first)};
 }
 
+// A consumer's m64nNTOK accumulators d (fp32; warpgroup `group` >= 1 of 64 weight rows each) into
+// the block's partial tile in shared memory (`ring`, no longer read: partial[token][row], rows LDP
+// floats apart).
+template <int NTOK, int LDP>
+__device__ __forceinline__ void store_partial_tile(const float (&d)[NTOK / 2], unsigned char* ring, int group) {
+  float* partial = reinterpret_cast<float*>(ring);
+  // d[4j + r]: weight row (row + 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int row = 64 * (group - 1) + 16 * warp + g;
+#pragma unroll
+  for (int j = 0; j < NTOK / 8; ++j)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) partial[(8 * j + 2 * q + (r & 1)) * LDP + row + 8 * (r >> 1)] = d[4 * j + r];
+}
+
 // After the K loop, by all THREADS threads of a block (warpgroup 0 the producer, warpgroups 1..
 // the consumers of 64 weight rows each, d their m64nNTOK accumulators, fp32): the block's tile
-// through shared memory (`ring`, no longer read: partial[token][row], rows LDP floats apart), its
-// K split's partials added across the cluster along z (SPLITS > 1, rank order) and written,
-// scaled and biased (write_partial_sums).
+// through shared memory (store_partial_tile), its K split's partials added across the cluster
+// along z (SPLITS > 1, rank order) and written, scaled and biased (write_partial_sums).
 template <typename T, int NTOK, int BN, int LDP, int SPLITS, int THREADS>
 __device__ __forceinline__ void write_tile(const float (&d)[NTOK / 2], unsigned char* ring, int m0, int n0,
                                            int M, int N, T* out, int ldo, const float* SCB, const void* bias,
@@ -274,21 +331,48 @@ __device__ __forceinline__ void write_tile(const float (&d)[NTOK / 2], unsigned 
   const ColumnScales<4> scales =
       load_column_scales<4>(n0 + partial_sums_column<BN, THREADS>(), N, SCB, bias, bias_kind);
   __syncthreads();  // every stage has been consumed: the ring holds the partial tile now
-  float* partial = reinterpret_cast<float*>(ring);
   const int group = threadIdx.x / 128;
-  if (group > 0) {
-    // d[4j + r]: weight row (row + 8 for r = 2, 3), token 8j + 2q (+ 1 for odd r).
-    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-    const int row = 64 * (group - 1) + 16 * warp + g;
-#pragma unroll
-    for (int j = 0; j < NTOK / 8; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) partial[(8 * j + 2 * q + (r & 1)) * LDP + row + 8 * (r >> 1)] = d[4 * j + r];
-  }
+  if (group > 0) store_partial_tile<NTOK, LDP>(d, ring, group);
   if constexpr (SPLITS > 1) cluster_barrier();  // every block's partial tile is complete and visible
   else __syncthreads();
-  write_partial_sums<T, SPLITS, NTOK, BN, THREADS>(partial, LDP, m0, n0, M, N, out, ldo, scales);
+  write_partial_sums<T, SPLITS, NTOK, BN, THREADS>(reinterpret_cast<const float*>(ring), LDP, m0, n0, M, N, out, ldo,
+                                                   scales);
   if constexpr (SPLITS > 1) cluster_barrier();  // no block leaves while another reads its memory
+}
+
+// The tile of a block whose consumers (COUNT threads, `thread` this one's index among them, K
+// unsplit) write it alone: their accumulators d through shared memory (`ring`, no longer read by
+// any of them once the first barrier returns), scaled and biased as write_partial_sums does.
+template <typename T, int NTOK, int BN, int LDP, int COUNT>
+__device__ __forceinline__ void write_tile_by_consumers(const float (&d)[NTOK / 2], unsigned char* ring, int group,
+                                                        int thread, int m0, int n0, int M, int N, T* out, int ldo,
+                                                        const float* SCB, const void* bias, int bias_kind) {
+  constexpr int QUADS = BN / 4;
+  static_assert(COUNT % QUADS == 0, "a thread writes the same columns in every row");
+  const int col = (thread % QUADS) * 4;
+  const ColumnScales<4> scales = load_column_scales<4>(n0 + col, N, SCB, bias, bias_kind);
+  named_barrier<1, COUNT>();  // every stage and chunk has been read
+  store_partial_tile<NTOK, LDP>(d, ring, group);
+  named_barrier<1, COUNT>();  // the partial tile is complete
+  const float* partial = reinterpret_cast<const float*>(ring);
+  const bool pairs = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 3) == 0;
+  const bool quads = ((reinterpret_cast<unsigned long long>(out) | (unsigned)ldo * sizeof(T)) & 7) == 0;
+#pragma unroll 2
+  for (int i = thread; i < NTOK * QUADS; i += COUNT) {
+    const int row = i / QUADS;
+    if (m0 + row >= M) break;  // rows ascend with i
+    const float4 sum = *reinterpret_cast<const float4*>(partial + row * LDP + col);
+    const float sums[4] = {sum.x, sum.y, sum.z, sum.w};
+    write_scaled_quad<T>(out, ldo, m0 + row, n0 + col, N, sums, scales, pairs, quads);
+  }
+}
+
+// Registers a warpgroup owns from here on (setmaxnreg: all its warps, the same count).
+template <int REGISTERS> __device__ __forceinline__ void release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
+template <int REGISTERS> __device__ __forceinline__ void claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
 }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL

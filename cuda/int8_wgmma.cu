@@ -81,6 +81,8 @@ constexpr int W_BYTES = BN * BK;          // a stage's weight tile
 constexpr int STEPS = BK / 32;            // wgmma k32 steps per stage
 constexpr int CHUNK = OUTLIER_CHUNK;      // outlier columns per step of the outlier product
 constexpr int HELD_STEPS = 1;             // k16 steps of the first outlier chunk held (OutlierChunk)
+// setmaxnreg of the 256-token tile's warpgroups: 40 + 2 x 232 of the SM's 512 a thread of 128.
+constexpr int PRODUCER_REGISTERS = 40, CONSUMER_REGISTERS = 232;
 
 template <int NTOK, int STAGES> struct Int8Tile {
   static constexpr int X_BYTES = NTOK * BK;  // a multiple of 1024 (the swizzle's period)
@@ -104,7 +106,14 @@ template <int NTOK, int STAGES> struct Int8Tile {
   static_assert(NTOK * 2 * CHUNK <= RING_BYTES, "an outlier chunk of Xc fits in the ring");
   static constexpr int SMEM_BYTES = RING_BYTES + 1024;  // + alignment of the ring to 1024 bytes
   static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
-  static_assert(NTOK % 16 == 0 && NTOK <= 128, "wgmma n");
+  static_assert(NTOK % 16 == 0 && NTOK <= 256, "wgmma n");
+  // 256-token tiles come in pairs of blocks (a cluster along grid y: two adjacent tiles of weight
+  // rows) that share the tokens' box: each block copies half of it into both blocks' rings.
+  static constexpr int PAIR = NTOK == 256 ? 2 : 1;
+  static constexpr int X_PART = X_BYTES / PAIR;  // what each block of a pair copies
+  // The first outlier chunk held from before the K loop (OutlierChunk): not beside the 256-token
+  // tile's 128 int32 sums a thread, which the registers hold only alone.
+  static constexpr bool HOLDS_CHUNK = NTOK <= 128;
 };
 constexpr int MAX_XO_BUFFERS = 3;
 
@@ -144,6 +153,24 @@ template <> struct WgmmaS8<128> {
                  "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p;\n}\n"
                  : S8_D8(0), S8_D8(8), S8_D8(16), S8_D8(24),
                    S8_D8(32), S8_D8(40), S8_D8(48), S8_D8(56)
+                 : S8_ARGS);
+  }
+};
+template <> struct WgmmaS8<256> {
+  static __device__ __forceinline__ void run(int (&d)[128], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8"
+                 " {"
+                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+                 "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+                 "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
+                 "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
+                 "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
+                 "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,"
+                 "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p;\n}\n"
+                 : S8_D8(0), S8_D8(8), S8_D8(16), S8_D8(24), S8_D8(32), S8_D8(40), S8_D8(48), S8_D8(56),
+                   S8_D8(64), S8_D8(72), S8_D8(80), S8_D8(88), S8_D8(96), S8_D8(104), S8_D8(112), S8_D8(120)
                  : S8_ARGS);
   }
 };
@@ -234,17 +261,14 @@ __device__ __forceinline__ void pick_outlier_bytes(OutlierChunk<NTOK, HELD>& chu
     }
 }
 
-// d += the chunk's product: the weight's A fragments (the held bytes, the other steps' read now),
-// Xc's pieces staged swizzled (128-byte rows) in shared memory at `stage` (address `base`) by all
-// CONSUMER_THREADS threads, then fp16 / bf16 wgmmas.
+// The weight's A fragments of a chunk for the lane (g, q) of warp `warp`: the held bytes for the
+// first HELD k16 steps, the others read now.
 template <typename T, int NTOK, int HELD>
-__device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], const OutlierChunk<NTOK, HELD>& chunk,
-                                                       int c0, const signed char* __restrict__ W, int ldw,
-                                                       const int* __restrict__ columns, int outliers, int N,
-                                                       int n0, int rows, int warp, int lane,
-                                                       unsigned char* stage, unsigned base) {
-  const int ctid = threadIdx.x - 128, g = lane / 4, q = lane % 4;
-  int a[CHUNK / 16][4];
+__device__ __forceinline__ void outlier_fragments(int (&a)[CHUNK / 16][4], const OutlierChunk<NTOK, HELD>* chunk,
+                                                  int c0, const signed char* __restrict__ W, int ldw,
+                                                  const int* __restrict__ columns, int outliers, int N, int n0,
+                                                  int rows, int warp, int lane) {
+  const int g = lane / 4, q = lane % 4;
 #pragma unroll
   for (int s = 0; s < CHUNK / 16; ++s)
 #pragma unroll
@@ -255,7 +279,7 @@ __device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], con
       for (int e = 0; e < 4; ++e) {
         unsigned byte = 0;
         if (s < HELD) {
-          byte = chunk.w[s < HELD ? s : 0][h][e];
+          byte = chunk->w[s < HELD ? s : 0][h][e];
         } else {
           const int at = listed(columns, c0 + 16 * s + 2 * q + (e & 1) + 8 * (e >> 1), outliers);
           if (at >= 0 && n < N) byte = static_cast<unsigned char>(W[static_cast<long long>(n) * ldw + at]);
@@ -264,6 +288,33 @@ __device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], con
       }
       to_pairs(word, a[s][h], a[s][2 + h], T{});
     }
+}
+
+// d += the chunk's fp16 / bf16 wgmmas: the A fragments times Xc's chunk staged at `base`.
+template <typename T, int NTOK>
+__device__ __forceinline__ void multiply_staged_chunk(float (&d)[NTOK / 2], const int (&a)[CHUNK / 16][4],
+                                                      unsigned base) {
+  fence_operands(d);
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < CHUNK / 16; ++s) Wgmma<NTOK, T>::run(d, a[s], descriptor(base + 32 * s));
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operands(d);
+}
+
+// d += the chunk's product: the weight's A fragments (the held bytes, the other steps' read now),
+// Xc's pieces staged swizzled (128-byte rows) in shared memory at `stage` (address `base`) by all
+// CONSUMER_THREADS threads, then fp16 / bf16 wgmmas.
+template <typename T, int NTOK, int HELD>
+__device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], const OutlierChunk<NTOK, HELD>& chunk,
+                                                       int c0, const signed char* __restrict__ W, int ldw,
+                                                       const int* __restrict__ columns, int outliers, int N,
+                                                       int n0, int rows, int warp, int lane,
+                                                       unsigned char* stage, unsigned base) {
+  const int ctid = threadIdx.x - 128;
+  int a[CHUNK / 16][4];
+  outlier_fragments<T, NTOK, HELD>(a, &chunk, c0, W, ldw, columns, outliers, N, n0, rows, warp, lane);
   named_barrier<1, CONSUMER_THREADS>();  // the ring (or the last chunk) is no longer read
 #pragma unroll
   for (int p = 0; p < OutlierChunk<NTOK, HELD>::PIECES; ++p) {
@@ -272,13 +323,47 @@ __device__ __forceinline__ void multiply_outlier_chunk(float (&d)[NTOK / 2], con
   }
   fence_async_shared();
   named_barrier<1, CONSUMER_THREADS>();  // the chunk is staged
-  fence_operands(d);
-  wgmma_fence();
+  multiply_staged_chunk<T, NTOK>(d, a, base);
+}
+
+// The same for tiles that hold no chunk (Int8Tile::HOLDS_CHUNK false): Xc's rows [m0, m0 + NTOK)
+// of the chunk copied into shared memory by cp.async (zeros past M), no registers between.
+template <typename T, int NTOK>
+__device__ __forceinline__ void multiply_copied_chunk(float (&d)[NTOK / 2], int c0, const T* __restrict__ Xc,
+                                                      int ldc, int M, int m0, const signed char* __restrict__ W,
+                                                      int ldw, const int* __restrict__ columns, int outliers, int N,
+                                                      int n0, int rows, int warp, int lane, unsigned char* stage,
+                                                      unsigned base) {
+  const int ctid = threadIdx.x - 128;
+  named_barrier<1, CONSUMER_THREADS>();  // the ring (or the last chunk) is no longer read
 #pragma unroll
-  for (int s = 0; s < CHUNK / 16; ++s) Wgmma<NTOK, T>::run(d, a[s], descriptor(base + 32 * s));
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_operands(d);
+  for (int p = 0; p < NTOK * 8 / CONSUMER_THREADS; ++p) {
+    const int i = ctid + p * CONSUMER_THREADS, r = i / 8;
+    const bool inside = m0 + r < M;
+    const T* src = Xc + static_cast<long long>(inside ? m0 + r : 0) * ldc + c0 + 8 * (i % 8);
+    cp_async16(stage + r * 128 + (((i % 8) ^ (r & 7)) << 4), src, inside ? 16 : 0);
+  }
+  cp_async_commit();
+  int a[CHUNK / 16][4];
+  outlier_fragments<T, NTOK, 0>(a, static_cast<const OutlierChunk<NTOK, 0>*>(nullptr), c0, W, ldw, columns,
+                                outliers, N, n0, rows, warp, lane);
+  cp_async_wait<0>();
+  fence_async_shared();
+  named_barrier<1, CONSUMER_THREADS>();  // the chunk is staged
+  multiply_staged_chunk<T, NTOK>(d, a, base);
+}
+
+// The tokens' box of a stage (K columns from k0 of Xq's rows from m0) into the stage at shared
+// address `stage`, completing on `bar`: a pair's blocks each copy their half into both.
+template <int NTOK, int STAGES>
+__device__ __forceinline__ void copy_tokens(unsigned stage, const TensorMap& x_map, int k0, int m0, unsigned bar) {
+  using C = Int8Tile<NTOK, STAGES>;
+  if constexpr (C::PAIR > 1) {
+    const unsigned rank = cluster_rank();
+    copy_box_to_blocks(stage + rank * C::X_PART, x_map, k0, m0 + rank * (NTOK / C::PAIR), bar, (1u << C::PAIR) - 1);
+  } else {
+    copy_box(stage, x_map, k0, m0, bar);
+  }
 }
 
 // Producer stage i: K columns [k0, k0 + BK) of Xq's token rows from m0 and of the weight's rows
@@ -290,14 +375,14 @@ __device__ __forceinline__ void produce_int8_stage(int i, unsigned long long* fu
   using C = Int8Tile<NTOK, STAGES>;
   const unsigned bar = claim_stage<C::SLOTS>(i, full, empty, C::STAGE_BYTES);
   const unsigned stage = base + (i % C::SLOTS) * C::STAGE_BYTES;
-  copy_box(stage, x_map, k0, m0, bar);
+  copy_tokens<NTOK, STAGES>(stage, x_map, k0, m0, bar);
   copy_box(stage + C::X_BYTES, w_map, k0, n0, bar);
 }
 
 // Consumer stage i of the warpgroup whose weight rows start at `rows` in the tile: wait for the
 // stage's copies, issue its four k32 wgmmas on acc, then (this group in flight) wait for stage
 // i - 1's groups, call `done_before` (what else those groups read is free then) and hand that
-// stage back to the producer.
+// stage back to the producer (to both producers of a pair: each fills both blocks' slots).
 template <int NTOK, int STAGES, typename DoneBefore>
 __device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], unsigned long long* full,
                                                    unsigned long long* empty, unsigned base, int rows,
@@ -315,7 +400,11 @@ __device__ __forceinline__ void consume_int8_stage(int i, int (&acc)[NTOK / 2], 
   wgmma_wait<1>();
   fence_operands(acc);
   done_before();
-  if (i > 0 && lane == 0) barrier_arrive(smem_address(&empty[(i - 1) % C::SLOTS]));
+  if (i > 0 && lane == 0) {
+    const unsigned bar = smem_address(&empty[(i - 1) % C::SLOTS]);
+    barrier_arrive(bar);
+    if constexpr (C::PAIR > 1) barrier_arrive_at_block(bar, cluster_rank() ^ 1u);
+  }
 }
 
 // d = acc * row_scales[token] (absmax / 127 of the tile's tokens, in shared memory) for lane q's
@@ -371,12 +460,16 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       barrier_init(smem_address(&xo_full[b]), 1);
       barrier_init(smem_address(&xo_empty[b]), 4 * CONSUMERS);
     }
-    init_ring<STAGES>(full, empty, 4 * CONSUMERS);  // its fence covers the others too
+    init_ring<STAGES>(full, empty, 4 * CONSUMERS * C::PAIR);  // its fence covers the others too
   }
-  __syncthreads();
+  if constexpr (C::PAIR > 1) cluster_barrier();  // the pair's barriers are set before either copies
+  else __syncthreads();
 
   float d[NTOK / 2];
   if (group == 0) {
+    // The 256-token tile's consumers hold 128 int32 sums a thread: the producer's registers go to
+    // them (without, ptxas serializes their wgmmas for want of registers).
+    if constexpr (C::PAIR > 1) release_registers<PRODUCER_REGISTERS>();
     if (threadIdx.x == 0) {
       prefetch_map(x_map);
       prefetch_map(w_map);
@@ -392,7 +485,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       }
       wait_for_prerequisites();  // the quantized rows, their scales and outlier columns
       for (int i = 0; i < early; ++i)
-        copy_box(base + i * C::STAGE_BYTES, x_map, (first + i) * BK, m0, smem_address(&full[i]));
+        copy_tokens<NTOK, STAGES>(base + i * C::STAGE_BYTES, x_map, (first + i) * BK, m0, smem_address(&full[i]));
       for (int i = early; i < count; ++i)
         produce_int8_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
     } else if (threadIdx.x / 32 == 1) {
@@ -408,6 +501,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
         copy_hot_tiles<C::XO_RING>(xo_map, hot_tiles, first, count, m0, xo_base, C::XO_HALF, xo_full, xo_empty);
     }
   } else {
+    if constexpr (C::PAIR > 1) claim_registers<CONSUMER_REGISTERS>();
     wait_for_prerequisites();
     if (spent_mask != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
       for (int w = threadIdx.x - 128; w < spent_words; w += CONSUMER_THREADS) spent_mask[w] = 0u;
@@ -420,7 +514,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     const int outliers = !dense && blockIdx.z == 0 ? listed_count : 0;
     const int k_begin = first * BK, k_end = min(K, (first + count) * BK);
     OutlierChunk<NTOK, HELD_STEPS> held;
-    if (outliers > 0)
+    if (C::HOLDS_CHUNK && outliers > 0)
       load_outlier_chunk<T, NTOK>(held, 0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, rows, warp, lane,
                                   k_begin, k_end);
     int acc[NTOK / 2];
@@ -429,7 +523,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
     if (!C::DENSE || !dense) {
       for (int i = 0; i < count; ++i) {
         consume_int8_stage<NTOK, STAGES>(i, acc, full, empty, base, rows, lane, [] {});
-        if (outliers > 0)  // stage i is handed back only after stage i + 1's wgmmas are issued
+        if (C::HOLDS_CHUNK && outliers > 0)  // stage i is handed back after stage i + 1's wgmmas are issued
           pick_outlier_bytes<NTOK>(held, ring + (i % C::SLOTS) * C::STAGE_BYTES + C::X_BYTES, k_begin + i * BK, rows,
                                    warp, lane);
       }
@@ -475,16 +569,30 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       for (int j = 0; j < NTOK / 2; ++j) d[j] += o[j];
     }
     if (outliers > 0) {
-      multiply_outlier_chunk<T, NTOK>(d, held, 0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
-      for (int c0 = CHUNK; c0 < outliers; c0 += CHUNK) {
+      int c0 = 0;
+      if constexpr (C::HOLDS_CHUNK) {
+        multiply_outlier_chunk<T, NTOK>(d, held, 0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
+        c0 = CHUNK;
+      }
+      for (; c0 < outliers && !C::HOLDS_CHUNK; c0 += CHUNK)
+        multiply_copied_chunk<T, NTOK>(d, c0, Xc, ldc, M, m0, W, ldw, columns, outliers, N, n0, rows, warp, lane,
+                                       ring, base);
+      for (; c0 < outliers; c0 += CHUNK) {
         OutlierChunk<NTOK, 0> next;
         load_outlier_chunk<T, NTOK>(next, c0, Xc, ldc, W, ldw, columns, outliers, M, N, m0, n0, rows, warp, lane, 0,
                                     0);
         multiply_outlier_chunk<T, NTOK>(d, next, c0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
       }
     }
+    if constexpr (C::PAIR > 1)  // the producer, down to its few registers, takes no part
+      write_tile_by_consumers<T, NTOK, BN, C::LDP, CONSUMER_THREADS>(d, ring, group, threadIdx.x - 128, m0, n0, M, N,
+                                                                      out, ldo, SCB, bias, bias_kind);
   }
-  write_tile<T, NTOK, BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
+  if constexpr (C::PAIR > 1) {
+    cluster_barrier();  // no block leaves while its pair may still arrive on its barriers
+  } else {
+    write_tile<T, NTOK, BN, C::LDP, SPLITS, THREADS>(d, ring, m0, n0, M, N, out, ldo, SCB, bias, bias_kind);
+  }
 #else
   __trap();  // compiled for sm_90a only (cuda_kernels.ARCH_SPECIFIC)
 #endif
@@ -501,11 +609,20 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Z(SPLITS) int8_wgmma
   int8_wgmma_gemm<T, NTOK, STAGES, SPLITS>(INT8_WGMMA_ARGS);
 }
 
+// 256-token tiles by pairs of 128-row weight tiles (grid y even), the tokens' box shared.
+template <typename T, int NTOK, int STAGES>
+__global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Y(2) int8_wgmma_pair(INT8_WGMMA_PARAMS) {
+  static_assert(Int8Tile<NTOK, STAGES>::PAIR == 2, "a tile that pairs its blocks");
+  if (hands_over_to_weight_only(outlier_count, weight_only_above, spent_mask, spent_words)) return;
+  int8_wgmma_gemm<T, NTOK, STAGES, 1>(INT8_WGMMA_ARGS);
+}
+
 #define INSTANTIATE(T, NTOK, STAGES)                                            \
   template __global__ void int8_wgmma<T, NTOK, STAGES> SIGNATURE(T);            \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T);   \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 4> SIGNATURE(T);
 // Token tiles of 32, 64 and 128 by 128 weight rows; stages so that about 160-200 KB are in flight.
-#define INSTANTIATE_TILES(T) INSTANTIATE(T, 32, 10) INSTANTIATE(T, 64, 8) INSTANTIATE(T, 128, 6)
+#define INSTANTIATE_TILES(T) INSTANTIATE(T, 32, 10) INSTANTIATE(T, 64, 8) INSTANTIATE(T, 128, 6) \
+  template __global__ void int8_wgmma_pair<T, 256, 4> SIGNATURE(T);
 INSTANTIATE_TILES(__half)
 INSTANTIATE_TILES(__nv_bfloat16)

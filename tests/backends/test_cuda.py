@@ -855,8 +855,9 @@ INT8_WGMMA_SHAPES = [(5, 4096, 300), (17, 1040, 129), (33, 2048, 1000), (64, 409
 def _int8_wgmma_plans():
     if cuda_backend is None:
         return []
-    return [(tokens, splits) for tokens, _ in cuda_backend.INT8_WGMMA_TOKEN_TILES
-            for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
+    tiles = [(tokens, splits) for tokens, _ in cuda_backend.INT8_WGMMA_TOKEN_TILES
+             for splits in cuda_backend.WGMMA_SPLITS]  # fmt: skip
+    return [*tiles, (cuda_backend.INT8_WGMMA_PAIR_TILE[0], 1)]  # the pairs of blocks
 
 
 def _forced_plan(monkeypatch, kernel, tile_rows=0, splits=1, weight_rows=0):

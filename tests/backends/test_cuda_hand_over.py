@@ -22,6 +22,7 @@ def _plans():
     if cuda_backend is None:
         return []
     wgmma = [(t, s, 0) for t, _ in cuda_backend.INT8_WGMMA_TOKEN_TILES for s in (1, 2)]
+    wgmma.append((cuda_backend.INT8_WGMMA_PAIR_TILE[0], 1, 0))
     tokens = [(64 * c, 1, r) for r, c, _ in cuda_backend.INT8_TOKENS_TILES]
     return wgmma + tokens
 

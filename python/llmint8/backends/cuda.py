@@ -44,6 +44,7 @@ from .cuda_kernels import (
     INT8_TOKENS_DENSE_TILES,
     INT8_TOKENS_TILES,
     INT8_WGMMA_DENSE_TILES,
+    INT8_WGMMA_PAIR_TILE,
     INT8_WGMMA_TOKEN_TILES,
     KERNEL_DIR,  # noqa: F401  (re-exported: where the shipped kernels live)
     MMA_CAPABILITY,
@@ -129,6 +130,18 @@ INT8_TOKENS_MIN_WEIGHT_ROWS = 8192
 INT8_WGMMA_TOKEN_COST = 0.001
 K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
+# From this many rows on sm_90 LLM.int8()'s product may run int8_wgmma.cu's 256-token tile (pairs
+# of blocks sharing the tokens' box, the epilogue fused) instead of cuBLAS's GEMM and a separate
+# epilogue: `pair_tile_enabled` (LLMINT8_PAIR_TILE=1 while it is measured).
+INT8_WGMMA_PAIR_MIN_ROWS = 256
+_PAIR_TILE = os.environ.get("LLMINT8_PAIR_TILE", "0") == "1"
+
+
+def pair_tile_enabled() -> bool:
+    """Whether plans from INT8_WGMMA_PAIR_MIN_ROWS rows take int8_wgmma.cu's 256-token tile."""
+    return _PAIR_TILE
+
+
 MAX_SPLITS = 16
 GATHER_ROWS_PER_BLOCK = 8  # gather_outlier_columns.cu ROWS_PER_BLOCK
 # Gather blocks per SM (all resident at once): each block lists the outlier columns from the mask
@@ -170,7 +183,12 @@ WGMMA_INT8_FILLS_MAX_ROWS = 16
 # rows 211 us at C = 512, and cross the weight-only product near 100 columns at 32-64 rows, near
 # 200 at 128; benches/NOTES.md v51), by the plan's token tile. LLMINT8_HAND_OVER=0 turns it off.
 HAND_OVER_DENSE_ABOVE = OUTLIER_CHUNK
-HAND_OVER_LISTED_ABOVE = {32: 2 * OUTLIER_CHUNK, 64: 2 * OUTLIER_CHUNK, 128: 3 * OUTLIER_CHUNK}
+HAND_OVER_LISTED_ABOVE = {
+    32: 2 * OUTLIER_CHUNK,
+    64: 2 * OUTLIER_CHUNK,
+    128: 3 * OUTLIER_CHUNK,
+    256: 3 * OUTLIER_CHUNK,
+}
 _HAND_OVER = os.environ.get("LLMINT8_HAND_OVER", "1") != "0"
 # From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
 # block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
@@ -278,6 +296,8 @@ def plan(
             tokens = 64 if m <= 64 else 128
             return Plan("wgmma", tokens, 1, 0, int8_tokens_rows(index, m, n, tokens))
         return Plan("wgmma", tokens, splits)
+    if wgmma_ok and not raw and m >= INT8_WGMMA_PAIR_MIN_ROWS and pair_tile_enabled():
+        return Plan("wgmma", INT8_WGMMA_PAIR_TILE[0], 1)
     if cublas_ok and m >= CUBLAS_MIN_ROWS:
         return Plan("cublas", 32 if m <= 32 else 64)  # the epilogue's row tile (MODE 2)
     bm = 32 if m <= 32 else 64 if m <= 64 else 128
@@ -616,12 +636,16 @@ def _early_weights(tokens: int, ops: _Operands) -> int:
 
 def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int, dtype_name):
     """int8_wgmma.cu's plan (tokens, splits) for `ops` (MODE 1 operands; `ops.wc`: the list of
-    outlier columns) as a `_Launch`."""
+    outlier columns) as a `_Launch`. The 256-token tile's blocks come in pairs along grid y that
+    each copy half the tokens' box (a box of 128 rows) into both."""
     padded = _tile_rows(m, tokens)
-    x_map = tensor_map_at(ops.a, torch.int8, padded, k, ops.lda, WGMMA_K_TILE, tokens, 128)
+    pair = tokens == INT8_WGMMA_PAIR_TILE[0]
+    box_rows = tokens // 2 if pair else tokens
+    x_map = tensor_map_at(ops.a, torch.int8, padded, k, ops.lda, WGMMA_K_TILE, box_rows, 128)
     rows = WGMMA_WEIGHT_ROWS
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
-    shared = int8_wgmma_shared_memory(tokens, dict(INT8_WGMMA_TOKEN_TILES)[tokens])
+    stages = INT8_WGMMA_PAIR_TILE[1] if pair else dict(INT8_WGMMA_TOKEN_TILES)[tokens]
+    shared = int8_wgmma_shared_memory(tokens, stages)
     xo_map = _xo_map(ops, m, k, tokens, dtype_name, x_map)
     args = (
         x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
@@ -629,7 +653,8 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
         _early_weights(tokens, ops), ops.hot, ops.weight_only_above,
     )  # fmt: skip
     wgmma = kernel(index, "int8_wgmma.cu", int8_wgmma_name(dtype_name, tokens, splits))
-    return _Launch(wgmma, (_ceil(m, tokens), _ceil(n, rows), splits), shared, args, None, 16, False)
+    weight_tiles = _ceil(_ceil(n, rows), 2) * 2 if pair else _ceil(n, rows)
+    return _Launch(wgmma, (_ceil(m, tokens), weight_tiles, splits), shared, args, None, 16, False)
 
 
 def _has_dense_part(plan_: Plan) -> bool:

@@ -646,6 +646,9 @@ def _weight_only_wgmma_name_shared_memory(name: str) -> int:
 
 INT8_WGMMA_TOKEN_TILES = ((32, 10), (64, 8), (128, 6))
 """int8_wgmma.cu's (NTOK, STAGES) instantiations (its SPLITS: WGMMA_SPLITS)."""
+INT8_WGMMA_PAIR_TILE = (256, 4)
+"""int8_wgmma.cu's (NTOK, STAGES) of ``int8_wgmma_pair``: K unsplit, blocks in pairs along grid y
+(clusters of two weight tiles) that share the tokens' box."""
 OUTLIER_CHUNK = 64  # common.cuh: the gathered outlier columns come in whole chunks
 
 
@@ -663,6 +666,10 @@ def int8_wgmma_shared_memory(tokens: int, stages: int) -> int:
 def int8_wgmma_name(dtype_name: str, tokens: int, splits: int) -> str:
     """``int8_wgmma<T, NTOK, STAGES>``, with K split ``int8_wgmma_split<T, NTOK, STAGES,
     SPLITS>``."""
+    if tokens == INT8_WGMMA_PAIR_TILE[0]:
+        if splits != 1:
+            raise ValueError(f"int8_wgmma.cu's {tokens}-token tile does not split K")
+        return f"int8_wgmma_pair<{dtype_name}, {tokens}, {INT8_WGMMA_PAIR_TILE[1]}>"
     stages = dict(INT8_WGMMA_TOKEN_TILES)[tokens]
     if splits == 1:
         return f"int8_wgmma<{dtype_name}, {tokens}, {stages}>"
@@ -795,7 +802,8 @@ EXPRESSIONS = {
         for t in WEIGHT_ONLY_TYPES
         for tokens, _ in INT8_WGMMA_TOKEN_TILES
         for splits in WGMMA_SPLITS
-    ],
+    ]
+    + [int8_wgmma_name(t, INT8_WGMMA_PAIR_TILE[0], 1) for t in WEIGHT_ONLY_TYPES],
     "int8_wgmma_tokens.cu": list(_int8_tokens_names()),
 }
 # Files compiled for one architecture's specific target alone, and the blocks not of THREADS.
