@@ -95,7 +95,9 @@ __device__ __forceinline__ void copy_box_to_blocks(unsigned dst, const TensorMap
       : "memory");
 }
 // This block's rank in its cluster, and an arrival on the barrier at shared offset `bar` of the
-// cluster's block `rank`.
+// cluster's block `rank`, with the default (CTA-scope) release: a consumer's hand-back orders
+// nothing but its own completed reads, and a cluster-scope release costs a GPU-wide fence on every
+// stage (ncu: 40% of the 256-token tile's stalls, benches/NOTES.md v58).
 __device__ __forceinline__ unsigned cluster_rank() {
   unsigned rank;
   asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
@@ -104,7 +106,7 @@ __device__ __forceinline__ unsigned cluster_rank() {
 __device__ __forceinline__ void barrier_arrive_at_block(unsigned bar, unsigned rank) {
   unsigned remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(bar), "r"(rank));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 __device__ __forceinline__ void prefetch_map(const TensorMap& map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&map)) : "memory");
