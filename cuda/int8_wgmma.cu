@@ -46,9 +46,18 @@
 // in rank order (deterministic). (A stream-K variant, the weight-only kernel's scheme with int32
 // partials, measured slower on every shape: benches/NOTES.md v15.)
 //
+// 256 tokens (int8_wgmma_pair, prefill): the tile's 128 int32 sums a consumer thread take the
+// registers setmaxnreg moves from the producer warpgroup to the consumers; two blocks of adjacent
+// weight tiles form a cluster along grid y and share the tokens' box, each copying half of it
+// into both rings by one multicast TMA copy (L2 reads per multiply-add a third lower than the
+// 128-token tile's), each consumer warp handing a stage back to both producers; no first outlier
+// chunk held (OutlierChunk's pieces would not fit beside the sums): every chunk after the K loop,
+// Xc's pieces copied by cp.async; the consumers write the tile (the producer has too few
+// registers). Grid y is even (a block past N computes zeros it does not write).
+//
 // Launch: grid = (ceil(M / NTOK), ceil(N / 128), SPLITS), block = 384 threads, dynamic shared
 // memory Int8Tile<NTOK, STAGES>::SMEM_BYTES. Parameters: the tensor maps of Xq and CB (int8, boxes
-// of 128 columns by NTOK and by 128 rows, 128-byte swizzle), absmax [M] f32, SCB [N] f32, bias [N]
+// of 128 columns by NTOK (NTOK / 2 for the pairs) and by 128 rows, 128-byte swizzle), absmax [M] f32, SCB [N] f32, bias [N]
 // or null in the dtype bias_kind names (common.cuh), Xc [M, ldc] T (16-byte aligned, ldc a
 // multiple of 64, rows padded with zeros to whole chunks; Xo there in the dense case), CB [N, ldw]
 // int8 (as the tensor map's), columns [C] int32, outlier_count [1] int32 or null, M, N, K,
@@ -621,7 +630,8 @@ __global__ void __launch_bounds__(THREADS, 1) CLUSTER_ALONG_Y(2) int8_wgmma_pair
   template __global__ void int8_wgmma<T, NTOK, STAGES> SIGNATURE(T);            \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 2> SIGNATURE(T);   \
   template __global__ void int8_wgmma_split<T, NTOK, STAGES, 4> SIGNATURE(T);
-// Token tiles of 32, 64 and 128 by 128 weight rows; stages so that about 160-200 KB are in flight.
+// Token tiles of 32, 64 and 128 by 128 weight rows, and 256 in pairs; stages so that about 160-200
+// KB are in flight.
 #define INSTANTIATE_TILES(T) INSTANTIATE(T, 32, 10) INSTANTIATE(T, 64, 8) INSTANTIATE(T, 128, 6) \
   template __global__ void int8_wgmma_pair<T, 256, 4> SIGNATURE(T);
 INSTANTIATE_TILES(__half)

@@ -999,7 +999,7 @@ def test_int8_wgmma_dense_outlier_part_skips_cold_tiles(
         cuda_backend._layouts.clear()
 
 
-def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pays():
+def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pays(monkeypatch):
     _skip_without_wgmma()
     index = torch.cuda.current_device()
     plan = cuda_backend.int8_wgmma_plan
@@ -1015,11 +1015,19 @@ def test_int8_wgmma_plan_takes_the_smallest_tile_and_splits_k_only_where_that_pa
     general = cuda_backend.plan(index, rows, 4096, 4096, cublas_ok=True, wgmma_ok=True)
     assert general.kernel == "wgmma"
     assert cuda_backend.plan(index, rows, 4096, 4096, cublas_ok=True).kernel != "wgmma"
-    # Beyond INT8_WGMMA_MAX_ROWS only while the 128-token tiles fit one wave; cuBLAS beyond.
+    # Beyond INT8_WGMMA_MAX_ROWS the 128-token tiles while they fit one wave; beyond, from
+    # INT8_WGMMA_PAIR_MIN_ROWS, the 256-token tile (cuBLAS where it is turned off or below).
     many = cuda_backend.INT8_WGMMA_MAX_ROWS + 1
-    assert (
-        cuda_backend.plan(index, many, 1024, 4096, cublas_ok=True, wgmma_ok=True).kernel == "wgmma"
-    )
+    picked = cuda_backend.plan(index, many, 1024, 4096, cublas_ok=True, wgmma_ok=True)
+    assert picked.kernel == "wgmma" and picked.tile_rows <= 128
+    pair = cuda_backend.INT8_WGMMA_PAIR_TILE[0]
+    for m in (cuda_backend.INT8_WGMMA_PAIR_MIN_ROWS, 2048):
+        picked = cuda_backend.plan(index, m, 28672, 8192, cublas_ok=True, wgmma_ok=True)
+        assert (picked.kernel, picked.tile_rows, picked.splits) == ("wgmma", pair, 1), (m, picked)
+    below = cuda_backend.plan(index, 200, 28672, 8192, cublas_ok=True, wgmma_ok=True)
+    assert below.kernel == "cublas", below
+    assert cuda_backend.plan(index, 2048, 28672, 8192, cublas_ok=True).kernel == "cublas"
+    monkeypatch.setattr(cuda_backend, "_PAIR_TILE", False)
     assert (
         cuda_backend.plan(index, 2048, 28672, 8192, cublas_ok=True, wgmma_ok=True).kernel
         == "cublas"

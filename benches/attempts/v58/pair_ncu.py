@@ -4,7 +4,8 @@ epilogue). Run:
 
     ncu --kernel-name regex:"pair|gemm|nvjet|xmma|cutlass" --section SpeedOfLight \\
         --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \\
-        --section LaunchStats --section Occupancy -o /tmp/pair python benches/attempts/v58/pair_ncu.py
+        --section LaunchStats --section Occupancy -o /tmp/pair \\
+        python benches/attempts/v58/pair_ncu.py
 
 and compare the product kernels: tensor pipe and L2 throughput, L2 hit rate, the stall reasons."""
 

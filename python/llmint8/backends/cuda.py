@@ -11,7 +11,9 @@ with K split across blocks when the tiles alone would leave SMs idle. On sm_90 (
 and bf16 calls of aligned operands from INT8_WGMMA_MIN_ROWS rows go to ``int8_wgmma.cu`` instead:
 wgmma int8 fed by TMA with the epilogue and the outlier product fused (`int8_wgmma_plan`), or,
 where that plan leaves K unsplit on a weight of INT8_TOKENS_MIN_WEIGHT_ROWS rows or more, to its
-form with the tokens as wgmma's A operand (``int8_wgmma_tokens.cu``, `int8_tokens_rows`).
+form with the tokens as wgmma's A operand (``int8_wgmma_tokens.cu``, `int8_tokens_rows`); from
+INT8_WGMMA_PAIR_MIN_ROWS rows, where its 128-token tiles take more than one wave, to its 256-token
+tile in pairs of blocks (INT8_WGMMA_PAIR_TILE), not cuBLAS.
 
 A forward makes two allocations (the output and one workspace for the int8 activations, row
 scales, outlier mask, split-K partials and gathered outlier columns), at most one memset and two
@@ -130,11 +132,12 @@ INT8_TOKENS_MIN_WEIGHT_ROWS = 8192
 INT8_WGMMA_TOKEN_COST = 0.001
 K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
-# From this many rows on sm_90 LLM.int8()'s product may run int8_wgmma.cu's 256-token tile (pairs
-# of blocks sharing the tokens' box, the epilogue fused) instead of cuBLAS's GEMM and a separate
-# epilogue: `pair_tile_enabled` (LLMINT8_PAIR_TILE=1 while it is measured).
+# From this many rows on sm_90, where the 128-token tiles do not fit one wave, LLM.int8()'s product
+# runs int8_wgmma.cu's 256-token tile (pairs of blocks sharing the tokens' box, the epilogue
+# fused) instead of cuBLAS's GEMM and the separate MODE 2 epilogue: 15-30% faster at 512-4096 rows
+# on the four benchmark shapes (benches/NOTES.md v58). LLMINT8_PAIR_TILE=0 turns it off.
 INT8_WGMMA_PAIR_MIN_ROWS = 256
-_PAIR_TILE = os.environ.get("LLMINT8_PAIR_TILE", "0") == "1"
+_PAIR_TILE = os.environ.get("LLMINT8_PAIR_TILE", "1") != "0"
 
 
 def pair_tile_enabled() -> bool:
