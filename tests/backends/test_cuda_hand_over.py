@@ -71,7 +71,10 @@ def test_auto_hands_calls_with_many_outlier_columns_to_the_weight_only_product(
         probe = torch.empty(m, k, dtype=dtype, device="cuda")
         above = cuda_backend._hand_over_above(probe, CB, plan)
         dense = cuda_backend._has_dense_part(plan)
-        listed_above = cuda_backend.HAND_OVER_LISTED_ABOVE[tokens]
+        if tokens == cuda_backend.INT8_WGMMA_PAIR_TILE[0]:
+            listed_above = cuda_backend.pair_hand_over_above(m, k)
+        else:
+            listed_above = cuda_backend.HAND_OVER_LISTED_ABOVE[tokens]
         expected_above = cuda_backend.HAND_OVER_DENSE_ABOVE if dense else listed_above
         assert above == expected_above, (plan, above)
         for columns in (0, 5, above, above + 1, 3 * above, k):

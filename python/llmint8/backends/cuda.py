@@ -186,13 +186,19 @@ WGMMA_INT8_FILLS_MAX_ROWS = 16
 # rows 211 us at C = 512, and cross the weight-only product near 100 columns at 32-64 rows, near
 # 200 at 128; benches/NOTES.md v51), by the plan's token tile. LLMINT8_HAND_OVER=0 turns it off.
 HAND_OVER_DENSE_ABOVE = OUTLIER_CHUNK
-HAND_OVER_LISTED_ABOVE = {
-    32: 2 * OUTLIER_CHUNK,
-    64: 2 * OUTLIER_CHUNK,
-    128: 3 * OUTLIER_CHUNK,
-    256: 3 * OUTLIER_CHUNK,
-}
+HAND_OVER_LISTED_ABOVE = {32: 2 * OUTLIER_CHUNK, 64: 2 * OUTLIER_CHUNK, 128: 3 * OUTLIER_CHUNK}
 _HAND_OVER = os.environ.get("LLMINT8_HAND_OVER", "1") != "0"
+
+
+def pair_hand_over_above(m: int, k: int) -> int:
+    """The hand-over limit of int8_wgmma.cu's 256-token tile for m rows of K = k: its listed
+    columns cost the same per tile at any m, the weight-only product at these rows about 1.7x
+    fp16 (benches/NOTES.md v58: the crossover near K / 8 at 512 rows, K / 4 at 2048), so K * m /
+    8192 in whole chunks, at least HAND_OVER_LISTED_ABOVE's 128-token limit, at most K / 4."""
+    limit = min(k * min(m, 2048) // 8192, k // 4) // OUTLIER_CHUNK * OUTLIER_CHUNK
+    return max(HAND_OVER_LISTED_ABOVE[128], limit)
+
+
 # From this many rows (and aligned operands) the weight-only product is weight_only_gemm.cu: a
 # block multiplies up to 128 tokens by each weight tile it stages, where weight_only_linear.cu
 # re-reads the weight per 16 tokens. Below it the per-16-token kernel measured faster on most
@@ -864,6 +870,8 @@ def _hand_over_above(x: Tensor, CB: Tensor, plan_: Plan) -> int:
         return -1
     if _has_dense_part(plan_):
         return HAND_OVER_DENSE_ABOVE
+    if plan_.tile_rows == INT8_WGMMA_PAIR_TILE[0]:
+        return pair_hand_over_above(*x.shape)
     return HAND_OVER_LISTED_ABOVE[plan_.tile_rows]
 
 
