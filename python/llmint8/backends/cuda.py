@@ -192,10 +192,12 @@ _HAND_OVER = os.environ.get("LLMINT8_HAND_OVER", "1") != "0"
 
 def pair_hand_over_above(m: int, k: int) -> int:
     """The hand-over limit of int8_wgmma.cu's 256-token tile for m rows of K = k: its listed
-    columns cost the same per tile at any m, the weight-only product at these rows about 1.7x
-    fp16 (benches/NOTES.md v58: the crossover near K / 8 at 512 rows, K / 4 at 2048), so K * m /
-    8192 in whole chunks, at least HAND_OVER_LISTED_ABOVE's 128-token limit, at most K / 4."""
-    limit = min(k * min(m, 2048) // 8192, k // 4) // OUTLIER_CHUNK * OUTLIER_CHUNK
+    columns cost about 4 us per chunk of 64 and tile, the weight-only product at these rows
+    about 1.7x fp16 (benches/NOTES.md v58's sweep: at 512 rows the crossover between 64 and 512
+    columns on K = 4096, past 512 on K = 8192; at 2048 rows past 512 and before 1024 on K = 4096,
+    before 2048 on K = 8192), so K * m / 8192 in whole chunks, at least HAND_OVER_LISTED_ABOVE's
+    128-token limit, at most K / 8."""
+    limit = min(k * m // 8192, k // 8) // OUTLIER_CHUNK * OUTLIER_CHUNK
     return max(HAND_OVER_LISTED_ABOVE[128], limit)
 
 
