@@ -113,8 +113,6 @@ template <int NTOK, int STAGES> struct Int8Tile {
   static_assert(!DENSE || (XO_BUFFERS >= 2 && SLOTS >= 4), "Xo in flight, and a ring");
   static_assert(NTOK * LDP * 4 <= RING_BYTES, "the partial tile fits in the ring");
   static_assert(NTOK * 2 * CHUNK <= RING_BYTES, "an outlier chunk of Xc fits in the ring");
-  static constexpr int SMEM_BYTES = RING_BYTES + 1024;  // + alignment of the ring to 1024 bytes
-  static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
   static_assert(NTOK % 16 == 0 && NTOK <= 256, "wgmma n");
   // 256-token tiles come in pairs of blocks (a cluster along grid y: two adjacent tiles of weight
   // rows) that share the tokens' box: each block copies half of it into both blocks' rings.
@@ -123,6 +121,16 @@ template <int NTOK, int STAGES> struct Int8Tile {
   // The first outlier chunk held from before the K loop (OutlierChunk): not beside the 256-token
   // tile's 128 int32 sums a thread, which the registers hold only alone.
   static constexpr bool HOLDS_CHUNK = NTOK <= 128;
+  // Instead the pair prepares its first chunk while the K loop runs: the weight's bytes at the
+  // chunk's columns as the fp16 / bf16 A tile (BN rows of 64 values, swizzled) built by the
+  // producer warpgroup's idle warps beside the ring, and Xc's chunk (NTOK tokens x 64) copied
+  // into the ring's slot after the last K stage (both blocks' halves, as the tokens' box).
+  static constexpr int A_BYTES = PAIR > 1 ? BN * 2 * CHUNK : 0;
+  static constexpr int XC_PART = NTOK / PAIR * 2 * CHUNK;  // what each block of a pair copies
+  static_assert(PAIR * XC_PART <= STAGE_BYTES, "Xc's chunk fits a slot");
+  // + alignment of the ring to 1024 bytes; the A tile after the ring (1024-byte aligned too)
+  static constexpr int SMEM_BYTES = RING_BYTES + A_BYTES + 1024;
+  static_assert(SMEM_BYTES <= 227 * 1024, "one block fits an SM");
 };
 constexpr int MAX_XO_BUFFERS = 3;
 
@@ -165,26 +173,10 @@ template <> struct WgmmaS8<128> {
                  : S8_ARGS);
   }
 };
-template <> struct WgmmaS8<256> {
-  static __device__ __forceinline__ void run(int (&d)[128], unsigned long long a, unsigned long long b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8"
-                 " {"
-                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
-                 "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
-                 "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
-                 "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
-                 "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
-                 "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,"
-                 "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p;\n}\n"
-                 : S8_D8(0), S8_D8(8), S8_D8(16), S8_D8(24), S8_D8(32), S8_D8(40), S8_D8(48), S8_D8(56),
-                   S8_D8(64), S8_D8(72), S8_D8(80), S8_D8(88), S8_D8(96), S8_D8(104), S8_D8(112), S8_D8(120)
-                 : S8_ARGS);
-  }
-};
 #undef S8_D8
 #undef S8_ARGS
+#include "wgmma_tokens.cuh"  // both operands in shared memory: the 256-token tile's
+template <> struct WgmmaS8<256> : WgmmaTokensS8<256> {};
 
 // The operands of one chunk of CHUNK outlier columns that a consumer thread (warp `warp` of its
 // warpgroup, whose weight rows start at `rows` in the tile) holds ahead of their use: for the
@@ -362,6 +354,36 @@ __device__ __forceinline__ void multiply_copied_chunk(float (&d)[NTOK / 2], int 
   multiply_staged_chunk<T, NTOK>(d, a, base);
 }
 
+// The pair's first outlier chunk's weight tile (wgmma's A operand), built by 64 threads of the
+// producer warpgroup while the K loop runs: the weight's rows n0 .. n0 + BN at list position t
+// (the thread's) as T, exact (zeros past the list or N), rows of 128 bytes with the 128-byte
+// swizzle at `a_tile`.
+template <typename T>
+__device__ __forceinline__ void build_outlier_weights(unsigned char* a_tile, const signed char* __restrict__ W,
+                                                      int ldw, const int* __restrict__ columns, int outliers, int N,
+                                                      int n0, int t) {
+  const int column = listed(columns, t, outliers), piece = t / 8, within = 2 * (t % 8);
+#pragma unroll 8
+  for (int r = 0; r < BN; ++r) {
+    const int n = n0 + r;
+    const signed char byte = column >= 0 && n < N ? W[static_cast<long long>(n) * ldw + column] : 0;
+    *reinterpret_cast<T*>(a_tile + r * 128 + ((piece ^ (r & 7)) << 4) + within) = from_float<T>(static_cast<float>(byte));
+  }
+}
+
+// d += the prepared chunk's fp16 / bf16 wgmmas, both operands in shared memory: the warpgroup's
+// rows of the A tile at `a` times Xc's chunk at `xc` (NTOK rows of 128 bytes).
+template <typename T, int NTOK>
+__device__ __forceinline__ void multiply_prepared_chunk(float (&d)[NTOK / 2], unsigned a, unsigned xc) {
+  fence_operands(d);
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < CHUNK / 16; ++s) WgmmaTokensSS<NTOK, T>::run(d, descriptor(a + 32 * s), descriptor(xc + 32 * s));
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_operands(d);
+}
+
 // The tokens' box of a stage (K columns from k0 of Xq's rows from m0) into the stage at shared
 // address `stage`, completing on `bar`: a pair's blocks each copy their half into both.
 template <int NTOK, int STAGES>
@@ -453,6 +475,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   // arrivals): read from global memory after the K loop, their round trip cost each tile ~2-6 µs
   // at the end of its stream (benches/NOTES.md v29).
   __shared__ __align__(8) unsigned long long scales_ready;
+  __shared__ __align__(8) unsigned long long a_ready;  // the pair's A tile of its first outlier chunk
   __shared__ float row_scales[NTOK];
   const unsigned raw = smem_address(smem_raw), base = (raw + 1023) & ~1023u;
   unsigned char* ring = smem_raw + (base - raw);
@@ -465,6 +488,7 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
   allow_dependents();
   if (threadIdx.x == 0) {
     barrier_init(smem_address(&scales_ready), 32);
+    barrier_init(smem_address(&a_ready), CHUNK);
     for (int b = 0; b < C::XO_BUFFERS; ++b) {
       barrier_init(smem_address(&xo_full[b]), 1);
       barrier_init(smem_address(&xo_empty[b]), 4 * CONSUMERS);
@@ -497,6 +521,16 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
         copy_tokens<NTOK, STAGES>(base + i * C::STAGE_BYTES, x_map, (first + i) * BK, m0, smem_address(&full[i]));
       for (int i = early; i < count; ++i)
         produce_int8_stage<NTOK, STAGES>(i, full, empty, base, x_map, w_map, (first + i) * BK, m0, n0);
+      if constexpr (C::PAIR > 1) {
+        // The first outlier chunk's Xc (xo_map: Xc's, boxes of 64 columns by NTOK / PAIR tokens)
+        // into the slot after the last K stage, as the tokens' boxes.
+        if (outlier_count != nullptr && *outlier_count > 0) {
+          const unsigned bar = claim_stage<C::SLOTS>(count, full, empty, C::PAIR * C::XC_PART);
+          const unsigned rank = cluster_rank();
+          copy_box_to_blocks(base + (count % C::SLOTS) * C::STAGE_BYTES + rank * C::XC_PART, xo_map, 0,
+                             m0 + rank * (NTOK / C::PAIR), bar, (1u << C::PAIR) - 1);
+        }
+      }
     } else if (threadIdx.x / 32 == 1) {
       wait_for_prerequisites();  // the quantize kernel's absmax
       for (int t = threadIdx.x - 32; t < NTOK; t += 32) row_scales[t] = absmax[min(m0 + t, M - 1)] / 127.0f;
@@ -508,6 +542,14 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       wait_for_prerequisites();  // the gather kernel's Xo, bits and count
       if (outlier_count != nullptr && *outlier_count > CHUNK)
         copy_hot_tiles<C::XO_RING>(xo_map, hot_tiles, first, count, m0, xo_base, C::XO_HALF, xo_full, xo_empty);
+    } else if (C::PAIR > 1 && threadIdx.x >= 64) {
+      wait_for_prerequisites();  // the gather kernel's list and count
+      const int outliers = outlier_count != nullptr ? *outlier_count : 0;
+      if (outliers > 0) {
+        build_outlier_weights<T>(ring + C::RING_BYTES, W, ldw, columns, outliers, N, n0, threadIdx.x - 64);
+        fence_async_shared();  // the stores, seen by the consumers' wgmmas
+        barrier_arrive(smem_address(&a_ready));
+      }
     }
   } else {
     if constexpr (C::PAIR > 1) claim_registers<CONSUMER_REGISTERS>();
@@ -581,8 +623,12 @@ __device__ __forceinline__ void int8_wgmma_gemm(const TensorMap& x_map, const Te
       int c0 = 0;
       if constexpr (C::HOLDS_CHUNK) {
         multiply_outlier_chunk<T, NTOK>(d, held, 0, W, ldw, columns, outliers, N, n0, rows, warp, lane, ring, base);
-        c0 = CHUNK;
+      } else {  // the pair's, prepared while the K loop ran
+        barrier_wait(smem_address(&a_ready), 0);
+        barrier_wait(smem_address(&full[count % C::SLOTS]), (count / C::SLOTS) & 1);
+        multiply_prepared_chunk<T, NTOK>(d, base + C::RING_BYTES + rows * 128, base + (count % C::SLOTS) * C::STAGE_BYTES);
       }
+      c0 = CHUNK;
       for (; c0 < outliers && !C::HOLDS_CHUNK; c0 += CHUNK)
         multiply_copied_chunk<T, NTOK>(d, c0, Xc, ldc, M, m0, W, ldw, columns, outliers, N, n0, rows, warp, lane,
                                        ring, base);

@@ -1,18 +1,20 @@
-"""Writes cuda/wgmma_tokens.cuh, the wgmma instructions of int8_wgmma_tokens.cu for its weight-row
-counts: WgmmaTokensS8<N> (s8 x s8 -> s32, k 32) and WgmmaTokensSS<N, T> (fp16 / bf16 -> fp32,
-k 16), both operands in shared memory. Run from the repository root:
+"""Writes cuda/wgmma_tokens.cuh, the wgmma instructions with both operands in shared memory that
+int8_wgmma_tokens.cu uses for its weight-row counts and int8_wgmma.cu for its 256-token tile:
+WgmmaTokensS8<N> (s8 x s8 -> s32, k 32) and WgmmaTokensSS<N, T> (fp16 / bf16 -> fp32, k 16). Run
+from the repository root:
 
-    python scripts/gen_wgmma_tokens.py 96 128 224
+    python scripts/gen_wgmma_tokens.py 96 128 224 256
 """
 
 import sys
 
 HEADER = [
-    "// wgmma with both operands in shared memory, for int8_wgmma_tokens.cu (generated for",
-    "// its weight-row counts N): d (64 tokens x N weight rows) += A (64 tokens x k, shared",
-    "// memory) * B (k x N, shared memory), both K-major with the 128-byte swizzle (hopper.cuh's",
-    "// descriptor); s8 x s8 -> s32 (k 32) and fp16 / bf16 -> fp32 (k 16). Included inside its",
-    "// anonymous namespace. Written by scripts/gen_wgmma_tokens.py {counts}.",
+    "// wgmma with both operands in shared memory: d (64 x N) += A (64 x k) * B (k x N), both",
+    "// K-major with the 128-byte swizzle (hopper.cuh's descriptor); s8 x s8 -> s32 (k 32) and",
+    "// fp16 / bf16 -> fp32 (k 16). For int8_wgmma_tokens.cu (64 tokens by N weight rows, N its",
+    "// weight-row counts) and int8_wgmma.cu's 256-token tile (64 weight rows by N = 256 tokens).",
+    "// Included inside each file's anonymous namespace. Written by",
+    "// scripts/gen_wgmma_tokens.py {counts}.",
     "template <int N> struct WgmmaTokensS8;",
     "template <int N, typename T> struct WgmmaTokensSS;",
     '#define TOKENS_R8(i) "+r"(d[i + 0]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), \\',

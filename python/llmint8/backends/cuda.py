@@ -657,7 +657,11 @@ def _int8_wgmma_launch(index, m, n, k, ops: _Operands, tokens: int, splits: int,
     w_map = tensor_map_at(ops.b, torch.int8, n, k, ops.ldb, WGMMA_K_TILE, rows, 128)
     stages = INT8_WGMMA_PAIR_TILE[1] if pair else dict(INT8_WGMMA_TOKEN_TILES)[tokens]
     shared = int8_wgmma_shared_memory(tokens, stages)
-    xo_map = _xo_map(ops, m, k, tokens, dtype_name, x_map)
+    if pair and ops.xc:  # its first outlier chunk's Xc, copied as the tokens' boxes are
+        dtype = next(t for t, name in C_TYPES.items() if name == dtype_name)
+        xo_map = tensor_map_at(ops.xc, dtype, padded, ops.ldc, ops.ldc * 2, 64, box_rows, 128)
+    else:
+        xo_map = _xo_map(ops, m, k, tokens, dtype_name, x_map)
     args = (
         x_map, w_map, xo_map, ops.absmax, ops.scb, ops.bias, ops.bias_kind, ops.xc, ops.ldc, ops.b,
         ops.ldb, ops.wc, ops.count, m, n, k, ops.out, ops.ldo, ops.spent_mask, ops.spent_words,

@@ -659,8 +659,10 @@ INT8_WGMMA_DENSE_TILES = (32, 64)
 
 def int8_wgmma_shared_memory(tokens: int, stages: int) -> int:
     """int8_wgmma.cu's Int8Tile<NTOK, STAGES>::SMEM_BYTES: stages of int8 X and weight tiles
-    (128 bytes of K per row) and 1024 bytes to align the ring."""
-    return stages * (tokens + WGMMA_WEIGHT_ROWS) * WGMMA_K_TILE + 1024
+    (128 bytes of K per row), 1024 bytes to align the ring, and for the 256-token tile the A tile
+    of its first outlier chunk (the weight rows by OUTLIER_CHUNK fp16 / bf16 values)."""
+    a_tile = WGMMA_WEIGHT_ROWS * 2 * OUTLIER_CHUNK if tokens == INT8_WGMMA_PAIR_TILE[0] else 0
+    return stages * (tokens + WGMMA_WEIGHT_ROWS) * WGMMA_K_TILE + a_tile + 1024
 
 
 def int8_wgmma_name(dtype_name: str, tokens: int, splits: int) -> str:
