@@ -135,48 +135,10 @@ template <int NTOK, int STAGES> struct Int8Tile {
 constexpr int MAX_XO_BUFFERS = 3;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define S8_D8(i) "+r"(d[i + 0]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), \
-                 "+r"(d[i + 4]), "+r"(d[i + 5]), "+r"(d[i + 6]), "+r"(d[i + 7])
-#define S8_ARGS "l"(a), "l"(b), "r"(1)
+#include "wgmma_tokens.cuh"  // both operands in shared memory
 
 // d (64 weight rows x N tokens, int32) += A (64 x 32, shared memory) * B (32 x N, shared memory).
-template <int N> struct WgmmaS8;
-template <> struct WgmmaS8<32> {
-  static __device__ __forceinline__ void run(int (&d)[16], unsigned long long a, unsigned long long b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n32k32.s32.s8.s8"
-                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p;\n}\n"
-                 : S8_D8(0), S8_D8(8)
-                 : S8_ARGS);
-  }
-};
-template <> struct WgmmaS8<64> {
-  static __device__ __forceinline__ void run(int (&d)[32], unsigned long long a, unsigned long long b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8"
-                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p;\n}\n"
-                 : S8_D8(0), S8_D8(8), S8_D8(16), S8_D8(24)
-                 : S8_ARGS);
-  }
-};
-template <> struct WgmmaS8<128> {
-  static __device__ __forceinline__ void run(int (&d)[64], unsigned long long a, unsigned long long b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8"
-                 " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
-                 "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
-                 "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p;\n}\n"
-                 : S8_D8(0), S8_D8(8), S8_D8(16), S8_D8(24),
-                   S8_D8(32), S8_D8(40), S8_D8(48), S8_D8(56)
-                 : S8_ARGS);
-  }
-};
-#undef S8_D8
-#undef S8_ARGS
-#include "wgmma_tokens.cuh"  // both operands in shared memory: the 256-token tile's
-template <> struct WgmmaS8<256> : WgmmaTokensS8<256> {};
+template <int N> struct WgmmaS8 : WgmmaTokensS8<N> {};
 
 // The operands of one chunk of CHUNK outlier columns that a consumer thread (warp `warp` of its
 // warpgroup, whose weight rows start at `rows` in the tile) holds ahead of their use: for the

@@ -1,9 +1,9 @@
 // wgmma with both operands in shared memory: d (64 x N) += A (64 x k) * B (k x N), both
 // K-major with the 128-byte swizzle (hopper.cuh's descriptor); s8 x s8 -> s32 (k 32) and
 // fp16 / bf16 -> fp32 (k 16). For int8_wgmma_tokens.cu (64 tokens by N weight rows, N its
-// weight-row counts) and int8_wgmma.cu's 256-token tile (64 weight rows by N = 256 tokens).
+// weight-row counts) and int8_wgmma.cu (64 weight rows by N tokens, its token tiles).
 // Included inside each file's anonymous namespace. Written by
-// scripts/gen_wgmma_tokens.py 96 128 224 256.
+// scripts/gen_wgmma_tokens.py 32 64 96 128 224 256.
 template <int N> struct WgmmaTokensS8;
 template <int N, typename T> struct WgmmaTokensSS;
 #define TOKENS_R8(i) "+r"(d[i + 0]), "+r"(d[i + 1]), "+r"(d[i + 2]), "+r"(d[i + 3]), \
@@ -11,6 +11,27 @@ template <int N, typename T> struct WgmmaTokensSS;
 #define TOKENS_F8(i) "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), \
                      "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
 #define TOKENS_ARGS "l"(a), "l"(b), "r"(1)
+template <> struct WgmmaTokensS8<32> {
+  static __device__ __forceinline__ void run(int (&d)[16], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k32.s32.s8.s8 {"
+                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+                 "}, %16, %17, p;\n}\n"
+                 : TOKENS_R8(0), TOKENS_R8(8)
+                 : TOKENS_ARGS);
+  }
+};
+template <> struct WgmmaTokensS8<64> {
+  static __device__ __forceinline__ void run(int (&d)[32], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {"
+                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+                 "}, %32, %33, p;\n}\n"
+                 : TOKENS_R8(0), TOKENS_R8(8), TOKENS_R8(16), TOKENS_R8(24)
+                 : TOKENS_ARGS);
+  }
+};
 template <> struct WgmmaTokensS8<96> {
   static __device__ __forceinline__ void run(int (&d)[48], unsigned long long a, unsigned long long b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
@@ -69,6 +90,27 @@ template <> struct WgmmaTokensS8<256> {
                  : TOKENS_ARGS);
   }
 };
+template <> struct WgmmaTokensSS<32, __half> {
+  static __device__ __forceinline__ void run(float (&d)[16], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
+                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+                 "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+                 : TOKENS_F8(0), TOKENS_F8(8)
+                 : TOKENS_ARGS);
+  }
+};
+template <> struct WgmmaTokensSS<64, __half> {
+  static __device__ __forceinline__ void run(float (&d)[32], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+                 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : TOKENS_F8(0), TOKENS_F8(8), TOKENS_F8(16), TOKENS_F8(24)
+                 : TOKENS_ARGS);
+  }
+};
 template <> struct WgmmaTokensSS<96, __half> {
   static __device__ __forceinline__ void run(float (&d)[48], unsigned long long a, unsigned long long b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
@@ -124,6 +166,27 @@ template <> struct WgmmaTokensSS<256, __half> {
                  "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127"
                  "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
                  : TOKENS_F8(0), TOKENS_F8(8), TOKENS_F8(16), TOKENS_F8(24), TOKENS_F8(32), TOKENS_F8(40), TOKENS_F8(48), TOKENS_F8(56), TOKENS_F8(64), TOKENS_F8(72), TOKENS_F8(80), TOKENS_F8(88), TOKENS_F8(96), TOKENS_F8(104), TOKENS_F8(112), TOKENS_F8(120)
+                 : TOKENS_ARGS);
+  }
+};
+template <> struct WgmmaTokensSS<32, __nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&d)[16], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {"
+                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+                 "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+                 : TOKENS_F8(0), TOKENS_F8(8)
+                 : TOKENS_ARGS);
+  }
+};
+template <> struct WgmmaTokensSS<64, __nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&d)[32], unsigned long long a, unsigned long long b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+                 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : TOKENS_F8(0), TOKENS_F8(8), TOKENS_F8(16), TOKENS_F8(24)
                  : TOKENS_ARGS);
   }
 };

@@ -1,9 +1,9 @@
 """Writes cuda/wgmma_tokens.cuh, the wgmma instructions with both operands in shared memory that
-int8_wgmma_tokens.cu uses for its weight-row counts and int8_wgmma.cu for its 256-token tile:
+int8_wgmma_tokens.cu uses for its weight-row counts and int8_wgmma.cu for its token tiles:
 WgmmaTokensS8<N> (s8 x s8 -> s32, k 32) and WgmmaTokensSS<N, T> (fp16 / bf16 -> fp32, k 16). Run
 from the repository root:
 
-    python scripts/gen_wgmma_tokens.py 96 128 224 256
+    python scripts/gen_wgmma_tokens.py 32 64 96 128 224 256
 """
 
 import sys
@@ -12,7 +12,7 @@ HEADER = [
     "// wgmma with both operands in shared memory: d (64 x N) += A (64 x k) * B (k x N), both",
     "// K-major with the 128-byte swizzle (hopper.cuh's descriptor); s8 x s8 -> s32 (k 32) and",
     "// fp16 / bf16 -> fp32 (k 16). For int8_wgmma_tokens.cu (64 tokens by N weight rows, N its",
-    "// weight-row counts) and int8_wgmma.cu's 256-token tile (64 weight rows by N = 256 tokens).",
+    "// weight-row counts) and int8_wgmma.cu (64 weight rows by N tokens, its token tiles).",
     "// Included inside each file's anonymous namespace. Written by",
     "// scripts/gen_wgmma_tokens.py {counts}.",
     "template <int N> struct WgmmaTokensS8;",

@@ -145,12 +145,13 @@ def test_gpus_older_than_sm75_get_a_clear_error(monkeypatch):
 
 def test_wgmma_tokens_header_is_what_its_generator_writes_for_the_tiles():
     """cuda/wgmma_tokens.cuh equals scripts/gen_wgmma_tokens.py's output for the weight-row
-    counts of INT8_TOKENS_TILES and int8_wgmma.cu's 256-token tile (no kernel takes another)."""
+    counts of INT8_TOKENS_TILES and int8_wgmma.cu's token tiles (no kernel takes another)."""
     root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("gen", root / "scripts/gen_wgmma_tokens.py")
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     counts = {rows for rows, _, _ in kernels.INT8_TOKENS_TILES}
-    counts = sorted(counts | {kernels.INT8_WGMMA_PAIR_TILE[0]})
+    tokens = {t for t, _ in kernels.INT8_WGMMA_TOKEN_TILES} | {kernels.INT8_WGMMA_PAIR_TILE[0]}
+    counts = sorted(counts | tokens)
     header = (kernels.KERNEL_DIR / "wgmma_tokens.cuh").read_text()
     assert header == generator.source(counts)
