@@ -134,7 +134,7 @@ K_TILE = 128
 MIN_K_TILES_PER_SPLIT = 4
 # From this many rows on sm_90, where the 128-token tiles do not fit one wave, LLM.int8()'s product
 # runs int8_wgmma.cu's 256-token tile (pairs of blocks sharing the tokens' box, the epilogue
-# fused) instead of cuBLAS's GEMM and the separate MODE 2 epilogue: 15-30% faster at 512-4096 rows
+# fused) instead of cuBLAS's GEMM and the separate MODE 2 epilogue: 13-32% faster at 512-4096 rows
 # on the four benchmark shapes (benches/NOTES.md v58). LLMINT8_PAIR_TILE=0 turns it off.
 INT8_WGMMA_PAIR_MIN_ROWS = 256
 _PAIR_TILE = os.environ.get("LLMINT8_PAIR_TILE", "1") != "0"
